@@ -1,0 +1,228 @@
+"""hatchway's own settings: defaults for the embedded default, a YAML/JSON file, environment
+overrides. A Hatchery ``hatchery.json`` given as a config file is recognised and read unchanged.
+
+Every field is typed; a wrong or unknown field stops start-up with a ConfigError that names the
+file and the field (the CLI prints it and exits 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from launcher.errors import ConfigError
+from launcher.options import HatcheryConfig, load_hatchery_file, parse_hatchery_config
+
+
+@dataclass
+class SessionSettings:
+    mode: str = "dev"  # dev: hatchway's own issuer and JWKS; jwks: Fence (or any JWKS issuer)
+    jwks_url: str = ""  # e.g. https://commons.example.org/user/.well-known/jwks
+    issuer: str = ""  # expected `iss`; dev mode fills in its own
+    audience: str = "gen3"  # must be among the token's `aud`
+    login_url: str = ""  # browsers without a session go here with ?redirect=<url>
+    leeway_seconds: int = 30
+    cookie_name: str = "access_token"
+    jwks_refetch_min_seconds: float = 30.0  # an unknown kid refetches at most this often
+    jwks_cache_seconds: float = 3600.0
+
+
+@dataclass
+class AuthzSettings:
+    mode: str = "all"  # all | allowlist | arborist
+    users: list[str] = field(default_factory=list)  # allowlist mode
+    arborist_url: str = "http://arborist-service"
+    resource: str = "/workspace"
+    service: str = "jupyterhub"
+    cache_seconds: float = 10.0
+    timeout_seconds: float = 5.0
+
+
+@dataclass
+class LocalSettings:
+    stop_grace_seconds: float = 5.0  # SIGTERM → SIGKILL
+    ready_timeout_seconds: float = 120.0
+    probe_interval_seconds: float = 0.2
+    log_dir: str = ""  # defaults to <state_dir>/logs
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    mode: str = "builtin"  # builtin: hatchway relays; envoy: an Envoy relays, hatchway authorizes
+    backend: str = "local"  # local | kubernetes
+    prefix: str = "/lw-workspace"  # the API prefix (Hatchery's sub-dir behind revproxy)
+    proxy_path: str = "proxy"  # the proxy lives at <prefix>/<proxy_path>/
+    public_url: str = ""  # the gateway's external origin, e.g. https://commons.example.org
+    allowed_origins: list[str] = field(default_factory=list)  # extra WebSocket Origins
+    state_dir: str = ".hatchway"
+    dev_login: bool | None = None  # the dev login page; on by default only in dev sessions
+    sessions: SessionSettings = field(default_factory=SessionSettings)
+    authz: AuthzSettings = field(default_factory=AuthzSettings)
+    local: LocalSettings = field(default_factory=LocalSettings)
+    kubernetes: dict[str, Any] = field(default_factory=dict)  # read by the kubernetes backend
+    envoy: dict[str, Any] = field(default_factory=dict)  # read by Envoy mode
+    hatchery_config: str = ""  # path to hatchery.json; default options when empty
+    hatchery: HatcheryConfig | None = field(default=None, repr=False)
+
+    @property
+    def proxy_prefix(self) -> str:
+        return f"{self.prefix.rstrip('/')}/{self.proxy_path.strip('/')}/"
+
+    @property
+    def dev_sessions(self) -> bool:
+        return self.sessions.mode == "dev"
+
+
+_CHOICES = {
+    "mode": ("builtin", "envoy"),
+    "backend": ("local", "kubernetes"),
+    "sessions.mode": ("dev", "jwks"),
+    "authz.mode": ("all", "allowlist", "arborist"),
+}
+_ENV = {"HATCHWAY_HOST": "host", "HATCHWAY_PORT": "port", "HATCHWAY_STATE_DIR": "state_dir",
+        "HATCHWAY_MODE": "mode", "HATCHWAY_BACKEND": "backend",
+        "HATCHWAY_PUBLIC_URL": "public_url"}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(source: str, path: str, tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(source, path, "a mapping", value)
+        return _build(source, tp, value, path + ".")
+    if origin is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(source, path, "a list of strings", value)
+        return list(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(source, path, "a mapping", value)
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(source, path, "true or false", value)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(source, path, "an integer", value)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(source, path, "a number", value)
+        return float(value)
+    if tp is str and not isinstance(value, str):
+        raise ConfigError(source, path, "a string", value)
+    return value
+
+
+def _build(source: str, cls: Any, doc: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.name != "hatchery"}
+    values: dict[str, Any] = {}
+    for key, value in doc.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            raise ConfigError(source, prefix + key, "one of " + ", ".join(sorted(fields)),
+                              "an unknown field")
+        values[name] = _coerce(source, prefix + key, hints[name], value)
+        choices = _CHOICES.get(prefix + name)
+        if choices and values[name] not in choices:
+            raise ConfigError(source, prefix + key, " or ".join(choices), value)
+    return cls(**values)
+
+
+def _deep_merge(into: dict[str, Any], doc: dict[str, Any]) -> None:
+    for key, value in doc.items():
+        k = key.replace("-", "_")
+        if isinstance(value, dict) and isinstance(into.get(k), dict):
+            _deep_merge(into[k], value)
+        else:
+            into[k] = value
+
+
+def _read(path: str) -> Any:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(path, "(file)", "a readable file", exc.strerror) from None
+    try:
+        if path.endswith(".json"):
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(path, f"(line {exc.lineno}, column {exc.colno})", "valid JSON",
+                          exc.msg) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"(line {mark.line + 1}, column {mark.column + 1})" if mark else "(document)"
+        raise ConfigError(path, where, "valid YAML", str(getattr(exc, "problem", exc))) from None
+
+
+def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, str] | None = None,
+                  overrides: dict[str, Any] | None = None) -> Settings:
+    """Defaults, then each file in order, then ``HATCHWAY_*`` variables, then CLI overrides.
+    A file whose top level has ``containers`` is a Hatchery hatchery.json."""
+    merged: dict[str, Any] = {}
+    hatchery: HatcheryConfig | None = None
+    layers: list[tuple[str, dict[str, Any]]] = []
+    for path in paths:
+        doc = _read(path)
+        if doc is None:
+            continue
+        if isinstance(doc, dict) and "containers" in doc:
+            hatchery = parse_hatchery_config(doc, path)
+            continue
+        if not isinstance(doc, dict):
+            raise ConfigError(path, "(top level)", "a mapping of settings", type(doc).__name__)
+        layer = _build(path, Settings, doc)  # checks this file alone, so errors name it
+        if layer.hatchery_config:
+            hatchery = load_hatchery_file(str(Path(path).parent / layer.hatchery_config))
+        layers.append((path, doc))
+    env = os.environ if environ is None else environ
+    env_doc = {name: env[var] for var, name in _ENV.items() if var in env}
+    if "port" in env_doc:
+        port = str(env_doc["port"])
+        env_doc["port"] = int(port) if port.isdigit() else port
+    if env_doc:
+        layers.append(("environment (HATCHWAY_*)", env_doc))
+    if overrides:
+        layers.append(("command line", {k: v for k, v in overrides.items() if v is not None}))
+    for source, doc in layers:
+        _build(source, Settings, doc)
+        _deep_merge(merged, doc)
+    settings: Settings = _build("settings", Settings, merged)
+    settings.hatchery = hatchery
+    if not (0 < settings.port < 65536):
+        raise ConfigError("settings", "port", "a port number 1-65535", settings.port)
+    if settings.sessions.mode == "jwks" and not settings.sessions.jwks_url:
+        raise ConfigError("settings", "sessions.jwks_url", "a JWKS URL when sessions.mode is jwks",
+                          "")
+    return settings

@@ -12,8 +12,8 @@ import hashlib
 import json
 import math
 import struct
-from decimal import Decimal
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 # (json key, Go kind). Kinds: s string, i int, b bool, f32 float32, ls []string,

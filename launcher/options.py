@@ -13,7 +13,8 @@ from .gojson import option_id
 
 # Fields of a container entry and the JSON type each must have. Everything DESIGN.md lists is
 # accepted; unknown keys are kept (Hatchery ignores them too) but reported once.
-_STR, _INT, _LIST, _DICT, _BOOL = "a string", "an integer", "a list of strings", "an object", "a boolean"
+_STR, _INT, _LIST = "a string", "an integer", "a list of strings"
+_DICT, _BOOL = "an object", "a boolean"
 CONTAINER_FIELDS: dict[str, str] = {
     "name": _STR, "cpu-limit": _STR, "memory-limit": _STR, "image": _STR, "pull_policy": _STR,
     "env": _DICT, "target-port": _INT, "args": _LIST, "command": _LIST, "path-rewrite": _STR,
@@ -176,7 +177,8 @@ def parse_hatchery_config(doc: Any, source: str) -> HatcheryConfig:
         _check_authz(source, f"{where}.authz", entry.get("authz"))
         oid = option_id(entry)
         if oid in seen:
-            raise ConfigError(source, f"{where}", "a container entry unlike every other", "a duplicate")
+            raise ConfigError(source, where, "a container entry unlike every other",
+                              "a duplicate")
         seen.add(oid)
         options.append(WorkspaceOption(id=oid, raw=entry))
     return HatcheryConfig(options=options, raw=doc, source=source, unused_fields=unused)

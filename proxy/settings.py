@@ -72,6 +72,7 @@ class Settings:
     local: LocalSettings = field(default_factory=LocalSettings)
     kubernetes: dict[str, Any] = field(default_factory=dict)  # read by the kubernetes backend
     envoy: dict[str, Any] = field(default_factory=dict)  # read by Envoy mode
+    static_routes: dict[str, str] = field(default_factory=dict)  # user → fixed upstream URL
     hatchery_config: str = ""  # path to hatchery.json; default options when empty
     hatchery: HatcheryConfig | None = field(default=None, repr=False)
 
@@ -207,7 +208,7 @@ def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, st
             hatchery = load_hatchery_file(str(Path(path).parent / layer.hatchery_config))
         layers.append((path, doc))
     env = os.environ if environ is None else environ
-    env_doc = {name: env[var] for var, name in _ENV.items() if var in env}
+    env_doc: dict[str, Any] = {name: env[var] for var, name in _ENV.items() if var in env}
     if "port" in env_doc:
         port = str(env_doc["port"])
         env_doc["port"] = int(port) if port.isdigit() else port

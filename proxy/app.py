@@ -1,0 +1,147 @@
+"""The aiohttp application: wires settings, sessions, authorization, the backend, the route
+table and the HTTP surface together. ``build_app(settings)`` is all a server or a test needs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from launcher.backend import Backend
+from launcher.errors import ConfigError
+from launcher.options import HatcheryConfig
+
+from . import api, devlogin, launchpage, progress
+from .activity import ActivityTracker
+from .authz import build_authorizer
+from .devissuer import DevIssuer
+from .gateway import GATEWAY, Gateway
+from .jwks import KeyStore, http_jwks_fetcher
+from .routes import Route, RouteTable
+from .sessions import SessionValidator
+from .settings import Settings
+from .workspace_proxy import CLIENT, proxy_handler
+
+log = logging.getLogger("hatchway")
+DEV_ISSUER_NAME = "hatchway-dev"
+
+
+def dev_issuer(settings: Settings) -> DevIssuer:
+    """The dev issuer the server and ``hatchway token`` share through the state dir."""
+    return DevIssuer(Path(settings.state_dir).expanduser(),
+                     issuer=settings.sessions.issuer or DEV_ISSUER_NAME)
+
+
+def _hatchery(settings: Settings) -> HatcheryConfig:
+    if settings.hatchery is not None:
+        return settings.hatchery
+    from launcher.defaults import default_hatchery_config
+
+    return default_hatchery_config()
+
+
+def _backend(settings: Settings, routes: RouteTable, hatchery: HatcheryConfig) -> Backend:
+    if settings.backend == "kubernetes":
+        try:
+            from launcher.kubernetes import KubernetesBackend
+        except ImportError as exc:  # kubernetes_asyncio is an optional dependency
+            raise ConfigError("settings", "backend", "kubernetes_asyncio installed "
+                              "(pip install 'hatchway[kubernetes]')", str(exc)) from None
+        return KubernetesBackend(routes, settings, hatchery)
+    from launcher.local import LocalBackend
+
+    return LocalBackend(routes, settings.local, proxy_prefix=settings.proxy_prefix,
+                        state_dir=settings.state_dir)
+
+
+def _static_routes(settings: Settings, routes: RouteTable) -> None:
+    for user, url in settings.static_routes.items():
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("settings", f"static_routes.{user}", "an http(s):// URL", url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        routes.set(user, Route(parts.hostname, port, parts.path or "/",
+                               tls=parts.scheme == "https", source="static"))
+
+
+def build_app(settings: Settings) -> web.Application:
+    """The whole gateway as one aiohttp app (no sockets opened until it starts)."""
+    hatchery = _hatchery(settings)
+    routes = RouteTable()
+    _static_routes(settings, routes)
+    http_holder: list[aiohttp.ClientSession] = []
+
+    def http() -> aiohttp.ClientSession:
+        return http_holder[0]
+
+    issuer: DevIssuer | None = None
+    if settings.dev_sessions:
+        issuer = dev_issuer(settings)
+        keys = KeyStore(issuer.fetch_jwks, cache_seconds=settings.sessions.jwks_cache_seconds,
+                        refetch_min_seconds=settings.sessions.jwks_refetch_min_seconds)
+        expected_issuer = issuer.issuer
+    else:
+        keys = KeyStore(http_jwks_fetcher(settings.sessions.jwks_url, http),
+                        cache_seconds=settings.sessions.jwks_cache_seconds,
+                        refetch_min_seconds=settings.sessions.jwks_refetch_min_seconds)
+        # Fence's issuer is its base URL, the JWKS URL without /.well-known/jwks.
+        expected_issuer = settings.sessions.issuer or settings.sessions.jwks_url.removesuffix(
+            "/.well-known/jwks")
+    sessions = SessionValidator(
+        keys, issuer=expected_issuer, audience=settings.sessions.audience,
+        leeway_seconds=settings.sessions.leeway_seconds,
+        cookie_name=settings.sessions.cookie_name)
+    gateway = Gateway(
+        settings=settings, hatchery=hatchery, routes=routes,
+        backend=_backend(settings, routes, hatchery), sessions=sessions,
+        authz=build_authorizer(settings.authz, http), activity=ActivityTracker())
+
+    app = web.Application(handler_args={"max_field_size": 65536})
+    app[GATEWAY] = gateway
+    prefix = settings.prefix.rstrip("/")
+    if issuer is not None:
+        app[devlogin.DEV_ISSUER] = issuer
+        app.router.add_get(f"{prefix}/.well-known/jwks", devlogin.jwks)
+        if settings.dev_login is not False:
+            app.router.add_route("*", f"{prefix}/login", devlogin.login_page)
+            app.router.add_get(f"{prefix}/logout", devlogin.logout)
+    api.add_routes(app, prefix)
+    app.router.add_get("/_status", api.health)
+    app.router.add_get(f"{prefix}/progress", progress.progress)
+    app.router.add_get(f"{prefix}/", launchpage.launch_page)
+    if prefix:
+        app.router.add_get(prefix, _to_launch_page)
+    if settings.mode == "envoy":
+        from .ext_authz import ext_authz_check
+
+        app.router.add_route("*", f"{prefix}/_ext_authz{{tail:.*}}", ext_authz_check)
+    else:
+        app.router.add_route("*", settings.proxy_prefix + "{tail:.*}", proxy_handler)
+        app.router.add_route("*", settings.proxy_prefix.rstrip("/"), proxy_handler)
+
+    async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
+        http_holder.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)))
+        # One pooled client for every upstream: no session per request, no cookie jar
+        # (workspaces' cookies belong to the browser), bodies passed through undecoded.
+        app[CLIENT] = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=30,
+                                           enable_cleanup_closed=True),
+            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        gateway.activity.start()
+        await gateway.backend.start()
+        yield
+        await gateway.backend.close()
+        gateway.activity.stop()
+        await app[CLIENT].close()
+        await http_holder[0].close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def _to_launch_page(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound(request.path + "/")

@@ -1,0 +1,171 @@
+"""The ``hatchway`` command: ``serve`` (the gateway), ``token`` (a dev session for scripts)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from typing import Any
+
+from launcher.errors import ConfigError
+
+from . import __version__
+from .settings import Settings, load_settings
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hatchway", description="Workspace gateway for Gen3-style data commons.")
+    parser.add_argument("--version", action="version", version=f"hatchway {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", action="append", default=[], metavar="FILE",
+                       help="hatchway settings (YAML/JSON) or a Hatchery hatchery.json; "
+                            "repeatable, later files win")
+        p.add_argument("--state-dir", help="where the dev signing key and logs live "
+                                           "(default .hatchway, env HATCHWAY_STATE_DIR)")
+
+    serve = sub.add_parser("serve", help="run the gateway (default: local workspaces, "
+                                         "dev sessions, http://127.0.0.1:8080)")
+    common(serve)
+    serve.add_argument("--host", help="listen address (env HATCHWAY_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (env HATCHWAY_PORT, default 8080)")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
+    serve.add_argument("--log-level", default=os.environ.get("HATCHWAY_LOG_LEVEL", "INFO"))
+
+    token = sub.add_parser("token", help="print a dev session token for USER on stdout")
+    common(token)
+    token.add_argument("user")
+    token.add_argument("--ttl", type=int, default=1200, help="lifetime in seconds (default 1200)")
+
+    envoy = sub.add_parser("envoy-config", help="write an Envoy bootstrap for Envoy mode")
+    common(envoy)
+    envoy.add_argument("--output", "-o", default="-", help="bootstrap file (default stdout)")
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return load_settings(args.config, overrides={"state_dir": args.state_dir, **overrides})
+
+
+def _banner(settings: Settings) -> str:
+    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    base = f"http://{shown_host}:{settings.port}"
+    lines = [f"hatchway {__version__}: {settings.backend} workspaces, {settings.mode} proxy, "
+             f"{'dev' if settings.dev_sessions else 'Fence (JWKS)'} sessions",
+             f"  Open {base}{settings.prefix.rstrip('/')}/ in a browser."]
+    if settings.dev_sessions:
+        lines += [f"  Sign in at {base}{settings.prefix.rstrip('/')}/login with any user name "
+                  "(development mode only),",
+                  "  or get a token for scripts:  hatchway token alice"
+                  + (f" --state-dir {settings.state_dir}" if settings.state_dir != ".hatchway"
+                     else "")
+                  + "   (send it as the access_token cookie or Authorization: Bearer)."]
+    lines.append("  Stop with Ctrl-C.")
+    return "\n".join(lines)
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _run_worker(settings: Settings, reuse_port: bool) -> None:
+    from aiohttp import web
+
+    from .app import build_app
+
+    _install_uvloop()
+    web.run_app(build_app(settings), host=settings.host, port=settings.port,
+                reuse_port=reuse_port or None, print=None, access_log=None,
+                handle_signals=True, shutdown_timeout=5)
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.workers > 1 and settings.backend == "local":
+        raise ConfigError("settings", "workers", "1 with the local backend (its workspaces "
+                          "live in one process); use the kubernetes backend for more",
+                          settings.workers)
+    if settings.hatchery and settings.hatchery.unused_fields and settings.backend == "local":
+        logging.getLogger("hatchway").warning(
+            "%s: %d field(s) mean nothing to the local backend and are ignored: %s",
+            settings.hatchery.source, len(settings.hatchery.unused_fields),
+            ", ".join(settings.hatchery.unused_fields[:8]))
+    from .app import build_app
+
+    build_app(settings)  # fail on bad config before printing the banner or forking
+    print(_banner(settings), flush=True)
+    if settings.workers <= 1:
+        _run_worker(settings, reuse_port=False)
+        return 0
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_run_worker, args=(settings, True), daemon=False)
+             for _ in range(settings.workers)]
+    for p in procs:
+        p.start()
+
+    def stop(*_: object) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid:
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for p in procs:
+        p.join()
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.dev_sessions:
+        raise ConfigError("settings", "sessions.mode", "dev (tokens come from Fence otherwise)",
+                          settings.sessions.mode)
+    from .app import dev_issuer
+
+    print(dev_issuer(settings).mint(args.user, ttl_seconds=args.ttl))
+    return 0
+
+
+def envoy_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from launcher.envoy_config import bootstrap_for_settings
+
+    text = bootstrap_for_settings(settings)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    command = args.command or "serve"
+    if args.command is None:
+        args = _parser().parse_args(["serve", *(argv if argv is not None else sys.argv[1:])])
+    try:
+        return {"serve": serve, "token": token, "envoy-config": envoy_config}[command](args)
+    except ConfigError as exc:
+        print(f"hatchway: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Envoy's HTTP external-authorization check (also Ambassador's ``AuthService``, same protocol).
+
+In Envoy mode a real Envoy relays the workspace traffic and asks hatchway first: it sends the
+request's method, Host, cookie and Authorization to ``<prefix>/_ext_authz`` followed by the
+original path. The answer is the same session check the built-in proxy makes: 200 with the user
+header Envoy adds upstream (and routes by), or the 401 / login redirect / 403 / 503 the client
+should get, which Envoy passes through unchanged.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from yarl import URL
+
+from . import responses
+from .gateway import GATEWAY
+from .session_check import authenticate
+
+DEFAULT_USER_HEADER = "remote_user"
+
+
+def original_target(request: web.Request, mount: str) -> str:
+    """The client's request target: what follows the check's mount point (Envoy appends the
+    original path, query included, to ``path_prefix``), kept in its raw spelling."""
+    raw = request.raw_path
+    rest = raw[len(mount):] if raw.startswith(mount) else request.match_info.get("tail", "")
+    return rest if rest.startswith("/") else "/" + rest
+
+
+async def ext_authz_check(request: web.Request) -> web.StreamResponse:
+    """Answer one check. Mounted (all methods) at ``<prefix>/_ext_authz{tail:.*}``."""
+    gateway = request.app[GATEWAY]
+    settings = gateway.settings
+    mount = f"{settings.prefix.rstrip('/')}/_ext_authz"
+    # Judge the client's request, not this check: a browser's login redirect must bring it
+    # back to the workspace URL it asked for, on the scheme it used.
+    scheme = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    client_view = request.clone(rel_url=URL(original_target(request, mount), encoded=True),
+                                scheme=scheme if scheme in ("http", "https") else request.scheme)
+    identity = await authenticate(client_view, gateway)
+    if isinstance(identity, web.StreamResponse):
+        return identity
+    user = identity.user
+    if not user.isprintable():  # a header can't carry it (and it is not a real name)
+        return responses.error(client_view, 403, "this user name cannot be carried in a header")
+    gateway.activity.touch(user)
+    header = str(settings.envoy.get("user_header") or DEFAULT_USER_HEADER)
+    return web.Response(status=200, headers={header: user})

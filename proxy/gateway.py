@@ -1,0 +1,37 @@
+"""The one object every handler reaches through ``app[GATEWAY]``: settings, route table,
+backend, session validator, authorizer, activity tracker and the workspace options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from launcher.backend import Backend
+    from launcher.options import HatcheryConfig
+
+    from .activity import ActivityTracker
+    from .authz import Authorizer
+    from .routes import RouteTable
+    from .sessions import SessionValidator
+    from .settings import Settings
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    hatchery: HatcheryConfig
+    routes: RouteTable
+    backend: Backend
+    sessions: SessionValidator
+    authz: Authorizer
+    activity: ActivityTracker
+    http: aiohttp.ClientSession | None = None  # for JWKS/Arborist, made on startup
+    extras: dict[str, Any] = field(default_factory=dict)  # health reporters etc.
+
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)

@@ -1,0 +1,161 @@
+"""The session check: who is this request from, according to its Fence access token?
+
+Every proxied request passes here, so a token seen before is answered from memory
+(``cached``, a dict lookup) and only a new token pays for the signature check. Rejections carry
+a short reason the user may see; none of them echoes the token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+import jwt
+
+from .jwks import ALGORITHM_KEY_TYPES, KeyStore, KeyStoreUnavailable
+
+_MAX_TOKEN_BYTES = 16 * 1024  # Fence tokens are ~1 KB; a huge one is junk, not worth decoding
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A checked session: the user it names, the token itself (forwarded to Arborist), and
+    when it stops being valid (epoch seconds, the token's ``exp``)."""
+
+    user: str
+    token: str
+    expires_at: float
+
+
+class SessionError(Exception):
+    """No valid session: ``status`` 401 for any bad or absent token, 503 when the issuer's keys
+    can't be fetched (the token may be fine; we can't tell). ``message`` is safe to show."""
+
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+_CLAIM_ERRORS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    # most specific first: several of these subclass DecodeError / InvalidTokenError
+    (jwt.InvalidSignatureError, "token signature invalid"),
+    (jwt.ExpiredSignatureError, "session expired"),
+    (jwt.ImmatureSignatureError, "token not yet valid"),
+    (jwt.InvalidIssuerError, "token issuer not accepted"),
+    (jwt.InvalidAudienceError, "token audience not accepted"),
+    (jwt.InvalidAlgorithmError, "token algorithm does not match its key"),
+    (jwt.InvalidKeyError, "token algorithm does not match its key"),
+)
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"token lacks the {exc.claim} claim"
+    for cls, message in _CLAIM_ERRORS:
+        if isinstance(exc, cls):
+            return message
+    return "malformed token"
+
+
+def _user_of(claims: dict[str, Any]) -> str | None:
+    context = claims.get("context")
+    user = context.get("user") if isinstance(context, dict) else None
+    name = user.get("name") if isinstance(user, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+class SessionValidator:
+    """Checks Fence-style access tokens against one issuer's keys and remembers the good ones
+    until they expire (at most ``cache_size`` of them)."""
+
+    def __init__(self, keys: KeyStore, *, issuer: str, audience: str = "gen3",
+                 leeway_seconds: int = 30, cookie_name: str = "access_token",
+                 cache_size: int = 100_000) -> None:
+        if not issuer:
+            raise ValueError("SessionValidator needs the expected token issuer (iss)")
+        self._keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway_seconds
+        self.cookie_name = cookie_name
+        self._cache_size = max(1, cache_size)
+        self._cache: dict[str, Identity] = {}
+
+    def token_from(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> str | None:
+        """The bearer token of ``Authorization: Bearer <t>``, else the session cookie. Scripts
+        send the header; browsers send the cookie; a script's explicit header wins."""
+        auth = headers.get("Authorization") or headers.get("authorization")
+        if auth:
+            scheme, _, value = auth.strip().partition(" ")
+            value = value.strip()
+            if scheme.lower() == "bearer" and value:
+                return value
+        return cookies.get(self.cookie_name) or None
+
+    def cached(self, token: str) -> Identity | None:
+        """The Identity of a token validated before and still valid, else None. The per-request
+        fast path: a plain dict (cachetools' LRU bookkeeping costs ten times the lookup)."""
+        identity = self._cache.get(token)
+        if identity is None:
+            return None
+        if identity.expires_at + self.leeway > time.time():
+            return identity
+        self._cache.pop(token, None)
+        return None
+
+    async def validate(self, token: str) -> Identity:
+        """The Identity this token proves, or SessionError saying why not."""
+        identity = self.cached(token)
+        if identity is not None:
+            return identity
+        if not token or len(token) > _MAX_TOKEN_BYTES:
+            raise SessionError("malformed token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise SessionError("malformed token") from None
+        alg = header.get("alg")
+        if alg not in ALGORITHM_KEY_TYPES:  # decided before any key is looked up
+            shown = f" '{alg}'" if isinstance(alg, str) and alg.isalnum() and len(alg) <= 10 else ""
+            raise SessionError(f"token algorithm{shown} not allowed")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise SessionError("token names no signing key")
+        try:
+            key = await self._keys.key_for(kid)
+        except KeyStoreUnavailable:
+            raise SessionError("session keys unavailable, try again shortly", 503) from None
+        if key is None:
+            raise SessionError("token signed by an unknown key")
+        if key.key_type != ALGORITHM_KEY_TYPES[alg]:
+            raise SessionError("token algorithm does not match its key")
+        try:
+            claims = jwt.decode(
+                token, key.key, algorithms=[alg], audience=self.audience, issuer=self.issuer,
+                leeway=self.leeway, options={"require": ["exp", "iat", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise SessionError(_reason(exc)) from None
+        if claims.get("pur") != "access":
+            raise SessionError("not an access token")
+        user = _user_of(claims)
+        if user is None:
+            raise SessionError("token names no user")
+        identity = Identity(user=user, token=token, expires_at=float(claims["exp"]))
+        self._remember(identity)
+        return identity
+
+    def _remember(self, identity: Identity) -> None:
+        if len(self._cache) >= self._cache_size:
+            now = time.time() - self.leeway
+            for token in [t for t, i in self._cache.items() if i.expires_at <= now]:
+                del self._cache[token]
+            # still full of live sessions: drop the oldest tenth, so sweeps stay rare
+            excess = len(self._cache) - int(self._cache_size * 0.9)
+            for token in list(islice(self._cache, max(0, excess))):
+                del self._cache[token]
+        self._cache[identity.token] = identity

@@ -1,0 +1,87 @@
+"""The proxy endpoint, ``<prefix>/proxy/…``: session → authorization → route → relay.
+
+The workspace is chosen by the session's user alone, never by anything in the path or headers,
+so no spelling of a request can reach another user's workspace.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
+from . import responses
+from .gateway import GATEWAY, Gateway
+from .headers import upstream_request_headers
+from .http_relay import UpstreamFailed, relay_http
+from .paths import PathError, normalize_path, split_target
+from .session_check import authenticate
+from .ws_relay import relay_websocket
+
+CLIENT = web.AppKey("upstream_client", aiohttp.ClientSession)
+
+
+def _origin_allowed(gateway: Gateway, request: web.Request) -> bool:
+    """Cookie-authenticated WebSockets are open to cross-site hijacking unless the Origin is
+    the gateway's own (or explicitly allowed). Clients that send no Origin are not browsers."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    if origin in gateway.settings.allowed_origins:
+        return True
+    own = gateway.settings.public_url
+    if own:
+        parts = urlsplit(own)
+        return origin == f"{parts.scheme}://{parts.netloc}"
+    host = request.headers.get("Host", "")
+    parsed = urlsplit(origin)
+    return bool(host) and parsed.netloc == host and parsed.scheme in ("http", "https")
+
+
+async def proxy_handler(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    settings = gateway.settings
+    identity = await authenticate(request, gateway)
+    if isinstance(identity, web.StreamResponse):
+        return identity
+    try:
+        path, query = split_target(request.raw_path)
+        path = normalize_path(path)
+    except PathError as exc:
+        return responses.error(request, 400, f"bad request path: {exc}")
+    prefix = settings.proxy_prefix
+    if not path.startswith(prefix):
+        if path + "/" == prefix:
+            raise web.HTTPFound(prefix + query)
+        return responses.error(request, 400, "the request path leaves the workspace proxy")
+    user = identity.user
+    route = gateway.routes.get(user)
+    if route is None:
+        return responses.error(
+            request, 404, "no workspace — launch one", link=(settings.prefix + "/", "Launch one"))
+    if not route.ready:
+        return responses.error(request, 503, "your workspace is still launching; retry shortly",
+                               headers={"Retry-After": "2"})
+    gateway.activity.touch(user)
+    target = f"{route.rewrite}{path[len(prefix):]}{query}"
+    scheme = "https" if route.tls else "http"
+    # encoded=True: the target goes out byte for byte as normalised, never re-quoted.
+    url = URL(f"{scheme}://{route.host}:{route.port}{target}", encoded=True)
+    is_ws = request.headers.get("Upgrade", "").lower() == "websocket"
+    headers = upstream_request_headers(
+        request.headers, user=user, client_ip=request.remote or "", scheme=request.scheme,
+        prefix=prefix, session_token=identity.token, cookie_name=settings.sessions.cookie_name,
+        websocket=is_ws,
+    )
+    client = request.app[CLIENT]
+    try:
+        if is_ws:
+            if not _origin_allowed(gateway, request):
+                return responses.error(request, 403, "cross-origin WebSocket refused")
+            return await relay_websocket(request, client, url, headers,
+                                         lambda: gateway.activity.touch(user))
+        return await relay_http(request, client, url, headers)
+    except UpstreamFailed as exc:
+        return responses.error(request, 502, f"your workspace did not answer: {exc}")

@@ -1,0 +1,135 @@
+"""Shared fixtures: a real gateway on 127.0.0.1 with dev sessions, and real demo workspaces.
+
+Routes for hand-started workspaces are published through the route table's public interface,
+exactly as a backend publishes them; nothing under test is patched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from launcher.demo import make_app as demo_app
+from proxy.app import build_app
+from proxy.devissuer import DevIssuer
+from proxy.devlogin import DEV_ISSUER
+from proxy.gateway import GATEWAY, Gateway
+from proxy.routes import Route
+from proxy.settings import Settings, load_settings
+
+PROXY = "/lw-workspace/proxy/"
+
+
+@dataclass
+class GatewayUnderTest:
+    server: TestServer
+    gateway: Gateway
+    issuer: DevIssuer | None  # None when the gateway checks Fence tokens (jwks mode)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.port}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def token(self, user: str, **kw: Any) -> str:
+        assert self.issuer is not None, "dev tokens need a dev-mode gateway"
+        return self.issuer.mint(user, **kw)
+
+    def cookies(self, user: str) -> dict[str, str]:
+        return {"access_token": self.token(user)}
+
+    def cookie_header(self, user: str) -> dict[str, str]:
+        """For clients that take no ``cookies=`` (WebSocket connects)."""
+        return {"Cookie": f"access_token={self.token(user)}"}
+
+    def publish(self, user: str, server: TestServer, rewrite: str = PROXY) -> None:
+        self.gateway.routes.set(user, Route("127.0.0.1", server.port, rewrite, source="test"))
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {"state_dir": str(tmp_path / "state"),
+                                "local": {"stop_grace_seconds": 2.0}}
+        base.update(overrides)
+        return load_settings([], environ={}, overrides=base)
+    return make
+
+
+@pytest.fixture
+async def start_gateway(
+    aiohttp_server: Any, make_settings: Callable[..., Settings]
+) -> Callable[..., Any]:
+    async def start(**overrides: Any) -> GatewayUnderTest:
+        app = build_app(make_settings(**overrides))
+        server = await aiohttp_server(app, host="127.0.0.1")
+        return GatewayUnderTest(server, app[GATEWAY], app.get(DEV_ISSUER))
+    return start
+
+
+@pytest.fixture
+async def gw(start_gateway: Callable[..., Any]) -> GatewayUnderTest:
+    return await start_gateway()
+
+
+@pytest.fixture
+async def demo_workspace(aiohttp_server: Any) -> Callable[[], Any]:
+    """Start a real demo workspace (the one the local backend launches) on a free port."""
+    async def start() -> TestServer:
+        return await aiohttp_server(demo_app(PROXY), host="127.0.0.1")
+    return start
+
+
+@pytest.fixture
+async def two_workspaces(gw: GatewayUnderTest,
+                         demo_workspace: Callable[[], Any]) -> GatewayUnderTest:
+    """alice's and bob's workspaces both running and routed."""
+    gw.publish("alice", await demo_workspace())
+    gw.publish("bob", await demo_workspace())
+    return gw
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        yield session
+
+
+async def raw_request(port: int, head: str, body: bytes = b"") -> tuple[int, bytes]:
+    """Send a request exactly as written (no client normalises the path) and read the answer;
+    returns (status, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    status = int(data.split(b" ", 2)[1])
+    return status, data.partition(b"\r\n\r\n")[2]
+
+
+@pytest.fixture
+def recording_upstream(aiohttp_server: Any) -> Callable[[], Any]:
+    """An upstream that records every request it receives (to prove none got through)."""
+    async def start() -> tuple[TestServer, list[web.Request]]:
+        seen: list[web.Request] = []
+
+        async def record(request: web.Request) -> web.Response:
+            seen.append(request)
+            return web.Response(text="reached")
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", record)
+        return await aiohttp_server(app, host="127.0.0.1"), seen
+    return start

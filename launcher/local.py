@@ -1,0 +1,315 @@
+"""The local backend: each user's workspace is a process group on this machine.
+
+It is what the embedded default runs on a laptop, through the same API and route table as
+Kubernetes: ``launch`` publishes a not-ready route at once, a probe flips it to ready, and the
+route goes the moment the process exits. The backend owns its children: terminate and close
+end whole process groups (SIGTERM, then SIGKILL after the grace period), so nothing outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from proxy.routes import Route, RouteTable
+from proxy.settings import LocalSettings
+
+from .backend import LAUNCHING, NOT_FOUND, RUNNING, STOPPED, TERMINATING, WorkspaceStatus
+from .errors import BackendError, WorkspaceExists
+from .names import escape
+from .options import WorkspaceOption
+from .processes import end_group, free_port, parse_memory
+
+if sys.platform != "win32":
+    import resource
+
+log = logging.getLogger("hatchway.local")
+HOST = "127.0.0.1"
+
+
+@dataclass(eq=False)
+class _Workspace:
+    user: str
+    option: WorkspaceOption
+    process: asyncio.subprocess.Process
+    route: Route
+    probe_url: str
+    started: float
+    ready: bool = False
+    stopping: bool = False  # SIGTERM sent (terminate, ready timeout, or leftovers after exit)
+    terminating: bool = False  # terminate() asked: forgotten once the group is gone
+    detail: str = ""
+    prober: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[None] | None = None
+    stop_task: asyncio.Task[None] | None = None
+
+    @property
+    def exited(self) -> bool:
+        return self.process.returncode is not None
+
+
+def describe_exit(returncode: int) -> str:
+    """asyncio reports death by signal as a negative return code."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = str(-returncode)
+        return f"workspace killed by signal {name}"
+    return f"workspace exited with status {returncode}"
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", value)
+    return text
+
+
+class LocalBackend:
+    """Starts workspaces as local processes, one per user, and reports them as Hatchery would
+    report pods."""
+
+    name = "local"
+
+    def __init__(self, routes: RouteTable, settings: LocalSettings, *, proxy_prefix: str,
+                 state_dir: str, workspace_type: str = "Local") -> None:
+        self._routes = routes
+        self._settings = settings
+        self._proxy_prefix = proxy_prefix
+        self._state_dir = Path(state_dir)
+        self._log_dir = Path(settings.log_dir) if settings.log_dir else self._state_dir / "logs"
+        self._workspace_type = workspace_type
+        self._workspaces: dict[str, _Workspace] = {}
+        self._spawning: set[str] = set()
+        self._http: aiohttp.ClientSession | None = None
+
+    def log_path(self, user: str) -> Path:
+        """Where ``user``'s workspace writes stdout and stderr (appended across launches)."""
+        return self._log_dir / f"{escape(user)}.log"
+
+    def workdir(self, user: str) -> Path:
+        return self._state_dir / "workspaces" / escape(user)
+
+    async def start(self) -> None:
+        """Nothing to recover: local workspaces never outlive the backend."""
+
+    async def close(self) -> None:
+        users = list(self._workspaces)
+        await asyncio.gather(*(self.terminate(u) for u in users), return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def launch(self, user: str, option: WorkspaceOption, token: str | None) -> None:
+        # ``token`` is the user's credential: it is deliberately never given to the workspace.
+        current = self._workspaces.get(user)
+        if user in self._spawning or (current is not None and not current.exited):
+            raise WorkspaceExists(f"a workspace for {user!r} already exists")
+        self._spawning.add(user)
+        try:
+            if current is not None:  # an exited workspace is replaced by the new one
+                await asyncio.shield(self._begin_stop(current))
+                self._workspaces.pop(user, None)
+            ws = await self._spawn(user, option)
+        finally:
+            self._spawning.discard(user)
+        self._workspaces[user] = ws
+        self._routes.set(user, ws.route)
+        ws.watcher = asyncio.create_task(self._watch(ws), name=f"watch {user}")
+        ws.prober = asyncio.create_task(self._probe(ws), name=f"probe {user}")
+        log.info("launched %r for %s: pid %d, port %d", option.name, user, ws.process.pid,
+                 ws.route.port)
+
+    async def status(self, user: str) -> WorkspaceStatus:
+        ws = self._workspaces.get(user)
+        status = WorkspaceStatus(workspace_type=self._workspace_type)
+        if ws is None:
+            status.status = NOT_FOUND
+            return status
+        status.idle_time_limit = ws.option.idle_time_limit
+        status.detail = ws.detail
+        if ws.terminating or (ws.stopping and not ws.exited):
+            status.status = TERMINATING
+        elif ws.exited:
+            status.status = STOPPED
+            code = ws.process.returncode or 0
+            terminated: dict[str, Any] = {"exitCode": code} if code >= 0 else {"signal": -code}
+            terminated["reason"] = "Completed" if code == 0 else "Error"
+            status.container_states = [
+                {"name": ws.option.name, "state": {"terminated": terminated}, "ready": False}]
+        elif ws.ready:
+            status.status = RUNNING
+        else:
+            status.status = LAUNCHING
+            status.conditions = [{"type": "Ready", "status": "False"}]
+            status.container_states = [{
+                "name": ws.option.name,
+                "state": {"waiting": {"reason": "ContainerCreating"}},
+                "ready": False,
+            }]
+        return status
+
+    async def terminate(self, user: str) -> bool:
+        ws = self._workspaces.get(user)
+        if ws is None:
+            return False
+        ws.terminating = True
+        await asyncio.shield(self._begin_stop(ws))
+        if self._workspaces.get(user) is ws:
+            del self._workspaces[user]
+        log.info("terminated workspace of %s", user)
+        return True
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _spawn(self, user: str, option: WorkspaceOption) -> _Workspace:
+        port = free_port(HOST)
+        rewrite = option.path_rewrite or "/"
+        values = {"port": str(port), "base_url": rewrite, "user": user}
+        argv = [_fill(a, values) for a in option.command + option.args]
+        if not argv:
+            raise BackendError(f"workspace option {option.name!r} has no command to run")
+        limit = self._memory_limit(option)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HATCHWAY_")}
+        env.update({k: _fill(v, values) for k, v in option.env.items()})
+        env.update({
+            "HATCHWAY_PORT": str(port),
+            "HATCHWAY_BASE_URL": rewrite,
+            "HATCHWAY_PROXY_PREFIX": self._proxy_prefix,
+            "HATCHWAY_USER": user,
+            "REMOTE_USER": user,
+        })
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        cwd = self.workdir(user)
+        try:
+            cwd.mkdir(parents=True, exist_ok=True)
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+            logfile = self.log_path(user).open("ab")
+        except OSError as exc:
+            raise BackendError(f"cannot prepare the workspace directory for {user!r}: "
+                               f"{exc.filename}: {exc.strerror}") from None
+        with logfile:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            logfile.write(f"--- {stamp} launching {option.name!r}: {argv}\n".encode())
+            logfile.flush()
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=logfile, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            except FileNotFoundError:
+                raise BackendError(f"cannot start workspace {option.name!r}: "
+                                   f"command {argv[0]!r} was not found") from None
+            except PermissionError:
+                raise BackendError(f"cannot start workspace {option.name!r}: "
+                                   f"command {argv[0]!r} is not executable") from None
+            except OSError as exc:
+                raise BackendError(f"cannot start workspace {option.name!r}: "
+                                   f"{argv[0]!r}: {exc.strerror}") from None
+        if limit is not None:
+            self._apply_memory_limit(process.pid, limit)
+        probe = option.ready_probe
+        probe_url = f"http://{HOST}:{port}/{probe.lstrip('/')}" if probe else ""
+        route = Route(host=HOST, port=port, rewrite=rewrite, ready=False, source="local")
+        return _Workspace(user=user, option=option, process=process, route=route,
+                          probe_url=probe_url, started=asyncio.get_running_loop().time())
+
+    @staticmethod
+    def _memory_limit(option: WorkspaceOption) -> int | None:
+        if not option.memory_limit:
+            return None
+        try:
+            return parse_memory(option.memory_limit)
+        except ValueError as exc:
+            raise BackendError(f"workspace option {option.name!r}: {exc}") from None
+
+    @staticmethod
+    def _apply_memory_limit(pid: int, limit: int) -> None:
+        """RLIMIT_DATA set from outside with prlimit (Linux) just after exec, rather than in a
+        ``preexec_fn``, which is unsafe in a process with threads. Skipped elsewhere."""
+        prlimit = getattr(resource, "prlimit", None) if sys.platform != "win32" else None
+        if prlimit is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            prlimit(pid, resource.RLIMIT_DATA, (limit, limit))
+
+    def _publish_ready(self, ws: _Workspace) -> None:
+        ws.ready = True
+        ws.route = dataclasses.replace(ws.route, ready=True)
+        if self._workspaces.get(ws.user) is ws:
+            self._routes.set(ws.user, ws.route)
+
+    def _unpublish(self, ws: _Workspace) -> None:
+        current = self._routes.get(ws.user)
+        if current is not None and current.source == "local" and current.port == ws.route.port:
+            self._routes.remove(ws.user)
+
+    def _begin_stop(self, ws: _Workspace) -> asyncio.Task[None]:
+        """Start ending ``ws``'s process group once; every caller shares the same task."""
+        if ws.stop_task is None:
+            ws.stopping = True
+            self._unpublish(ws)
+            if ws.prober is not None and ws.prober is not asyncio.current_task():
+                ws.prober.cancel()
+            ws.stop_task = asyncio.create_task(self._end(ws), name=f"stop {ws.user}")
+        return ws.stop_task
+
+    async def _end(self, ws: _Workspace) -> None:
+        if await end_group(ws.process.pid, self._settings.stop_grace_seconds):
+            log.warning("workspace of %s ignored SIGTERM for %gs: killed", ws.user,
+                        self._settings.stop_grace_seconds)
+        await ws.process.wait()
+
+    async def _watch(self, ws: _Workspace) -> None:
+        returncode = await ws.process.wait()
+        self._unpublish(ws)
+        if not ws.detail:
+            ws.detail = describe_exit(returncode)
+        if not ws.stopping:
+            log.warning("workspace of %s stopped: %s", ws.user, ws.detail)
+        self._begin_stop(ws)  # ends what the workspace left behind in its group
+
+    async def _probe(self, ws: _Workspace) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = ws.started + self._settings.ready_timeout_seconds
+        while not ws.exited and not ws.stopping:
+            if await self._answers(ws):
+                if not ws.exited and not ws.stopping:
+                    self._publish_ready(ws)
+                return
+            if loop.time() >= deadline:
+                what = f"GET {ws.probe_url}" if ws.probe_url else f"port {ws.route.port}"
+                ws.detail = (f"workspace was not ready within "
+                             f"{self._settings.ready_timeout_seconds:g}s (no answer to {what}); "
+                             "stopped it")
+                log.warning("workspace of %s: %s", ws.user, ws.detail)
+                self._begin_stop(ws)
+                return
+            await asyncio.sleep(self._settings.probe_interval_seconds)
+
+    async def _answers(self, ws: _Workspace) -> bool:
+        """Ready as a Kubernetes HTTP probe sees it (any status below 500), or, with no
+        ready-probe, as a TCP probe: the port accepts connections."""
+        try:
+            async with asyncio.timeout(2.0):
+                if not ws.probe_url:
+                    _, writer = await asyncio.open_connection(HOST, ws.route.port)
+                    writer.close()
+                    await writer.wait_closed()
+                    return True
+                if self._http is None:
+                    self._http = aiohttp.ClientSession()
+                async with self._http.get(ws.probe_url, allow_redirects=False) as resp:
+                    return resp.status < 500
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return False

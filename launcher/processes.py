@@ -1,0 +1,78 @@
+"""Process-group plumbing for local workspaces: each runs in its own session, so signalling
+the group reaches the grandchildren a workspace forks (shells, kernels, terminals)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+from pathlib import Path
+
+_PROC = Path("/proc")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (the workspace binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to every process of the group; False when the group is gone."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """True while some member of the group still runs. Zombies do not count: an orphan's
+    zombie lingers where PID 1 does not reap (some containers), yet it holds no resources."""
+    if not _PROC.is_dir():
+        return signal_group(pgid, 0)
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+async def end_group(pgid: int, grace: float, poll: float = 0.05) -> bool:
+    """SIGTERM the group, give it ``grace`` seconds to go, then SIGKILL what is left.
+    Returns True when SIGKILL was needed."""
+    if not signal_group(pgid, signal.SIGTERM):
+        return False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while loop.time() < deadline:
+        await asyncio.sleep(poll)
+        if not group_alive(pgid):
+            return False
+    return signal_group(pgid, signal.SIGKILL)
+
+
+_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGTPE]i?|k|m)?\s*$")
+_FACTORS = {
+    None: 1, "m": 0.001, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+    "E": 1e18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}
+
+
+def parse_memory(quantity: str) -> int:
+    """A Kubernetes memory quantity ("512Mi", "2Gi", "1G", "500M", "1048576") in bytes.
+    Raises ValueError with the accepted forms."""
+    match = _QUANTITY.match(quantity)
+    if not match:
+        raise ValueError(f"memory-limit {quantity!r} is not a quantity like 512Mi, 2Gi or 1G")
+    return int(float(match.group(1)) * _FACTORS[match.group(2)])

@@ -80,15 +80,23 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def _run_worker(settings: Settings, reuse_port: bool) -> None:
-    from aiohttp import web
-
+async def _serve_until_signalled(settings: Settings, reuse_port: bool) -> None:
     from .app import build_app
+    from .server import start
 
+    running = await start(build_app(settings), settings.host, settings.port,
+                          reuse_port=reuse_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await running.close()
+
+
+def _run_worker(settings: Settings, reuse_port: bool) -> None:
     _install_uvloop()
-    web.run_app(build_app(settings), host=settings.host, port=settings.port,
-                reuse_port=reuse_port or None, print=None, access_log=None,
-                handle_signals=True, shutdown_timeout=5)
+    asyncio.run(_serve_until_signalled(settings, reuse_port))
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from proxy.devissuer import DevIssuer
 from proxy.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY, Gateway
 from proxy.routes import Route
+from proxy.server import Running, start
 from proxy.settings import Settings, load_settings
 
 PROXY = "/lw-workspace/proxy/"
@@ -30,7 +31,7 @@ PROXY = "/lw-workspace/proxy/"
 
 @dataclass
 class GatewayUnderTest:
-    server: TestServer
+    server: Running
     gateway: Gateway
     issuer: DevIssuer | None  # None when the gateway checks Fence tokens (jwks mode)
 
@@ -52,7 +53,7 @@ class GatewayUnderTest:
         """For clients that take no ``cookies=`` (WebSocket connects)."""
         return {"Cookie": f"access_token={self.token(user)}"}
 
-    def publish(self, user: str, server: TestServer, rewrite: str = PROXY) -> None:
+    def publish(self, user: str, server: TestServer | Running, rewrite: str = PROXY) -> None:
         self.gateway.routes.set(user, Route("127.0.0.1", server.port, rewrite, source="test"))
 
 
@@ -68,13 +69,20 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 
 @pytest.fixture
 async def start_gateway(
-    aiohttp_server: Any, make_settings: Callable[..., Settings]
-) -> Callable[..., Any]:
-    async def start(**overrides: Any) -> GatewayUnderTest:
+    make_settings: Callable[..., Settings]
+) -> AsyncIterator[Callable[..., Any]]:
+    """Start gateways exactly as ``hatchway serve`` does (proxy.server.start)."""
+    started: list[Running] = []
+
+    async def start_one(**overrides: Any) -> GatewayUnderTest:
         app = build_app(make_settings(**overrides))
-        server = await aiohttp_server(app, host="127.0.0.1")
-        return GatewayUnderTest(server, app[GATEWAY], app.get(DEV_ISSUER))
-    return start
+        running = await start(app, "127.0.0.1", 0)
+        started.append(running)
+        return GatewayUnderTest(running, app[GATEWAY], app.get(DEV_ISSUER))
+
+    yield start_one
+    for running in started:
+        await running.close()
 
 
 @pytest.fixture

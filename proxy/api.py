@@ -7,6 +7,7 @@ data-portal works unchanged. Identity comes from the session (not a ``REMOTE_USE
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -111,7 +112,9 @@ async def terminate(request: web.Request) -> web.StreamResponse:
     return web.Response(text="Terminated workspace")
 
 
-def _paymodels_not_set(methods: tuple[str, ...]) -> web.Handler:
+def _paymodels_not_set(
+    methods: tuple[str, ...]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
         if request.method not in methods:
             return responses.error(request, 405, f"use {' or '.join(methods)}",

@@ -55,6 +55,13 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     return load_settings(args.config, overrides={"state_dir": args.state_dir, **overrides})
 
 
+def _self_command() -> str:
+    """How the user can run this same hatchway again (``.venv/bin/hatchway`` after make)."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0].endswith("hatchway") else "hatchway"
+    rel = os.path.relpath(argv0) if os.path.isabs(argv0) else argv0
+    return rel if "/" in rel and not rel.startswith("..") else "hatchway"
+
+
 def _banner(settings: Settings) -> str:
     shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
     base = f"http://{shown_host}:{settings.port}"
@@ -64,7 +71,7 @@ def _banner(settings: Settings) -> str:
     if settings.dev_sessions:
         lines += [f"  Sign in at {base}{settings.prefix.rstrip('/')}/login with any user name "
                   "(development mode only),",
-                  "  or get a token for scripts:  hatchway token alice"
+                  f"  or get a token for scripts:  {_self_command()} token alice"
                   + (f" --state-dir {settings.state_dir}" if settings.state_dir != ".hatchway"
                      else "")
                   + "   (send it as the access_token cookie or Authorization: Bearer)."]

@@ -139,6 +139,9 @@ async def health(request: web.Request) -> web.StreamResponse:
         if detail.get("healthy") is False:
             body["status"] = "Unhealthy"
             status_code = 503
+    envoy = gateway.extras.get("envoy")
+    if envoy is not None:
+        body["envoy_config"] = envoy.last_error or "ok"
     return web.json_response(body, status=status_code)
 
 

@@ -114,10 +114,16 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get(f"{prefix}/", launchpage.launch_page)
     if prefix:
         app.router.add_get(prefix, _to_launch_page)
+    envoy_writer = None
     if settings.mode == "envoy":
+        from launcher.envoy_config import writer_for_settings
+
         from .ext_authz import ext_authz_check
 
+        # Envoy relays; hatchway answers its ext_authz checks and keeps its route files current.
         app.router.add_route("*", f"{prefix}/_ext_authz{{tail:.*}}", ext_authz_check)
+        envoy_writer = writer_for_settings(settings, routes)
+        gateway.extras["envoy"] = envoy_writer
     else:
         app.router.add_route("*", settings.proxy_prefix + "{tail:.*}", proxy_handler)
         app.router.add_route("*", settings.proxy_prefix.rstrip("/"), proxy_handler)
@@ -132,9 +138,13 @@ def build_app(settings: Settings) -> web.Application:
             cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         gateway.activity.start()
+        if envoy_writer is not None:
+            await envoy_writer.start()
         await gateway.backend.start()
         yield
         await gateway.backend.close()
+        if envoy_writer is not None:
+            await envoy_writer.stop()
         gateway.activity.stop()
         await app[CLIENT].close()
         await http_holder[0].close()

@@ -5,6 +5,10 @@ request's method, Host, cookie and Authorization to ``<prefix>/_ext_authz`` foll
 original path. The answer is the same session check the built-in proxy makes: 200 with the user
 header Envoy adds upstream (and routes by), or the 401 / login redirect / 403 / 503 the client
 should get, which Envoy passes through unchanged.
+
+As in the built-in proxy, the session credential does not travel on to the workspace: the
+answer hands Envoy the request's ``Cookie`` without the session cookie, and names the headers to
+drop in ``x-envoy-auth-headers-to-remove``.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from yarl import URL
 
 from . import responses
 from .gateway import GATEWAY
+from .headers import strip_session_cookie
 from .session_check import authenticate
+from .sessions import Identity
 
 DEFAULT_USER_HEADER = "remote_user"
+REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
 
 
 def original_target(request: web.Request, mount: str) -> str:
@@ -24,7 +31,7 @@ def original_target(request: web.Request, mount: str) -> str:
     original path, query included, to ``path_prefix``), kept in its raw spelling."""
     raw = request.raw_path
     rest = raw[len(mount):] if raw.startswith(mount) else request.match_info.get("tail", "")
-    return rest if rest.startswith("/") else "/" + rest
+    return "/" + rest.lstrip("/")  # never "//host/...": that would leave the site
 
 
 async def ext_authz_check(request: web.Request) -> web.StreamResponse:
@@ -45,4 +52,26 @@ async def ext_authz_check(request: web.Request) -> web.StreamResponse:
         return responses.error(client_view, 403, "this user name cannot be carried in a header")
     gateway.activity.touch(user)
     header = str(settings.envoy.get("user_header") or DEFAULT_USER_HEADER)
-    return web.Response(status=200, headers={header: user})
+    answer = {header: user, **_credential_edits(request, identity,
+                                                settings.sessions.cookie_name)}
+    return web.Response(status=200, headers=answer)
+
+
+def _credential_edits(request: web.Request, identity: Identity, cookie_name: str
+                      ) -> dict[str, str]:
+    """Headers that make Envoy forward the request without the session credential."""
+    edits: dict[str, str] = {}
+    remove: list[str] = []
+    auth = request.headers.get("Authorization", "")
+    if auth and auth.partition(" ")[2].strip() == identity.token:
+        remove.append("authorization")
+    cookie = request.headers.get("Cookie", "")
+    kept = strip_session_cookie(cookie, cookie_name) if cookie else cookie
+    if kept != cookie:
+        if kept:
+            edits["Cookie"] = kept
+        else:
+            remove.append("cookie")
+    if remove:
+        edits[REMOVE_HEADER] = ",".join(remove)
+    return edits

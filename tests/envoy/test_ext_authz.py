@@ -1,0 +1,141 @@
+"""hatchway's answer to Envoy's ext_authz check: the built-in proxy's session check, judged on
+the client's original request, and the session credential kept from the workspace."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+
+from ..conftest import GatewayUnderTest
+from .conftest import EXT_AUTHZ_PREFIX, PROXY, eventually, running_envoy
+
+CHECK = EXT_AUTHZ_PREFIX + PROXY + "tree?x=1"
+
+
+async def check(gw: GatewayUnderTest, headers: dict[str, str],
+                path: str = CHECK) -> aiohttp.ClientResponse:
+    """Send a check as Envoy does: the original method and path behind the check's prefix."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.get(gw.url(path), headers=headers, allow_redirects=False) as resp:
+            await resp.read()
+            return resp
+
+
+async def test_valid_session_is_admitted_with_the_user_header(
+        start_gateway: Callable[..., Any]) -> None:
+    gw = await start_gateway(mode="envoy")
+    resp = await check(gw, {"Authorization": f"Bearer {gw.token('alice')}"})
+    assert resp.status == 200
+    assert resp.headers["remote_user"] == "alice"
+    assert resp.content_length == 0
+
+
+async def test_bearer_session_token_is_marked_for_removal(
+        start_gateway: Callable[..., Any]) -> None:
+    gw = await start_gateway(mode="envoy")
+    resp = await check(gw, {"Authorization": f"Bearer {gw.token('alice')}"})
+    assert resp.headers["x-envoy-auth-headers-to-remove"] == "authorization"
+
+
+async def test_session_cookie_is_taken_out_of_the_forwarded_cookies(
+        start_gateway: Callable[..., Any]) -> None:
+    gw = await start_gateway(mode="envoy")
+    resp = await check(gw, {"Cookie": f"_xsrf=abc; access_token={gw.token('alice')}; theme=1"})
+    assert resp.status == 200
+    assert resp.headers["Cookie"] == "_xsrf=abc; theme=1"
+    assert "x-envoy-auth-headers-to-remove" not in resp.headers
+
+
+async def test_no_session_answers_401_json(start_gateway: Callable[..., Any]) -> None:
+    gw = await start_gateway(mode="envoy")
+    resp = await check(gw, {"remote_user": "alice"})
+    assert resp.status == 401
+    assert resp.content_type == "application/json"
+    assert "remote_user" not in resp.headers
+
+
+async def test_forged_token_answers_401(start_gateway: Callable[..., Any]) -> None:
+    gw = await start_gateway(mode="envoy")
+    token = gw.token("alice")
+    resp = await check(gw, {"Authorization": f"Bearer {token[:-4]}AAAA"})
+    assert resp.status == 401
+
+
+async def test_browser_without_session_goes_to_login_and_back_to_its_url(
+        start_gateway: Callable[..., Any]) -> None:
+    gw = await start_gateway(mode="envoy")
+    resp = await check(gw, {"Accept": "text/html"})
+    assert resp.status == 302
+    location = urlsplit(resp.headers["Location"])
+    assert location.path == "/lw-workspace/login"
+    assert parse_qs(location.query)["redirect"] == [PROXY + "tree?x=1"]
+
+
+async def test_login_redirect_never_points_off_site(start_gateway: Callable[..., Any]) -> None:
+    gw = await start_gateway(mode="envoy")
+    resp = await check(gw, {"Accept": "text/html"},
+                       path=EXT_AUTHZ_PREFIX + "//evil.example/lw-workspace/proxy/")
+    redirect = parse_qs(urlsplit(resp.headers["Location"]).query)["redirect"]
+    assert redirect == ["/evil.example/lw-workspace/proxy/"]  # a path here, not a host
+
+
+async def test_login_redirect_names_the_original_scheme_and_host(
+        start_gateway: Callable[..., Any]) -> None:
+    gw = await start_gateway(mode="envoy",
+                             sessions={"login_url": "https://commons.example.org/login"})
+    resp = await check(gw, {"Accept": "text/html", "Host": "commons.example.org",
+                            "X-Forwarded-Proto": "https"})
+    assert resp.status == 302
+    redirect = parse_qs(urlsplit(resp.headers["Location"]).query)["redirect"]
+    assert redirect == ["https://commons.example.org" + PROXY + "tree?x=1"]
+
+
+async def test_user_refused_by_authorization_gets_403(start_gateway: Callable[..., Any]) -> None:
+    gw = await start_gateway(mode="envoy", authz={"mode": "allowlist", "users": ["bob"]})
+    resp = await check(gw, {"Authorization": f"Bearer {gw.token('alice')}"})
+    assert resp.status == 403
+    assert "remote_user" not in resp.headers
+
+
+async def test_admitted_check_counts_as_activity(start_gateway: Callable[..., Any]) -> None:
+    gw = await start_gateway(mode="envoy")
+    assert gw.gateway.activity.last_ms("alice") == 0
+    await check(gw, {"Authorization": f"Bearer {gw.token('alice')}"})
+    assert gw.gateway.activity.last_ms("alice") > 0
+
+
+async def test_behind_envoy_the_workspace_sees_the_user_but_not_the_session(
+        start_gateway: Callable[..., Any], aiohttp_server: Any, tmp_path: Path) -> None:
+    gw = await start_gateway(mode="envoy")
+    async with running_envoy(tmp_path, gw.server.port, gw.gateway.routes,
+                             aiohttp_server) as stack:
+        await stack.workspace("alice")
+        cookies = {"Cookie": f"access_token={gw.token('alice')}; theme=1"}
+
+        async def reached() -> bool:
+            async with stack.http.get(stack.url(PROXY + "headers"), headers=cookies) as resp:
+                return resp.status == 200
+        await eventually(reached)
+        async with stack.http.get(stack.url(PROXY + "headers"), headers=cookies) as resp:
+            seen = {k.lower(): v for k, v in (await resp.json())["headers"].items()}
+        assert seen["remote_user"] == "alice"
+        assert seen["cookie"] == "theme=1"
+        bearer = {"Authorization": f"Bearer {gw.token('alice')}"}
+        async with stack.http.get(stack.url(PROXY + "headers"), headers=bearer) as resp:
+            seen = {k.lower(): v for k, v in (await resp.json())["headers"].items()}
+        assert "authorization" not in seen
+
+
+async def test_behind_envoy_a_browser_without_session_is_sent_to_login(
+        start_gateway: Callable[..., Any], aiohttp_server: Any, tmp_path: Path) -> None:
+    gw = await start_gateway(mode="envoy")
+    async with running_envoy(tmp_path, gw.server.port, gw.gateway.routes,
+                             aiohttp_server) as stack:
+        async with stack.http.get(stack.url(PROXY + "tree"), headers={"Accept": "text/html"},
+                                  allow_redirects=False) as resp:
+            assert resp.status == 302
+            assert resp.headers["Location"].startswith("/lw-workspace/login?redirect=")

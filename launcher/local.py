@@ -28,11 +28,25 @@ from proxy.settings import LocalSettings
 from .backend import LAUNCHING, NOT_FOUND, RUNNING, STOPPED, TERMINATING, WorkspaceStatus
 from .errors import BackendError, WorkspaceExists
 from .names import escape
-from .options import WorkspaceOption
+from .options import HatcheryConfig, WorkspaceOption
 from .processes import end_group, free_port, parse_memory
 
 if sys.platform != "win32":
     import resource
+
+
+# What the local backend reads of hatchery.json; everything else is for pods and is ignored.
+LOCAL_FIELDS = frozenset({"name", "cpu-limit", "memory-limit", "env", "args", "command",
+                          "path-rewrite", "ready-probe", "authz", "idle-time-limit"})
+LOCAL_TOP_FIELDS = frozenset({"containers", "sub-dir"})
+
+
+def ignored_fields(config: HatcheryConfig) -> list[str]:
+    """Fields of a hatchery.json that mean nothing to local workspaces (one warning lists them)."""
+    ignored = [k for k in config.raw if k not in LOCAL_TOP_FIELDS]
+    for i, opt in enumerate(config.options):
+        ignored += [f"containers[{i}].{k}" for k in opt.raw if k not in LOCAL_FIELDS]
+    return ignored
 
 log = logging.getLogger("hatchway.local")
 HOST = "127.0.0.1"
@@ -138,7 +152,9 @@ class LocalBackend:
             status.status = NOT_FOUND
             return status
         status.idle_time_limit = ws.option.idle_time_limit
-        status.detail = ws.detail
+        # The exit may be seen here before the watcher has written its sentence down.
+        status.detail = ws.detail or (
+            describe_exit(ws.process.returncode or 0) if ws.exited else "")
         if ws.terminating or (ws.stopping and not ws.exited):
             status.status = TERMINATING
         elif ws.exited:

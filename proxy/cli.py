@@ -114,11 +114,15 @@ def serve(args: argparse.Namespace) -> int:
         raise ConfigError("settings", "workers", "1 with the local backend (its workspaces "
                           "live in one process); use the kubernetes backend for more",
                           settings.workers)
-    if settings.hatchery and settings.hatchery.unused_fields and settings.backend == "local":
-        logging.getLogger("hatchway").warning(
-            "%s: %d field(s) mean nothing to the local backend and are ignored: %s",
-            settings.hatchery.source, len(settings.hatchery.unused_fields),
-            ", ".join(settings.hatchery.unused_fields[:8]))
+    if settings.hatchery is not None and settings.backend == "local":
+        from launcher.local import ignored_fields
+
+        ignored = ignored_fields(settings.hatchery)
+        if ignored:
+            logging.getLogger("hatchway").warning(
+                "%s: %d field(s) mean nothing to the local backend and are ignored: %s%s",
+                settings.hatchery.source, len(ignored), ", ".join(ignored[:8]),
+                ", …" if len(ignored) > 8 else "")
     from .app import build_app
 
     build_app(settings)  # fail on bad config before printing the banner or forking

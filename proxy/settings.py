@@ -220,6 +220,8 @@ def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, st
         _build(source, Settings, doc)
         _deep_merge(merged, doc)
     settings: Settings = _build("settings", Settings, merged)
+    if hatchery is None and settings.hatchery_config:  # given on the command line / env
+        hatchery = load_hatchery_file(settings.hatchery_config)
     settings.hatchery = hatchery
     if not (0 < settings.port < 65536):
         raise ConfigError("settings", "port", "a port number 1-65535", settings.port)

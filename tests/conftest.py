@@ -54,6 +54,7 @@ class GatewayUnderTest:
         return {"Cookie": f"access_token={self.token(user)}"}
 
     def publish(self, user: str, server: TestServer | Running, rewrite: str = PROXY) -> None:
+        assert server.port is not None
         self.gateway.routes.set(user, Route("127.0.0.1", server.port, rewrite, source="test"))
 
 

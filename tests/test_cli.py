@@ -1,0 +1,213 @@
+"""The ``hatchway`` command as an operator meets it: bad config files stop it with exit status 2
+and one line naming the file and the field (never a traceback); ``hatchway token`` prints a
+session the server accepts; ``hatchway serve`` prints the URL to open."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+import pytest
+
+HATCHWAY = [str(Path(sys.executable).with_name("hatchway"))]
+if not Path(HATCHWAY[0]).exists():
+    HATCHWAY = [sys.executable, "-m", "proxy"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env() -> dict[str, str]:
+    """The user's environment minus hatchway's own variables, so the command's defaults apply."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("HATCHWAY_")}
+
+
+def wait_for_banner_url(out: Path, proc: subprocess.Popen[bytes], within: float = 20) -> str:
+    """The URL ``hatchway serve`` tells a newcomer to open, once that URL answers."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"hatchway serve exited: {out.read_text()}"
+        found = re.search(r"Open (http://([^:/\s]+):(\d+)/\S*) in a browser", out.read_text())
+        if found:
+            try:
+                socket.create_connection((found[2], int(found[3])), timeout=1).close()
+                return found[1]
+            except OSError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"no URL to open in the banner: {out.read_text()!r}")
+
+
+DEMO = {"name": "Demo", "command": [sys.executable, "-m", "launcher.demo", "--port", "{port}",
+                                   "--base-url", "{base_url}"],
+        "path-rewrite": "/lw-workspace/proxy/", "ready-probe": "/lw-workspace/proxy/api/status"}
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HATCHWAY, *args], cwd=cwd, env=clean_env(), capture_output=True,
+                          text=True, timeout=20, check=False)
+
+
+@contextmanager
+def serving(tmp_path: Path, *args: str) -> Iterator[tuple[str, Path]]:
+    """``hatchway serve`` running; yields the URL its banner prints and its stderr file."""
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen([*HATCHWAY, "serve", "--port", str(free_port()), *args],
+                                cwd=tmp_path, env=clean_env(), stdout=stdout, stderr=stderr)
+    try:
+        yield wait_for_banner_url(out, proc), err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+    assert code == 0, f"hatchway serve exited {code} on SIGTERM: {err.read_text()}"
+
+
+def get(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
+    """One plain GET with no redirects followed (urllib would follow them)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
+                     headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(), dict(resp.getheaders())
+    finally:
+        conn.close()
+
+
+# -- bad config ------------------------------------------------------------------------------
+
+BAD_CONFIGS: list[tuple[str, str, Any, str]] = [
+    ("unknown field", "hatchway.yaml", "colour: blue\n", "field 'colour'"),
+    ("wrong type", "hatchway.yaml", 'port: "abc"\n', "field 'port': expected an integer"),
+    ("bad choice", "hatchway.yaml", "mode: foo\n", "field 'mode': expected builtin or envoy"),
+    ("nested unknown field", "hatchway.yaml", "sessions:\n  audince: gen3\n",
+     "field 'sessions.audince'"),
+    ("invalid YAML", "hatchway.yaml", "port: [8080\nmode: builtin\n", "(line 2, column 5)"),
+    ("invalid JSON", "hatchery.json", '{"containers": [', "valid JSON"),
+    ("target-port as a string", "hatchery.json",
+     {"containers": [{"name": "J", "target-port": "8888"}]},
+     "field 'containers[0].target-port': expected an integer"),
+    ("container without a name", "hatchery.json",
+     {"containers": [{"image": "jupyter"}]}, "field 'containers[0].name'"),
+    ("authz version 0.2", "hatchery.json",
+     {"containers": [{"name": "J", "authz": {"version": 0.2,
+                                             "rules": {"resource_paths": ["/w"]}}}]},
+     "field 'containers[0].authz.version': expected 0.1"),
+]
+
+
+@pytest.mark.parametrize(("filename", "content", "says"),
+                         [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS])
+def test_a_bad_config_exits_2_naming_the_file_and_field(
+        tmp_path: Path, filename: str, content: Any, says: str) -> None:
+    path = tmp_path / filename
+    path.write_text(content if isinstance(content, str) else json.dumps(content),
+                    encoding="utf-8")
+    done = run("serve", "--config", str(path), "--port", str(free_port()),
+               "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"hatchway: configuration error: {path}: ") and says in line, line
+    assert done.stdout == ""  # no banner: nothing was served
+
+
+def test_a_missing_config_file_exits_2_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.yaml"
+    done = run("serve", "--config", str(missing), "--port", str(free_port()), cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert str(missing) in line
+
+
+def test_a_bad_port_option_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    done = run("serve", "--port", "abc", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "--port" in done.stderr
+
+
+# -- token -----------------------------------------------------------------------------------
+
+def test_token_prints_one_jwt_alone_on_stdout(tmp_path: Path) -> None:
+    done = run("token", "alice", "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    [token] = done.stdout.splitlines()
+    assert len(token.split(".")) == 3
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["context"]["user"]["name"] == "alice" and claims["pur"] == "access"
+
+
+def test_the_server_accepts_a_token_from_the_same_state_dir(tmp_path: Path) -> None:
+    state = str(tmp_path / "state")
+    token = run("token", "alice", "--state-dir", state, cwd=tmp_path).stdout.strip()
+    with serving(tmp_path, "--state-dir", state) as (url, _):
+        status, body, _ = get(url + "status", Authorization=f"Bearer {token}")
+        assert status == 200 and json.loads(body)["status"] == "Not Found"
+        status, _, _ = get(url + "status", Authorization=f"Bearer {token}x")
+        assert status == 401
+
+
+def test_a_token_from_another_state_dir_is_refused(tmp_path: Path) -> None:
+    token = run("token", "alice", "--state-dir", str(tmp_path / "other"),
+                cwd=tmp_path).stdout.strip()
+    with serving(tmp_path, "--state-dir", str(tmp_path / "state")) as (url, _):
+        status, _, _ = get(url + "status", Authorization=f"Bearer {token}")
+        assert status == 401
+
+
+# -- serve -----------------------------------------------------------------------------------
+
+def test_serve_prints_the_url_of_the_launch_page(tmp_path: Path) -> None:
+    with serving(tmp_path, "--state-dir", str(tmp_path / "state")) as (url, _):
+        assert url.endswith("/lw-workspace/")
+        status, _, headers = get(url, Accept="text/html")
+        assert status == 302 and "/lw-workspace/login" in headers["Location"]
+        banner = (tmp_path / "stdout.txt").read_text()
+        assert "hatchway token alice" in banner  # how to get a session for scripts
+
+
+def test_serve_accepts_hatchery_json_with_one_warning_for_fields_it_ignores(
+        tmp_path: Path) -> None:
+    hatchery = tmp_path / "hatchery.json"
+    hatchery.write_text(json.dumps({
+        "user-namespace": "jupyter-pods", "sub-dir": "/lw-workspace",
+        "sidecar": {"image": "quay.io/cdis/gen3fuse-sidecar:master", "cpu-limit": "0.1"},
+        "containers": [{**DEMO, "image": "quay.io/cdis/jupyter:latest", "target-port": 8888,
+                        "user-uid": 1000, "pull_policy": "Always"}],
+    }), encoding="utf-8")
+    with serving(tmp_path, "--config", str(hatchery),
+                 "--state-dir", str(tmp_path / "state")) as (_, err):
+        warnings = [line for line in err.read_text().splitlines() if "WARNING" in line]
+    assert len(warnings) == 1, warnings
+    assert str(hatchery) in warnings[0] and "image" in warnings[0]
+
+
+def test_serve_runs_in_a_fresh_directory_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    with serving(tmp_path) as (url, err):
+        assert get(url + "_version")[0] == 200
+    assert "Traceback" not in err.read_text()
+    assert (tmp_path / ".hatchway").is_dir()  # the default state dir, relative to where it runs
+

@@ -11,6 +11,7 @@ import aiohttp
 from aiohttp import web
 
 from launcher.backend import Backend
+from launcher.culling import IdleCuller
 from launcher.errors import ConfigError
 from launcher.options import HatcheryConfig
 
@@ -99,6 +100,8 @@ def build_app(settings: Settings) -> web.Application:
         backend=_backend(settings, routes, hatchery), sessions=sessions,
         authz=build_authorizer(settings.authz, http), activity=ActivityTracker())
 
+    culler = IdleCuller(gateway.backend, routes, gateway.activity.last_ms,
+                        interval_seconds=settings.cull_interval_seconds)
     app = web.Application(handler_args={"max_field_size": 65536})
     app[GATEWAY] = gateway
     prefix = settings.prefix.rstrip("/")
@@ -141,7 +144,9 @@ def build_app(settings: Settings) -> web.Application:
         if envoy_writer is not None:
             await envoy_writer.start()
         await gateway.backend.start()
+        culler.start()
         yield
+        await culler.stop()
         await gateway.backend.close()
         if envoy_writer is not None:
             await envoy_writer.stop()

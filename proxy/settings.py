@@ -72,6 +72,7 @@ class Settings:
     local: LocalSettings = field(default_factory=LocalSettings)
     kubernetes: dict[str, Any] = field(default_factory=dict)  # read by the kubernetes backend
     envoy: dict[str, Any] = field(default_factory=dict)  # read by Envoy mode
+    cull_interval_seconds: float = 30.0  # how often idle workspaces are looked for
     static_routes: dict[str, str] = field(default_factory=dict)  # user → fixed upstream URL
     hatchery_config: str = ""  # path to hatchery.json; default options when empty
     hatchery: HatcheryConfig | None = field(default=None, repr=False)

@@ -1,0 +1,53 @@
+"""Idle culling counts what the proxy sees: an idle workspace is terminated after its
+idle-time-limit; WebSocket messages alone keep one alive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from .conftest import PROXY, GatewayUnderTest
+from .test_lifecycle_api import get_json, launch, status_becomes
+
+SHORT_LIVED = {
+    "name": "Demo (culled after 1.5 s idle)",
+    "command": [sys.executable, "-m", "launcher.demo"],
+    "args": ["--port", "{port}", "--base-url", "{base_url}"],
+    "path-rewrite": PROXY, "ready-probe": PROXY + "api/status",
+    "idle-time-limit": 1500,
+}
+
+
+async def _gateway(start_gateway: Any, tmp_path: Path) -> GatewayUnderTest:
+    path = tmp_path / "hatchery.json"
+    path.write_text(json.dumps({"containers": [SHORT_LIVED]}), encoding="utf-8")
+    gw: GatewayUnderTest = await start_gateway(hatchery_config=str(path),
+                                               cull_interval_seconds=0.2)
+    return gw
+
+
+async def test_idle_workspace_is_terminated_after_its_limit(
+        start_gateway: Any, tmp_path: Path, client: aiohttp.ClientSession) -> None:
+    gw = await _gateway(start_gateway, tmp_path)
+    await launch(client, gw, "culled")
+    running = await status_becomes(client, gw, "Running")
+    assert running["idleTimeLimit"] == 1500
+    await status_becomes(client, gw, "Not Found", within=6.0)
+
+
+async def test_websocket_messages_keep_a_workspace_alive(
+        start_gateway: Any, tmp_path: Path, client: aiohttp.ClientSession) -> None:
+    gw = await _gateway(start_gateway, tmp_path)
+    await launch(client, gw, "culled")
+    await status_becomes(client, gw, "Running")
+    async with client.ws_connect(gw.url(PROXY + "echo"), headers=gw.cookie_header("alice")) as ws:
+        for _ in range(12):  # 3.6 s of chatter, more than twice the limit
+            await ws.send_str("still here")
+            await ws.receive_str(timeout=5)
+            await asyncio.sleep(0.3)
+        assert (await get_json(client, gw, "status"))["status"] == "Running"

@@ -25,13 +25,16 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import yaml
 
+from launcher.envoy_admin import EnvoyAdminUnreachable, served_routes_version
 from launcher.errors import ConfigError
 from launcher.names import escape
 from proxy.headers import IDENTITY
@@ -129,10 +132,11 @@ def _cluster(name: str, host: str, port: int, *, connect_timeout_s: float,
     return cluster
 
 
-def _discovery(resources: list[dict[str, Any]]) -> str:
+def _discovery(resources: list[dict[str, Any]], version: str = "") -> str:
     """A DiscoveryResponse document as Envoy's path_config_source reads it."""
     body = json.dumps(resources, sort_keys=True).encode()
-    doc = {"version_info": hashlib.sha256(body).hexdigest()[:16], "resources": resources}
+    doc = {"version_info": version or hashlib.sha256(body).hexdigest()[:16],
+           "resources": resources}
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
@@ -189,9 +193,11 @@ def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
             },
         },
         # Host, method, path and Authorization always go; the session cookie, whether a
-        # browser is asking (for the login redirect) and the original scheme/host too.
+        # browser is asking (for the login redirect), the original scheme/host, and a
+        # WebSocket's Upgrade and Origin (cross-site WebSockets are refused) too.
         "allowed_headers": {"patterns": [
-            {"exact": h} for h in ("cookie", "accept", "x-forwarded-proto", "x-forwarded-host")]},
+            {"exact": h} for h in ("cookie", "accept", "x-forwarded-proto", "x-forwarded-host",
+                                   "origin", "upgrade")]},
         "failure_mode_allow": False,
         "status_on_error": {"code": "ServiceUnavailable"},
         # The route is chosen again after hatchway added the user header: that header is
@@ -306,7 +312,7 @@ class EnvoyConfigWriter:
                  user_header: str = DEFAULT_USER_HEADER,
                  proxy_prefix: str = DEFAULT_PROXY_PREFIX, idle_timeout_s: float = 3600,
                  connect_timeout_s: float = 5, api_passthrough: bool = True,
-                 debounce_s: float = 0.05, retry_s: float = 2.0) -> None:
+                 debounce_s: float = 0.05, retry_s: float = 2.0, admin_url: str = "") -> None:
         self._routes = routes
         self._dir = Path(dynamic_dir).resolve()
         self._user_header = user_header.lower()
@@ -323,6 +329,16 @@ class EnvoyConfigWriter:
         self._subscribed = False
         self.writes = 0  # files replaced so far (health and tests)
         self.last_error = ""
+        # Applied-route tracking: the route file's version is a strictly increasing number
+        # (epoch ms, so it also grows across restarts); each user's entry remembers the version
+        # that last changed it, and Envoy's admin says which version it serves.
+        self._admin_url = admin_url.rstrip("/")
+        self._version = 0
+        self._served = 0
+        self._entries: dict[str, str] = {}
+        self._changed_in: dict[str, int] = {}
+        self._confirm_task: asyncio.Task[None] | None = None
+        self._written_event = asyncio.Event()
 
     # -- building ---------------------------------------------------------------------------
     def _user_route(self, user: str, route: Route) -> dict[str, Any]:
@@ -376,14 +392,63 @@ class EnvoyConfigWriter:
         self._written[name] = text
         self.writes += 1
 
+    def _entry_text(self, user: str, route: Route | None) -> str:
+        return "" if route is None else json.dumps(self._user_route(user, route), sort_keys=True)
+
     def _write_snapshot(self, items: list[tuple[str, Route]]) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)
         wanted = self.clusters(items)
         if set(wanted) - set(self._clusters) or not (self._dir / CDS_FILE).exists():
             self._replace(CDS_FILE, _discovery(list({**self._clusters, **wanted}.values())))
-        self._replace(RDS_FILE, _discovery([self.route_configuration(items)]))
+        entries = {user: self._entry_text(user, route) for user, route in items}
+        changed = {u for u in entries.keys() | self._entries.keys()
+                   if entries.get(u, "") != self._entries.get(u, "")}
+        if changed or RDS_FILE not in self._written:
+            self._version = max(self._version + 1, int(time.time() * 1000))
+            self._replace(RDS_FILE, _discovery([self.route_configuration(items)],
+                                               str(self._version)))
+            for user in changed:
+                self._changed_in[user] = self._version
+            self._entries = entries
         self._replace(CDS_FILE, _discovery(list(wanted.values())))
         self._clusters = wanted
+
+    def applied(self, user: str) -> bool:
+        """Whether Envoy serves the table's current route for ``user`` (always True when no
+        admin address is known or no Envoy answers there: nothing to wait for then)."""
+        if self._entry_text(user, self._routes.get(user)) != self._entries.get(user, ""):
+            return False  # changed in the table, not yet written
+        return not self._admin_url or self._changed_in.get(user, 0) <= self._served
+
+    async def wait_applied(self, user: str, timeout_s: float = 3.0) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self.applied(user):
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def _confirm(self) -> None:
+        """Poll Envoy's admin until it serves the version last written."""
+        async with aiohttp.ClientSession() as session:
+            while True:
+                await self._written_event.wait()
+                self._written_event.clear()
+                target = self._version
+                for _ in range(250):  # 5 s
+                    try:
+                        text = await served_routes_version(session, self._admin_url)
+                    except EnvoyAdminUnreachable:
+                        self._served = target  # no Envoy to wait for: don't hold users back
+                        break
+                    if text.isdigit() and int(text) >= target:
+                        self._served = int(text)
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    self._served = target
+                    log.warning("Envoy has not applied route version %d within 5 s", target)
 
     def write(self) -> None:
         """Write the current table now (synchronously). Raises OSError when it can't."""
@@ -400,13 +465,17 @@ class EnvoyConfigWriter:
             self._routes.subscribe(self._changed)
             self._subscribed = True
         self._task = asyncio.create_task(self._follow(), name="envoy-config-writer")
+        if self._admin_url:
+            self._written_event.set()
+            self._confirm_task = asyncio.create_task(self._confirm(), name="envoy-confirm")
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._confirm_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._confirm_task = None
 
     async def _follow(self) -> None:
         while True:
@@ -415,6 +484,7 @@ class EnvoyConfigWriter:
             self._dirty.clear()
             try:
                 await asyncio.to_thread(self._write_snapshot, list(self._routes.items()))
+                self._written_event.set()
                 self.last_error = ""
             except OSError as exc:
                 self.last_error = f"writing Envoy config in {self._dir}: {exc}"
@@ -497,6 +567,12 @@ def bootstrap_for_settings(settings: Settings) -> str:
                             ext_authz_port=env.hatchway_port)
 
 
+def _admin_client_host(host: str) -> str:
+    if host in _WILDCARDS:
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 def writer_for_settings(settings: Settings, routes: RouteTable) -> EnvoyConfigWriter:
     """The writer ``hatchway serve`` runs in Envoy mode (``await writer.start()`` on startup,
     ``await writer.stop()`` on shutdown)."""
@@ -504,4 +580,5 @@ def writer_for_settings(settings: Settings, routes: RouteTable) -> EnvoyConfigWr
     return EnvoyConfigWriter(routes, env.dynamic_dir, user_header=env.user_header,
                              proxy_prefix=settings.proxy_prefix,
                              idle_timeout_s=env.idle_timeout_s,
-                             api_passthrough=env.api_passthrough)
+                             api_passthrough=env.api_passthrough,
+                             admin_url=f"http://{_admin_client_host(env.admin_host)}:{env.admin_port}")

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from launcher.backend import LAUNCHING, RUNNING
 from launcher.errors import BackendUnavailable, WorkspaceExists
 
 from . import __version__, responses
@@ -91,6 +92,9 @@ async def status(request: web.Request) -> web.StreamResponse:
     except BackendUnavailable as exc:
         return responses.error(request, 503, f"workspace backend unavailable: {exc}",
                                headers={"Retry-After": "5"})
+    envoy = gateway.extras.get("envoy")
+    if st.status == RUNNING and envoy is not None and not envoy.applied(who.user):
+        st.status = LAUNCHING  # Running means reachable: Envoy has not loaded the route yet
     return web.json_response(st.to_json(gateway.activity.last_ms(who.user)))
 
 
@@ -108,6 +112,9 @@ async def terminate(request: web.Request) -> web.StreamResponse:
     if not existed:
         return responses.error(request, 404, "no workspace to terminate")
     gateway.activity.forget(who.user)
+    envoy = gateway.extras.get("envoy")
+    if envoy is not None:  # answer once Envoy no longer routes to it
+        await envoy.wait_applied(who.user)
     log.info("terminated the workspace of %s", who.user)
     return web.Response(text="Terminated workspace")
 

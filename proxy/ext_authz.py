@@ -21,6 +21,7 @@ from .gateway import GATEWAY
 from .headers import strip_session_cookie
 from .session_check import authenticate
 from .sessions import Identity
+from .workspace_proxy import _origin_allowed
 
 DEFAULT_USER_HEADER = "remote_user"
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
@@ -47,6 +48,11 @@ async def ext_authz_check(request: web.Request) -> web.StreamResponse:
     identity = await authenticate(client_view, gateway)
     if isinstance(identity, web.StreamResponse):
         return identity
+    # As in the built-in proxy: a page on another site must not open a WebSocket that rides
+    # on the user's cookie (Envoy forwards Upgrade, Origin and the client's Host).
+    if (request.headers.get("Upgrade", "").lower() == "websocket"
+            and not _origin_allowed(gateway, client_view)):
+        return responses.error(client_view, 403, "cross-origin WebSocket refused")
     user = identity.user
     if not user.isprintable():  # a header can't carry it (and it is not a real name)
         return responses.error(client_view, 403, "this user name cannot be carried in a header")

@@ -1,13 +1,15 @@
 # Two commands do all set-up on a fresh machine:
 #   make serve   – virtualenv + install, then run the embedded default on http://127.0.0.1:8080
-#   make test    – virtualenv + install (+ Chromium from Debian), then the whole test suite
+#   make test    – virtualenv + install (+ chromium, wrk, nginx from Debian), then every test
+#   make bench   – the proxy benchmark against Envoy, nginx and configurable-http-proxy
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench clean
+.PHONY: serve test lint bench clean debs
+DEBS := chromium wrk nginx-light
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,13 +22,21 @@ $(STAMP): pyproject.toml | $(PY)
 serve: $(STAMP)
 	$(VENV)/bin/hatchway serve
 
-/usr/bin/chromium:
-	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+# Debian packages the tests drive for real (the browser test, the benchmark harness's tests).
+debs:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  echo "installing Debian packages:$$missing"; \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
-test: $(STAMP) /usr/bin/chromium
-	$(VENV)/bin/ruff check proxy launcher tests
+test: $(STAMP) debs
+	$(VENV)/bin/ruff check proxy launcher tests benchmarks
 	$(VENV)/bin/pytest -q
+
+bench: $(STAMP) debs
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check proxy launcher tests benchmarks

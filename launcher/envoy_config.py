@@ -115,6 +115,11 @@ def _cluster(name: str, host: str, port: int, *, connect_timeout_s: float,
         "name": name,
         "type": kind,
         "connect_timeout": _duration(connect_timeout_s),
+        # Envoy's default breaker (1,024 connections per cluster) would queue a busy user's
+        # further WebSockets forever, since routes have no timeout; a workspace is one user's.
+        "circuit_breakers": {"thresholds": [{
+            "max_connections": 1_000_000, "max_pending_requests": 1_000_000,
+            "max_requests": 1_000_000}]},
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [{"lb_endpoints": [{"endpoint": {

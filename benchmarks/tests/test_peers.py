@@ -1,0 +1,38 @@
+"""Each proxy peer, really started, routes the benchmark user to the upstream and nobody else."""
+
+from __future__ import annotations
+
+import http.client
+from dataclasses import replace
+
+import pytest
+
+from benchmarks import loadgen
+from benchmarks.peers import Chp, Env, Envoy, Nginx, Peer, Target
+
+
+def _status(target: Target, path: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=10)
+    try:
+        conn.request("GET", path, headers=dict(h.split(": ", 1) for h in target.headers))
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("peer", [Envoy(), Nginx(), Chp()], ids=lambda p: p.name)
+def test_peer_routes_the_bench_user_and_refuses_an_unknown_one(peer: Peer, env: Env) -> None:
+    why = peer.unavailable()
+    if why:
+        pytest.skip(why)
+    target = peer.start(env, ["alice", "bob"], "bob")
+    try:
+        loadgen.sanity_check(target)  # GET, upload, download, WebSocket echo as bob
+        stranger = replace(target, headers=env.headers("mallory"),
+                           prefix=target.prefix.replace("/bob/", "/mallory/"))
+        assert _status(stranger, stranger.prefix + "small") == 404
+    finally:
+        assert target.proc is not None
+        env.children.stop(target.proc)

@@ -32,6 +32,11 @@ async def _may_launch(gateway: Gateway, identity: Identity, paths: list[str]) ->
     return not paths or await gateway.authz.may_launch(identity, paths)
 
 
+def _backend_unavailable(request: web.Request, exc: Exception) -> web.Response:
+    return responses.error(request, 503, f"workspace backend unavailable: {exc}",
+                           headers={"Retry-After": "5"})
+
+
 async def options(request: web.Request) -> web.StreamResponse:
     gateway, who = await _who(request)
     if isinstance(who, web.StreamResponse):
@@ -73,8 +78,7 @@ async def launch(request: web.Request) -> web.StreamResponse:
     except WorkspaceExists as exc:
         return web.Response(status=500, text=f"Error: {exc}")
     except BackendUnavailable as exc:
-        return responses.error(request, 503, f"workspace backend unavailable: {exc}",
-                               headers={"Retry-After": "5"})
+        return _backend_unavailable(request, exc)
     except Exception as exc:  # a backend failure is the user's 500, never a traceback
         log.exception("launch failed for %s", who.user)
         return web.Response(status=500, text=f"Error: {exc}")
@@ -90,8 +94,7 @@ async def status(request: web.Request) -> web.StreamResponse:
     try:
         st = await gateway.backend.status(who.user)
     except BackendUnavailable as exc:
-        return responses.error(request, 503, f"workspace backend unavailable: {exc}",
-                               headers={"Retry-After": "5"})
+        return _backend_unavailable(request, exc)
     envoy = gateway.extras.get("envoy")
     if st.status == RUNNING and envoy is not None and not envoy.applied(who.user):
         st.status = LAUNCHING  # Running means reachable: Envoy has not loaded the route yet
@@ -107,8 +110,7 @@ async def terminate(request: web.Request) -> web.StreamResponse:
     try:
         existed = await gateway.backend.terminate(who.user)
     except BackendUnavailable as exc:
-        return responses.error(request, 503, f"workspace backend unavailable: {exc}",
-                               headers={"Retry-After": "5"})
+        return _backend_unavailable(request, exc)
     if not existed:
         return responses.error(request, 404, "no workspace to terminate")
     gateway.activity.forget(who.user)

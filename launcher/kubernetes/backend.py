@@ -1,0 +1,227 @@
+"""Workspaces as Kubernetes pods, Hatchery's way, with routes fed by watches.
+
+launch: the user's PVC (when the option mounts one; created if missing, kept forever), the
+pod, then the Service. The pod's create is the arbiter: two replicas launching one user at
+once both try, the API server accepts one and answers the other 409, which becomes
+WorkspaceExists as Hatchery answers a second launch. A leftover Service (pod gone, Service not)
+is replaced, as Hatchery does; if the Service cannot be made, the pod is removed again (a pod
+without a Service is unreachable yet would block every relaunch). terminate deletes pod and
+Service with Hatchery's 20 s grace, never the PVC.
+
+Routes: a Service reflector and an EndpointSlice reflector feed the Router; nothing about a
+route lives only in this process, so every replica and every restart sees the same table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from launcher.backend import WorkspaceStatus
+from launcher.errors import BackendError, BackendUnavailable, WorkspaceExists
+from launcher.names import claim_name, pod_name, service_name
+from launcher.options import HatcheryConfig, WorkspaceOption
+
+from . import specs
+from .client import ApiError, Conflict, Gone, KubeClient
+from .config import DEFAULT_NAMESPACE, KubeSettings, parse_kube_settings
+from .progress import ProgressTracker, message
+from .routing import Router
+from .status import workspace_status
+from .watching import DOWN, OK, STALE, Reflector
+
+if TYPE_CHECKING:
+    from proxy.routes import RouteTable
+    from proxy.settings import Settings
+
+log = logging.getLogger("hatchway.kubernetes")
+_STATE_RANK = {OK: 0, "starting": 1, STALE: 2, DOWN: 3}
+
+
+def mapping_annotation(user: str, option: WorkspaceOption, namespace: str,
+                       flavor: str) -> str:
+    """The one call site of the Ambassador Mapping generator (launcher/ambassador.py)."""
+    from launcher.ambassador import mapping_annotation as generate
+
+    return generate(user, option, namespace, flavor)
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(self, routes: RouteTable, settings: Settings, hatchery: HatcheryConfig) -> None:
+        self.routes, self.hatchery = routes, hatchery
+        self.cfg: KubeSettings = parse_kube_settings(settings.kubernetes, settings.envoy)
+        self.namespace = self.cfg.namespace or hatchery.user_namespace or DEFAULT_NAMESPACE
+        self._client: KubeClient | None = None
+        self.services: Reflector | None = None
+        self.slices: Reflector | None = None
+        self.router: Router | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and start the watches; wait (up to one request timeout) for the first
+        list so routes are there when traffic arrives. An unreachable API server does not
+        stop start-up: the watches keep trying and routes appear when it answers."""
+        self._client = await KubeClient.connect(self.cfg, self.namespace)
+        svc_selector = "" if self.cfg.dropin_ambassador else specs.selector()
+        self.services = Reflector(self._client, "services", self.cfg,
+                                  label_selector=svc_selector)
+        self.slices = Reflector(self._client, "endpointslices", self.cfg)
+        self.router = Router(self.routes, self.services, self.slices, namespace=self.namespace,
+                             route_to=self.cfg.route_to, cluster_domain=self.cfg.cluster_domain,
+                             dropin=self.cfg.dropin_ambassador)
+        self.services.start()
+        self.slices.start()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.cfg.request_timeout):
+                await asyncio.gather(self.services.synced.wait(), self.slices.synced.wait())
+
+    async def close(self) -> None:
+        """Stop watching. Pods keep running: they are the cluster's, not this process's."""
+        for reflector in (self.services, self.slices):
+            if reflector is not None:
+                await reflector.stop()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    @property
+    def client(self) -> KubeClient:
+        if self._client is None:
+            raise BackendUnavailable("the Kubernetes backend is not started")
+        return self._client
+
+    # -- Hatchery's verbs --------------------------------------------------------------
+
+    async def launch(self, user: str, option: WorkspaceOption, token: str | None) -> None:
+        pod = specs.pod_spec(user, option, self.hatchery, self.namespace,
+                             self.cfg.gen3_endpoint)
+        try:
+            if specs.needs_claim(option) and await self.client.get(
+                    "persistentvolumeclaims", claim_name(user)) is None:
+                size = str(self.hatchery.raw.get("user-volume-size") or
+                           self.cfg.user_volume_size or specs.DEFAULT_VOLUME_SIZE)
+                with contextlib.suppress(Conflict):  # another replica made it just now
+                    await self.client.create("persistentvolumeclaims",
+                                             specs.claim_spec(user, pod, self.namespace, size))
+            try:
+                await self.client.create("pods", pod)
+            except Conflict:
+                raise WorkspaceExists(f"a workspace for {user} already exists") from None
+            service = specs.service_spec(
+                user, option, self.namespace,
+                mapping_annotation(user, option, self.namespace, self.cfg.mapping_flavor))
+            try:
+                try:
+                    await self.client.create("services", service)
+                except Conflict:  # left over from an earlier workspace: Hatchery replaces it
+                    await self.client.delete("services", service_name(user))
+                    await self.client.create("services", service)
+            except BackendError:  # no route without a Service: undo, so a retry can work
+                with contextlib.suppress(BackendError):
+                    await self.client.delete("pods", pod_name(user), 0)
+                raise
+        except ApiError as exc:
+            raise BackendError(f"launching {user}'s workspace failed: {exc}") from None
+
+    async def status(self, user: str) -> WorkspaceStatus:
+        try:
+            pod = await self.client.get("pods", pod_name(user))
+        except ApiError as exc:
+            raise BackendError(f"reading {user}'s workspace failed: {exc}") from None
+        return workspace_status(pod, self.cfg.fail_unschedulable)
+
+    async def terminate(self, user: str) -> bool:
+        try:
+            pod = await self.client.delete("pods", pod_name(user), self.cfg.grace_seconds)
+            svc = await self.client.delete("services", service_name(user),
+                                           self.cfg.grace_seconds)
+        except ApiError as exc:
+            raise BackendError(f"terminating {user}'s workspace failed: {exc}") from None
+        return pod or svc
+
+    # -- what Hatchery lacks -----------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        parts = {r.kind: r.health() for r in (self.services, self.slices) if r is not None}
+        worst = max((p["state"] for p in parts.values()), key=_STATE_RANK.__getitem__,
+                    default="starting")
+        return {
+            "watch": worst,
+            # An unreachable API server is reported but is not "unhealthy": routes keep
+            # serving, and restarting replicas would not bring the API server back.
+            "healthy": all(r.alive for r in (self.services, self.slices) if r is not None),
+            "namespace": self.namespace,
+            "route_to": self.cfg.route_to,
+            "last_event_age_s": min((p["last_event_age_s"] for p in parts.values()),
+                                    default=None),
+            "relists": sum(p["relists"] for p in parts.values()),
+            "watches": parts,
+        }
+
+    async def progress(self, user: str) -> AsyncIterator[dict[str, Any]]:
+        """The launch of ``user``'s workspace as JupyterHub-shaped messages, from the pod and
+        its Events, until it is ready or has failed."""
+        name = pod_name(user)
+        tracker = ProgressTracker(fail_unschedulable=self.cfg.fail_unschedulable)
+        try:
+            pod = await self.client.get("pods", name)
+            events = await self.client.list("events",
+                                            field_selector=f"involvedObject.name={name}")
+        except BackendError as exc:
+            yield message(0, f"cannot follow the launch: {exc}", failed=True)
+            return
+        for msg in tracker.update(pod, events.get("items") or []):
+            yield msg
+        if tracker.done:
+            return
+        queue: asyncio.Queue[tuple[str, dict[str, Any]] | BaseException] = asyncio.Queue()
+        versions = {"pods": str((pod or {}).get("metadata", {}).get("resourceVersion") or ""),
+                    "events": str(events.get("metadata", {}).get("resourceVersion") or "")}
+        selectors = {"pods": f"metadata.name={name}", "events": f"involvedObject.name={name}"}
+        feeds = [asyncio.create_task(self._follow(kind, versions[kind], selectors[kind], queue))
+                 for kind in ("pods", "events")]
+        try:
+            while not tracker.done:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    yield message(tracker.progress, f"lost track of the launch: {item}",
+                                  failed=True)
+                    return
+                kind, event = item
+                if kind == "pods":
+                    pod = None if event["type"] == "DELETED" else event["object"]
+                    msgs = tracker.update(pod)
+                else:
+                    msgs = tracker.update(pod, [event["object"]])
+                for msg in msgs:
+                    yield msg
+        finally:
+            for feed in feeds:
+                feed.cancel()
+            await asyncio.gather(*feeds, return_exceptions=True)
+
+    async def _follow(self, kind: str, version: str, field_selector: str,
+                      queue: asyncio.Queue[tuple[str, dict[str, Any]] | BaseException]) -> None:
+        """One watch for ``progress``, resumed when it ends; errors end the stream."""
+        try:
+            while True:
+                try:
+                    async for event in self.client.watch(
+                            kind, version, field_selector=field_selector,
+                            timeout_seconds=self.cfg.watch_seconds):
+                        meta = event.get("object", {}).get("metadata") or {}
+                        version = str(meta.get("resourceVersion") or version)
+                        if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                            await queue.put((kind, event))
+                except Gone:
+                    version = ""  # replays the current state, which the tracker dedups
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await queue.put(exc)

@@ -1,0 +1,251 @@
+"""The Pod, Service and PersistentVolumeClaim for one user's workspace, as Hatchery builds them
+(``buildPod`` and ``createLocalK8sPod`` in Hatchery's pods.go), plus hatchway's own labels.
+
+The dicts are what Hatchery's Go structs serialise to (``omitempty`` fields left out), with
+three deliberate differences, each because Hatchery's output would be rejected or re-defaulted
+by the API server: volumes without a source are written as the ``emptyDir: {}`` the server
+stores for them; a sidecar is added only when hatchery.json configures one (an image), and its
+``preStop`` hook only when it has a command; a missing cpu or memory limit is left out instead
+of failing the launch. Hatchery's per-user Fence API key (``API_KEY``) is not minted.
+
+hatchway's additions, so every replica can find and route its objects from the API alone:
+labels ``app.kubernetes.io/managed-by: hatchway`` and ``hatchway.gen3.org/user``; Service
+annotations with the user name, the path rewrite and TLS; the option id on the pod.
+
+``gpu`` (a hatchery.json container field without a published schema in Hatchery) is read as
+``{"count": 1, "resource": "nvidia.com/gpu", "node-selector": {...}}``: a limit of ``count`` of
+``resource``, a toleration for the ``resource`` taint GPU node groups carry, and the optional
+node selector merged over Hatchery's ``role: jupyter``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from launcher.names import app_label, claim_name, escape, pod_name, service_name
+from launcher.options import HatcheryConfig, WorkspaceOption
+
+MANAGED_BY = "app.kubernetes.io/managed-by"
+HATCHWAY = "hatchway"
+USER_LABEL = "hatchway.gen3.org/user"
+USER_ANNOTATION = "hatchway.gen3.org/user"
+REWRITE_ANNOTATION = "hatchway.gen3.org/rewrite"
+TLS_ANNOTATION = "hatchway.gen3.org/tls"
+OPTION_ANNOTATION = "hatchway.gen3.org/option"
+AMBASSADOR_ANNOTATION = "getambassador.io/config"
+HATCHERY_CONTAINER = "hatchery-container"
+SIDECAR_CONTAINER = "fuse-container"
+DEFAULT_VOLUME_SIZE = "10Gi"
+_PULL_POLICIES = ("IfNotPresent", "Always", "Never")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def user_label(user: str) -> str:
+    """A label value naming ``user``: the escaped name when it is a valid label value (63
+    characters, alphanumeric ends), else a digest of the name."""
+    value = escape(user)
+    if len(value) <= 63 and _LABEL_VALUE.match(value):
+        return value
+    return "sha256-" + hashlib.sha256(user.encode()).hexdigest()[:48]
+
+
+def selector(user: str | None = None) -> str:
+    """The label selector for hatchway's objects (of one user)."""
+    sel = f"{MANAGED_BY}={HATCHWAY}"
+    return sel if user is None else f"{sel},{USER_LABEL}={user_label(user)}"
+
+
+def _labels(user: str) -> dict[str, str]:
+    return {"app": app_label(user), MANAGED_BY: HATCHWAY, USER_LABEL: user_label(user)}
+
+
+def _env(values: Mapping[str, Any], gen3_endpoint: str) -> list[dict[str, str]]:
+    env = [{"name": str(k), "value": str(v)} for k, v in sorted(values.items())]
+    env.append({"name": "GEN3_ENDPOINT", "value": gen3_endpoint})
+    return [{k: v for k, v in var.items() if v != ""} for var in env]  # Go's omitempty
+
+
+def _resources(cpu: str, memory: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    limits: dict[str, Any] = {}
+    if cpu:
+        limits["cpu"] = cpu
+    if memory:
+        limits["memory"] = memory
+    limits.update(extra or {})
+    return {"limits": dict(limits), "requests": dict(limits)} if limits else {}
+
+
+def _exec(command: list[str]) -> dict[str, Any]:
+    return {"exec": {"command": list(command)}}
+
+
+def _without_empty(container: dict[str, Any]) -> dict[str, Any]:
+    """Go's ``omitempty``; Hatchery's pointer fields (securityContext, lifecycle) stay even
+    when empty."""
+    return {k: v for k, v in container.items()
+            if v is not None and (v not in ("", [], {}) or k in ("securityContext", "lifecycle"))}
+
+
+def _gpu(option: WorkspaceOption) -> tuple[dict[str, Any], dict[str, str], list[dict[str, Any]]]:
+    """(extra limits, extra node selector, extra tolerations) for the option's ``gpu``."""
+    gpu = option.raw.get("gpu") or {}
+    if not gpu:
+        return {}, {}, []
+    resource = str(gpu.get("resource") or "nvidia.com/gpu")
+    count = int(gpu.get("count") or gpu.get("limit") or 1)
+    selector_ = {str(k): str(v) for k, v in (gpu.get("node-selector") or {}).items()}
+    toleration = {"key": resource, "operator": "Exists", "effect": "NoSchedule"}
+    return {resource: count}, selector_, [toleration]
+
+
+def _sidecar(hatchery: HatcheryConfig, shared_memory: bool,
+             gen3_endpoint: str) -> dict[str, Any] | None:
+    side = hatchery.raw.get("sidecar") or {}
+    if not side.get("image"):
+        return None
+    mounts = [{"mountPath": "/data", "name": "shared-data", "mountPropagation": "Bidirectional"},
+              {"mountPath": "/.gen3", "name": "gen3"}]
+    if shared_memory:
+        mounts.append({"mountPath": "/dev/shm", "name": "dshm"})
+    pre_stop = side.get("lifecycle-pre-stop") or []
+    return _without_empty({
+        "name": SIDECAR_CONTAINER,
+        "image": side["image"],
+        "command": list(side.get("command") or []),
+        "args": list(side.get("args") or []),
+        "env": _env(side.get("env") or {}, gen3_endpoint),
+        "resources": _resources(str(side.get("cpu-limit") or ""),
+                                str(side.get("memory-limit") or "")),
+        "volumeMounts": mounts,
+        "lifecycle": {"preStop": _exec(pre_stop)} if pre_stop else None,
+        "imagePullPolicy": "Always",
+        "securityContext": {"privileged": True, "runAsUser": 0, "runAsGroup": 0},
+    })
+
+
+def _workspace(option: WorkspaceOption, gen3_endpoint: str,
+               gpu_limits: Mapping[str, Any]) -> dict[str, Any]:
+    raw = option.raw
+    mounts = [{"mountPath": "/data", "name": "shared-data", "mountPropagation": "HostToContainer"},
+              {"mountPath": str(raw.get("gen3-volume-location") or "/.gen3"), "name": "gen3"}]
+    if raw.get("user-volume-location"):
+        mounts.append({"mountPath": str(raw["user-volume-location"]), "name": "user-data"})
+    lifecycle: dict[str, Any] = {}
+    if raw.get("lifecycle-pre-stop"):
+        lifecycle["preStop"] = _exec(raw["lifecycle-pre-stop"])
+    if raw.get("lifecycle-post-start"):
+        lifecycle["postStart"] = _exec(raw["lifecycle-post-start"])
+    probe: dict[str, Any] = {"port": option.target_port}
+    if option.ready_probe:
+        probe = {"path": option.ready_probe, **probe}
+    policy = str(raw.get("pull_policy") or "")
+    return _without_empty({
+        "name": HATCHERY_CONTAINER,
+        "image": str(raw["image"]),
+        "command": option.command,
+        "args": option.args,
+        "env": _env(option.env, gen3_endpoint),
+        "resources": _resources(str(raw.get("cpu-limit") or ""), option.memory_limit,
+                                gpu_limits),
+        "volumeMounts": mounts,
+        "readinessProbe": {"httpGet": probe},
+        "lifecycle": lifecycle,
+        "imagePullPolicy": policy if policy in _PULL_POLICIES else "IfNotPresent",
+        "securityContext": {"privileged": False},
+    })
+
+
+def pod_spec(user: str, option: WorkspaceOption, hatchery: HatcheryConfig, namespace: str,
+             gen3_endpoint: str = "") -> dict[str, Any]:
+    raw = option.raw
+    shared_memory = str(raw.get("use-shared-memory") or "") == "true"
+    gpu_limits, gpu_selector, gpu_tolerations = _gpu(option)
+    security: dict[str, Any] = {}
+    for key, field in (("runAsUser", "user-uid"), ("runAsGroup", "group-uid"),
+                       ("fsGroup", "fs-gid")):
+        if raw.get(field):
+            security[key] = int(raw[field])
+    volumes: list[dict[str, Any]] = [{"name": "shared-data", "emptyDir": {}},
+                                     {"name": "gen3", "emptyDir": {}}]
+    if shared_memory:
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+    if raw.get("user-volume-location"):
+        volumes.append({"name": "user-data",
+                        "persistentVolumeClaim": {"claimName": claim_name(user)}})
+    containers = [c for c in (_sidecar(hatchery, shared_memory, gen3_endpoint),) if c]
+    if raw.get("image"):
+        containers.append(_workspace(option, gen3_endpoint, gpu_limits))
+    containers.extend(dict(friend) for friend in raw.get("friends") or [])
+    spec: dict[str, Any] = {
+        "volumes": volumes,
+        "containers": containers,
+        "restartPolicy": "Never",
+        "securityContext": security,
+        "enableServiceLinks": False,
+    }
+    node_selector: dict[str, str] = {}
+    tolerations: list[dict[str, Any]] = []
+    if not hatchery.raw.get("skip-node-selector"):
+        node_selector["role"] = "jupyter"
+        tolerations.append({"key": "role", "operator": "Equal", "value": "jupyter",
+                            "effect": "NoSchedule"})
+    node_selector.update(gpu_selector)
+    tolerations.extend(gpu_tolerations)
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    if tolerations:
+        spec["tolerations"] = tolerations
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(user),
+            "namespace": namespace,
+            "labels": _labels(user),
+            "annotations": {"gen3username": user, OPTION_ANNOTATION: option.id},
+        },
+        "spec": spec,
+    }
+
+
+def service_spec(user: str, option: WorkspaceOption, namespace: str,
+                 mapping: str | None) -> dict[str, Any]:
+    """Hatchery's ClusterIP Service, port 80 → target-port; ``mapping`` is the
+    ``getambassador.io/config`` annotation (None: not written)."""
+    annotations = {USER_ANNOTATION: user, REWRITE_ANNOTATION: option.path_rewrite or "/",
+                   TLS_ANNOTATION: "true" if str(option.raw.get("use-tls") or "").lower()
+                   == "true" else "false"}
+    if mapping is not None:
+        annotations = {AMBASSADOR_ANNOTATION: mapping, **annotations}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": service_name(user), "namespace": namespace,
+                     "labels": _labels(user), "annotations": annotations},
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"app": app_label(user)},
+            "ports": [{"name": pod_name(user), "protocol": "TCP", "port": 80,
+                       "targetPort": option.target_port}],
+        },
+    }
+
+
+def claim_spec(user: str, pod: Mapping[str, Any], namespace: str, size: str) -> dict[str, Any]:
+    """The user's data volume, labelled and annotated as the pod (as Hatchery does)."""
+    meta = pod["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": claim_name(user), "namespace": namespace,
+                     "labels": dict(meta["labels"]), "annotations": dict(meta["annotations"])},
+        "spec": {"accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": size or DEFAULT_VOLUME_SIZE}}},
+    }
+
+
+def needs_claim(option: WorkspaceOption) -> bool:
+    return bool(option.raw.get("user-volume-location"))

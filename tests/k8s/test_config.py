@@ -1,0 +1,51 @@
+"""The ``kubernetes:`` settings: defaults, checked values, clear errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from launcher.errors import ConfigError
+from launcher.kubernetes import KubernetesBackend
+from launcher.kubernetes.config import parse_kube_settings
+from launcher.options import HatcheryConfig
+from proxy.routes import RouteTable
+from proxy.settings import load_settings
+
+
+def test_defaults_are_hatcherys() -> None:
+    cfg = parse_kube_settings({})
+    assert (cfg.route_to, cfg.grace_seconds, cfg.mapping_flavor, cfg.dropin_ambassador) == (
+        "service", 20, "v1", False)
+
+
+def test_mapping_flavor_defaults_to_envoy_mode_choice() -> None:
+    assert parse_kube_settings({}, {"mapping_flavor": "v3alpha1"}).mapping_flavor == "v3alpha1"
+
+
+@pytest.mark.parametrize(("raw", "key"), [
+    ({"route_to": "pods"}, "kubernetes.route_to"),
+    ({"request-timeout": "fast"}, "kubernetes.request-timeout"),
+    ({"colour": "blue"}, "kubernetes.colour"),
+    ({"mapping_flavor": "v9"}, "kubernetes.mapping_flavor"),
+    ({"dropin_ambassador": "yes"}, "kubernetes.dropin_ambassador"),
+])
+def test_bad_values_name_the_key(raw: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        parse_kube_settings(raw)
+
+
+def test_namespace_comes_from_hatchery_json_then_the_default(hatchery: HatcheryConfig) -> None:
+    settings = load_settings([], environ={}, overrides={"backend": "kubernetes"})
+    assert KubernetesBackend(RouteTable(), settings, hatchery).namespace == "jupyter-pods"
+    settings.kubernetes = {"namespace": "other"}
+    assert KubernetesBackend(RouteTable(), settings, hatchery).namespace == "other"
+
+
+async def test_unreadable_kubeconfig_is_a_config_error(hatchery: HatcheryConfig,
+                                                       tmp_path: Path) -> None:
+    settings = load_settings([], environ={}, overrides={
+        "backend": "kubernetes", "kubernetes": {"kubeconfig": str(tmp_path / "missing")}})
+    with pytest.raises(ConfigError, match="kubernetes.kubeconfig"):
+        await KubernetesBackend(RouteTable(), settings, hatchery).start()

@@ -1,0 +1,124 @@
+"""Services → routes: hatchway's own Services, and (drop-in) Services annotated exactly as a Go
+Hatchery annotates them, with no hatchway label at all."""
+
+from __future__ import annotations
+
+from launcher.ambassador import mapping_annotation
+from launcher.kubernetes.routing import parse_mapping
+from launcher.options import parse_hatchery_config
+from proxy.routes import Route, RouteTable
+
+from .conftest import (
+    NAMESPACE,
+    ApiServer,
+    BackendFactory,
+    api_write,
+    endpoint_slice,
+    eventually,
+)
+
+USER = "alice@example.org"
+ESC = "alice-40example-2eorg"
+SERVICE = f"h-{ESC}-s"
+# Hatchery's pods.go ambassadorYaml, filled in as it fills it (use-tls "false").
+HATCHERY_ANNOTATION = f"""---
+apiVersion: ambassador/v1
+kind:  Mapping
+name:  {ESC}-mapping
+prefix: /
+headers:
+  remote_user: {USER}
+service: {SERVICE}.{NAMESPACE}.svc.cluster.local:80
+bypass_auth: true
+timeout_ms: 300000
+use_websocket: true
+rewrite: /lw-workspace/proxy/
+tls: false
+"""
+
+
+def hatchery_service() -> dict[str, object]:
+    """The Service a Go Hatchery creates (createLocalK8sPod), byte for byte in its fields."""
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": SERVICE, "labels": {"app": f"hatchery-{ESC}"},
+                         "annotations": {"getambassador.io/config": HATCHERY_ANNOTATION}},
+            "spec": {"type": "ClusterIP", "selector": {"app": f"hatchery-{ESC}"},
+                     "ports": [{"name": f"hatchery-{ESC}", "protocol": "TCP", "port": 80,
+                                "targetPort": 8888}]}}
+
+
+def test_hatchery_annotation_gives_user_upstream_rewrite_and_tls() -> None:
+    assert parse_mapping(HATCHERY_ANNOTATION) == {
+        "user": USER, "service": f"{SERVICE}.{NAMESPACE}.svc.cluster.local:80",
+        "rewrite": "/lw-workspace/proxy/", "tls": False}
+
+
+def test_emissary_v3alpha1_annotation_reads_the_same() -> None:
+    option = parse_hatchery_config({"containers": [{
+        "name": "j", "image": "i", "path-rewrite": "/lw-workspace/proxy/", "use-tls": "true"}]},
+        "h").options[0]
+    facts = parse_mapping(mapping_annotation(USER, option, NAMESPACE, "v3alpha1"))
+    assert facts is not None
+    assert (facts["user"], facts["rewrite"], facts["tls"]) == (USER, "/lw-workspace/proxy/", True)
+
+
+def test_annotation_without_a_user_match_is_no_route() -> None:
+    assert parse_mapping("---\nkind: Mapping\nprefix: /x/\nservice: a:80\n") is None
+    assert parse_mapping(": not yaml [") is None
+
+
+async def test_dropin_routes_a_hatchery_service_to_its_ready_endpoint(
+        api: ApiServer, make_backend: BackendFactory) -> None:
+    await api_write(api, "POST", "services", hatchery_service())
+    await api_write(api, "POST", "endpointslices",
+                    endpoint_slice(SERVICE, 43210, port_name=f"hatchery-{ESC}"))
+    routes = RouteTable()
+    await make_backend(routes, dropin_ambassador=True, route_to="endpoints")
+    assert await eventually(lambda: routes.get(USER)) == Route(
+        "127.0.0.1", 43210, "/lw-workspace/proxy/", True, False,
+        f"k8s:ambassador/{NAMESPACE}/{SERVICE}")
+
+
+async def test_dropin_in_service_mode_routes_to_the_mappings_service(
+        api: ApiServer, make_backend: BackendFactory) -> None:
+    await api_write(api, "POST", "services", hatchery_service())
+    await api_write(api, "POST", "endpointslices", endpoint_slice(SERVICE, 8888))
+    routes = RouteTable()
+    await make_backend(routes, dropin_ambassador=True)
+    route = await eventually(lambda: routes.get(USER))
+    assert (route.host, route.port, route.ready) == (
+        f"{SERVICE}.{NAMESPACE}.svc.cluster.local", 80, True)
+
+
+async def test_hatchery_services_are_ignored_unless_dropin(
+        api: ApiServer, make_backend: BackendFactory) -> None:
+    await api_write(api, "POST", "services", hatchery_service())
+    routes = RouteTable()
+    backend = await make_backend(routes)
+    assert backend.services is not None and backend.services.synced.is_set()
+    assert routes.get(USER) is None
+
+
+async def test_route_is_not_ready_until_an_endpoint_is(
+        api: ApiServer, make_backend: BackendFactory) -> None:
+    await api_write(api, "POST", "services", hatchery_service())
+    routes = RouteTable()
+    await make_backend(routes, dropin_ambassador=True, route_to="endpoints")
+    route = await eventually(lambda: routes.get(USER))
+    assert route.ready is False
+    await api_write(api, "POST", "endpointslices", endpoint_slice(SERVICE, 4321, ready=False))
+    await api_write(api, "PATCH", "endpointslices", endpoint_slice(SERVICE, 4321),
+                    name=f"{SERVICE}-abcde")
+    assert (await eventually(lambda: (r := routes.get(USER)) and r.ready and r)).port == 4321
+
+
+async def test_deleting_the_service_removes_the_route_and_only_it(
+        api: ApiServer, make_backend: BackendFactory) -> None:
+    routes = RouteTable()
+    routes.set("static-user", Route("10.0.0.1", 80, source="static"))
+    await api_write(api, "POST", "services", hatchery_service())
+    await make_backend(routes, dropin_ambassador=True)
+    await eventually(lambda: routes.get(USER))
+    await api_write(api, "DELETE", "services", name=SERVICE)
+    await eventually(lambda: routes.get(USER) is None)
+    assert routes.get("static-user") is not None

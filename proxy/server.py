@@ -1,19 +1,28 @@
 """Listening sockets for the gateway app. The CLI and the tests start the gateway the same
-way, through ``start``, so what the tests exercise is what ``hatchway serve`` runs."""
+way, through ``start``, so what the tests exercise is what ``hatchway serve`` runs.
+
+In builtin mode the listening protocol is the fast path (proxy.fastpath): it relays the proxy's
+happy path itself and hands every other request, on the same connection, to aiohttp.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
+
+from .fastpath import FastPath
+from .gateway import GATEWAY
 
 
 @dataclass
 class Running:
     runner: web.AppRunner
     server: asyncio.base_events.Server
+    fast_path: FastPath | None = None
 
     @property
     def port(self) -> int:
@@ -21,8 +30,22 @@ class Running:
 
     async def close(self) -> None:
         self.server.close()
-        await self.server.wait_closed()
+        if self.fast_path is not None:
+            self.fast_path.close()
         await self.runner.cleanup()
+        await self.server.wait_closed()
+
+
+def _fast_path(app: web.Application, aiohttp_protocol: Callable[[], asyncio.Protocol]
+               ) -> FastPath | None:
+    """The fast path for a builtin-mode gateway (Envoy mode has no proxy endpoint to speed
+    up), unless settings turn it off."""
+    gateway = app.get(GATEWAY)
+    if gateway is None or gateway.settings.mode != "builtin" or not gateway.settings.fast_path:
+        return None
+    fast = FastPath(gateway, aiohttp_protocol)
+    fast.start()
+    return fast
 
 
 async def start(app: web.Application, host: str, port: int, *,
@@ -31,8 +54,10 @@ async def start(app: web.Application, host: str, port: int, *,
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     assert runner.server is not None
+    fast = _fast_path(app, runner.server)
+    factory: Callable[[], asyncio.BaseProtocol] = fast if fast is not None else runner.server
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        runner.server, host, port, reuse_port=reuse_port or None, backlog=1024,
+        factory, host, port, reuse_port=reuse_port or None, backlog=1024,
         family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC)
-    return Running(runner, server)
+    return Running(runner, server, fast)

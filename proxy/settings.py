@@ -74,6 +74,7 @@ class Settings:
     envoy: dict[str, Any] = field(default_factory=dict)  # read by Envoy mode
     cull_interval_seconds: float = 30.0  # how often idle workspaces are looked for
     static_routes: dict[str, str] = field(default_factory=dict)  # user → fixed upstream URL
+    fast_path: bool = True  # builtin mode: relay the proxy's happy path without aiohttp
     hatchery_config: str = ""  # path to hatchery.json; default options when empty
     hatchery: HatcheryConfig | None = field(default=None, repr=False)
 

@@ -18,24 +18,29 @@ from .headers import upstream_request_headers
 from .http_relay import UpstreamFailed, relay_http
 from .paths import PathError, normalize_path, split_target
 from .session_check import authenticate
+from .settings import Settings
 from .ws_relay import relay_websocket
 
 CLIENT = web.AppKey("upstream_client", aiohttp.ClientSession)
 
 
 def _origin_allowed(gateway: Gateway, request: web.Request) -> bool:
+    return origin_allowed(gateway.settings, request.headers.get("Origin"),
+                          request.headers.get("Host", ""))
+
+
+def origin_allowed(settings: Settings, origin: str | None, host: str) -> bool:
     """Cookie-authenticated WebSockets are open to cross-site hijacking unless the Origin is
-    the gateway's own (or explicitly allowed). Clients that send no Origin are not browsers."""
-    origin = request.headers.get("Origin")
+    the gateway's own (or explicitly allowed). Clients that send no Origin are not browsers.
+    Shared by this handler and the fast path (proxy.fastpath)."""
     if origin is None:
         return True
-    if origin in gateway.settings.allowed_origins:
+    if origin in settings.allowed_origins:
         return True
-    own = gateway.settings.public_url
+    own = settings.public_url
     if own:
         parts = urlsplit(own)
         return origin == f"{parts.scheme}://{parts.netloc}"
-    host = request.headers.get("Host", "")
     parsed = urlsplit(origin)
     return bool(host) and parsed.netloc == host and parsed.scheme in ("http", "https")
 

@@ -1,0 +1,369 @@
+"""The proxy's fast path (proxy.fastpath): keep-alive both ways, pipelining, handoff to aiohttp
+mid-connection, request-smuggling attempts, the WebSocket byte splice, and what the browser sees
+when a workspace dies. Every test talks to a gateway started by proxy.server.start, as
+``hatchway serve`` starts it, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from proxy.fastpath.head import parse_request_head, session_cookie_out, upstream_request_head
+from proxy.headers import upstream_request_headers
+from proxy.routes import Route
+
+from .conftest import PROXY, GatewayUnderTest
+
+Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Callable[[int], Any]]:
+    """Raw keep-alive connections to the gateway, closed at the end."""
+    opened: list[asyncio.StreamWriter] = []
+
+    async def open_one(port: int) -> Conn:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        opened.append(writer)
+        return reader, writer
+
+    yield open_one
+    for writer in opened:
+        writer.close()
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One response off a keep-alive connection (Content-Length or chunked body)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:-2])}
+    if "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    elif headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
+        await reader.readuntil(b"\r\n")
+    else:
+        body = await reader.read()
+    return status, headers, body
+
+
+def get(path: str, token: str, extra: str = "") -> bytes:
+    return (f"GET {PROXY}{path} HTTP/1.1\r\nHost: gw\r\nCookie: access_token={token}\r\n"
+            f"{extra}\r\n").encode()
+
+
+async def counting_upstream(aiohttp_server: Any) -> tuple[Any, list[int]]:
+    """An upstream that answers with the request path and records each request's client port."""
+    ports: list[int] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        ports.append(request.transport.get_extra_info("peername")[1])  # type: ignore[union-attr]
+        return web.Response(text=request.raw_path)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return await aiohttp_server(app, host="127.0.0.1"), ports
+
+
+async def test_keep_alive_reuses_browser_and_workspace_connections(
+        gw: GatewayUnderTest, aiohttp_server: Any, connect: Any) -> None:
+    server, ports = await counting_upstream(aiohttp_server)
+    gw.publish("alice", server)
+    reader, writer = await connect(gw.server.port)
+    token = gw.token("alice")
+    for i in range(50):
+        writer.write(get(f"n{i}", token))
+        status, _, body = await read_response(reader)
+        assert (status, body) == (200, f"{PROXY}n{i}".encode())
+    assert len(ports) == 50 and len(set(ports)) == 1
+
+
+async def test_pipelined_requests_are_answered_in_order(
+        two_workspaces: GatewayUnderTest, connect: Any) -> None:
+    reader, writer = await connect(two_workspaces.server.port)
+    token = two_workspaces.token("alice")
+    writer.write(b"".join(get(f"headers?n={i}", token) for i in range(5)))
+    for i in range(5):
+        status, _, body = await read_response(reader)
+        assert status == 200
+        assert json.loads(body)["path"] == f"{PROXY}headers?n={i}"
+
+
+async def test_pipelined_body_then_request(two_workspaces: GatewayUnderTest,
+                                           connect: Any) -> None:
+    reader, writer = await connect(two_workspaces.server.port)
+    token = two_workspaces.token("alice")
+    upload = (f"POST {PROXY}upload HTTP/1.1\r\nHost: gw\r\nCookie: access_token={token}\r\n"
+              "Content-Length: 5\r\n\r\nhello").encode()
+    writer.write(upload + get("headers", token))
+    status, _, body = await read_response(reader)
+    assert status == 200 and json.loads(body)["bytes"] == 5
+    status, _, body = await read_response(reader)
+    assert status == 200 and json.loads(body)["path"] == PROXY + "headers"
+
+
+async def test_api_request_after_proxied_one_on_same_connection(
+        two_workspaces: GatewayUnderTest, connect: Any) -> None:
+    reader, writer = await connect(two_workspaces.server.port)
+    token = two_workspaces.token("alice")
+    writer.write(get("headers", token))
+    status, _, body = await read_response(reader)
+    assert status == 200 and json.loads(body)["headers"]["REMOTE_USER"] == "alice"
+    writer.write(f"GET /lw-workspace/status HTTP/1.1\r\nHost: gw\r\n"
+                 f"Cookie: access_token={token}\r\n\r\n".encode())
+    status, _, body = await read_response(reader)
+    assert status == 200 and "status" in json.loads(body)
+    writer.write(get("headers", token))  # aiohttp serves the connection now, proxy included
+    status, _, body = await read_response(reader)
+    assert status == 200 and json.loads(body)["headers"]["REMOTE_USER"] == "alice"
+
+
+async def test_refusal_mid_connection_is_answered_by_aiohttp(
+        two_workspaces: GatewayUnderTest, connect: Any) -> None:
+    reader, writer = await connect(two_workspaces.server.port)
+    writer.write(get("headers", two_workspaces.token("alice")))
+    assert (await read_response(reader))[0] == 200
+    writer.write(get("headers", "not-a-token"))
+    status, headers, body = await read_response(reader)
+    assert status == 401 and "error" in json.loads(body)
+
+
+SMUGGLING = {
+    "content_length_and_chunked": "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n",
+    "chunked_and_content_length": "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n",
+    "duplicate_content_length": "Content-Length: 0\r\nContent-Length: 44\r\n",
+    "obs_fold": "X-Fold: a\r\n Transfer-Encoding: chunked\r\n",
+    "chunked_not_last": "Transfer-Encoding: chunked, identity\r\n",
+    "space_before_colon": "Transfer-Encoding : chunked\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(SMUGGLING))
+async def test_smuggling_attempt_is_400_and_reaches_nothing(
+        gw: GatewayUnderTest, recording_upstream: Any, connect: Any, case: str) -> None:
+    server, seen = await recording_upstream()
+    gw.publish("alice", server)
+    reader, writer = await connect(gw.server.port)
+    smuggled = f"GET {PROXY}smuggled HTTP/1.1\r\nHost: gw\r\n\r\n"
+    writer.write((f"POST {PROXY}x HTTP/1.1\r\nHost: gw\r\n"
+                  f"Cookie: access_token={gw.token('alice')}\r\n{SMUGGLING[case]}\r\n"
+                  f"0\r\n\r\n{smuggled}").encode())
+    status, _, _ = await read_response(reader)
+    assert status == 400
+    assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, nothing more answered
+    assert seen == []
+
+
+async def test_malformed_chunk_closes_without_a_second_request(
+        gw: GatewayUnderTest, recording_upstream: Any, connect: Any) -> None:
+    server, seen = await recording_upstream()
+    gw.publish("alice", server)
+    reader, writer = await connect(gw.server.port)
+    writer.write((f"POST {PROXY}x HTTP/1.1\r\nHost: gw\r\n"
+                  f"Cookie: access_token={gw.token('alice')}\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n"
+                  f"5\r\nhello\r\n0x0\r\n\r\nGET {PROXY}smuggled HTTP/1.1\r\n\r\n").encode())
+    status, _, _ = await read_response(reader)
+    assert status == 400
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    await asyncio.sleep(0.2)
+    assert [r.path for r in seen if r.path.endswith("smuggled")] == []
+
+
+async def test_chunked_upload_with_extension_and_trailer(two_workspaces: GatewayUnderTest,
+                                                         connect: Any) -> None:
+    reader, writer = await connect(two_workspaces.server.port)
+    token = two_workspaces.token("alice")
+    writer.write((f"POST {PROXY}upload HTTP/1.1\r\nHost: gw\r\nCookie: access_token={token}\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n5;name=v\r\nhello\r\n").encode())
+    await asyncio.sleep(0.05)  # the rest in a later read
+    writer.write(b"6\r\n world\r\n0\r\nX-Checksum: 1\r\n\r\n" + get("headers", token))
+    status, _, body = await read_response(reader)
+    assert status == 200 and json.loads(body)["bytes"] == 11
+    status, _, body = await read_response(reader)
+    assert status == 200 and json.loads(body)["path"] == PROXY + "headers"
+
+
+async def test_expect_100_continue_is_passed_through(two_workspaces: GatewayUnderTest,
+                                                     connect: Any) -> None:
+    reader, writer = await connect(two_workspaces.server.port)
+    token = two_workspaces.token("alice")
+    writer.write((f"POST {PROXY}upload HTTP/1.1\r\nHost: gw\r\nCookie: access_token={token}\r\n"
+                  "Content-Length: 5\r\nExpect: 100-continue\r\n\r\n").encode())
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert interim.startswith(b"HTTP/1.1 100")
+    writer.write(b"hello")
+    status, _, body = await read_response(reader)
+    assert status == 200 and json.loads(body)["bytes"] == 5
+
+
+async def test_head_request_gets_no_body_and_connection_continues(
+        two_workspaces: GatewayUnderTest, connect: Any) -> None:
+    reader, writer = await connect(two_workspaces.server.port)
+    token = two_workspaces.token("alice")
+    writer.write(get("headers", token).replace(b"GET ", b"HEAD ", 1) + get("headers", token))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: " in head
+    status, _, body = await read_response(reader)  # the very next bytes: the GET's answer
+    assert status == 200 and json.loads(body)["method"] == "GET"
+
+
+async def slamming_upstream(answer: bytes) -> asyncio.base_events.Server:
+    """Reads a request head, writes ``answer``, then drops the connection."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.transport.abort()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize("answer", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10,
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+], ids=["content_length", "chunked"])
+async def test_workspace_dying_mid_response_closes_browser_connection(
+        gw: GatewayUnderTest, client: aiohttp.ClientSession, answer: bytes) -> None:
+    upstream = await slamming_upstream(answer)
+    gw.gateway.routes.set("alice", Route("127.0.0.1", upstream.sockets[0].getsockname()[1],
+                                         PROXY))
+    try:
+        async with client.get(gw.url(PROXY + "x"), cookies=gw.cookies("alice")) as resp:
+            assert resp.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await asyncio.wait_for(resp.read(), 10)
+    finally:
+        upstream.close()
+
+
+async def test_dropped_pooled_connection_is_retried_on_a_fresh_one(
+        gw: GatewayUnderTest, connect: Any) -> None:
+    """The workspace closes an idle keep-alive connection just as the next request goes out
+    (the second request on each connection is dropped unanswered)."""
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await reader.readuntil(b"\r\n\r\n")
+        writer.transport.abort()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    gw.gateway.routes.set("alice", Route("127.0.0.1", server.sockets[0].getsockname()[1], PROXY))
+    reader, writer = await connect(gw.server.port)
+    token = gw.token("alice")
+    try:
+        for _ in range(3):
+            writer.write(get("x", token))
+            assert (await read_response(reader))[::2] == (200, b"ok")
+    finally:
+        server.close()
+    assert connections == 3
+
+
+@pytest.fixture
+async def ws_closer(gw: GatewayUnderTest, aiohttp_server: Any) -> asyncio.Future[Any]:
+    """alice's workspace: a WebSocket that closes with 4001 on "bye" and reports the close
+    code it receives."""
+    got: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoclose=False, protocols=("v1",))
+        await ws.prepare(request)
+        while True:
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT and msg.data == "bye":
+                await ws.close(code=4001, message=b"kernel restarted")
+                return ws
+            if msg.type is WSMsgType.CLOSE:
+                got.set_result((msg.data, msg.extra))
+                await ws.close(code=msg.data, message=msg.extra.encode())
+                return ws
+
+    app = web.Application()
+    app.router.add_get(PROXY + "ws", handler)
+    gw.publish("alice", await aiohttp_server(app, host="127.0.0.1"))
+    return got
+
+
+async def test_splice_passes_workspace_close_code_4001(gw: GatewayUnderTest, ws_closer: Any,
+                                                       client: aiohttp.ClientSession) -> None:
+    async with client.ws_connect(gw.url(PROXY + "ws"), protocols=("v1",),
+                                 headers=gw.cookie_header("alice")) as ws:
+        assert ws.protocol == "v1"
+        await ws.send_str("bye")
+        msg = await ws.receive(timeout=5)
+    assert (msg.type, msg.data, msg.extra) == (WSMsgType.CLOSE, 4001, "kernel restarted")
+
+
+async def test_splice_passes_browser_close_code_4001(gw: GatewayUnderTest, ws_closer: Any,
+                                                     client: aiohttp.ClientSession) -> None:
+    ws = await client.ws_connect(gw.url(PROXY + "ws"), headers=gw.cookie_header("alice"))
+    await ws.close(code=4001, message=b"tab closed")
+    assert await asyncio.wait_for(ws_closer, 5) == (4001, "tab closed")
+    assert ws.close_code == 4001
+
+
+async def test_splice_keeps_the_workspaces_extension_negotiation(
+        two_workspaces: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
+    """Bytes pass untouched, so permessage-deflate is negotiated end to end."""
+    async with client.ws_connect(two_workspaces.url(PROXY + "echo"), compress=15,
+                                 headers=two_workspaces.cookie_header("alice")) as ws:
+        assert ws.compress == 15
+        await ws.send_str("z" * 10_000)
+        assert await ws.receive_str(timeout=5) == "z" * 10_000
+
+
+async def test_fast_path_can_be_turned_off(start_gateway: Any, demo_workspace: Any,
+                                           client: aiohttp.ClientSession) -> None:
+    gw = await start_gateway(fast_path=False)
+    gw.publish("alice", await demo_workspace())
+    assert gw.server.fast_path is None
+    async with client.get(gw.url(PROXY + "headers"), cookies=gw.cookies("alice")) as resp:
+        assert (await resp.json())["headers"]["REMOTE_USER"] == "alice"
+
+
+HEADER_SETS = [
+    [("Host", "gw"), ("Cookie", "a=1; access_token=TOK; b=2"), ("Accept", "*/*")],
+    [("Host", "gw"), ("REMOTE_USER", "bob"), ("remote_user", "bob"), ("X_Forwarded_User", "b"),
+     ("X-Auth-Request-User", "b"), ("X-Gen3-User", "b")],
+    [("Host", "gw"), ("Connection", "keep-alive, X-Hop"), ("X-Hop", "1"), ("X-Kept", "2"),
+     ("Keep-Alive", "timeout=5"), ("TE", "trailers"), ("Proxy-Authorization", "x")],
+    [("Host", "gw"), ("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-For", "10.0.0.1"),
+     ("Forwarded", "for=1.2.3.4"), ("X-Real-IP", "1.2.3.4"), ("X-Forwarded-Host", "evil")],
+    [("Host", "gw"), ("Authorization", "Bearer TOK"), ("Cookie", "access_token=TOK")],
+    [("Host", "gw"), ("Authorization", "Basic other"), ("Cookie", "_xsrf=1"),
+     ("Cookie", "access_token=TOK"), ("Content-Length", "0")],
+]
+
+
+@pytest.mark.parametrize("headers", HEADER_SETS, ids=range(len(HEADER_SETS)))
+def test_head_rewrite_matches_the_aiohttp_relays_rules(headers: list[tuple[str, str]]) -> None:
+    """The fast path's byte-level rewrite and proxy.headers.upstream_request_headers agree."""
+    raw = "".join(f"{k}: {v}\r\n" for k, v in headers)
+    req = parse_request_head(f"GET /p HTTP/1.1\r\n{raw}\r\n".encode())
+    assert req is not None
+    out = upstream_request_head(
+        req, b"/p", user=b"alice", client_ip=b"127.0.0.1", prefix=b"/lw-workspace/proxy",
+        session_token=b"TOK", cookie_out=session_cookie_out(req.cookie, "access_token")
+        if req.cookie is not None else None, cookie_name="access_token", websocket=False)
+    fast = [tuple(line.split(": ", 1)) for line in out.decode().split("\r\n")[1:-2]]
+    expected = upstream_request_headers(
+        CIMultiDictProxy(CIMultiDict(headers)), user="alice", client_ip="127.0.0.1",
+        scheme="http", prefix="/lw-workspace/proxy/", session_token="TOK",
+        cookie_name="access_token")
+    assert fast == list(expected.items())

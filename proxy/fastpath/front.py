@@ -128,11 +128,14 @@ class Front(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._detach()
+
+    def _detach(self) -> None:
+        """Forget this connection and give back (discard) its upstream, if any."""
         self.state = GONE
         self.fp.fronts.discard(self)
-        up = self.up
+        up, self.up = self.up, None
         if up is not None:
-            self.up = None
             up.discard()
 
     def pause_writing(self) -> None:
@@ -434,12 +437,7 @@ class Front(asyncio.Protocol):
         self._close()
 
     def _close(self) -> None:
-        self.state = GONE
-        self.fp.fronts.discard(self)
-        up = self.up
-        if up is not None:
-            self.up = None
-            up.discard()
+        self._detach()
         self.transport.close()
 
     def _block(self, reason: int) -> None:

@@ -103,16 +103,25 @@ def connection_tokens(values: list[bytes]) -> frozenset[bytes]:
     return frozenset(t.strip().lower() for v in values for t in v.split(b","))
 
 
-def parse_request_head(head: bytes) -> RequestHead | None:
-    """The head (ending in CRLFCRLF) as llhttp reads it, or None when it is not an HTTP/1.1
-    request the fast path relays (malformed, HTTP/1.0, an unrelayable Transfer-Encoding)."""
-    req = RequestHead()
-    parser = httptools.HttpRequestParser(req)
+def _feed(parser: httptools.HttpRequestParser | httptools.HttpResponseParser,
+          head: bytes) -> bool:
+    """Run llhttp over a whole head; False when it is malformed (an upgrade is not an error:
+    the head ends there and the rest is another protocol's)."""
     try:
         parser.feed_data(head)
     except httptools.HttpParserUpgrade:
         pass
     except httptools.HttpParserError:
+        return False
+    return True
+
+
+def parse_request_head(head: bytes) -> RequestHead | None:
+    """The head (ending in CRLFCRLF) as llhttp reads it, or None when it is not an HTTP/1.1
+    request the fast path relays (malformed, HTTP/1.0, an unrelayable Transfer-Encoding)."""
+    req = RequestHead()
+    parser = httptools.HttpRequestParser(req)
+    if not _feed(parser, head):
         return None
     eol = head.find(b"\r\n")  # llhttp accepted the request line: it ends in the version
     if not req.complete or req.content_length == -2 or head[eol - 9:eol] != b" HTTP/1.1":
@@ -218,11 +227,7 @@ def parse_response_head(head: bytes) -> ResponseHead | None:
     """The workspace's response head, or None when it is malformed."""
     resp = ResponseHead()
     parser = httptools.HttpResponseParser(resp)
-    try:
-        parser.feed_data(head)
-    except httptools.HttpParserUpgrade:
-        pass
-    except httptools.HttpParserError:
+    if not _feed(parser, head):
         return None
     if not resp.complete or resp.content_length == -2:
         return None

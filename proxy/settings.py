@@ -75,6 +75,11 @@ class Settings:
     cull_interval_seconds: float = 30.0  # how often idle workspaces are looked for
     static_routes: dict[str, str] = field(default_factory=dict)  # user → fixed upstream URL
     fast_path: bool = True  # builtin mode: relay the proxy's happy path without aiohttp
+    # Largest WebSocket message relayed, either direction, on both relay paths; a bigger one
+    # closes the socket with 1009. Above Jupyter's own inbound limit (tornado's 10 MiB), so
+    # hatchway never refuses what the workspace would take; the aiohttp relay holds up to
+    # about twice this per message in memory.
+    websocket_max_message_bytes: int = 16 * 1024 * 1024
     hatchery_config: str = ""  # path to hatchery.json; default options when empty
     hatchery: HatcheryConfig | None = field(default=None, repr=False)
 
@@ -227,6 +232,9 @@ def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, st
     settings.hatchery = hatchery
     if not (0 < settings.port < 65536):
         raise ConfigError("settings", "port", "a port number 1-65535", settings.port)
+    if settings.websocket_max_message_bytes < 126:  # a control frame's payload must fit
+        raise ConfigError("settings", "websocket_max_message_bytes", "at least 126",
+                          settings.websocket_max_message_bytes)
     if settings.sessions.mode == "jwks" and not settings.sessions.jwks_url:
         raise ConfigError("settings", "sessions.jwks_url", "a JWKS URL when sessions.mode is jwks",
                           "")

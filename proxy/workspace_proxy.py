@@ -86,7 +86,8 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
             if not _origin_allowed(gateway, request):
                 return responses.error(request, 403, "cross-origin WebSocket refused")
             return await relay_websocket(request, client, url, headers,
-                                         lambda: gateway.activity.touch(user))
+                                         lambda: gateway.activity.touch(user),
+                                         settings.websocket_max_message_bytes)
         return await relay_http(request, client, url, headers)
     except UpstreamFailed as exc:
         return responses.error(request, 502, f"your workspace did not answer: {exc}")

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -35,13 +35,18 @@ async def relay_websocket(
     url: URL,
     headers: CIMultiDict[str],
     on_message: Callable[[], None],
+    max_message: int,
 ) -> web.WebSocketResponse:
     """Open the workspace's WebSocket, then the browser's, then pump until either closes.
+    Messages are whole in memory here, so each is held to ``max_message`` bytes: aiohttp
+    refuses a bigger one from its frame header (before buffering it) with 1009, and the relay
+    passes that 1009 to the other side — what the fast path's splice does.
     Raises UpstreamFailed when the workspace refuses the handshake (nothing sent yet)."""
+    limit = max_message + 1  # aiohttp refuses sizes >= max_msg_size; the splice sizes > limit
     try:
         upstream = await client.ws_connect(
             url, headers=headers, protocols=requested_protocols(request), autoping=False,
-            autoclose=False, max_msg_size=0, compress=0, timeout=_HANDSHAKE_TIMEOUT,
+            autoclose=False, max_msg_size=limit, compress=0, timeout=_HANDSHAKE_TIMEOUT,
         )
     except aiohttp.WSServerHandshakeError as exc:
         raise UpstreamFailed(f"workspace refused the WebSocket ({exc.status})") from None
@@ -49,7 +54,7 @@ async def relay_websocket(
         raise UpstreamFailed(str(exc) or type(exc).__name__) from None
     browser = web.WebSocketResponse(
         protocols=(upstream.protocol,) if upstream.protocol else (), autoping=False,
-        autoclose=False, max_msg_size=0, compress=False,
+        autoclose=False, max_msg_size=limit, compress=False,
     )
     try:
         await browser.prepare(request)
@@ -99,7 +104,13 @@ async def _pump(
             return
         elif kind is WSMsgType.CLOSING:
             return  # the other pump is closing this socket and will finish the handshake
-        else:  # CLOSED, ERROR: the source is gone without a close frame
+        else:  # CLOSED, ERROR: the source is gone without a close frame, or broke the protocol
             if not dst.closed:
-                await dst.close(code=1011 if kind is WSMsgType.ERROR else 1001)
+                await dst.close(code=_error_code(msg.data) if kind is WSMsgType.ERROR else 1001)
             return
+
+
+def _error_code(error: object) -> int:
+    """The code aiohttp closed the source with (1009 for a message too big, 1002 for a
+    protocol error) passes to the other side too; anything else is 1011."""
+    return error.code if isinstance(error, WebSocketError) else 1011

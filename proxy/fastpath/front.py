@@ -406,7 +406,8 @@ class Front(asyncio.Protocol):
         elif not self.read_block and up.write_paused:
             browser.pause_reading()
         splice(browser, up.transport, to_browser=to_browser, to_workspace=self.buf,
-               touch=fp.touch, user=self.user, live=fp.splices)
+               touch=fp.touch, user=self.user, live=fp.splices,
+               max_message=fp.gateway.settings.websocket_max_message_bytes)
         self.buf = b""
 
     # -- endings --------------------------------------------------------------------------

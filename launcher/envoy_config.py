@@ -86,8 +86,11 @@ def envoy_binary() -> str:
 
 
 def identity_header_names(user_header: str = DEFAULT_USER_HEADER) -> list[str]:
-    """Every identity header a client could send, in both ``-`` and ``_`` spellings (Envoy
-    compares names case-insensitively but treats ``-`` and ``_`` as different)."""
+    """Every identity header a client could send, in both all-``-`` and all-``_`` spellings
+    (Envoy compares names case-insensitively but treats ``-`` and ``_`` as different). Mixed
+    spellings (``x-remote_user``) are not listed: the connection manager drops every client
+    header with an ``_`` in its name (``headers_with_underscores_action``), so this list only
+    has to cover the ``-`` spellings; the ``_`` ones stay as a second line."""
     names = {user_header.lower()}
     for canon in IDENTITY:
         names.update({canon, canon.replace("-", "_")})
@@ -217,6 +220,11 @@ def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
         "merge_slashes": True,
         "stream_idle_timeout": _duration(idle_timeout_s),
         "request_timeout": "0s",
+        # Drop every client header whose name has an "_": workspaces (CGI, WSGI, PHP, nginx
+        # variables) read REMOTE_USER, remote-user and x-remote_user alike, and no removal list
+        # can name every mix of "-" and "_". nginx drops them by default too. Headers added
+        # after decoding (ext_authz's remote_user, which routes) are not affected.
+        "common_http_protocol_options": {"headers_with_underscores_action": "DROP_HEADER"},
         # Envoy refuses (403) an upgrade the connection manager does not list, whatever the
         # route says; routes without a workspace answer directly and never upgrade.
         "upgrade_configs": [{"upgrade_type": "websocket"}],

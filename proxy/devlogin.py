@@ -34,8 +34,12 @@ It is served only when hatchway runs with dev sessions; production uses Fence.</
 
 
 def _safe_redirect(target: str, default: str) -> str:
-    """Only same-site paths: the login page must not be an open redirect."""
-    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """Only same-origin paths: the login page must not be an open redirect. Browsers drop
+    tabs and newlines from a Location and read a backslash as ``/``, so ``/<tab>/evil.com``
+    and ``/<backslash>evil.com`` mean ``//evil.com``, another site: a control character,
+    whitespace, backslash or non-ASCII character anywhere refuses the target."""
+    if (target.startswith("/") and not target.startswith("//")
+            and all("!" <= c <= "~" and c != "\\" for c in target)):
         return target
     return default
 

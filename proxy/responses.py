@@ -46,11 +46,12 @@ def error(
 def unauthenticated(
     request: web.Request, message: str, login_url: str, public_url: str = ""
 ) -> web.Response:
-    """401 for API clients; browsers are sent to the login page with the URL they wanted
-    (absolute, on the gateway's public origin when one is configured)."""
+    """401 for API clients; browsers are sent to the login page with the URL they wanted:
+    absolute on the configured public origin, else a path. Never built from the request's
+    Host, which the client chooses (a login page on another origin would send the user to
+    a site of the attacker's choice): set ``public_url`` when ``login_url`` is off-site."""
     if wants_html(request) and request.method in ("GET", "HEAD") and login_url:
-        original = (public_url.rstrip("/") + str(request.rel_url)) if public_url else (
-            str(request.rel_url) if login_url.startswith("/") else str(request.url))
+        original = public_url.rstrip("/") + str(request.rel_url)
         sep = "&" if "?" in login_url else "?"
         raise web.HTTPFound(f"{login_url}{sep}redirect={quote(original, safe='')}")
     return web.json_response({"error": message}, status=401,

@@ -68,6 +68,15 @@ def _user_of(claims: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
+def acceptable_user_name(user: str) -> bool:
+    """A name hatchway can carry and log as is: nothing a header would trim (leading or
+    trailing whitespace: ``alice `` would be a second user to hatchway yet ``alice`` to the
+    workspace) and no control, format or line-separator character (CR/LF would forge log
+    lines and headers). Checked once, here, before a token is admitted or cached, so every
+    path (fast path, aiohttp, ext_authz) sees only acceptable names."""
+    return user.isprintable() and user == user.strip()
+
+
 class SessionValidator:
     """Checks Fence-style access tokens against one issuer's keys and remembers the good ones
     until they expire (at most ``cache_size`` of them)."""
@@ -145,6 +154,9 @@ class SessionValidator:
         user = _user_of(claims)
         if user is None:
             raise SessionError("token names no user")
+        if not acceptable_user_name(user):
+            raise SessionError("token's user name has leading or trailing spaces or control "
+                               "characters; sign in with a plain user name")
         identity = Identity(user=user, token=token, expires_at=float(claims["exp"]))
         self._remember(identity)
         return identity

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from . import logfilter
 from .fastpath import FastPath
 from .gateway import GATEWAY
 
@@ -51,7 +52,9 @@ def _fast_path(app: web.Application, aiohttp_protocol: Callable[[], asyncio.Prot
 async def start(app: web.Application, host: str, port: int, *,
                 reuse_port: bool = False) -> Running:
     """Run ``app`` on host:port (0 picks a free port)."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+    # logger: malformed requests make one INFO line each, not an ERROR with a traceback
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5,
+                           logger=logfilter.RefusalLogger())
     await runner.setup()
     assert runner.server is not None
     fast = _fast_path(app, runner.server)

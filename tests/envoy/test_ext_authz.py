@@ -83,15 +83,25 @@ async def test_login_redirect_never_points_off_site(start_gateway: Callable[...,
     assert redirect == ["/evil.example/lw-workspace/proxy/"]  # a path here, not a host
 
 
-async def test_login_redirect_names_the_original_scheme_and_host(
-        start_gateway: Callable[..., Any]) -> None:
-    gw = await start_gateway(mode="envoy",
+async def test_login_redirect_is_on_the_public_url(start_gateway: Callable[..., Any]) -> None:
+    gw = await start_gateway(mode="envoy", public_url="https://commons.example.org",
                              sessions={"login_url": "https://commons.example.org/login"})
-    resp = await check(gw, {"Accept": "text/html", "Host": "commons.example.org",
-                            "X-Forwarded-Proto": "https"})
+    resp = await check(gw, {"Accept": "text/html", "Host": "evil.example",
+                            "X-Forwarded-Proto": "http"})
     assert resp.status == 302
     redirect = parse_qs(urlsplit(resp.headers["Location"]).query)["redirect"]
     assert redirect == ["https://commons.example.org" + PROXY + "tree?x=1"]
+
+
+async def test_login_redirect_never_names_the_client_host(
+        start_gateway: Callable[..., Any]) -> None:
+    gw = await start_gateway(mode="envoy",
+                             sessions={"login_url": "https://commons.example.org/login"})
+    resp = await check(gw, {"Accept": "text/html", "Host": "evil.example",
+                            "X-Forwarded-Proto": "https"})
+    assert resp.status == 302
+    redirect = parse_qs(urlsplit(resp.headers["Location"]).query)["redirect"]
+    assert redirect == [PROXY + "tree?x=1"]  # a path: the client chose that Host
 
 
 async def test_user_refused_by_authorization_gets_403(start_gateway: Callable[..., Any]) -> None:

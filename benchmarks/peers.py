@@ -209,7 +209,8 @@ def stand_in_token(user: str) -> str:
 class Envoy(Peer):
     """Envoy ``--concurrency 1`` with Envoy mode's own routes and clusters (launcher.envoy_config:
     one header-matched route and one cluster per user, sorted by user) and its connection
-    manager settings, minus the ext_authz call: the load generator sends ``remote_user`` itself.
+    manager settings, minus the ext_authz call (and the drop of client headers spelled with
+    ``_``): the load generator sends ``remote_user`` itself.
     One change: the clusters' circuit breakers are lifted, because the benchmark puts every
     connection on one user and Envoy's default (1,024 upstream connections per cluster) would
     queue scenario (e)'s 5,000 WebSockets instead of measuring them."""
@@ -256,6 +257,9 @@ class Envoy(Peer):
         hcm["route_config"] = route_config
         hcm["http_filters"] = [f for f in hcm["http_filters"]
                                if f["name"] == "envoy.filters.http.router"]
+        # The client sends remote_user itself here (standing in for ext_authz's answer), so
+        # the listener's drop of client headers with "_" in their names must go too.
+        hcm.pop("common_http_protocol_options", None)
         return {"node": {"id": "bench", "cluster": "bench"},
                 "admin": {"address": {"socket_address": {"address": "127.0.0.1",
                                                          "port_value": admin}}},

@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: serve test lint bench clean debs
-DEBS := chromium wrk nginx-light
+DEBS := chromium wrk nginx-light golang-go
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml | $(PY)
 serve: $(STAMP)
 	$(VENV)/bin/hatchway serve
 
-# Debian packages the tests drive for real (the browser test, the benchmark harness's tests).
+# Debian packages the tests drive for real (the browser test, the benchmark harness's tests,
+# and Go, which proves option ids and names against encoding/json itself).
 debs:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

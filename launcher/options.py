@@ -8,34 +8,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .authz_rules import OPEN, Authz, parse_authz
 from .errors import ConfigError
-from .gojson import option_id
+from .gojson import (
+    CONTAINER,
+    HATCHERY_CONFIG,
+    GoDecodeError,
+    Struct,
+    go_view,
+    marshal,
+    option_id,
+)
 
-# Fields of a container entry and the JSON type each must have. Everything DESIGN.md lists is
-# accepted; unknown keys are kept (Hatchery ignores them too) but reported once.
-_STR, _INT, _LIST = "a string", "an integer", "a list of strings"
-_DICT, _BOOL = "an object", "a boolean"
-CONTAINER_FIELDS: dict[str, str] = {
-    "name": _STR, "cpu-limit": _STR, "memory-limit": _STR, "image": _STR, "pull_policy": _STR,
-    "env": _DICT, "target-port": _INT, "args": _LIST, "command": _LIST, "path-rewrite": _STR,
-    "use-tls": _STR, "ready-probe": _STR, "lifecycle-pre-stop": _LIST,
-    "lifecycle-post-start": _LIST, "user-uid": _INT, "group-uid": _INT, "fs-gid": _INT,
-    "user-volume-location": _STR, "gen3-volume-location": _STR, "use-shared-memory": _STR,
-    "friends": "a list of Kubernetes container objects", "authz": _DICT, "gpu": _DICT,
-    "nextflow": _DICT, "license": _DICT, "idle-time-limit": _INT,
-}
-SIDECAR_FIELDS: dict[str, str] = {
-    "cpu-limit": _STR, "memory-limit": _STR, "image": _STR, "env": _DICT, "args": _LIST,
-    "command": _LIST, "lifecycle-pre-stop": _LIST,
-}
-TOP_FIELDS: dict[str, str] = {
-    "user-namespace": _STR, "sub-dir": _STR, "containers": "a list of container objects",
-    "sidecar": _DICT, "user-volume-size": _STR, "skip-node-selector": _BOOL,
-    "default-pay-model": _DICT, "pay-models": "a list of objects", "license": _DICT,
-    "more-configs": "a list of objects", "pay-models-dynamodb-table": _STR,
-    "license-user-maps-dynamodb-table": _STR, "license-user-maps-global-secondary-index": _STR,
-    "prisma": _DICT, "nextflow-global": _DICT, "gen3-user-license-dynamodb-table": _STR,
-}
+# hatchway's own container field, read beside Hatchery's (not part of the option id).
+HATCHWAY_CONTAINER_FIELDS = frozenset({"idle-time-limit"})
+
+
+def _known(t: Struct) -> set[str]:
+    return {f.key.lower() for f in t.fields}
 
 
 @dataclass(frozen=True)
@@ -44,6 +34,7 @@ class WorkspaceOption:
 
     id: str
     raw: Mapping[str, Any] = field(repr=False)
+    authz: Authz = field(default=OPEN, repr=False)
 
     @property
     def name(self) -> str:
@@ -78,10 +69,8 @@ class WorkspaceOption:
         return str(self.raw.get("memory-limit") or "")
 
     @property
-    def resource_paths(self) -> list[str]:
-        """Arborist resources guarding this option (``authz.rules.resource_paths``)."""
-        rules = (self.raw.get("authz") or {}).get("rules") or {}
-        return list(rules.get("resource_paths") or [])
+    def gpu(self) -> bool:
+        return self.raw.get("gpu") is True
 
     @property
     def idle_time_limit(self) -> int:
@@ -104,7 +93,7 @@ class WorkspaceOption:
             "cpu-limit": self.raw.get("cpu-limit", ""),
             "memory-limit": self.raw.get("memory-limit", ""),
             "id": self.id,
-            "gpu": self.raw.get("gpu") or None,
+            "gpu": self.gpu,
             "idle-time-limit": self.idle_time_limit,
         }
 
@@ -117,6 +106,9 @@ class HatcheryConfig:
     raw: dict[str, Any]
     source: str
     unused_fields: list[str] = field(default_factory=list)
+    unsupported: list[str] = field(default_factory=list)
+    """Hatchery features this config uses that hatchway does not provide (yet): the start-up
+    warning names each, so an operator sees what a user of theirs would miss."""
 
     def option(self, option_id: str) -> WorkspaceOption | None:
         for opt in self.options:
@@ -132,73 +124,130 @@ class HatcheryConfig:
     def user_namespace(self) -> str:
         return str(self.raw.get("user-namespace") or "")
 
+    @property
+    def skip_node_selector(self) -> bool:
+        """No ``role: jupyter`` node selector and toleration (clusters without such nodes)."""
+        return self.raw.get("skip-node-selector") is True
 
-def _check(source: str, path: str, value: Any, expected: str) -> None:
-    ok = {
-        _STR: lambda v: isinstance(v, str),
-        _INT: lambda v: isinstance(v, int) and not isinstance(v, bool),
-        _BOOL: lambda v: isinstance(v, bool),
-        _DICT: lambda v: isinstance(v, dict),
-        _LIST: lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-    }.get(expected, lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v))
-    if value is not None and not ok(value):
-        raise ConfigError(source, path, expected, value)
+    @property
+    def use_internal_services_url(self) -> bool:
+        """Talk to Fence at ``http://fence-service/`` even when GEN3_ENDPOINT is set."""
+        return self.raw.get("use-internal-services-url") is True
+
+    @property
+    def pay_models_dynamodb_table(self) -> str:
+        return str(self.raw.get("pay-models-dynamodb-table") or "")
+
+    @property
+    def license_user_maps_table(self) -> str:
+        return str(self.raw.get("license-user-maps-dynamodb-table") or "")
+
+    @property
+    def more_configs(self) -> list[dict[str, str]]:
+        """``more-configs`` entries as ``{type, path, name}`` (Go matches Path/Name by case)."""
+        out = []
+        for info in self.raw.get("more-configs") or []:
+            low = {str(k).lower(): v for k, v in (info or {}).items()}
+            out.append({k: str(low.get(k) or "") for k in ("type", "path", "name")})
+        return out
+
+
+def _unused(doc: Mapping[str, Any]) -> list[str]:
+    """Keys Hatchery's json.Unmarshal drops (it matches field names ignoring case)."""
+    top, cont = _known(HATCHERY_CONFIG), _known(CONTAINER) | HATCHWAY_CONTAINER_FIELDS
+    unused = [k for k in doc if k.lower() not in top]
+    for i, entry in enumerate(doc.get("containers") or []):
+        unused += [f"containers[{i}].{k}" for k in entry if k.lower() not in cont]
+    return unused
+
+
+def _unsupported(doc: Mapping[str, Any], options: list[WorkspaceOption],
+                 more: list[dict[str, str]]) -> list[str]:
+    """What a Hatchery user of this config would get that hatchway does not give."""
+    out: list[str] = []
+    for app in more:
+        if app["type"] == "dockstore-compose:1.0.0":
+            out.append(f"more-configs app {app['name']!r} ({app['path']}): dockstore-compose "
+                       "apps are not offered")
+        else:
+            out.append(f"more-configs entry of type {app['type']!r} (Hatchery ignores it too)")
+    for opt in options:
+        if (opt.raw.get("nextflow") or {}).get("enabled") is True:
+            out.append(f"{opt.name!r}: Nextflow on AWS Batch is not set up; it launches as a "
+                       "plain workspace")
+        if (opt.raw.get("license") or {}).get("enabled") is True:
+            out.append(f"{opt.name!r}: Gen3-supplied licenses are not handed out; it launches "
+                       "without one")
+        out.extend(opt.authz.problems)
+    if doc.get("nextflow-global"):
+        out.append("nextflow-global: no Nextflow AWS set-up")
+    if (doc.get("prisma") or {}).get("enable") is True:
+        out.append("prisma: Prisma Cloud agents are not deployed")
+    if doc.get("pricing"):
+        out.append("pricing: /allCosts is not served")
+    models = [doc.get("default-pay-model") or {}, *(doc.get("pay-models") or [])]
+    if any(isinstance(m, Mapping) and m.get("ecs") is True for m in models):
+        out.append("pay models with ecs: true: ECS workspaces (in other AWS accounts) are "
+                   "not launched")
+    return out
+
+
+def _check_license(source: str, doc: Mapping[str, Any]) -> None:
+    """Hatchery's LoadConfig rules: a license table needs its index, a licensed container
+    needs the table and every license field."""
+    table = doc.get("license-user-maps-dynamodb-table") or ""
+    if table and not doc.get("license-user-maps-global-secondary-index"):
+        raise ConfigError(source, "license-user-maps-global-secondary-index",
+                          "a name when license-user-maps-dynamodb-table is set", None)
+    for i, entry in enumerate(doc.get("containers") or []):
+        lic = entry.get("license") or {}
+        if lic.get("enabled") is not True:
+            continue
+        if not table:
+            raise ConfigError(source, "license-user-maps-dynamodb-table",
+                              f"a table name, as containers[{i}] has a license", None)
+        for key in ("license-type", "max-license-ids", "g3auto-name", "g3auto-key",
+                    "file-path", "workspace-flavor"):
+            if not lic.get(key):
+                raise ConfigError(source, f"containers[{i}].license.{key}", "a value", None)
 
 
 def parse_hatchery_config(doc: Any, source: str) -> HatcheryConfig:
-    """Check a hatchery.json document and build its options. Raises ConfigError naming the
-    field at fault; unknown fields are collected in ``unused_fields`` for one warning."""
+    """Check a hatchery.json document as Hatchery's LoadConfig does and build its options.
+    Raises ConfigError naming the field at fault; unknown fields and unsupported features are
+    collected for one start-up warning."""
     if not isinstance(doc, dict):
         raise ConfigError(source, "(top level)", "a JSON object", type(doc).__name__)
-    unused: list[str] = []
-    for key, value in doc.items():
-        if key in TOP_FIELDS:
-            _check(source, key, value, TOP_FIELDS[key])
-        else:
-            unused.append(key)
-    for key, value in (doc.get("sidecar") or {}).items():
-        if key in SIDECAR_FIELDS:
-            _check(source, f"sidecar.{key}", value, SIDECAR_FIELDS[key])
+    try:
+        marshal(HATCHERY_CONFIG, doc)  # every type as Go's json.Unmarshal checks it
+    except GoDecodeError as exc:
+        raise ConfigError(source, exc.path, exc.expected, exc.got) from None
+    unused = _unused(doc)
+    doc = go_view(HATCHERY_CONFIG, doc)
+    doc["containers"] = [go_view(CONTAINER, e) for e in doc.get("containers") or []]
+    _check_license(source, doc)
     options: list[WorkspaceOption] = []
     seen: set[str] = set()
     for i, entry in enumerate(doc.get("containers") or []):
         where = f"containers[{i}]"
-        for key, value in entry.items():
-            if key in CONTAINER_FIELDS:
-                _check(source, f"{where}.{key}", value, CONTAINER_FIELDS[key])
-            else:
-                unused.append(f"{where}.{key}")
         if not entry.get("name"):
             raise ConfigError(source, f"{where}.name", "a non-empty string", entry.get("name"))
-        for key in ("env",):
-            for k, v in (entry.get(key) or {}).items():
-                if not isinstance(v, str):
-                    raise ConfigError(source, f"{where}.{key}.{k}", "a string", v)
-        _check_authz(source, f"{where}.authz", entry.get("authz"))
+        itl = entry.get("idle-time-limit")
+        if itl is not None and (not isinstance(itl, int) or isinstance(itl, bool)):
+            raise ConfigError(source, f"{where}.idle-time-limit", "an integer", itl)
+        authz = parse_authz(entry.get("authz"), source=source, where=f"{where}.authz",
+                            name=str(entry["name"]))
         oid = option_id(entry)
         if oid in seen:
-            raise ConfigError(source, where, "a container entry unlike every other",
-                              "a duplicate")
+            continue  # Hatchery's map by id keeps one of identical entries
         seen.add(oid)
-        options.append(WorkspaceOption(id=oid, raw=entry))
-    return HatcheryConfig(options=options, raw=doc, source=source, unused_fields=unused)
-
-
-def _check_authz(source: str, where: str, authz: Any) -> None:
-    """Hatchery's rule: version 0.1 and exactly one of and/or/resource_paths/pay_models."""
-    if not authz:
-        return
-    if authz.get("version") != 0.1:
-        raise ConfigError(source, f"{where}.version", "0.1", authz.get("version"))
-    rules = authz.get("rules")
-    if not isinstance(rules, dict):
-        raise ConfigError(source, f"{where}.rules", "an object", rules)
-    present = [k for k in ("and", "or", "resource_paths", "pay_models") if rules.get(k)]
-    if len(present) != 1:
-        raise ConfigError(
-            source, f"{where}.rules",
-            "exactly one of 'and', 'or', 'resource_paths', 'pay_models'", sorted(rules),
-        )
+        options.append(WorkspaceOption(id=oid, raw=entry, authz=authz))
+    config = HatcheryConfig(options=options, raw=doc, source=source, unused_fields=unused)
+    for i, app in enumerate(config.more_configs):
+        if app["type"] == "dockstore-compose:1.0.0" and not app["name"]:
+            raise ConfigError(source, f"more-configs[{i}].name", "a name for the app", "")
+    config.unsupported = _unsupported(doc, options, config.more_configs)
+    return config
 
 
 def load_hatchery_file(path: str) -> HatcheryConfig:

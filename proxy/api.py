@@ -13,9 +13,10 @@ from aiohttp import web
 
 from launcher.backend import LAUNCHING, RUNNING
 from launcher.errors import BackendUnavailable, WorkspaceExists
+from launcher.options import WorkspaceOption
 
 from . import __version__, responses
-from .authz import AuthzUnavailable
+from .authz import AuthzUnavailable, may_launch_option
 from .gateway import GATEWAY, Gateway
 from .session_check import authenticate
 from .sessions import Identity
@@ -28,8 +29,9 @@ async def _who(request: web.Request) -> tuple[Gateway, Identity | web.Response]:
     return gateway, await authenticate(request, gateway)
 
 
-async def _may_launch(gateway: Gateway, identity: Identity, paths: list[str]) -> bool:
-    return not paths or await gateway.authz.may_launch(identity, paths)
+async def _may_launch(gateway: Gateway, identity: Identity, option: WorkspaceOption) -> bool:
+    return await may_launch_option(gateway.authz, identity, option,
+                                   gateway.extras.get("current_pay_model"))
 
 
 def _backend_unavailable(request: web.Request, exc: Exception) -> web.Response:
@@ -43,7 +45,7 @@ async def options(request: web.Request) -> web.StreamResponse:
         return who
     try:
         allowed = [o for o in gateway.hatchery.options
-                   if await _may_launch(gateway, who, o.resource_paths)]
+                   if await _may_launch(gateway, who, o)]
     except AuthzUnavailable as exc:
         return responses.error(request, 503, f"authorization service unavailable: {exc}")
     wanted = request.query.get("id")
@@ -69,7 +71,7 @@ async def launch(request: web.Request) -> web.StreamResponse:
     if option is None:
         return web.Response(status=400, text=f"Invalid 'id' parameter '{option_id}'")
     try:
-        if not await _may_launch(gateway, who, option.resource_paths):
+        if not await _may_launch(gateway, who, option):
             return web.Response(status=400, text=f"Invalid 'id' parameter '{option_id}'")
     except AuthzUnavailable as exc:
         return responses.error(request, 503, f"authorization service unavailable: {exc}")

@@ -1,20 +1,22 @@
 """Authorization: may this user use workspaces at all, and may they launch this option?
 
 Two questions, as in Gen3: revproxy asks Arborist about ``/workspace`` before any request reaches
-Hatchery, and Hatchery asks about each option's ``authz`` resource paths. The answer comes from
-a pluggable Authorizer: everyone (dev), a fixed list of users, or Arborist. When the authorizer
-can't decide, the caller answers 503: authorization fails closed.
+Hatchery, and Hatchery evaluates each option's ``authz`` rules (launcher/authz_rules.py), whose
+``resource_paths`` leaves ask Arborist and whose ``pay_models`` leaves read the user's pay model.
+The Arborist answer comes from a pluggable Authorizer: everyone (dev), a fixed list of users, or
+Arborist. When the authorizer can't decide, the caller answers 503: authorization fails closed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 from cachetools import TTLCache
 
 from launcher.errors import ConfigError
+from launcher.options import WorkspaceOption
 
 from .sessions import Identity
 
@@ -122,6 +124,26 @@ class Arborist:
         if not isinstance(auth, bool):
             raise AuthzUnavailable(f"Arborist {path} answered without a boolean 'auth'")
         return auth
+
+
+PayModelLookup = Callable[[Identity], Awaitable[str | None]]
+"""The name of a user's current pay model (``workspace_type``), None when they have none."""
+
+
+async def may_launch_option(authz: Authorizer, identity: Identity, option: WorkspaceOption,
+                            pay_model: PayModelLookup | None = None) -> bool:
+    """May ``identity`` see and launch ``option``? Its whole ``authz`` block decides: and/or,
+    resource paths through ``authz``, pay models through ``pay_model`` (without one, a
+    ``pay_models`` rule is false). Raises AuthzUnavailable when Arborist can't answer."""
+
+    async def may_access(paths: list[str]) -> bool:
+        return await authz.may_launch(identity, paths)
+
+    async def current() -> str | None:
+        assert pay_model is not None
+        return await pay_model(identity)
+
+    return await option.authz.allows(may_access, current if pay_model is not None else None)
 
 
 def build_authorizer(settings: AuthzSettings,

@@ -106,6 +106,27 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
     asyncio.run(_serve_until_signalled(settings, reuse_port))
 
 
+def _warn_unsupported(settings: Settings) -> None:
+    """One start-up warning naming every Hatchery feature the config uses that hatchway does not
+    provide, and (local backend) the fields local workspaces ignore: never a crash."""
+    assert settings.hatchery is not None
+    notes = list(settings.hatchery.unsupported)
+    if settings.hatchery.unused_fields:
+        notes.append("unknown fields (Hatchery ignores them too): "
+                     + ", ".join(settings.hatchery.unused_fields))
+    if settings.backend == "local":
+        from launcher.local import ignored_fields
+
+        ignored = ignored_fields(settings.hatchery)
+        if ignored:
+            notes.append(f"{len(ignored)} field(s) mean nothing to the local backend: "
+                         + ", ".join(ignored[:8]) + (", …" if len(ignored) > 8 else ""))
+    if notes:
+        logging.getLogger("hatchway").warning(
+            "%s: not supported by hatchway (yet): %s", settings.hatchery.source,
+            "; ".join(notes))
+
+
 def serve(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
     logging.basicConfig(level=args.log_level.upper(),
@@ -114,15 +135,8 @@ def serve(args: argparse.Namespace) -> int:
         raise ConfigError("settings", "workers", "1 with the local backend (its workspaces "
                           "live in one process); use the kubernetes backend for more",
                           settings.workers)
-    if settings.hatchery is not None and settings.backend == "local":
-        from launcher.local import ignored_fields
-
-        ignored = ignored_fields(settings.hatchery)
-        if ignored:
-            logging.getLogger("hatchway").warning(
-                "%s: %d field(s) mean nothing to the local backend and are ignored: %s%s",
-                settings.hatchery.source, len(ignored), ", ".join(ignored[:8]),
-                ", …" if len(ignored) > 8 else "")
+    if settings.hatchery is not None:
+        _warn_unsupported(settings)
     from .app import build_app
 
     build_app(settings)  # fail on bad config before printing the banner or forking

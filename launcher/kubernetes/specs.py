@@ -12,10 +12,9 @@ hatchway's additions, so every replica can find and route its objects from the A
 labels ``app.kubernetes.io/managed-by: hatchway`` and ``hatchway.gen3.org/user``; Service
 annotations with the user name, the path rewrite and TLS; the option id on the pod.
 
-``gpu`` (a hatchery.json container field without a published schema in Hatchery) is read as
-``{"count": 1, "resource": "nvidia.com/gpu", "node-selector": {...}}``: a limit of ``count`` of
-``resource``, a toleration for the ``resource`` taint GPU node groups carry, and the optional
-node selector merged over Hatchery's ``role: jupyter``.
+``gpu: true`` places the pod as Hatchery does: node selector ``role: gpu`` and tolerations
+``role=gpu`` and ``nvidia.com/gpu Exists`` instead of the jupyter ones (even with
+``skip-node-selector``), and ``nvidia.com/gpu: 1`` in the workspace's limits and requests.
 """
 
 from __future__ import annotations
@@ -89,16 +88,15 @@ def _without_empty(container: dict[str, Any]) -> dict[str, Any]:
             if v is not None and (v not in ("", [], {}) or k in ("securityContext", "lifecycle"))}
 
 
+_GPU_TOLERATIONS = ({"key": "role", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+                   {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
+
+
 def _gpu(option: WorkspaceOption) -> tuple[dict[str, Any], dict[str, str], list[dict[str, Any]]]:
-    """(extra limits, extra node selector, extra tolerations) for the option's ``gpu``."""
-    gpu = option.raw.get("gpu") or {}
-    if not gpu:
+    """(extra limits, node selector, tolerations) for ``gpu: true``, Hatchery's placement."""
+    if not option.gpu:
         return {}, {}, []
-    resource = str(gpu.get("resource") or "nvidia.com/gpu")
-    count = int(gpu.get("count") or gpu.get("limit") or 1)
-    selector_ = {str(k): str(v) for k, v in (gpu.get("node-selector") or {}).items()}
-    toleration = {"key": resource, "operator": "Exists", "effect": "NoSchedule"}
-    return {resource: count}, selector_, [toleration]
+    return {"nvidia.com/gpu": "1"}, {"role": "gpu"}, [dict(t) for t in _GPU_TOLERATIONS]
 
 
 def _sidecar(hatchery: HatcheryConfig, shared_memory: bool,
@@ -188,12 +186,12 @@ def pod_spec(user: str, option: WorkspaceOption, hatchery: HatcheryConfig, names
     }
     node_selector: dict[str, str] = {}
     tolerations: list[dict[str, Any]] = []
-    if not hatchery.raw.get("skip-node-selector"):
+    if not hatchery.skip_node_selector:
         node_selector["role"] = "jupyter"
         tolerations.append({"key": "role", "operator": "Equal", "value": "jupyter",
                             "effect": "NoSchedule"})
-    node_selector.update(gpu_selector)
-    tolerations.extend(gpu_tolerations)
+    if gpu_selector:  # GPU placement replaces the default one, as in Hatchery
+        node_selector, tolerations = gpu_selector, gpu_tolerations
     if node_selector:
         spec["nodeSelector"] = node_selector
     if tolerations:

@@ -165,15 +165,26 @@ def test_skip_node_selector_drops_selector_and_toleration() -> None:
     validate(pod)
 
 
-def test_gpu_adds_a_limit_a_toleration_and_its_node_selector() -> None:
-    pod = pod_for({**JUPYTER, "gpu": {"count": 2, "node-selector": {"gpu": "a10g"}}})
-    main = pod["spec"]["containers"][1]
-    assert main["resources"]["limits"]["nvidia.com/gpu"] == 2
-    assert main["resources"]["requests"]["nvidia.com/gpu"] == 2
-    assert pod["spec"]["nodeSelector"] == {"role": "jupyter", "gpu": "a10g"}
-    assert {"key": "nvidia.com/gpu", "operator": "Exists",
-            "effect": "NoSchedule"} in pod["spec"]["tolerations"]
+def test_gpu_true_asks_for_one_gpu_in_limits_and_requests() -> None:
+    main = pod_for({**JUPYTER, "gpu": True})["spec"]["containers"][1]
+    assert main["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert main["resources"]["requests"]["nvidia.com/gpu"] == "1"
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_gpu_true_replaces_the_placement_as_hatchery_does(skip: bool) -> None:
+    pod = pod_for({**JUPYTER, "gpu": True}, **{"skip-node-selector": skip})
+    assert pod["spec"]["nodeSelector"] == {"role": "gpu"}
+    assert pod["spec"]["tolerations"] == [
+        {"key": "role", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     validate(pod)
+
+
+def test_gpu_false_keeps_the_jupyter_placement() -> None:
+    pod = pod_for({**JUPYTER, "gpu": False})
+    assert pod["spec"]["nodeSelector"] == {"role": "jupyter"}
+    assert "nvidia.com/gpu" not in pod["spec"]["containers"][1]["resources"]["limits"]
 
 
 def test_lifecycle_hooks_pull_policy_and_group_are_honoured() -> None:

@@ -15,15 +15,17 @@ from collections.abc import Callable
 class SpliceEnd(asyncio.Protocol):
     """One side of a splice: what arrives here is written to ``peer``."""
 
-    __slots__ = ("own", "peer", "touch", "user", "live")
+    __slots__ = ("own", "peer", "touch", "user", "live", "release")
 
     def __init__(self, own: asyncio.Transport, peer: asyncio.Transport,
-                 touch: Callable[[str], None], user: str, live: set[SpliceEnd]) -> None:
+                 touch: Callable[[str], None], user: str, live: set[SpliceEnd],
+                 release: Callable[[], None] | None = None) -> None:
         self.own = own
         self.peer = peer
         self.touch = touch
         self.user = user
         self.live = live
+        self.release = release  # the browser end gives back the connection's place
         live.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -36,6 +38,9 @@ class SpliceEnd(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.live.discard(self)
         self.peer.close()
+        if self.release is not None:
+            self.release()
+            self.release = None
 
     def pause_writing(self) -> None:
         self.peer.pause_reading()
@@ -46,11 +51,11 @@ class SpliceEnd(asyncio.Protocol):
 
 def splice(browser: asyncio.Transport, workspace: asyncio.Transport, *,
            to_browser: bytes, to_workspace: bytes, touch: Callable[[str], None], user: str,
-           live: set[SpliceEnd]) -> None:
+           live: set[SpliceEnd], release: Callable[[], None] | None = None) -> None:
     """Turn two HTTP connections into one WebSocket pipe. ``to_browser``/``to_workspace`` are
     bytes already read past the handshake on the other side. Each transport's reading must
     already be paused exactly when the other's write buffer is full."""
-    browser.set_protocol(SpliceEnd(browser, workspace, touch, user, live))
+    browser.set_protocol(SpliceEnd(browser, workspace, touch, user, live, release))
     workspace.set_protocol(SpliceEnd(workspace, browser, touch, user, live))
     if to_browser:
         browser.write(to_browser)

@@ -11,10 +11,7 @@ start of that request, and serves the connection from then on, answers included.
 Requests on one connection are handled strictly in turn (pipelined ones wait in the buffer),
 so responses keep their order and a handoff always starts at a request boundary. What waits is
 bounded per connection (``max_pending_bytes``) and over all of them (``max_buffered_bytes``):
-past either bound the connection stops reading until its answer is done. A connection whose
-request is in flight reads ahead only while it holds one of a fixed number of reader places
-(``FastPath.max_readers``): every read can bring up to READ_SIZE bytes before anything can be
-checked, so the places are what keeps the total bounded when many connections pipeline at once.
+past either bound the connection stops reading until its answer is done.
 
 A request is sent to a workspace once. The one exception is the HTTP client's classic race: a
 pooled keep-alive connection the workspace closed, without a byte of answer, as an idempotent
@@ -80,7 +77,7 @@ class Front(asyncio.Protocol):
                  "idle", "client_ip", "cred", "token", "token_bytes", "cookie_out", "req",
                  "route", "websocket", "user", "head_len", "out_head", "up", "body_left",
                  "chunks", "replay", "resp_started", "keep_alive", "retried", "client",
-                 "served", "placed", "held", "mark", "reader")
+                 "served", "placed", "held", "mark")
 
     def __init__(self, fp: FastPath) -> None:
         self.fp = fp
@@ -97,7 +94,6 @@ class Front(asyncio.Protocol):
         self.placed = False  # holds a place in the caps, to be given back once
         self.held = 0  # bytes of ``buf`` counted in the gateway's read-ahead total
         self.mark = 0  # body_left at the last sweep: how far a request body moved since
-        self.reader = False  # holds a reader place (may read ahead while a request is in flight)
         # the session credential last seen on this connection (it rarely changes), as read
         # from (Authorization, Cookie): the token, and the Cookie header to forward
         self.cred: tuple[bytes | None, bytes | None] = (None, None)
@@ -183,8 +179,8 @@ class Front(asyncio.Protocol):
 
     def _hold(self) -> None:
         """Count ``buf`` in the read-ahead total; past this connection's bound or the total,
-        stop reading until the answer in flight is done (``response_done`` resumes). A head
-        still arriving cannot wait (it would only time out): over the total it gets a 503."""
+        stop reading until the answer in flight is done. A head still arriving cannot wait
+        (it would only time out): over the total it is refused with 503."""
         n = len(self.buf)
         fp = self.fp
         total = fp.buffered + n - self.held
@@ -201,25 +197,14 @@ class Front(asyncio.Protocol):
                     self._fail(b"503 Service Unavailable", "the gateway is busy, try again")
             else:
                 self._block(_BUF_FULL)
-
-    def _take_reader(self) -> None:
-        """A request is in flight: read ahead with a reader place, or not at all."""
-        fp = self.fp
-        if fp.readers < fp.max_readers:
-            fp.readers += 1
-            self.reader = True
-        else:
-            self._block(_BUF_FULL)
+        elif self.read_block & _BUF_FULL:
+            self._unblock(_BUF_FULL)
 
     def _let_go(self) -> None:
-        """``buf`` is no longer this connection's to hold (sent on, handed over, or dropped),
-        nor its reader place."""
+        """``buf`` is no longer this connection's to hold (sent on, handed over, or dropped)."""
         if self.held:
             self.fp.buffered -= self.held
             self.held = 0
-        if self.reader:
-            self.reader = False
-            self.fp.readers -= 1
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -385,11 +370,6 @@ class Front(asyncio.Protocol):
             self.replay = buf[:head_len]
             self.buf = buf[head_len:]
             self.state = RESPONSE
-        if self.state == BODY:
-            if self.read_block & _BUF_FULL:
-                self._unblock(_BUF_FULL)  # the body must flow whatever was read ahead
-        elif self.state == RESPONSE and not self.reader:
-            self._take_reader()
         if self.buf or self.held:
             self._hold()
 
@@ -423,8 +403,6 @@ class Front(asyncio.Protocol):
         self.state = RESPONSE
         self.body_left = 0
         self.buf = after
-        if not self.reader:
-            self._take_reader()
         if after:
             self._hold()
 
@@ -447,9 +425,6 @@ class Front(asyncio.Protocol):
         self.replay = None
         self.resp_started = False
         self.retried = False
-        if self.reader:
-            self.reader = False
-            self.fp.readers -= 1
         if self.read_block:
             self.read_block = 0
             self.transport.resume_reading()

@@ -33,7 +33,6 @@ POOL_IDLE_SECONDS = 30.0  # a pooled workspace connection idle this long is clos
 MAX_SWEEP_SECONDS = 15.0
 _RDHUP = getattr(select, "POLLRDHUP", 0x2000)  # the peer shut its side (Linux)
 _GONE = select.POLLHUP | select.POLLERR  # reset, or shut both ways
-READ_SIZE = 256 * 1024  # the most asyncio's and uvloop's transports read at once
 TRIM_BYTES = 16 * 1024 * 1024  # read-ahead freed since the last trim that is worth a trim
 
 
@@ -63,10 +62,6 @@ class FastPath:
         self.max_pending = limits.max_pending_bytes
         self.max_buffered = limits.max_buffered_bytes
         self.buffered = 0  # read-ahead bytes held by all connections
-        # connections that may read ahead while their request is in flight: each can bring
-        # its own bound plus one read before it is checked
-        self.max_readers = max(1, self.max_buffered // (self.max_pending + READ_SIZE))
-        self.readers = 0
         self.peak_buffered = 0
         timeouts = (limits.header_timeout_seconds, limits.keepalive_timeout_seconds,
                     limits.body_timeout_seconds)

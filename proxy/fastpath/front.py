@@ -11,7 +11,8 @@ start of that request, and serves the connection from then on, answers included.
 Requests on one connection are handled strictly in turn (pipelined ones wait in the buffer),
 so responses keep their order and a handoff always starts at a request boundary. What waits is
 bounded per connection (``max_pending_bytes``) and over all of them (``max_buffered_bytes``):
-past either bound the connection stops reading until its answer is done.
+past its own bound a connection stops reading until its answer is done; the connection that
+would take the total past its bound is answered 503 and closed.
 
 A request is sent to a workspace once. The one exception is the HTTP client's classic race: a
 pooled keep-alive connection the workspace closed, without a byte of answer, as an idempotent
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 # states of a browser connection
 HEAD, WAIT, BODY, RESPONSE, HANDOFF, GONE = range(6)
 # why reading from the browser is paused (bits)
-_BUF_FULL, _UP_FULL, _HANDOFF = 1, 2, 4
+BUF_FULL, _UP_FULL, _HANDOFF = 1, 2, 4
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 _BIG = 16384  # above this, write head and body as two buffers instead of joining them
 
@@ -178,9 +179,9 @@ class Front(asyncio.Protocol):
             self.fp.places.give_back(self.client)
 
     def _hold(self) -> None:
-        """Count ``buf`` in the read-ahead total; past this connection's bound or the total,
-        stop reading until the answer in flight is done. A head still arriving cannot wait
-        (it would only time out): over the total it is refused with 503."""
+        """Count ``buf`` in the read-ahead total. Past this connection's bound, stop reading
+        until the answer in flight is done (a head still arriving has MAX_HEAD instead); past
+        the total, 503 and close."""
         n = len(self.buf)
         fp = self.fp
         total = fp.buffered + n - self.held
@@ -191,14 +192,15 @@ class Front(asyncio.Protocol):
         state = self.state
         if state == GONE:
             return
-        if n > fp.max_pending or total > fp.max_buffered:
-            if state == HEAD:
-                if total > fp.max_buffered:
-                    self._fail(b"503 Service Unavailable", "the gateway is busy, try again")
-            else:
-                self._block(_BUF_FULL)
-        elif self.read_block & _BUF_FULL:
-            self._unblock(_BUF_FULL)
+        if total > fp.max_buffered:
+            # Each read may bring up to 256 KiB before anything can be checked, and many
+            # connections may read at once: the one that crosses the budget is let go,
+            # which keeps the total within it plus one read.
+            self._fail(b"503 Service Unavailable", "the gateway is busy, try again")
+        elif n > fp.max_pending and state != HEAD:
+            self._block(BUF_FULL)
+        elif self.read_block & BUF_FULL:
+            self._unblock(BUF_FULL)
 
     def _let_go(self) -> None:
         """``buf`` is no longer this connection's to hold (sent on, handed over, or dropped)."""
@@ -533,12 +535,16 @@ class Front(asyncio.Protocol):
 
     def expire(self) -> None:
         """Called by the sweep when the client has been too slow in this state."""
-        if self.state == BODY:
+        state = self.state
+        if state == BODY:
             self._fail(b"408 Request Timeout", "the request body arrived too slowly")
-        elif self.state == HEAD and self.buf:
-            self._fail(b"408 Request Timeout", "the request head arrived too slowly")
-        else:
-            self.close()  # idle keep-alive, or a client that left: nobody to tell
+        elif state == HEAD:
+            if self.buf:
+                self._fail(b"408 Request Timeout", "the request head arrived too slowly")
+            else:
+                self.close()  # idle keep-alive: nobody to tell
+        else:  # an answer that did not start while read-ahead was held (or the client left)
+            self._fail(b"504 Gateway Timeout", "your workspace did not answer in time")
 
     def _block(self, reason: int) -> None:
         if not self.read_block:

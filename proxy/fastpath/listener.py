@@ -6,9 +6,11 @@ otherwise do.
 Housekeeping is one periodic sweep over the connections (no timer per request or connection):
 it closes idle keep-alive connections, cuts heads and bodies that arrive too slowly, notices
 clients that left while their reading was paused (asyncio does not look at a paused socket, so
-a departed client would otherwise be held as long as its workspace stays silent), and closes
-everything on shutdown. Each timeout is counted in sweeps, so a connection is cut between the
-timeout and the timeout plus one sweep (a quarter of the shortest timeout).
+a departed client would otherwise be held as long as its workspace stays silent; a poll(2) sees
+a close that reached us, and read-ahead is held no longer than the keep-alive timeout for the
+close that cannot reach us behind unread bytes), and closes everything on shutdown. Each
+timeout is counted in sweeps, so a connection is cut between the timeout and the timeout plus
+one sweep (a quarter of the shortest timeout).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..gateway import Gateway
-from .front import BODY, HANDOFF, HEAD, Front, final_answer
+from .front import BODY, BUF_FULL, HANDOFF, HEAD, Front, final_answer
 from .gate import Gate
 from .limits import Places
 from .splice import SpliceEnd
@@ -129,11 +131,17 @@ class FastPath:
                     front.idle = 0  # moving, or held back by the workspace, not the client
                     continue
                 limit = self.body_ticks
-            elif front.eof and (state == HANDOFF or not front.resp_started):
+            elif state == HANDOFF or front.resp_started:
+                continue  # an answer on its way: the client's reading paces it
+            elif front.eof:
                 limit = keepalive_ticks  # the client left: its answer has this long to start
-            else:  # the workspace's answer is awaited or on its way
-                if front.read_block and not front.eof:
-                    paused.append(front)
+            elif front.read_block & BUF_FULL:
+                # Read-ahead held while the answer is awaited. A client that left behind it
+                # is invisible (its FIN waits behind the bytes we do not read), so the
+                # answer must start within the keep-alive timeout.
+                paused.append(front)
+                limit = keepalive_ticks
+            else:
                 continue
             idle = front.idle + 1
             front.idle = idle

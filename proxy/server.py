@@ -52,9 +52,12 @@ def _fast_path(app: web.Application, aiohttp_protocol: Callable[[], asyncio.Prot
 async def start(app: web.Application, host: str, port: int, *,
                 reuse_port: bool = False) -> Running:
     """Run ``app`` on host:port (0 picks a free port)."""
+    gateway = app.get(GATEWAY)
+    # aiohttp's one timer closes idle connections and heads that never finish alike
+    keepalive = gateway.settings.limits.keepalive_timeout_seconds if gateway else 75.0
     # logger: malformed requests make one INFO line each, not an ERROR with a traceback
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5,
-                           logger=logfilter.RefusalLogger())
+                           keepalive_timeout=keepalive, logger=logfilter.RefusalLogger())
     await runner.setup()
     assert runner.server is not None
     fast = _fast_path(app, runner.server)

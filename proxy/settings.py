@@ -55,6 +55,26 @@ class LocalSettings:
 
 
 @dataclass
+class LimitSettings:
+    """What one client, and all clients together, may hold of the gateway's descriptors, memory
+    and time (builtin mode's listener; aiohttp's keep-alive timer gets keepalive_timeout too)."""
+
+    header_timeout_seconds: float = 10.0  # a head must be whole this soon after connect/1st byte
+    keepalive_timeout_seconds: float = 15.0  # an idle keep-alive browser connection closes
+    body_timeout_seconds: float = 30.0  # a body under body_min_rate this long: 408
+    body_min_rate: int = 1024  # bytes/s a request body must keep up to count as moving
+    max_connections: int = 0  # browser connections at once; 0: half the fd limit (RLIMIT_NOFILE)
+    max_connections_per_client: int = 1000  # per client address (0: no cap); behind a proxy, raise
+    max_pending_bytes: int = 65536  # pipelined bytes read ahead per connection while it waits
+    max_buffered_bytes: int = 64 * 1024 * 1024  # read-ahead bytes held over all connections
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if value < 0 or (value == 0 and name.endswith(("seconds", "_bytes"))):
+                raise ConfigError("settings", f"limits.{name}", "a positive number", value)
+
+
+@dataclass
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -70,6 +90,7 @@ class Settings:
     sessions: SessionSettings = field(default_factory=SessionSettings)
     authz: AuthzSettings = field(default_factory=AuthzSettings)
     local: LocalSettings = field(default_factory=LocalSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     kubernetes: dict[str, Any] = field(default_factory=dict)  # read by the kubernetes backend
     envoy: dict[str, Any] = field(default_factory=dict)  # read by Envoy mode
     cull_interval_seconds: float = 30.0  # how often idle workspaces are looked for

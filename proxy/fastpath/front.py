@@ -9,13 +9,23 @@ request boundary: aiohttp's own protocol takes over the transport, is fed the by
 start of that request, and serves the connection from then on, answers included.
 
 Requests on one connection are handled strictly in turn (pipelined ones wait in the buffer),
-so responses keep their order and a handoff always starts at a request boundary.
+so responses keep their order and a handoff always starts at a request boundary. What waits is
+bounded per connection (``max_pending_bytes``) and over all of them (``max_buffered_bytes``):
+past its own bound a connection stops reading until its answer is done; the connection that
+would take the total past its bound is answered 503 and closed.
+
+A request is sent to a workspace once. The one exception is the HTTP client's classic race: a
+pooled keep-alive connection the workspace closed, without a byte of answer, as an idempotent
+request went out; that request is sent once more on a fresh connection. Nothing already
+written to a workspace is ever handed to aiohttp (which would send it again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from .chunked import ChunkedError, ChunkedScanner
@@ -27,6 +37,7 @@ from .head import (
     session_cookie_out,
     upstream_request_head,
 )
+from .limits import Handed
 from .splice import splice
 from .upstream import WRITE_HIGH_WATER, Upstream
 
@@ -38,8 +49,7 @@ if TYPE_CHECKING:
 # states of a browser connection
 HEAD, WAIT, BODY, RESPONSE, HANDOFF, GONE = range(6)
 # why reading from the browser is paused (bits)
-_BUF_FULL, _UP_FULL, _HANDOFF = 1, 2, 4
-MAX_PENDING = 256 * 1024  # pipelined bytes held while a response is on its way
+BUF_FULL, _UP_FULL, _HANDOFF = 1, 2, 4
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 _BIG = 16384  # above this, write head and body as two buffers instead of joining them
 
@@ -67,7 +77,8 @@ class Front(asyncio.Protocol):
     __slots__ = ("fp", "transport", "buf", "state", "read_block", "write_paused", "eof",
                  "idle", "client_ip", "cred", "token", "token_bytes", "cookie_out", "req",
                  "route", "websocket", "user", "head_len", "out_head", "up", "body_left",
-                 "chunks", "replay", "resp_started", "keep_alive", "retried")
+                 "chunks", "replay", "resp_started", "keep_alive", "retried", "client",
+                 "served", "placed", "held", "mark")
 
     def __init__(self, fp: FastPath) -> None:
         self.fp = fp
@@ -77,8 +88,13 @@ class Front(asyncio.Protocol):
         self.read_block = 0
         self.write_paused = False
         self.eof = False
-        self.idle = 0
+        self.idle = 0  # sweeps spent waiting on the client (see FastPath._sweep)
+        self.client = ""  # the peer's address: its place in the connection caps
         self.client_ip = b""
+        self.served = False  # a whole head has arrived on this connection
+        self.placed = False  # holds a place in the caps, to be given back once
+        self.held = 0  # bytes of ``buf`` counted in the gateway's read-ahead total
+        self.mark = 0  # body_left at the last sweep: how far a request body moved since
         # the session credential last seen on this connection (it rarely changes), as read
         # from (Authorization, Cookie): the token, and the Cookie header to forward
         self.cred: tuple[bytes | None, bytes | None] = (None, None)
@@ -102,9 +118,15 @@ class Front(asyncio.Protocol):
 
     # -- asyncio callbacks ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
-        self.fp.fronts.add(self)
+        self.transport = transport = cast(asyncio.Transport, transport)
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]) if isinstance(peer, list | tuple) else ""
+        self.client_ip = self.client.encode()
+        if self.fp.admit(self):
+            self.placed = True
+        else:
+            self.state = GONE
 
     def data_received(self, data: bytes) -> None:
         state = self.state
@@ -114,18 +136,28 @@ class Front(asyncio.Protocol):
         if state == GONE:
             return
         buf = self.buf
-        self.buf = buf + data if buf else data
+        if buf:
+            self.buf = buf + data
+        else:
+            self.buf = data
+            if state == HEAD:
+                self.idle = 0  # a head begins: the header timeout counts from here
         if state == HEAD:
             self._next()
-        elif len(self.buf) > MAX_PENDING:
-            self._block(_BUF_FULL)
+        if self.buf or self.held:
+            self._hold()
 
     def eof_received(self) -> bool | None:
         if self.state in (HEAD, BODY):
             return None  # nothing in flight, or the request body cut short: close
-        self.eof = True  # answer what was asked, then close
-        self.keep_alive = False
+        self.peer_eof()
         return True
+
+    def peer_eof(self) -> None:
+        """The client shut its side: answer what was asked (if it comes soon: the sweep
+        gives it keepalive_timeout), then close."""
+        self.eof = True
+        self.keep_alive = False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._detach()
@@ -133,10 +165,48 @@ class Front(asyncio.Protocol):
     def _detach(self) -> None:
         """Forget this connection and give back (discard) its upstream, if any."""
         self.state = GONE
-        self.fp.fronts.discard(self)
+        self.fp.forget(self)
+        self._let_go()
+        self._release()
         up, self.up = self.up, None
         if up is not None:
             up.discard()
+
+    def _release(self) -> None:
+        """Give back this connection's place in the caps (exactly once)."""
+        if self.placed:
+            self.placed = False
+            self.fp.places.give_back(self.client)
+
+    def _hold(self) -> None:
+        """Count ``buf`` in the read-ahead total. Past this connection's bound, stop reading
+        until the answer in flight is done (a head still arriving has MAX_HEAD instead); past
+        the total, 503 and close."""
+        n = len(self.buf)
+        fp = self.fp
+        total = fp.buffered + n - self.held
+        fp.buffered = total
+        self.held = n
+        if total > fp.peak_buffered:
+            fp.peak_buffered = total
+        state = self.state
+        if state == GONE:
+            return
+        if total > fp.max_buffered:
+            # Each read may bring up to 256 KiB before anything can be checked, and many
+            # connections may read at once: the one that crosses the budget is let go,
+            # which keeps the total within it plus one read.
+            self._fail(b"503 Service Unavailable", "the gateway is busy, try again")
+        elif n > fp.max_pending and state != HEAD:
+            self._block(BUF_FULL)
+        elif self.read_block & BUF_FULL:
+            self._unblock(BUF_FULL)
+
+    def _let_go(self) -> None:
+        """``buf`` is no longer this connection's to hold (sent on, handed over, or dropped)."""
+        if self.held:
+            self.fp.buffered -= self.held
+            self.held = 0
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -162,6 +232,9 @@ class Front(asyncio.Protocol):
         head_len = end + 4
         req = parse_request_head(buf[:head_len])
         fp = self.fp
+        if not self.served:
+            self.served = True
+            fp.fresh.pop(self, None)
         gate = fp.gate
         if req is None or not req.target.startswith(gate.prefix_bytes):
             self._handoff(buf)
@@ -221,9 +294,6 @@ class Front(asyncio.Protocol):
             return
         route, target, user, websocket = plan
         fp.touch(identity.user)
-        if not self.client_ip:
-            peer = self.transport.get_extra_info("peername")
-            self.client_ip = str(peer[0]).encode() if isinstance(peer, list | tuple) else b""
         self.route = route
         self.websocket = websocket
         self.user = identity.user
@@ -275,6 +345,8 @@ class Front(asyncio.Protocol):
                 self.chunks = scanner
                 self.replay = None
                 self.buf = b""
+                self.body_left = self.mark = 0  # counts down by bytes read (see _body)
+                self.idle = 0
                 self.state = BODY
             else:
                 used = len(buf) - len(after)
@@ -290,7 +362,8 @@ class Front(asyncio.Protocol):
                 self.state = RESPONSE
             else:
                 _write(up.transport, self.out_head, buf[head_len:])
-                self.body_left = end - len(buf)
+                self.body_left = self.mark = end - len(buf)
+                self.idle = 0
                 self.replay = None
                 self.buf = b""
                 self.state = BODY
@@ -299,8 +372,8 @@ class Front(asyncio.Protocol):
             self.replay = buf[:head_len]
             self.buf = buf[head_len:]
             self.state = RESPONSE
-        if self.read_block & _BUF_FULL and len(self.buf) <= MAX_PENDING:
-            self._unblock(_BUF_FULL)
+        if self.buf or self.held:
+            self._hold()
 
     def _body(self, data: bytes) -> None:
         """More of a request body: straight on to the workspace."""
@@ -308,6 +381,7 @@ class Front(asyncio.Protocol):
         assert up is not None and up.transport is not None
         chunks = self.chunks
         if chunks is not None:
+            self.body_left -= len(data)  # only the sweep reads it: how far the body moved
             try:
                 out, after = chunks.feed(data)
             except ChunkedError as exc:
@@ -329,9 +403,10 @@ class Front(asyncio.Protocol):
             after = data[left:]
             self.body_left = 0
         self.state = RESPONSE
+        self.body_left = 0
         self.buf = after
-        if len(after) > MAX_PENDING:
-            self._block(_BUF_FULL)
+        if after:
+            self._hold()
 
     # -- called by the upstream connection ------------------------------------------------
     def response_done(self, up: Upstream, reusable: bool) -> None:
@@ -343,9 +418,10 @@ class Front(asyncio.Protocol):
         else:
             up.discard()
         if body_unfinished or not self.keep_alive:
-            self._close()
+            self.close()
             return
         self.state = HEAD
+        self.idle = 0  # the keep-alive timeout counts from the end of the answer
         self.req = None
         self.route = None
         self.replay = None
@@ -356,6 +432,10 @@ class Front(asyncio.Protocol):
             self.transport.resume_reading()
         if self.buf:
             self._next()
+            if self.buf or self.held:
+                self._hold()
+        elif self.held:
+            self._let_go()
 
     def upstream_lost(self, up: Upstream) -> None:
         """The workspace connection closed before the answer was complete."""
@@ -365,19 +445,23 @@ class Front(asyncio.Protocol):
         if self.state in (GONE, HANDOFF):
             return
         if self.resp_started:
-            self._close()  # the browser sees the body cut short, never a hang
+            self.close()  # the browser sees the body cut short, never a hang
             return
         replay = self.replay
-        if replay is not None and up.reused and not self.retried:
-            # Most likely the workspace closed an idle keep-alive connection as the request
-            # went out: send it again, once, on a fresh connection.
+        req = self.req
+        if (replay is not None and up.reused and not up.buf and not self.retried
+                and req is not None and req.method in IDEMPOTENT):
+            # A pooled keep-alive connection closed without a byte of answer (``up.buf``
+            # would hold the start of one): most likely the workspace closed it while idle
+            # as the request went out. Sending an idempotent request once more, on a fresh
+            # connection, is safe even if it did arrive (RFC 9110 9.2.2); anything else
+            # would risk running it twice, so it gets a 502.
             self.retried = True
             self.buf = replay + self.buf
             self._unblock(_UP_FULL)
             self._connect()
-        elif replay is not None and self.req is not None and self.req.method in IDEMPOTENT:
-            self._handoff(replay + self.buf)  # aiohttp tries again and answers 502 if it fails
         else:
+            # Never handed to aiohttp: its relay would send the request again.
             self._fail(b"502 Bad Gateway", "your workspace did not answer")
 
     def upstream_full(self, full: bool) -> None:
@@ -397,7 +481,8 @@ class Front(asyncio.Protocol):
         fp = self.fp
         self.up = None
         self.state = GONE
-        fp.fronts.discard(self)
+        fp.forget(self)
+        self._let_go()
         fp.pool.forget(up)
         browser = self.transport
         # browser reads pause exactly while the workspace's write buffer is full
@@ -405,9 +490,13 @@ class Front(asyncio.Protocol):
             browser.resume_reading()
         elif not self.read_block and up.write_paused:
             browser.pause_reading()
+        release: Callable[[], None] | None = None
+        if self.placed:  # the splice's browser end gives the place back
+            self.placed = False
+            release = partial(fp.places.give_back, self.client)
         splice(browser, up.transport, to_browser=to_browser, to_workspace=self.buf,
                touch=fp.touch, user=self.user, live=fp.splices,
-               max_message=fp.gateway.settings.websocket_max_message_bytes)
+               max_message=fp.gateway.settings.websocket_max_message_bytes, release=release)
         self.buf = b""
 
     # -- endings --------------------------------------------------------------------------
@@ -420,9 +509,13 @@ class Front(asyncio.Protocol):
             return
         fp = self.fp
         self.state = GONE
-        fp.fronts.discard(self)
+        fp.forget(self)
+        self._let_go()
         transport = self.transport
         protocol = fp.aiohttp_protocol()
+        if self.placed:  # aiohttp serves the connection now; its end gives the place back
+            self.placed = False
+            protocol = Handed(protocol, partial(fp.places.give_back, self.client))
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         if self.read_block:
@@ -435,11 +528,24 @@ class Front(asyncio.Protocol):
     def _fail(self, status: bytes, message: str) -> None:
         if not self.resp_started and self.state != GONE:
             self.transport.write(final_answer(status, message))
-        self._close()
+        self.close()
 
-    def _close(self) -> None:
+    def close(self) -> None:
         self._detach()
         self.transport.close()
+
+    def expire(self) -> None:
+        """Called by the sweep when the client has been too slow in this state."""
+        state = self.state
+        if state == BODY:
+            self._fail(b"408 Request Timeout", "the request body arrived too slowly")
+        elif state == HEAD:
+            if self.buf:
+                self._fail(b"408 Request Timeout", "the request head arrived too slowly")
+            else:
+                self.close()  # idle keep-alive: nobody to tell
+        else:  # an answer that did not start while read-ahead was held (or the client left)
+            self._fail(b"504 Gateway Timeout", "your workspace did not answer in time")
 
     def _block(self, reason: int) -> None:
         if not self.read_block:

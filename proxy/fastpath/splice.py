@@ -26,11 +26,13 @@ class SpliceEnd(asyncio.Protocol):
     """One side of a splice: what arrives here is written to ``peer``. ``to_server`` is true
     for the workspace's side (frames written to it must be masked)."""
 
-    __slots__ = ("own", "peer", "touch", "user", "live", "meter", "to_server", "refused")
+    __slots__ = ("own", "peer", "touch", "user", "live", "meter", "to_server", "refused",
+                 "release")
 
     def __init__(self, own: asyncio.Transport, peer: asyncio.Transport,
                  touch: Callable[[str], None], user: str, live: set[SpliceEnd], *,
-                 max_message: int, to_server: bool) -> None:
+                 max_message: int, to_server: bool,
+                 release: Callable[[], None] | None = None) -> None:
         self.own = own
         self.peer = peer
         self.touch = touch
@@ -39,6 +41,7 @@ class SpliceEnd(asyncio.Protocol):
         self.meter = FrameMeter(max_message)
         self.to_server = to_server
         self.refused = False
+        self.release = release  # the browser end gives back the connection's place
         live.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -74,6 +77,9 @@ class SpliceEnd(asyncio.Protocol):
         self.live.discard(self)
         if not self.refused:
             self.peer.close()
+        if self.release is not None:
+            self.release()
+            self.release = None
 
     def pause_writing(self) -> None:
         if not self.refused:
@@ -86,13 +92,14 @@ class SpliceEnd(asyncio.Protocol):
 
 def splice(browser: asyncio.Transport, workspace: asyncio.Transport, *,
            to_browser: bytes, to_workspace: bytes, touch: Callable[[str], None], user: str,
-           live: set[SpliceEnd], max_message: int = DEFAULT_MAX_MESSAGE) -> None:
+           live: set[SpliceEnd], max_message: int = DEFAULT_MAX_MESSAGE,
+           release: Callable[[], None] | None = None) -> None:
     """Turn two HTTP connections into one WebSocket pipe. ``to_browser`` is the workspace's
     101 head and any bytes read after it, ``to_workspace`` bytes the browser sent after its
     handshake. Each transport's reading must already be paused exactly when the other's write
     buffer is full."""
     from_browser = SpliceEnd(browser, workspace, touch, user, live, max_message=max_message,
-                             to_server=False)
+                             to_server=False, release=release)
     from_workspace = SpliceEnd(workspace, browser, touch, user, live, max_message=max_message,
                                to_server=True)
     browser.set_protocol(from_browser)

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT = 10.0
 WRITE_HIGH_WATER = 512 * 1024
 MAX_IDLE_PER_UPSTREAM = 256
-IDLE_TICKS = 2  # sweeps an idle pooled connection survives (see FastPath.SWEEP_SECONDS)
 
 _IDLE, _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE, _UPGRADE = range(6)
 
@@ -248,7 +247,8 @@ class Upstream(asyncio.Protocol):
 class UpstreamPool:
     """Idle keep-alive connections per (host, port), most recently used first."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, idle_ticks: int) -> None:
+        self.idle_ticks = idle_ticks  # sweeps an idle pooled connection survives
         self._idle: dict[tuple[str, int], list[Upstream]] = {}
         self.live: set[Upstream] = set()
 
@@ -287,10 +287,11 @@ class UpstreamPool:
             idle.remove(up)
 
     def sweep(self) -> None:
-        """Close connections idle for IDLE_TICKS sweeps: workspaces close idle keep-alive
+        """Close connections idle for ``idle_ticks`` sweeps: workspaces close idle keep-alive
         connections on their own schedule, and a closed one must not be picked."""
+        ticks = self.idle_ticks
         for idle in self._idle.values():
-            for up in [u for u in idle if u.idle >= IDLE_TICKS]:
+            for up in [u for u in idle if u.idle >= ticks]:
                 up.close()
             for up in idle:
                 up.idle += 1

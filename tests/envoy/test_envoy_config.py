@@ -180,8 +180,9 @@ async def test_burst_of_changes_is_written_once(tmp_path: Path) -> None:
             routes.set(f"user{i}", Route("127.0.0.1", 9000 + i, "/"))
         # wait for the write (a loaded machine may take a while), then a little longer to see
         # that no second write follows
-        deadline = asyncio.get_running_loop().time() + 10
-        while writer.writes - written < 2 and asyncio.get_running_loop().time() < deadline:
+        for _ in range(200):
+            if writer.writes - written >= 2:
+                break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)
         assert writer.writes - written == 2  # one cds.yaml, one rds.yaml

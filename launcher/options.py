@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .gojson import option_id
+from .idle import option_idle_limit_ms
 
 # Fields of a container entry and the JSON type each must have. Everything DESIGN.md lists is
 # accepted; unknown keys are kept (Hatchery ignores them too) but reported once.
@@ -86,16 +87,9 @@ class WorkspaceOption:
     @property
     def idle_time_limit(self) -> int:
         """Milliseconds, as Hatchery reports it: ``shutdown_no_activity_timeout`` × 1000, or -1."""
-        if "idle-time-limit" in self.raw:
+        if "idle-time-limit" in self.raw:  # hatchway's own key (local workspaces)
             return int(self.raw["idle-time-limit"])
-        for arg in self.args:
-            key, sep, value = arg.lstrip("-").partition("=")
-            if sep and key.endswith("shutdown_no_activity_timeout"):
-                try:
-                    return int(float(value) * 1000)
-                except ValueError:
-                    return -1
-        return -1
+        return option_idle_limit_ms(self.args)
 
     def summary(self) -> dict[str, Any]:
         """The object ``/options`` answers with, shaped as Hatchery's."""

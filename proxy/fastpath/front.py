@@ -163,7 +163,7 @@ class Front(asyncio.Protocol):
         req = parse_request_head(buf[:head_len])
         fp = self.fp
         gate = fp.gate
-        if req is None or not req.target.startswith(gate.prefix_bytes):
+        if req is None or not req.target.startswith(gate.prefix_bytes) or req.remote_user:
             self._handoff(buf)
             return
         cred = (req.authorization, req.cookie)

@@ -194,6 +194,14 @@ class PayModels:
     @classmethod
     def from_hatchery(cls, doc: Mapping[str, Any], source: str, *, region: str = "us-east-1",
                       endpoint_url: str = "") -> PayModels:
+        table = str(doc.get("pay-models-dynamodb-table") or "")
+        if table:
+            try:
+                import aiobotocore  # noqa: F401
+            except ImportError:
+                raise ConfigError(source, "pay-models-dynamodb-table",
+                                  "aiobotocore installed (pip install 'hatchway[aws]')",
+                                  table) from None
         configured = doc.get("pay-models") or []
         if not isinstance(configured, list):
             raise ConfigError(source, "pay-models", "a list of objects", configured)
@@ -202,7 +210,7 @@ class PayModels:
                                          "default-pay-model"),
             configured=[PayModel.from_config(p, source, f"pay-models[{i}]")
                         for i, p in enumerate(configured)],
-            table=str(doc.get("pay-models-dynamodb-table") or ""),
+            table=table,
             role_arn=str(doc.get("pay-models-dynamodb-arn") or ""),
             region=region, endpoint_url=endpoint_url)
 
@@ -311,12 +319,17 @@ class PayModels:
             if self._client is not None and time.time() < self._client_expires:
                 return self._client
             await self._close_client()
+            from aiobotocore.config import AioConfig
             from aiobotocore.session import get_session
 
             session = get_session()
             stack = AsyncExitStack()
-            kwargs: dict[str, Any] = {"region_name": self.region,
-                                      "endpoint_url": self.endpoint_url}
+            # Every /status reads the table, as in Hatchery: an outage must answer in seconds,
+            # not after botocore's default retries with backoff (about half a minute).
+            kwargs: dict[str, Any] = {
+                "region_name": self.region, "endpoint_url": self.endpoint_url,
+                "config": AioConfig(connect_timeout=2, read_timeout=5,
+                                    retries={"max_attempts": 2, "mode": "standard"})}
             try:
                 if self.role_arn:
                     async with session.create_client("sts", **kwargs) as sts:

@@ -108,7 +108,8 @@ async def test_demo_workspace_goes_launching_running_then_not_found(
     assert routes.get("alice@x.org") is None
 
 
-async def test_launching_status_reports_conditions_and_no_idle_limit_yet(backend: LocalBackend) -> None:
+async def test_launching_status_reports_conditions_and_no_idle_limit_yet(
+        backend: LocalBackend) -> None:
     await backend.launch("bob", option(command=["sleep", "30"], ready_probe="/",
                                        args=["--ServerApp.shutdown_no_activity_timeout=60"]),
                          None)

@@ -24,15 +24,16 @@ class WorkspaceStatus:
     status: str = NOT_FOUND
     conditions: list[dict[str, Any]] = field(default_factory=list)
     container_states: list[dict[str, Any]] = field(default_factory=list)
-    idle_time_limit: int = -1
+    idle_time_limit: int = 0  # Go's zero value: Hatchery fills it only when Running
     workspace_type: str = "Kubernetes"
     detail: str = ""  # a human sentence (exit status, failure reason); not in Hatchery's shape
 
     def to_json(self, last_activity_ms: int = 0) -> dict[str, Any]:
         body: dict[str, Any] = {
             "status": self.status,
-            "conditions": self.conditions,
-            "containerStates": self.container_states,
+            # Go's nil slices: null unless the backend reported some
+            "conditions": self.conditions or None,
+            "containerStates": self.container_states or None,
             "idleTimeLimit": self.idle_time_limit,
             "lastActivityTime": last_activity_ms,
             "workspaceType": self.workspace_type,

@@ -151,7 +151,6 @@ class LocalBackend:
         if ws is None:
             status.status = NOT_FOUND
             return status
-        status.idle_time_limit = ws.option.idle_time_limit
         # The exit may be seen here before the watcher has written its sentence down.
         status.detail = ws.detail or (
             describe_exit(ws.process.returncode or 0) if ws.exited else "")
@@ -166,6 +165,7 @@ class LocalBackend:
                 {"name": ws.option.name, "state": {"terminated": terminated}, "ready": False}]
         elif ws.ready:
             status.status = RUNNING
+            status.idle_time_limit = ws.option.idle_time_limit  # Hatchery: only when Running
         else:
             status.status = LAUNCHING
             status.conditions = [{"type": "Ready", "status": "False"}]

@@ -19,6 +19,7 @@ from .gojson import (
     marshal,
     option_id,
 )
+from .idle import option_idle_limit_ms
 
 # hatchway's own container field, read beside Hatchery's (not part of the option id).
 HATCHWAY_CONTAINER_FIELDS = frozenset({"idle-time-limit"})
@@ -75,16 +76,9 @@ class WorkspaceOption:
     @property
     def idle_time_limit(self) -> int:
         """Milliseconds, as Hatchery reports it: ``shutdown_no_activity_timeout`` × 1000, or -1."""
-        if "idle-time-limit" in self.raw:
+        if "idle-time-limit" in self.raw:  # hatchway's own key (local workspaces)
             return int(self.raw["idle-time-limit"])
-        for arg in self.args:
-            key, sep, value = arg.lstrip("-").partition("=")
-            if sep and key.endswith("shutdown_no_activity_timeout"):
-                try:
-                    return int(float(value) * 1000)
-                except ValueError:
-                    return -1
-        return -1
+        return option_idle_limit_ms(self.args)
 
     def summary(self) -> dict[str, Any]:
         """The object ``/options`` answers with, shaped as Hatchery's."""

@@ -1,23 +1,28 @@
 """Hatchery's API under ``<prefix>/``: options, launch, status, terminate, pay models, health.
 
 Same methods, status codes, bodies and status strings as Hatchery, so an existing Gen3
-data-portal works unchanged. Identity comes from the session (not a ``REMOTE_USER`` header).
+data-portal and the hatchery-reaper work unchanged; where hatchway answers differently on
+purpose, the README's compatibility table says so and why. Identity comes from the session, or
+from ``REMOTE_USER`` sent by a trusted peer (proxy.trusted).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
-from launcher.backend import LAUNCHING, RUNNING
-from launcher.errors import BackendUnavailable, WorkspaceExists
+from launcher.backend import LAUNCHING, NOT_FOUND, RUNNING, WorkspaceStatus
+from launcher.errors import BackendError, BackendUnavailable, WorkspaceExists
+from launcher.names import pod_name
 from launcher.options import WorkspaceOption
+from launcher.paymodels import ABOVE_LIMIT, ACTIVE, PayModelError
 
-from . import __version__, responses
+from . import __version__, paymodels_api, responses
 from .authz import AuthzUnavailable, may_launch_option
 from .gateway import GATEWAY, Gateway
+from .paymodels_api import reset_pay_model_when_gone
 from .session_check import authenticate
 from .sessions import Identity
 
@@ -30,8 +35,17 @@ async def _who(request: web.Request) -> tuple[Gateway, Identity | web.Response]:
 
 
 async def _may_launch(gateway: Gateway, identity: Identity, option: WorkspaceOption) -> bool:
-    return await may_launch_option(gateway.authz, identity, option,
-                                   gateway.extras.get("current_pay_model"))
+    async def current_pay_model(who: Identity) -> str | None:
+        pay = gateway.paymodels
+        if pay is None:
+            return None
+        try:
+            current = await pay.current_pay_model(who.user)
+        except PayModelError as exc:  # fail closed: the rule cannot be decided
+            raise AuthzUnavailable(f"pay models unavailable: {exc}") from exc
+        return None if current is None else current.name
+
+    return await may_launch_option(gateway.authz, identity, option, current_pay_model)
 
 
 def _backend_unavailable(request: web.Request, exc: Exception) -> web.Response:
@@ -39,64 +53,121 @@ def _backend_unavailable(request: web.Request, exc: Exception) -> web.Response:
                            headers={"Retry-After": "5"})
 
 
+def option_json(opt: WorkspaceOption) -> dict[str, Any]:
+    """Hatchery's ``containerOption``: ``gpu`` a bool (never null), ``idle-time-limit`` by the
+    rule ``/status`` uses too (launcher.idle)."""
+    return {"name": opt.name, "cpu-limit": str(opt.raw.get("cpu-limit") or ""),
+            "memory-limit": str(opt.raw.get("memory-limit") or ""), "id": opt.id,
+            "gpu": opt.raw.get("gpu") is True, "idle-time-limit": opt.idle_time_limit}
+
+
+def _invalid_id(option_id: str) -> web.Response:
+    # Hatchery answers an unknown id and a forbidden one alike, so ids reveal nothing.
+    return responses.hatchery_text(400, f"Invalid 'id' parameter '{option_id}'")
+
+
 async def options(request: web.Request) -> web.StreamResponse:
     gateway, who = await _who(request)
     if isinstance(who, web.StreamResponse):
         return who
+    wanted = request.query.get("id", "")
     try:
-        allowed = [o for o in gateway.hatchery.options
+        if wanted:
+            opt = gateway.hatchery.option(wanted)
+            if opt is None or not await _may_launch(gateway, who, opt):
+                return _invalid_id(wanted)
+            return web.json_response(option_json(opt))
+        allowed = [option_json(o) for o in gateway.hatchery.options
                    if await _may_launch(gateway, who, o)]
     except AuthzUnavailable as exc:
-        return responses.error(request, 503, f"authorization service unavailable: {exc}")
-    wanted = request.query.get("id")
-    if wanted is not None:
-        for opt in allowed:
-            if opt.id == wanted:
-                return web.json_response(opt.summary())
-        return responses.error(request, 404, f"no workspace option with id {wanted!r}")
-    return web.json_response([o.summary() for o in allowed])
+        return responses.error(request, 503, f"authorization service unavailable: {exc}",
+                               headers={"Retry-After": "5"})
+    # Go marshals an empty list as null; the data-portal then shows its "no access" page.
+    return web.json_response(allowed or None)
+
+
+async def _pay_model_refusal(request: web.Request, gateway: Gateway,
+                             user: str) -> web.Response | None:
+    """Hatchery's pay-model checks before a launch; None when the launch may go on."""
+    pay = gateway.paymodels
+    if pay is None or not pay.configured:
+        return None
+    try:
+        everything = await pay.for_user(user)
+    except PayModelError as exc:  # Hatchery launches anyway; hatchway fails closed
+        return responses.error(request, 503, f"pay models unavailable: {exc}",
+                               headers={"Retry-After": "5"})
+    if everything is None:
+        return None
+    current = everything.current
+    if current is None:
+        return responses.hatchery_text(500, "Current Paymodel is not set. Launch forbidden")
+    if (current.ecs and current.status != ACTIVE) or current.status == ABOVE_LIMIT:
+        return responses.hatchery_text(500, "Paymodel is not active. Launch forbidden")
+    if current.ecs or not current.local:
+        where = "ECS" if current.ecs else "another account's Kubernetes cluster"
+        return responses.hatchery_text(
+            500, f"Pay model '{current.name}' runs workspaces in {where}, which hatchway "
+                 "does not support. Launch forbidden")
+    return None
 
 
 async def launch(request: web.Request) -> web.StreamResponse:
     if request.method != "POST":
-        return responses.error(request, 405, "launch needs POST",
-                               headers={"Allow": "POST"})
+        return responses.hatchery_text(405, "Method Not Allowed")
     gateway, who = await _who(request)
     if isinstance(who, web.StreamResponse):
         return who
     option_id = request.query.get("id", "")
     if not option_id:
-        return web.Response(status=400, text="Missing 'id' parameter")
+        return responses.hatchery_text(400, "Missing 'id' parameter")
     option = gateway.hatchery.option(option_id)
     if option is None:
-        return web.Response(status=400, text=f"Invalid 'id' parameter '{option_id}'")
+        return _invalid_id(option_id)
     try:
         if not await _may_launch(gateway, who, option):
-            return web.Response(status=400, text=f"Invalid 'id' parameter '{option_id}'")
+            return _invalid_id(option_id)
     except AuthzUnavailable as exc:
-        return responses.error(request, 503, f"authorization service unavailable: {exc}")
+        return responses.error(request, 503, f"authorization service unavailable: {exc}",
+                               headers={"Retry-After": "5"})
+    refusal = await _pay_model_refusal(request, gateway, who.user)
+    if refusal is not None:
+        return refusal
     try:
         await gateway.backend.launch(who.user, option, who.token)
     except WorkspaceExists as exc:
-        return web.Response(status=500, text=f"Error: {exc}")
+        return responses.hatchery_text(500, str(exc))
     except BackendUnavailable as exc:
         return _backend_unavailable(request, exc)
     except Exception as exc:  # a backend failure is the user's 500, never a traceback
         log.exception("launch failed for %s", who.user)
-        return web.Response(status=500, text=f"Error: {exc}")
+        return responses.hatchery_text(500, str(exc))
     gateway.activity.touch(who.user)
     log.info("launched %r for %s", option.name, who.user)
     return web.Response(text="Success")
+
+
+async def workspace_status(gateway: Gateway, user: str) -> WorkspaceStatus:
+    """The backend's status; Hatchery's ``Not Found`` when the backend cannot say (Hatchery
+    answers any Kubernetes API error on the pod so: the portal then offers a launch)."""
+    try:
+        return await gateway.backend.status(user)
+    except BackendError as exc:
+        log.warning("status of %s's workspace unknown, answering Not Found: %s", user, exc)
+        return WorkspaceStatus(status=NOT_FOUND)
 
 
 async def status(request: web.Request) -> web.StreamResponse:
     gateway, who = await _who(request)
     if isinstance(who, web.StreamResponse):
         return who
-    try:
-        st = await gateway.backend.status(who.user)
-    except BackendUnavailable as exc:
-        return _backend_unavailable(request, exc)
+    pay = gateway.paymodels
+    if pay is not None and pay.configured:
+        try:  # Hatchery reads the pay models first and answers 500 when it cannot
+            await pay.for_user(who.user)
+        except PayModelError as exc:
+            return responses.hatchery_text(500, str(exc))
+    st = await workspace_status(gateway, who.user)
     envoy = gateway.extras.get("envoy")
     if st.status == RUNNING and envoy is not None and not envoy.applied(who.user):
         st.status = LAUNCHING  # Running means reachable: Envoy has not loaded the route yet
@@ -105,7 +176,7 @@ async def status(request: web.Request) -> web.StreamResponse:
 
 async def terminate(request: web.Request) -> web.StreamResponse:
     if request.method != "POST":
-        return responses.error(request, 405, "terminate needs POST", headers={"Allow": "POST"})
+        return responses.hatchery_text(405, "Method Not Allowed")
     gateway, who = await _who(request)
     if isinstance(who, web.StreamResponse):
         return who
@@ -113,29 +184,18 @@ async def terminate(request: web.Request) -> web.StreamResponse:
         existed = await gateway.backend.terminate(who.user)
     except BackendUnavailable as exc:
         return _backend_unavailable(request, exc)
-    if not existed:
-        return responses.error(request, 404, "no workspace to terminate")
+    except BackendError as exc:
+        return responses.hatchery_text(500, str(exc))
+    if not existed:  # Hatchery's words when the pod is not there
+        return responses.hatchery_text(
+            500, f'a workspace pod was not found: pods "{pod_name(who.user)}" not found')
     gateway.activity.forget(who.user)
     envoy = gateway.extras.get("envoy")
     if envoy is not None:  # answer once Envoy no longer routes to it
         await envoy.wait_applied(who.user)
+    reset_pay_model_when_gone(gateway, who.user, workspace_status)
     log.info("terminated the workspace of %s", who.user)
     return web.Response(text="Terminated workspace")
-
-
-def _paymodels_not_set(
-    methods: tuple[str, ...]
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        if request.method not in methods:
-            return responses.error(request, 405, f"use {' or '.join(methods)}",
-                                   headers={"Allow": ", ".join(methods)})
-        _, who = await _who(request)
-        if isinstance(who, web.StreamResponse):
-            return who
-        return web.json_response({"error": "pay model not set: none are configured"},
-                                 status=404)
-    return handler
 
 
 async def health(request: web.Request) -> web.StreamResponse:
@@ -162,13 +222,11 @@ async def version(request: web.Request) -> web.StreamResponse:
 
 def add_routes(app: web.Application, prefix: str) -> None:
     p = prefix.rstrip("/")
-    app.router.add_get(f"{p}/options", options)
+    # Hatchery answers /options and /status whatever the method; launch and terminate say 405.
+    app.router.add_route("*", f"{p}/options", options)
     app.router.add_route("*", f"{p}/launch", launch)
-    app.router.add_get(f"{p}/status", status)
+    app.router.add_route("*", f"{p}/status", status)
     app.router.add_route("*", f"{p}/terminate", terminate)
-    app.router.add_route("*", f"{p}/paymodels", _paymodels_not_set(("GET",)))
-    app.router.add_route("*", f"{p}/allpaymodels", _paymodels_not_set(("GET",)))
-    app.router.add_route("*", f"{p}/setpaymodel", _paymodels_not_set(("POST",)))
-    app.router.add_route("*", f"{p}/resetpaymodels", _paymodels_not_set(("POST",)))
+    paymodels_api.add_routes(app, p, workspace_status)
     app.router.add_get(f"{p}/_status", health)
     app.router.add_get(f"{p}/_version", version)

@@ -14,6 +14,7 @@ from launcher.backend import Backend
 from launcher.culling import IdleCuller
 from launcher.errors import ConfigError
 from launcher.options import HatcheryConfig
+from launcher.paymodels import PayModels
 
 from . import api, devlogin, launchpage, progress
 from .activity import ActivityTracker
@@ -24,6 +25,7 @@ from .jwks import KeyStore, http_jwks_fetcher
 from .routes import Route, RouteTable
 from .sessions import SessionValidator
 from .settings import Settings
+from .trusted import parse_networks
 from .workspace_proxy import CLIENT, proxy_handler
 
 log = logging.getLogger("hatchway")
@@ -98,7 +100,11 @@ def build_app(settings: Settings) -> web.Application:
     gateway = Gateway(
         settings=settings, hatchery=hatchery, routes=routes,
         backend=_backend(settings, routes, hatchery), sessions=sessions,
-        authz=build_authorizer(settings.authz, http), activity=ActivityTracker())
+        authz=build_authorizer(settings.authz, http), activity=ActivityTracker(),
+        paymodels=PayModels.from_hatchery(hatchery.raw, hatchery.source,
+                                          region=settings.paymodels.region,
+                                          endpoint_url=settings.paymodels.endpoint_url),
+        trusted_nets=parse_networks(settings.trusted_proxies))
 
     culler = IdleCuller(gateway.backend, routes, gateway.activity.last_ms,
                         interval_seconds=settings.cull_interval_seconds)
@@ -112,7 +118,8 @@ def build_app(settings: Settings) -> web.Application:
             app.router.add_route("*", f"{prefix}/login", devlogin.login_page)
             app.router.add_get(f"{prefix}/logout", devlogin.logout)
     api.add_routes(app, prefix)
-    app.router.add_get("/_status", api.health)
+    if prefix:  # the API as the stock revproxy sends it to hatchery-service: prefix stripped
+        api.add_routes(app, "")
     app.router.add_get(f"{prefix}/progress", progress.progress)
     app.router.add_get(f"{prefix}/", launchpage.launch_page)
     if prefix:
@@ -148,6 +155,8 @@ def build_app(settings: Settings) -> web.Application:
         yield
         await culler.stop()
         await gateway.backend.close()
+        if gateway.paymodels is not None:
+            await gateway.paymodels.close()
         if envoy_writer is not None:
             await envoy_writer.stop()
         gateway.activity.stop()

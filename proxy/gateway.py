@@ -13,12 +13,14 @@ if TYPE_CHECKING:
 
     from launcher.backend import Backend
     from launcher.options import HatcheryConfig
+    from launcher.paymodels import PayModels
 
     from .activity import ActivityTracker
     from .authz import Authorizer
     from .routes import RouteTable
     from .sessions import SessionValidator
     from .settings import Settings
+    from .trusted import Network
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Gateway:
     activity: ActivityTracker
     http: aiohttp.ClientSession | None = None  # for JWKS/Arborist, made on startup
     extras: dict[str, Any] = field(default_factory=dict)  # health reporters etc.
+    paymodels: PayModels | None = None  # the commons' pay models (None: none configured)
+    trusted_nets: tuple[Network, ...] = ()  # peers whose REMOTE_USER is believed
 
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)

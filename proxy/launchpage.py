@@ -5,13 +5,29 @@ from __future__ import annotations
 
 import json
 from importlib.resources import files
+from typing import Any
 
 from aiohttp import web
 
-from .gateway import GATEWAY
+from launcher.paymodels import PayModelError
+
+from .gateway import GATEWAY, Gateway
 from .session_check import authenticate, login_url
 
 _TEMPLATE = files("proxy").joinpath("static/launch.html").read_text(encoding="utf-8")
+
+
+async def _current_pay_model(gateway: Gateway, user: str) -> Any:
+    """The user's current pay model as ``/paymodels`` shows it; None when there is none or
+    it cannot be read (the page still works; launching will say why)."""
+    pay = gateway.paymodels
+    if pay is None or not pay.configured:
+        return None
+    try:
+        current = await pay.current_pay_model(user)
+    except PayModelError:
+        return None
+    return None if current is None else json.loads(current.to_json())
 
 
 async def launch_page(request: web.Request) -> web.StreamResponse:
@@ -21,7 +37,8 @@ async def launch_page(request: web.Request) -> web.StreamResponse:
         return who
     settings = gateway.settings
     config = {"prefix": settings.prefix.rstrip("/"), "proxy": settings.proxy_prefix,
-              "user": who.user, "dev": settings.dev_sessions, "login": login_url(gateway)}
+              "user": who.user, "dev": settings.dev_sessions, "login": login_url(gateway),
+              "payModel": await _current_pay_model(gateway, who.user)}
     # "</" cannot end the script element early once escaped.
     blob = json.dumps(config).replace("</", "<\\/")
     return web.Response(text=_TEMPLATE.replace("/*CONFIG*/{}", blob), content_type="text/html",

@@ -56,3 +56,12 @@ def unauthenticated(
         raise web.HTTPFound(f"{login_url}{sep}redirect={quote(original, safe='')}")
     return web.json_response({"error": message}, status=401,
                              headers={"WWW-Authenticate": 'Bearer realm="hatchway"'})
+
+
+def hatchery_text(status: int, text: str, *, headers: Mapping[str, str] | None = None
+                  ) -> web.Response:
+    """An answer as Hatchery's Go ``http.Error`` writes it: the text and a newline, plain
+    text, ``nosniff``. Clients (the data-portal, the hatchery-reaper) may match these texts."""
+    return web.Response(status=status, text=text + "\n", content_type="text/plain",
+                        charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff", **(headers or {})})

@@ -17,6 +17,7 @@ from aiohttp import web
 from . import logfilter
 from .fastpath import FastPath
 from .gateway import GATEWAY
+from .workspace_proxy import CLIENT, stripped_proxy_handler
 
 
 @dataclass
@@ -24,13 +25,24 @@ class Running:
     runner: web.AppRunner
     server: asyncio.base_events.Server
     fast_path: FastPath | None = None
+    # the ambassador listener (settings.ambassador_port), when there is one
+    ambassador: tuple[web.AppRunner, asyncio.base_events.Server] | None = None
 
     @property
     def port(self) -> int:
         return int(self.server.sockets[0].getsockname()[1])
 
+    @property
+    def ambassador_port(self) -> int | None:
+        if self.ambassador is None:
+            return None
+        return int(self.ambassador[1].sockets[0].getsockname()[1])
+
     async def close(self) -> None:
         self.server.close()
+        if self.ambassador is not None:
+            self.ambassador[1].close()
+            await self.ambassador[0].cleanup()
         if self.fast_path is not None:
             self.fast_path.close()
         await self.runner.cleanup()
@@ -66,4 +78,36 @@ async def start(app: web.Application, host: str, port: int, *,
     server = await loop.create_server(
         factory, host, port, reuse_port=reuse_port or None, backlog=1024,
         family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC)
-    return Running(runner, server, fast)
+    running = Running(runner, server, fast)
+    gateway = app.get(GATEWAY)
+    if gateway is not None and gateway.settings.ambassador_port is not None:
+        try:
+            amb_runner = web.AppRunner(ambassador_app(app), access_log=None,
+                                       handle_signals=False, shutdown_timeout=5)
+            await amb_runner.setup()
+            assert amb_runner.server is not None
+            amb_server = await loop.create_server(
+                amb_runner.server, host, gateway.settings.ambassador_port,
+                reuse_port=reuse_port or None, backlog=1024,
+                family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC)
+        except BaseException:
+            await running.close()
+            raise
+        running.ambassador = (amb_runner, amb_server)
+    return running
+
+
+def ambassador_app(main: web.Application) -> web.Application:
+    """The listener the stock revproxy's ``/lw-workspace/proxy/`` location reaches as
+    ambassador-service: every path is a workspace path (prefix stripped). aiohttp only, no
+    fast path: the revproxy's callers are identified by REMOTE_USER, which only aiohttp
+    honours. It shares the main app's gateway and upstream client."""
+    app = web.Application(handler_args={"max_field_size": 65536})
+    app[GATEWAY] = main[GATEWAY]
+
+    async def share_client(app: web.Application) -> None:
+        app[CLIENT] = main[CLIENT]
+
+    app.on_startup.append(share_client)
+    app.router.add_route("*", "/{tail:.*}", stripped_proxy_handler)
+    return app

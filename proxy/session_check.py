@@ -3,12 +3,15 @@ authorization, or the precise answer to send instead (401, browser redirect, 403
 
 from __future__ import annotations
 
+import math
+
 from aiohttp import web
 
 from . import responses
 from .authz import AuthzUnavailable
 from .gateway import Gateway
 from .sessions import Identity, SessionError
+from .trusted import Ambiguous, trusted_user
 
 
 def login_url(gateway: Gateway) -> str:
@@ -21,8 +24,19 @@ def login_url(gateway: Gateway) -> str:
 
 
 async def authenticate(request: web.Request, gateway: Gateway) -> Identity | web.Response:
-    """The caller's Identity, or the response to answer with instead."""
+    """The caller's Identity, or the response to answer with instead. A trusted peer's
+    ``REMOTE_USER`` comes first, as in Hatchery: that peer (Gen3's revproxy) has checked the
+    session and Arborist's ``/workspace`` access already; the token it forwards, if any, is
+    kept for per-option Arborist checks."""
     sessions = gateway.sessions
+    try:
+        trusted = trusted_user(request, gateway.trusted_nets)
+    except Ambiguous as exc:
+        return responses.error(request, 400, str(exc))
+    if trusted is not None:
+        return Identity(user=trusted, token=sessions.token_from(request.headers,
+                                                                request.cookies) or "",
+                        expires_at=math.inf)
     token = sessions.token_from(request.headers, request.cookies)
     if not token:
         return _refuse(request, gateway, 401, "no session: sign in first")

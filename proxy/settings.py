@@ -21,6 +21,8 @@ import yaml
 from launcher.errors import ConfigError
 from launcher.options import HatcheryConfig, load_hatchery_file, parse_hatchery_config
 
+from .trusted import parse_networks
+
 
 @dataclass
 class SessionSettings:
@@ -75,6 +77,14 @@ class LimitSettings:
 
 
 @dataclass
+class PayModelSettings:
+    """Where the pay-model table is reached; the table itself is named in hatchery.json."""
+
+    region: str = "us-east-1"  # Hatchery's, fixed in its code
+    endpoint_url: str = ""  # DynamoDB/STS endpoint override (a local emulator); AWS's if empty
+
+
+@dataclass
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -102,6 +112,13 @@ class Settings:
     # about twice this per message in memory.
     websocket_max_message_bytes: int = 16 * 1024 * 1024
     hatchery_config: str = ""  # path to hatchery.json; default options when empty
+    # Peers (addresses/CIDRs: Gen3's revproxy, the hatchery-reaper) whose REMOTE_USER header
+    # is believed. Empty: nobody's; REMOTE_USER is then ignored and stripped.
+    trusted_proxies: list[str] = field(default_factory=list)
+    # A listener serving the workspace proxy at / (ambassador-service's shape behind the stock
+    # revproxy, which strips <prefix>/proxy/); None: no such listener, 0: any free port.
+    ambassador_port: int | None = None
+    paymodels: PayModelSettings = field(default_factory=PayModelSettings)
     hatchery: HatcheryConfig | None = field(default=None, repr=False)
 
     @property
@@ -251,6 +268,10 @@ def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, st
     if hatchery is None and settings.hatchery_config:  # given on the command line / env
         hatchery = load_hatchery_file(settings.hatchery_config)
     settings.hatchery = hatchery
+    parse_networks(settings.trusted_proxies)  # a wrong entry stops start-up here
+    if settings.ambassador_port is not None and not (0 <= settings.ambassador_port < 65536):
+        raise ConfigError("settings", "ambassador_port", "a port number 0-65535",
+                          settings.ambassador_port)
     if not (0 < settings.port < 65536):
         raise ConfigError("settings", "port", "a port number 1-65535", settings.port)
     if settings.websocket_max_message_bytes < 126:  # a control frame's payload must fit

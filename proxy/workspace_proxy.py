@@ -24,6 +24,10 @@ from .ws_relay import relay_websocket
 CLIENT = web.AppKey("upstream_client", aiohttp.ClientSession)
 
 
+def _no_touch() -> None:
+    pass
+
+
 def _origin_allowed(gateway: Gateway, request: web.Request) -> bool:
     return origin_allowed(gateway.settings, request.headers.get("Origin"),
                           request.headers.get("Host", ""))
@@ -46,13 +50,26 @@ def origin_allowed(settings: Settings, origin: str | None, host: str) -> bool:
 
 
 async def proxy_handler(request: web.Request) -> web.StreamResponse:
+    """``<prefix>/proxy/…`` on the gateway's own listener."""
+    return await _relay(request, request.raw_path)
+
+
+async def stripped_proxy_handler(request: web.Request) -> web.StreamResponse:
+    """``/…`` on the ambassador listener: the stock revproxy has stripped ``<prefix>/proxy/``
+    (as it does for ambassador-service); the workspace still sees its full path."""
+    prefix = request.app[GATEWAY].settings.proxy_prefix
+    raw = request.raw_path
+    return await _relay(request, prefix.rstrip("/") + (raw if raw.startswith("/") else "/"))
+
+
+async def _relay(request: web.Request, raw_target: str) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     settings = gateway.settings
     identity = await authenticate(request, gateway)
     if isinstance(identity, web.StreamResponse):
         return identity
     try:
-        path, query = split_target(request.raw_path)
+        path, query = split_target(raw_target)
         path = normalize_path(path)
     except PathError as exc:
         return responses.error(request, 400, f"bad request path: {exc}")
@@ -69,7 +86,10 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
     if not route.ready:
         return responses.error(request, 503, "your workspace is still launching; retry shortly",
                                headers={"Retry-After": "2"})
-    gateway.activity.touch(user)
+    touch = _no_touch
+    if identity.token:  # a REMOTE_USER-only caller (the hatchery-reaper) is not the user at work
+        touch = lambda: gateway.activity.touch(user)  # noqa: E731
+        touch()
     target = f"{route.rewrite}{path[len(prefix):]}{query}"
     scheme = "https" if route.tls else "http"
     # encoded=True: the target goes out byte for byte as normalised, never re-quoted.
@@ -85,8 +105,7 @@ async def proxy_handler(request: web.Request) -> web.StreamResponse:
         if is_ws:
             if not _origin_allowed(gateway, request):
                 return responses.error(request, 403, "cross-origin WebSocket refused")
-            return await relay_websocket(request, client, url, headers,
-                                         lambda: gateway.activity.touch(user),
+            return await relay_websocket(request, client, url, headers, touch,
                                          settings.websocket_max_message_bytes)
         return await relay_http(request, client, url, headers)
     except UpstreamFailed as exc:

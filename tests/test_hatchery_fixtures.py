@@ -23,7 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto.server import ThreadedMotoServer
 
 from launcher.gojson import canonical_quantity
 from launcher.names import escape
@@ -58,12 +60,43 @@ def token(state_dir: Path) -> str:
     return done.stdout.strip()
 
 
-def serve(config: Path, state_dir: Path, log: Path) -> Iterator[int]:
+@pytest.fixture(scope="module")
+def dynamodb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """moto's DynamoDB on loopback holding every fixture's (empty) pay-model table, so commons
+    that name one read it as they would in AWS; and the fake credentials to reach it."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    none = str(tmp_path_factory.mktemp("aws") / "none")
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": none,
+           "AWS_SHARED_CREDENTIALS_FILE": none}
+    db = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=url,
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    tables = {json.loads(c.read_text()).get("pay-models-dynamodb-table") for c in CONFIGS}
+    for name in sorted(t for t in tables if t):
+        db.create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"},
+                       {"AttributeName": "bmh_workspace_id", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
+                                  {"AttributeName": "bmh_workspace_id", "AttributeType": "S"}])
+    yield url, env
+    server.stop()
+
+
+def serve(config: Path, state_dir: Path, log: Path,
+          aws: tuple[str, dict[str, str]]) -> Iterator[int]:
     port = free_port()
+    settings = log.with_suffix(".settings.yaml")
+    settings.write_text(f"paymodels:\n  endpoint_url: {aws[0]}\n")
     with log.open("wb") as out:
-        proc = subprocess.Popen([*HATCHWAY, "serve", "--config", str(config), "--port", str(port),
+        proc = subprocess.Popen([*HATCHWAY, "serve", "--config", str(config), "--config",
+                                 str(settings), "--port", str(port),
                                  "--state-dir", str(state_dir)],
-                                stdout=out, stderr=subprocess.STDOUT, env=clean_env())
+                                stdout=out, stderr=subprocess.STDOUT,
+                                env={**clean_env(), **aws[1]})
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -88,14 +121,14 @@ def get_options(port: int, token: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def served(state_dir: Path, token: str,
+def served(state_dir: Path, token: str, dynamodb: tuple[str, dict[str, str]],
            tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list[Any], str]]:
     """Each fixture's /options answer from the real CLI, and the CLI's output."""
     logs = tmp_path_factory.mktemp("logs")
     out: dict[str, tuple[list[Any], str]] = {}
     for config in CONFIGS:
         log = logs / f"{config.stem}.log"
-        for port in serve(config, state_dir, log):
+        for port in serve(config, state_dir, log, dynamodb):
             out[config.name] = (get_options(port, token), "")
         out[config.name] = (out[config.name][0], log.read_text())
     return out

@@ -106,13 +106,6 @@ async def test_options_with_an_id_answer_that_one_object(
     assert isinstance(one, dict) and one["id"] == oid and "Demo" in one["name"]
 
 
-async def test_options_with_an_unknown_id_are_404(
-        gw: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
-    async with client.get(gw.url(API + "options?id=nope"), headers=auth(gw)) as resp:
-        assert resp.status == 404
-        assert "nope" in (await resp.json())["error"]
-
-
 async def test_the_api_without_a_session_is_401(
         gw: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
     async with client.get(gw.url(API + "options")) as resp:
@@ -282,17 +275,6 @@ async def test_progress_of_a_crashed_workspace_ends_failed(
 
 
 # -- the rest of Hatchery's API --------------------------------------------------------------
-
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "paymodels"), ("GET", "allpaymodels"),
-    ("POST", "setpaymodel"), ("POST", "resetpaymodels"),
-])
-async def test_pay_model_endpoints_answer_not_set(
-        gw: GatewayUnderTest, client: aiohttp.ClientSession, method: str, path: str) -> None:
-    async with client.request(method, gw.url(API + path), headers=auth(gw)) as resp:
-        assert resp.status == 404
-        assert "error" in await resp.json()
-
 
 @pytest.mark.parametrize("path", ["/lw-workspace/_status", "/_status"])
 async def test_health_answers_200(gw: GatewayUnderTest, client: aiohttp.ClientSession,

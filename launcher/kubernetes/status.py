@@ -15,19 +15,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from launcher.backend import LAUNCHING, NOT_FOUND, RUNNING, STOPPED, TERMINATING, WorkspaceStatus
+from launcher.idle import pod_idle_limit_ms
 
 from .pods import failure_reason, is_ready
 
 
 def idle_time_limit(pod: Mapping[str, Any]) -> int:
-    """Milliseconds from the first ``shutdown_no_activity_timeout=`` arg (Go's Atoi: an
-    integer, else none), 0 when there is none (Go's zero value)."""
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        for arg in container.get("args") or []:
-            if "shutdown_no_activity_timeout=" in arg:
-                value = arg.split("=")[-1]
-                return int(value) * 1000 if value.lstrip("-").isdigit() else 0
-    return 0
+    """Milliseconds, by Hatchery's rule (launcher.idle), 0 when there is none."""
+    return pod_idle_limit_ms(c.get("args") or []
+                             for c in (pod.get("spec") or {}).get("containers") or [])
 
 
 def workspace_status(pod: Mapping[str, Any] | None,

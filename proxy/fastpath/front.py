@@ -236,7 +236,7 @@ class Front(asyncio.Protocol):
             self.served = True
             fp.fresh.pop(self, None)
         gate = fp.gate
-        if req is None or not req.target.startswith(gate.prefix_bytes):
+        if req is None or not req.target.startswith(gate.prefix_bytes) or req.remote_user:
             self._handoff(buf)
             return
         cred = (req.authorization, req.cookie)

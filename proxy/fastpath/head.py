@@ -31,10 +31,12 @@ _RESPONSE_DROP = _HOP
 
 
 # Request headers the fast path looks at, by lower-cased name.
-_H_HOST, _H_COOKIE, _H_AUTH, _H_LENGTH, _H_TE, _H_CONNECTION, _H_UPGRADE, _H_ORIGIN = range(1, 9)
+(_H_HOST, _H_COOKIE, _H_AUTH, _H_LENGTH, _H_TE, _H_CONNECTION, _H_UPGRADE, _H_ORIGIN,
+ _H_REMOTE_USER) = range(1, 10)
 _SPECIAL = {b"host": _H_HOST, b"cookie": _H_COOKIE, b"authorization": _H_AUTH,
             b"content-length": _H_LENGTH, b"transfer-encoding": _H_TE,
-            b"connection": _H_CONNECTION, b"upgrade": _H_UPGRADE, b"origin": _H_ORIGIN}
+            b"connection": _H_CONNECTION, b"upgrade": _H_UPGRADE, b"origin": _H_ORIGIN,
+            b"remote_user": _H_REMOTE_USER}
 
 
 class RequestHead:
@@ -43,7 +45,7 @@ class RequestHead:
 
     __slots__ = ("target", "headers", "complete", "method", "keep_alive", "upgrade",
                  "content_length", "chunked", "host", "cookie", "authorization", "upgrade_to",
-                 "origin", "connection")
+                 "origin", "connection", "remote_user")
 
     def __init__(self) -> None:
         self.target = b""
@@ -58,6 +60,9 @@ class RequestHead:
         self.upgrade_to: bytes | None = None
         self.origin: bytes | None = None
         self.connection: list[bytes] | None = None
+        # REMOTE_USER present: identity may come from a trusted peer, which only aiohttp
+        # decides (proxy.trusted), so such a request is always handed off
+        self.remote_user = False
 
     # llhttp callbacks
     def on_url(self, url: bytes) -> None:
@@ -91,6 +96,8 @@ class RequestHead:
                 self.connection.append(value)
         elif kind == _H_UPGRADE:
             self.upgrade_to = value
+        elif kind == _H_REMOTE_USER:
+            self.remote_user = True
         elif self.origin is None:
             self.origin = value
 

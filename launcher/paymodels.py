@@ -1,0 +1,359 @@
+"""Pay models, found as Hatchery finds them (paymodels.go): ``default-pay-model`` and
+``pay-models`` from hatchery.json, and the DynamoDB table ``pay-models-dynamodb-table``
+(partition key ``user_id``, sort key ``bmh_workspace_id``), read through aiobotocore.
+
+Hatchery's rules are kept as they are, quirks included, because the data-portal and the
+hatchery-reaper read their results: a user's pay models are the table's rows for the user whose
+``request_status`` is ``active`` or ``above limit``; the current one is the row flagged
+``current_pay_model``; with no such row but other rows there is *no* current pay model; with no
+rows at all the default pay model is current. ``pay-models`` from the config count only when
+``/setpaymodel`` names one of them (Hatchery reads them nowhere else).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import struct
+import time
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from .errors import ConfigError
+
+log = logging.getLogger("hatchway.paymodels")
+
+ACTIVE, ABOVE_LIMIT = "active", "above limit"
+
+# (attribute, Go kind) in the order of Go's PayModel struct: its JSON and DynamoDB names.
+_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("id", "bmh_workspace_id", "s"), ("name", "workspace_type", "s"),
+    ("user", "user_id", "s"), ("aws_account_id", "account_id", "s"),
+    ("status", "request_status", "s"), ("local", "local", "b"), ("region", "region", "s"),
+    ("ecs", "ecs", "b"), ("subnet", "subnet", "i"), ("hard_limit", "hard-limit", "f32"),
+    ("soft_limit", "soft-limit", "f32"), ("total_usage", "total-usage", "f32"),
+    ("current", "current_pay_model", "b"),
+)
+
+
+class PayModelError(Exception):
+    """Pay models could not be read or written (Hatchery answers these with 500 and the text)."""
+
+
+def float32(x: float) -> float:
+    """``x`` rounded to the nearest float32, as Go stores a PayModel's limits."""
+    return float(struct.unpack("f", struct.pack("f", x))[0])
+
+
+def go_float32(x: float) -> str:
+    """Go's ``json.Marshal`` of a float32: the shortest decimal that reads back as the same
+    float32, in 'f' layout, or 'e' layout (``1e-7``) below 1e-6 and from 1e21 up."""
+    if x == 0:
+        return "0"
+    f = float32(x)
+    for digits in range(1, 10):
+        text = f"{f:.{digits}g}"
+        if float32(float(text)) == f:
+            break
+    d = Decimal(text)
+    if 1e-6 <= abs(f) < 1e21:
+        out = format(d, "f")
+        return out.rstrip("0").rstrip(".") if "." in out else out
+    sign, digs, exp = d.normalize().as_tuple()
+    assert isinstance(exp, int)
+    mantissa = "".join(map(str, digs))
+    exponent = exp + len(mantissa) - 1
+    body = mantissa[0] + ("." + mantissa[1:] if len(mantissa) > 1 else "")
+    return f"{'-' if sign else ''}{body}e{'+' if exponent >= 0 else '-'}{abs(exponent)}"
+
+
+def go_string(s: str) -> str:
+    """A JSON string as Go writes it (HTML-safe: <, > and & escaped)."""
+    return (json.dumps(s, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+@dataclass(frozen=True)
+class PayModel:
+    """Hatchery's ``PayModel`` struct; ``to_json`` writes it byte for byte as Go does."""
+
+    id: str = ""
+    name: str = ""
+    user: str = ""
+    aws_account_id: str = ""
+    status: str = ""
+    local: bool = False
+    region: str = ""
+    ecs: bool = False
+    subnet: int = 0
+    hard_limit: float = 0.0
+    soft_limit: float = 0.0
+    total_usage: float = 0.0
+    current: bool = False
+
+    @property
+    def is_zero(self) -> bool:
+        """Go's ``PayModel{} == pm``: an unset default pay model."""
+        return self == PayModel()
+
+    def to_json(self) -> str:
+        parts = []
+        for attr, key, kind in _FIELDS:
+            v = getattr(self, attr)
+            text = (go_string(v) if kind == "s" else ("true" if v else "false") if kind == "b"
+                    else go_float32(v) if kind == "f32" else str(int(v)))
+            parts.append(f"{go_string(key)}:{text}")
+        return "{" + ",".join(parts) + "}"
+
+    @classmethod
+    def from_config(cls, doc: Any, source: str, where: str) -> PayModel:
+        """A pay model from hatchery.json, read as Go's ``json.Unmarshal`` reads it (keys
+        matched case-insensitively, unknown keys ignored, a wrong type an error)."""
+        if not isinstance(doc, dict):
+            raise ConfigError(source, where, "an object", doc)
+        by_key = {k.lower(): k for k in doc}
+        values: dict[str, Any] = {}
+        for attr, key, kind in _FIELDS:
+            name = key if key in doc else by_key.get(key.lower())
+            if name is None or doc[name] is None:
+                continue
+            v = doc[name]
+            ok = (isinstance(v, str) if kind == "s" else isinstance(v, bool) if kind == "b"
+                  else isinstance(v, int | float) and not isinstance(v, bool)
+                  and (kind != "i" or float(v).is_integer()))
+            if not ok:
+                expected = {"s": "a string", "b": "a boolean", "i": "an integer"}.get(
+                    kind, "a number")
+                raise ConfigError(source, f"{where}.{name}", expected, v)
+            values[attr] = float32(v) if kind == "f32" else int(v) if kind == "i" else v
+        return cls(**values)
+
+    @classmethod
+    def from_item(cls, item: Mapping[str, Any]) -> PayModel:
+        """A DynamoDB row (attribute-value form), as ``dynamodbattribute`` unmarshals it:
+        attributes by JSON name, missing or NULL ones zero, a wrong type an error."""
+        values: dict[str, Any] = {}
+        for attr, key, kind in _FIELDS:
+            av = item.get(key)
+            if not av or av.get("NULL"):
+                continue
+            try:
+                if kind == "s":
+                    values[attr] = str(av["S"])
+                elif kind == "b":
+                    values[attr] = bool(av["BOOL"])
+                elif kind == "i":
+                    values[attr] = int(Decimal(av["N"]))
+                else:
+                    values[attr] = float32(float(av["N"]))
+            except (KeyError, ValueError, ArithmeticError):
+                raise PayModelError(
+                    f"cannot unmarshal pay model attribute {key!r}: {av!r}") from None
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class AllPayModels:
+    """Hatchery's ``AllPayModels``: the answer of ``/allpaymodels``."""
+
+    current: PayModel | None
+    all: list[PayModel]
+
+    def to_json(self) -> str:
+        current = self.current.to_json() if self.current is not None else "null"
+        return (f'{{"current_pay_model":{current},'
+                f'"all_pay_models":[{",".join(p.to_json() for p in self.all)}]}}')
+
+
+class PayModels:
+    """Where a commons keeps its pay models: the config and, optionally, a DynamoDB table.
+
+    ``current_pay_model(user)`` is the one question other parts ask (the launch check, the
+    ``pay_models`` authz rule); the rest serves the four pay-model endpoints."""
+
+    def __init__(self, *, default: PayModel, configured: list[PayModel], table: str = "",
+                 role_arn: str = "", region: str = "us-east-1",
+                 endpoint_url: str = "") -> None:
+        self.default = None if default.is_zero else default
+        # Hatchery's PayModelMap: one per user, the last listed wins
+        self._configured = {p.user: p for p in configured}
+        self.table = table
+        self.role_arn = role_arn
+        self.region = region
+        self.endpoint_url = endpoint_url or None
+        self._stack: AsyncExitStack | None = None
+        self._client: Any = None
+        self._client_expires = math.inf
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_hatchery(cls, doc: Mapping[str, Any], source: str, *, region: str = "us-east-1",
+                      endpoint_url: str = "") -> PayModels:
+        table = str(doc.get("pay-models-dynamodb-table") or "")
+        if table:
+            try:
+                import aiobotocore  # noqa: F401
+            except ImportError:
+                raise ConfigError(source, "pay-models-dynamodb-table",
+                                  "aiobotocore installed (pip install 'hatchway[aws]')",
+                                  table) from None
+        configured = doc.get("pay-models") or []
+        if not isinstance(configured, list):
+            raise ConfigError(source, "pay-models", "a list of objects", configured)
+        return cls(
+            default=PayModel.from_config(doc.get("default-pay-model") or {}, source,
+                                         "default-pay-model"),
+            configured=[PayModel.from_config(p, source, f"pay-models[{i}]")
+                        for i, p in enumerate(configured)],
+            table=table,
+            role_arn=str(doc.get("pay-models-dynamodb-arn") or ""),
+            region=region, endpoint_url=endpoint_url)
+
+    @property
+    def configured(self) -> bool:
+        """Whether this commons has pay models at all (else every answer is Hatchery's
+        "not set" and launches are not gated)."""
+        return bool(self.default or self.table)
+
+    # --- Hatchery's getCurrentPayModel / getPayModelsForUser ---------------------------------
+
+    async def current_pay_model(self, user: str) -> PayModel | None:
+        """The user's current pay model, or None (the ``pay_models`` authz rule's "None").
+        Raises PayModelError when the table cannot be read or holds several current rows."""
+        if not self.table:
+            return self.default
+        current = await self._scan(user, current_only=True)
+        if not current:
+            if await self._scan(user, current_only=False):
+                return None  # the user has pay models but has chosen none
+            return self.default
+        if len(current) > 1:
+            raise PayModelError("multiple current pay models set")
+        return current[0]
+
+    async def for_user(self, user: str) -> AllPayModels | None:
+        """``{current_pay_model, all_pay_models}``; None where Hatchery has nothing to say."""
+        if not user:
+            raise PayModelError("no username sent in header")
+        rows = await self._scan(user, current_only=False) if self.table else None
+        current = await self.current_pay_model(user)
+        if current is not None and not rows:
+            rows = [current]
+        if current is None and rows is None:
+            return None
+        return AllPayModels(current, rows or [])
+
+    async def set_current(self, user: str, pay_model_id: str) -> PayModel:
+        """Make ``pay_model_id`` the user's current pay model (Hatchery's setCurrentPaymodel)."""
+        rows = await self._scan(user, current_only=False)
+        chosen = self._configured.get(user)
+        if chosen is not None and chosen.id == pay_model_id:
+            await self.reset_current(user, rows)
+            return chosen
+        for row in rows:
+            if row.id == pay_model_id:
+                await self.reset_current(user, rows)
+                await self._flag(user, row.id, True)
+                return row  # as read, before the update (Hatchery returns it so)
+        raise PayModelError(f"no paymodel with id {pay_model_id} found for user {user}")
+
+    async def reset_current(self, user: str, rows: list[PayModel] | None = None) -> None:
+        """No pay model of the user's is current any more."""
+        for row in rows if rows is not None else await self._scan(user, current_only=False):
+            await self._flag(user, row.id, False)
+
+    # --- DynamoDB ------------------------------------------------------------------------------
+
+    async def _scan(self, user: str, *, current_only: bool) -> list[PayModel]:
+        """The user's active and above-limit rows (Hatchery's payModelsFromDatabase). Every
+        page is read; Hatchery reads only the first 1 MB of the table."""
+        if not self.table:
+            raise PayModelError("no 'pay-models-dynamodb-table' in the configuration")
+        expr = "#u = :u AND (#s = :active OR #s = :above)"
+        names = {"#u": "user_id", "#s": "request_status"}
+        values: dict[str, Any] = {":u": {"S": user}, ":active": {"S": ACTIVE},
+                                  ":above": {"S": ABOVE_LIMIT}}
+        if current_only:
+            expr += " AND #c = :t"
+            names["#c"] = "current_pay_model"
+            values[":t"] = {"BOOL": True}
+        client = await self._dynamodb()
+        rows: list[PayModel] = []
+        args: dict[str, Any] = {"TableName": self.table, "FilterExpression": expr,
+                                "ExpressionAttributeNames": names,
+                                "ExpressionAttributeValues": values}
+        try:
+            while True:
+                page = await client.scan(**args)
+                rows.extend(PayModel.from_item(item) for item in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return rows
+                args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except PayModelError:
+            raise
+        except Exception as exc:  # botocore's ClientError, connection errors
+            raise PayModelError(f"reading pay models failed: {exc}") from exc
+
+    async def _flag(self, user: str, pay_model_id: str, current: bool) -> None:
+        client = await self._dynamodb()
+        try:
+            await client.update_item(
+                TableName=self.table,
+                Key={"user_id": {"S": user}, "bmh_workspace_id": {"S": pay_model_id}},
+                UpdateExpression="SET #CPM = :f",
+                ExpressionAttributeNames={"#CPM": "current_pay_model"},
+                ExpressionAttributeValues={":f": {"BOOL": current}},
+                ReturnValues="ALL_NEW")
+        except Exception as exc:
+            raise PayModelError(f"updating pay model {pay_model_id} failed: {exc}") from exc
+
+    async def _dynamodb(self) -> Any:
+        """One pooled client; with ``pay-models-dynamodb-arn`` it runs as that role and is
+        remade before the role's credentials expire."""
+        async with self._lock:
+            if self._client is not None and time.time() < self._client_expires:
+                return self._client
+            await self._close_client()
+            from aiobotocore.config import AioConfig
+            from aiobotocore.session import get_session
+
+            session = get_session()
+            stack = AsyncExitStack()
+            # Every /status reads the table, as in Hatchery: an outage must answer in seconds,
+            # not after botocore's default retries with backoff (about half a minute).
+            kwargs: dict[str, Any] = {
+                "region_name": self.region, "endpoint_url": self.endpoint_url,
+                "config": AioConfig(connect_timeout=2, read_timeout=5,
+                                    retries={"max_attempts": 2, "mode": "standard"})}
+            try:
+                if self.role_arn:
+                    async with session.create_client("sts", **kwargs) as sts:
+                        creds = (await sts.assume_role(RoleArn=self.role_arn,
+                                                       RoleSessionName="hatchway"))["Credentials"]
+                    kwargs.update(aws_access_key_id=creds["AccessKeyId"],
+                                  aws_secret_access_key=creds["SecretAccessKey"],
+                                  aws_session_token=creds["SessionToken"])
+                    self._client_expires = creds["Expiration"].timestamp() - 300
+                self._client = await stack.enter_async_context(
+                    session.create_client("dynamodb", **kwargs))
+            except Exception as exc:
+                await stack.aclose()
+                raise PayModelError(f"cannot reach the pay models table: {exc}") from exc
+            self._stack = stack
+            return self._client
+
+    async def _close_client(self) -> None:
+        stack, self._stack, self._client = self._stack, None, None
+        self._client_expires = math.inf
+        if stack is not None:
+            await stack.aclose()
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._close_client()
+

@@ -20,6 +20,8 @@ MAX_HEAD = 65536  # aiohttp's max_field_size for this app; longer heads go to ai
 _HOP = frozenset(n.encode() for n in rules.HOP_BY_HOP)
 _IDENTITY = frozenset(n.encode() for n in rules.IDENTITY)
 _FORWARDED = frozenset(n.encode() for n in rules.FORWARDED)
+_FRAMING = frozenset(n.encode() for n in rules.FRAMING)
+_UNDERSCORED = _IDENTITY | _FORWARDED  # dropped in every -/_ spelling
 
 # What the request rewrite does with a header, by lower-cased name.
 _KEEP, _DROP, _XFF, _COOKIE, _AUTH, _HOST = range(6)
@@ -39,11 +41,12 @@ _SPECIAL = {b"host": _H_HOST, b"cookie": _H_COOKIE, b"authorization": _H_AUTH,
 
 class RequestHead:
     """One request head as llhttp parsed it; also the parser's callback target. Where a
-    header may repeat, the first one counts (as aiohttp's ``headers.get`` reads it)."""
+    header may repeat, the first one counts (as aiohttp's ``headers.get`` reads it); a second
+    Cookie or Authorization header (``credentials_repeated``) is aiohttp's to judge."""
 
     __slots__ = ("target", "headers", "complete", "method", "keep_alive", "upgrade",
                  "content_length", "chunked", "host", "cookie", "authorization", "upgrade_to",
-                 "origin", "connection")
+                 "origin", "connection", "credentials_repeated")
 
     def __init__(self) -> None:
         self.target = b""
@@ -58,6 +61,7 @@ class RequestHead:
         self.upgrade_to: bytes | None = None
         self.origin: bytes | None = None
         self.connection: list[bytes] | None = None
+        self.credentials_repeated = False
 
     # llhttp callbacks
     def on_url(self, url: bytes) -> None:
@@ -72,12 +76,16 @@ class RequestHead:
         if kind == _H_COOKIE:
             if self.cookie is None:
                 self.cookie = value
+            else:
+                self.credentials_repeated = True
         elif kind == _H_HOST:
             if self.host is None:
                 self.host = value
         elif kind == _H_AUTH:
             if self.authorization is None:
                 self.authorization = value
+            else:
+                self.credentials_repeated = True
         elif kind == _H_LENGTH:
             self.content_length = int(value)  # llhttp has checked: digits, one header
         elif kind == _H_TE:
@@ -103,6 +111,11 @@ def connection_tokens(values: list[bytes]) -> frozenset[bytes]:
     return frozenset(t.strip().lower() for v in values for t in v.split(b","))
 
 
+def names_framing(values: list[bytes] | None) -> bool:
+    """``proxy.headers.names_framing`` on raw Connection values: such a message is refused."""
+    return values is not None and not _FRAMING.isdisjoint(connection_tokens(values))
+
+
 def _feed(parser: httptools.HttpRequestParser | httptools.HttpResponseParser,
           head: bytes) -> bool:
     """Run llhttp over a whole head; False when it is malformed (an upgrade is not an error:
@@ -118,17 +131,23 @@ def _feed(parser: httptools.HttpRequestParser | httptools.HttpResponseParser,
 
 def parse_request_head(head: bytes) -> RequestHead | None:
     """The head (ending in CRLFCRLF) as llhttp reads it, or None when it is not an HTTP/1.1
-    request the fast path relays (malformed, HTTP/1.0, an unrelayable Transfer-Encoding)."""
+    request the fast path relays (malformed, HTTP/1.0, an unrelayable Transfer-Encoding, a
+    framing header named in Connection, a repeated credential header): aiohttp answers."""
     req = RequestHead()
     parser = httptools.HttpRequestParser(req)
     if not _feed(parser, head):
         return None
     eol = head.find(b"\r\n")  # llhttp accepted the request line: it ends in the version
-    if not req.complete or req.content_length == -2 or head[eol - 9:eol] != b" HTTP/1.1":
+    if (not req.complete or req.content_length == -2 or head[eol - 9:eol] != b" HTTP/1.1"
+            or req.credentials_repeated):
         return None
+    if req.connection is not None:
+        named = connection_tokens(req.connection)
+        if not _FRAMING.isdisjoint(named):
+            return None
+        # (llhttp's should_keep_alive() forgets Connection: close once a message is complete)
+        req.keep_alive = b"close" not in named
     req.method = parser.get_method()
-    # (llhttp's should_keep_alive() forgets Connection: close once a message is complete)
-    req.keep_alive = req.connection is None or b"close" not in connection_tokens(req.connection)
     req.upgrade = parser.should_upgrade()
     return req
 
@@ -157,7 +176,7 @@ def upstream_request_head(req: RequestHead, target: bytes, *, user: bytes, clien
     for name, low, value in req.headers:
         action = _REQUEST_ACTION.get(low, _KEEP)
         if action == _KEEP:
-            if b"_" in low and low.replace(b"_", b"-") in _IDENTITY:
+            if b"_" in low and low.replace(b"_", b"-") in _UNDERSCORED:
                 continue
             if drop is None or low not in drop:
                 out += (name, b": ", value, b"\r\n")
@@ -224,12 +243,13 @@ class ResponseHead:
 
 
 def parse_response_head(head: bytes) -> ResponseHead | None:
-    """The workspace's response head, or None when it is malformed."""
+    """The workspace's response head, or None when it is malformed or names a framing
+    header in Connection (relayed, the browser would read it framed differently)."""
     resp = ResponseHead()
     parser = httptools.HttpResponseParser(resp)
     if not _feed(parser, head):
         return None
-    if not resp.complete or resp.content_length == -2:
+    if not resp.complete or resp.content_length == -2 or names_framing(resp.connection):
         return None
     resp.status = parser.get_status_code()
     resp.keep_alive = head.startswith(b"HTTP/1.1 ") and (

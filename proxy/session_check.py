@@ -23,7 +23,10 @@ def login_url(gateway: Gateway) -> str:
 async def authenticate(request: web.Request, gateway: Gateway) -> Identity | web.Response:
     """The caller's Identity, or the response to answer with instead."""
     sessions = gateway.sessions
-    token = sessions.token_from(request.headers, request.cookies)
+    try:
+        token = sessions.token_from(request.headers)
+    except SessionError as exc:  # two different tokens: which user is it?
+        return _refuse(request, gateway, exc.status, exc.message)
     if not token:
         return _refuse(request, gateway, 401, "no session: sign in first")
     identity = sessions.cached(token)

@@ -7,7 +7,8 @@ timeout on a stream (long downloads and SSE must not be cut), only a connect tim
 aiohttp's client reads answers leniently; an answer the fast path would refuse (a malformed
 head as strict llhttp reads it, a framing header named in Connection, a Transfer-Encoding other
 than chunked, a 101 to a plain request) is refused here too, with 502, so neither path relays
-what the other refuses.
+what the other refuses. One gap remains: line ends aiohttp's client tolerates (bare LF) leave
+no trace in what it hands back, so only the fast path refuses those.
 """
 
 from __future__ import annotations

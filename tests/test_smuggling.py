@@ -179,6 +179,18 @@ async def test_broken_answer_to_http10_is_502(
     assert (await exchange(gw.server.port, raw))[0] == 502
 
 
+async def test_answer_with_bare_lf_line_ends_is_502_on_the_fast_path(
+        gw: GatewayUnderTest, wire: Callable[..., Any]) -> None:
+    """(aiohttp's client reads these leniently and cannot be told otherwise: see the note in
+    proxy.http_relay.)"""
+    w = await wire(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
+    route_to(gw, "alice", w)
+    raw = (f"GET {PROXY}x HTTP/1.1\r\nHost: gw\r\n"
+           f"Cookie: access_token={gw.token('alice')}\r\n\r\n").encode()
+    assert (await exchange(gw.server.port, raw))[0] == 502
+    assert w.received.count(b"GET ") == 1
+
+
 # -- what never reaches a workspace ---------------------------------------------------------
 
 async def test_request_trailers_do_not_reach_the_workspace(

@@ -158,8 +158,8 @@ class Upstream(asyncio.Protocol):
         while True:
             end = buf.find(HEAD_END)
             if end < 0:
-                if len(buf) > MAX_HEAD:
-                    self._broken()
+                if len(buf) > MAX_HEAD or b"\n\n" in buf or b"\n\r\n" in buf:
+                    self._broken()  # too long, or lines ended by a bare LF
                 else:
                     self.buf = buf
                 return

@@ -20,7 +20,7 @@ MAX_HEAD = 65536  # aiohttp's max_field_size for this app; longer heads go to ai
 _HOP = frozenset(n.encode() for n in rules.HOP_BY_HOP)
 _IDENTITY = frozenset(n.encode() for n in rules.IDENTITY)
 _FORWARDED = frozenset(n.encode() for n in rules.FORWARDED)
-_FRAMING = frozenset(n.encode() for n in rules.FRAMING)
+_FRAMING = frozenset(n.encode() for n in rules.FRAMING)  # named in Connection: refused
 _UNDERSCORED = _IDENTITY | _FORWARDED  # dropped in every -/_ spelling
 
 # What the request rewrite does with a header, by lower-cased name.
@@ -109,11 +109,6 @@ class RequestHead:
 def connection_tokens(values: list[bytes]) -> frozenset[bytes]:
     """The lower-cased names listed in Connection headers."""
     return frozenset(t.strip().lower() for v in values for t in v.split(b","))
-
-
-def names_framing(values: list[bytes] | None) -> bool:
-    """``proxy.headers.names_framing`` on raw Connection values: such a message is refused."""
-    return values is not None and not _FRAMING.isdisjoint(connection_tokens(values))
 
 
 def _feed(parser: httptools.HttpRequestParser | httptools.HttpResponseParser,
@@ -249,11 +244,13 @@ def parse_response_head(head: bytes) -> ResponseHead | None:
     parser = httptools.HttpResponseParser(resp)
     if not _feed(parser, head):
         return None
-    if not resp.complete or resp.content_length == -2 or names_framing(resp.connection):
+    if not resp.complete or resp.content_length == -2:
+        return None
+    named = connection_tokens(resp.connection) if resp.connection is not None else None
+    if named is not None and not _FRAMING.isdisjoint(named):
         return None
     resp.status = parser.get_status_code()
-    resp.keep_alive = head.startswith(b"HTTP/1.1 ") and (
-        resp.connection is None or b"close" not in connection_tokens(resp.connection))
+    resp.keep_alive = head.startswith(b"HTTP/1.1 ") and (named is None or b"close" not in named)
     return resp
 
 

@@ -71,8 +71,9 @@ def _credential_edits(request: web.Request, identity: Identity, cookie_name: str
     auth = request.headers.get("Authorization", "")
     if auth and auth.partition(" ")[2].strip() == identity.token:
         remove.append("authorization")
-    cookie = request.headers.get("Cookie", "")
-    kept = strip_session_cookie(cookie, cookie_name) if cookie else cookie
+    cookies = request.headers.getall("Cookie", ())
+    cookie = "; ".join(cookies)
+    kept = "; ".join(k for c in cookies if (k := strip_session_cookie(c, cookie_name)))
     if kept != cookie:
         if kept:
             edits["Cookie"] = kept

@@ -28,6 +28,11 @@ IDENTITY = frozenset({
     "x-user", "x-user-id", "x-webauth-user", "x-authenticated-user", "x-auth-user",
     "x-remote-group", "remote-group", "x-gen3-user",
 })
+# Headers that frame or address a message. Named in ``Connection`` they would be dropped by one
+# hop while another still frames the message by them (request smuggling: the body becomes a
+# second request with headers of the client's choosing), so such a message is refused whole.
+FRAMING = frozenset({"content-length", "transfer-encoding", "host"})
+# Compared like IDENTITY: X_Forwarded_For and X-Real_IP are these too.
 FORWARDED = frozenset({
     "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-prefix",
     "x-forwarded-port", "forwarded", "x-real-ip",
@@ -44,6 +49,11 @@ def connection_named(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> froze
     for value in headers.getall("Connection", ()):
         names.update(t.strip().lower() for t in value.split(",") if t.strip())
     return frozenset(names)
+
+
+def names_framing(connection_values: Iterable[str]) -> bool:
+    """Whether ``Connection`` header values name a FRAMING header (the message is refused)."""
+    return any(t.strip().lower() in FRAMING for v in connection_values for t in v.split(","))
 
 
 def strip_session_cookie(cookie_header: str, cookie_name: str) -> str:
@@ -79,7 +89,7 @@ def upstream_request_headers(
         canon = _canon(name)
         if canon in IDENTITY:
             continue
-        if low in FORWARDED:
+        if canon in FORWARDED:
             if low == "x-forwarded-for":
                 prior_xff = value if not prior_xff else f"{prior_xff}, {value}"
             continue

@@ -8,6 +8,25 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+
+
+class RelayedResponse(web.StreamResponse):
+    """A workspace's answer passed on: its headers are the workspace's, not the gateway's."""
+
+
+class GatewayRequest(web.Request):
+    """aiohttp's Request, except that every answer the gateway makes carries
+    ``X-Content-Type-Options: nosniff``: its pages, JSON, redirects, ``text/plain`` answers,
+    and aiohttp's own answer to a malformed request (text/plain quoting the request, which no
+    ``on_response_prepare`` signal sees: that request matched no route). A workspace's answer
+    (RelayedResponse) is left as the workspace made it. ``proxy.server`` installs it."""
+
+    async def _prepare_hook(self, response: web.StreamResponse) -> None:
+        if not isinstance(response, RelayedResponse):
+            response.headers.setdefault(*NOSNIFF)
+        await super()._prepare_hook(response)
+
 
 def wants_html(request: web.Request) -> bool:
     """Browsers navigating ask for text/html first; fetch()/scripts don't."""

@@ -8,6 +8,7 @@ happy path itself and hands every other request, on the same connection, to aioh
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from aiohttp import web
 from . import logfilter
 from .fastpath import FastPath
 from .gateway import GATEWAY
+from .responses import GatewayRequest
 from .workspace_proxy import CLIENT, stripped_proxy_handler
 
 
@@ -72,6 +74,9 @@ async def start(app: web.Application, host: str, port: int, *,
                            keepalive_timeout=keepalive, logger=logfilter.RefusalLogger())
     await runner.setup()
     assert runner.server is not None
+    # Requests are GatewayRequests (nosniff on the gateway's own answers); read by every
+    # protocol made from here on, the fast path's handoffs included.
+    runner.server.request_factory = functools.partial(app._make_request, _cls=GatewayRequest)
     fast = _fast_path(app, runner.server)
     factory: Callable[[], asyncio.BaseProtocol] = fast if fast is not None else runner.server
     loop = asyncio.get_running_loop()

@@ -33,11 +33,12 @@ async def authenticate(request: web.Request, gateway: Gateway) -> Identity | web
         trusted = trusted_user(request, gateway.trusted_nets)
     except Ambiguous as exc:
         return responses.error(request, 400, str(exc))
+    try:
+        token = sessions.token_from(request.headers)
+    except SessionError as exc:  # two different tokens: which user is it?
+        return _refuse(request, gateway, exc.status, exc.message)
     if trusted is not None:
-        return Identity(user=trusted, token=sessions.token_from(request.headers,
-                                                                request.cookies) or "",
-                        expires_at=math.inf)
-    token = sessions.token_from(request.headers, request.cookies)
+        return Identity(user=trusted, token=token or "", expires_at=math.inf)
     if not token:
         return _refuse(request, gateway, 401, "no session: sign in first")
     identity = sessions.cached(token)

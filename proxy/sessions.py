@@ -8,12 +8,13 @@ a short reason the user may see; none of them echoes the token.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
 import jwt
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from .jwks import ALGORITHM_KEY_TYPES, KeyStore, KeyStoreUnavailable
 
@@ -31,13 +32,43 @@ class Identity:
 
 
 class SessionError(Exception):
-    """No valid session: ``status`` 401 for any bad or absent token, 503 when the issuer's keys
-    can't be fetched (the token may be fine; we can't tell). ``message`` is safe to show."""
+    """No valid session: ``status`` 401 for any bad or absent token, 400 for a request naming
+    two, 503 when the issuer's keys can't be fetched (the token may be fine; we can't tell).
+    ``message`` is safe to show."""
 
     def __init__(self, message: str, status: int = 401) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+
+
+TWO_SESSIONS = "the request carries two different session tokens: sign out and in again"
+
+
+def session_token(authorizations: Iterable[str], cookie_headers: Iterable[str],
+                  cookie_name: str) -> str | None:
+    """The one reading of a request's session credential, shared by the fast path, the aiohttp
+    handlers and the Envoy check: the token of ``Authorization: Bearer <t>`` (scripts send
+    it; an explicit header wins), else the ``cookie_name`` cookie (browsers), else None.
+
+    A request naming two different tokens, in two Bearer headers or two session cookies, is
+    refused (SessionError 400): were one path to read the first and another the last, one
+    request would be two users. Repeats of the same token, and empty values, are harmless."""
+    bearers: set[str] = set()
+    for auth in authorizations:
+        scheme, _, value = auth.strip().partition(" ")
+        if scheme.lower() == "bearer" and (value := value.strip()):
+            bearers.add(value)
+    cookies: set[str] = set()
+    for header in cookie_headers:
+        if cookie_name in header:
+            for part in header.split(";"):
+                name, _, value = part.partition("=")
+                if name.strip() == cookie_name and (value := value.strip()):
+                    cookies.add(value)
+    if len(bearers) > 1 or len(cookies) > 1:
+        raise SessionError(TWO_SESSIONS, 400)
+    return next(iter(bearers or cookies), None)
 
 
 _CLAIM_ERRORS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
@@ -94,16 +125,11 @@ class SessionValidator:
         self._cache_size = max(1, cache_size)
         self._cache: dict[str, Identity] = {}
 
-    def token_from(self, headers: Mapping[str, str], cookies: Mapping[str, str]) -> str | None:
-        """The bearer token of ``Authorization: Bearer <t>``, else the session cookie. Scripts
-        send the header; browsers send the cookie; a script's explicit header wins."""
-        auth = headers.get("Authorization") or headers.get("authorization")
-        if auth:
-            scheme, _, value = auth.strip().partition(" ")
-            value = value.strip()
-            if scheme.lower() == "bearer" and value:
-                return value
-        return cookies.get(self.cookie_name) or None
+    def token_from(self, headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> str | None:
+        """The request's session token by ``session_token``'s rule (SessionError 400 when it
+        names two)."""
+        return session_token(headers.getall("Authorization", ()), headers.getall("Cookie", ()),
+                             self.cookie_name)
 
     def cached(self, token: str) -> Identity | None:
         """The Identity of a token validated before and still valid, else None. The per-request

@@ -14,8 +14,8 @@ from yarl import URL
 
 from . import responses
 from .gateway import GATEWAY, Gateway
-from .headers import upstream_request_headers
-from .http_relay import UpstreamFailed, relay_http
+from .headers import names_framing, upstream_request_headers
+from .http_relay import UpstreamBroken, UpstreamFailed, relay_http
 from .paths import PathError, normalize_path, split_target
 from .session_check import authenticate
 from .settings import Settings
@@ -65,6 +65,12 @@ async def stripped_proxy_handler(request: web.Request) -> web.StreamResponse:
 async def _relay(request: web.Request, raw_target: str) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     settings = gateway.settings
+    if names_framing(request.headers.getall("Connection", ())):
+        # The fast path refuses these too (it hands them here): see headers.FRAMING.
+        response = responses.error(request, 400, "the Connection header names Content-Length, "
+                                   "Transfer-Encoding or Host")
+        response.force_close()
+        return response
     identity = await authenticate(request, gateway)
     if isinstance(identity, web.StreamResponse):
         return identity
@@ -110,3 +116,5 @@ async def _relay(request: web.Request, raw_target: str) -> web.StreamResponse:
         return await relay_http(request, client, url, headers)
     except UpstreamFailed as exc:
         return responses.error(request, 502, f"your workspace did not answer: {exc}")
+    except UpstreamBroken as exc:
+        return responses.error(request, 502, f"your workspace sent a malformed answer: {exc}")

@@ -346,8 +346,10 @@ HEADER_SETS = [
     [("Host", "gw"), ("X-Forwarded-For", "203.0.113.9"), ("X-Forwarded-For", "10.0.0.1"),
      ("Forwarded", "for=1.2.3.4"), ("X-Real-IP", "1.2.3.4"), ("X-Forwarded-Host", "evil")],
     [("Host", "gw"), ("Authorization", "Bearer TOK"), ("Cookie", "access_token=TOK")],
-    [("Host", "gw"), ("Authorization", "Basic other"), ("Cookie", "_xsrf=1"),
-     ("Cookie", "access_token=TOK"), ("Content-Length", "0")],
+    [("Host", "gw"), ("Authorization", "Basic other"), ("Cookie", "_xsrf=1; access_token=TOK"),
+     ("Content-Length", "0")],
+    [("Host", "gw"), ("X_Forwarded_For", "6.6.6.6"), ("X_Real_IP", "6.6.6.6"),
+     ("x_forwarded-host", "evil"), ("X-Forwarded-For", "10.0.0.1")],
 ]
 
 

@@ -199,6 +199,6 @@ async def test_guarded_option_cannot_be_launched_by_a_user_it_does_not_allow(
         f"POST /lw-workspace/launch?id={nextflow} HTTP/1.1\r\nHost: commons\r\n"
         f"Cookie: access_token={gw.token('bob')}\r\nContent-Length: 0\r\n"
         "Connection: close\r\n\r\n").encode())
-    assert (status, body) == (400, f"Invalid 'id' parameter '{nextflow}'\n".encode())  # Go's http.Error adds \n
+    assert (status, body) == (400, f"Invalid 'id' parameter '{nextflow}'\n".encode())
     assert await gw.gateway.backend.status("bob") is not None
     assert (await gw.gateway.backend.status("bob")).status == "Not Found"

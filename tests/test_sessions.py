@@ -323,23 +323,26 @@ async def test_key_server_error_gives_503_and_is_not_hammered(
 def test_token_from_prefers_bearer_header_over_cookie(
         make_validator: ValidatorFactory) -> None:
     validator = make_validator()
-    headers = CIMultiDict({"authorization": "bEaReR  header-token "})
-    assert validator.token_from(headers, {"access_token": "cookie-token"}) == "header-token"
+    headers = CIMultiDict({"authorization": "bEaReR  header-token ",
+                           "Cookie": "access_token=cookie-token"})
+    assert validator.token_from(headers) == "header-token"
 
 
 def test_token_from_reads_the_session_cookie(make_validator: ValidatorFactory) -> None:
     validator = make_validator()
-    assert validator.token_from(CIMultiDict(), {"access_token": "cookie-token"}) == "cookie-token"
+    assert validator.token_from(CIMultiDict({"Cookie": "access_token=cookie-token"})) == (
+        "cookie-token")
     other = make_validator(cookie_name="fence")
-    assert other.token_from({}, {"fence": "t", "access_token": "x"}) == "t"
+    assert other.token_from(CIMultiDict({"Cookie": "fence=t; access_token=x"})) == "t"
 
 
 def test_token_from_ignores_other_auth_schemes(make_validator: ValidatorFactory) -> None:
     validator = make_validator()
     headers = CIMultiDict({"Authorization": "Basic YWxpY2U6cHc="})
-    assert validator.token_from(headers, {}) is None
-    assert validator.token_from(headers, {"access_token": "c"}) == "c"
-    assert validator.token_from(CIMultiDict({"Authorization": "Bearer "}), {}) is None
+    assert validator.token_from(headers) is None
+    headers.add("Cookie", "access_token=c")
+    assert validator.token_from(headers) == "c"
+    assert validator.token_from(CIMultiDict({"Authorization": "Bearer "})) is None
 
 
 # --- the dev issuer -----------------------------------------------------------------------

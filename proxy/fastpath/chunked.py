@@ -2,6 +2,10 @@
 body exactly as it arrived, so it only has to know where the body ends and that its framing is
 unambiguous (strict size lines, CRLF everywhere). Anything else is a ChunkedError: the relay
 then closes the connection rather than let the two sides disagree about message boundaries.
+
+A request's trailers are checked and then dropped (``drop_trailers``): a trailer is a header
+that arrives after the gateway rewrote the head, so ``REMOTE_USER: bob`` there would reach the
+workspace unchecked (aiohttp's relay drops them too).
 """
 
 from __future__ import annotations
@@ -26,13 +30,14 @@ class ChunkedScanner:
     partial size line is held back until it is complete and checked) and, once the body has
     ended, the bytes that came after it (``None`` while it goes on)."""
 
-    __slots__ = ("_state", "_left", "_held", "_trailers")
+    __slots__ = ("_state", "_left", "_held", "_trailers", "_drop_trailers")
 
-    def __init__(self) -> None:
+    def __init__(self, *, drop_trailers: bool = False) -> None:
         self._state = _SIZE
         self._left = 0
         self._held = b""
         self._trailers = 0
+        self._drop_trailers = drop_trailers
 
     @property
     def done(self) -> bool:
@@ -45,6 +50,8 @@ class ChunkedScanner:
         pos = 0
         n = len(data)
         state = self._state
+        # with drop_trailers, where this call's trailer section starts (forwarded: data[:cut])
+        cut = 0 if state == _TRAILER else -1
         while pos < n:
             if state == _DATA:
                 take = min(self._left, n - pos)
@@ -77,6 +84,7 @@ class ChunkedScanner:
                     state = _DATA
                 else:
                     state = _TRAILER
+                    cut = pos
             else:  # _TRAILER: header lines until an empty line
                 end = data.find(b"\n", pos, pos + MAX_LINE)
                 if end < 0:
@@ -88,6 +96,8 @@ class ChunkedScanner:
                     if data[pos] != 0x0D:  # a bare LF
                         raise ChunkedError("malformed end of chunked body")
                     self._state = _DONE
+                    if self._drop_trailers and pos > cut:
+                        return data[:cut] + b"\r\n", data[line_end:]
                     return data[:line_end], data[line_end:]
                 self._trailers += line_end - pos
                 if (self._trailers > MAX_TRAILERS
@@ -97,5 +107,6 @@ class ChunkedScanner:
         self._state = state
         if pos < n:
             self._held = data[pos:]
-            return data[:pos], None
-        return data, None
+        if self._drop_trailers and cut >= 0:
+            return data[:cut], None
+        return (data[:pos], None) if pos < n else (data, None)

@@ -55,12 +55,13 @@ _BIG = 16384  # above this, write head and body as two buffers instead of joinin
 
 
 def final_answer(status: bytes, message: str) -> bytes:
-    """An error answer after which the connection closes, for the two cases aiohttp cannot
+    """An error answer after which the connection closes, for the cases aiohttp cannot
     answer because part of the request is already gone: a workspace failing once the request
-    (or a 101) could not be replayed (502), and a chunked body that turns out malformed (400).
-    Every other refusal is aiohttp's."""
+    (or a 101) could not be replayed, or answering what the gateway does not relay (502), and
+    a chunked body that turns out malformed (400). Every other refusal is aiohttp's."""
     body = json.dumps({"error": message}).encode()
     return (b"HTTP/1.1 %s\r\nContent-Type: application/json; charset=utf-8\r\n"
+            b"X-Content-Type-Options: nosniff\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (status, len(body))) + body
 
 
@@ -334,7 +335,7 @@ class Front(asyncio.Protocol):
         buf = self.buf
         head_len = self.head_len
         if req.chunked:
-            scanner = ChunkedScanner()
+            scanner = ChunkedScanner(drop_trailers=True)
             try:
                 out, after = scanner.feed(buf[head_len:])
             except ChunkedError as exc:
@@ -463,6 +464,12 @@ class Front(asyncio.Protocol):
         else:
             # Never handed to aiohttp: its relay would send the request again.
             self._fail(b"502 Bad Gateway", "your workspace did not answer")
+
+    def upstream_broken(self, up: Upstream) -> None:
+        """The workspace's answer is one the gateway does not relay (on any path)."""
+        if up is self.up:
+            self.up = None
+            self._fail(b"502 Bad Gateway", "your workspace sent a malformed answer")
 
     def upstream_full(self, full: bool) -> None:
         if full:

@@ -12,7 +12,7 @@ from ..authz import AllowAll, Allowlist
 from ..gateway import Gateway
 from ..paths import PathError, normalize_path
 from ..routes import Route
-from ..sessions import Identity
+from ..sessions import Identity, SessionError, session_token
 from ..workspace_proxy import origin_allowed
 from .head import RequestHead
 
@@ -38,31 +38,22 @@ class Gate:
         self.prefix_bytes = self.prefix.encode()
         self.forwarded_prefix = (self.prefix.rstrip("/") or "/").encode()
         self.cookie_name = settings.sessions.cookie_name
-        self._cookie_key = f"{self.cookie_name}=".encode()
         # Decided here once: these two authorizers answer without I/O.
         self._allow_all = type(self.authz) is AllowAll
         self._allowlist = self.authz.users if type(self.authz) is Allowlist else None
         self._user_bytes: dict[str, bytes | None] = {}
 
     def token(self, req: RequestHead) -> str | None:
-        """The session token, as ``SessionValidator.token_from`` finds it: a Bearer header
-        first, else the session cookie. (Where a strange spelling makes this differ from
-        aiohttp's reading, the token fails validation and aiohttp decides; any token the fast
-        path does accept has been validated, so no spelling gains anything.)"""
+        """The session token by ``proxy.sessions.session_token``, the rule every path shares
+        (the head carries at most one Cookie and one Authorization header: parse_request_head
+        leaves repeats to aiohttp). None when there is none, or two: aiohttp answers."""
         auth = req.authorization
-        if auth:
-            scheme, _, value = auth.strip().partition(b" ")
-            value = value.strip()
-            if value and scheme.lower() == b"bearer":
-                return value.decode("latin-1")
         cookie = req.cookie
-        if cookie and self._cookie_key in cookie:
-            key = self._cookie_key
-            for part in cookie.split(b";"):
-                part = part.strip()
-                if part.startswith(key):
-                    return part[len(key):].decode("latin-1") or None
-        return None
+        try:
+            return session_token((auth.decode("latin-1"),) if auth else (),
+                                 (cookie.decode("latin-1"),) if cookie else (), self.cookie_name)
+        except SessionError:
+            return None
 
     def allowed_now(self, identity: Identity) -> bool | None:
         """The gateway-level authorization when it needs no I/O; None: ask the authorizer."""

@@ -20,6 +20,8 @@ MAX_HEAD = 65536  # aiohttp's max_field_size for this app; longer heads go to ai
 _HOP = frozenset(n.encode() for n in rules.HOP_BY_HOP)
 _IDENTITY = frozenset(n.encode() for n in rules.IDENTITY)
 _FORWARDED = frozenset(n.encode() for n in rules.FORWARDED)
+_FRAMING = frozenset(n.encode() for n in rules.FRAMING)  # named in Connection: refused
+_UNDERSCORED = _IDENTITY | _FORWARDED  # dropped in every -/_ spelling
 
 # What the request rewrite does with a header, by lower-cased name.
 _KEEP, _DROP, _XFF, _COOKIE, _AUTH, _HOST = range(6)
@@ -41,11 +43,12 @@ _SPECIAL = {b"host": _H_HOST, b"cookie": _H_COOKIE, b"authorization": _H_AUTH,
 
 class RequestHead:
     """One request head as llhttp parsed it; also the parser's callback target. Where a
-    header may repeat, the first one counts (as aiohttp's ``headers.get`` reads it)."""
+    header may repeat, the first one counts (as aiohttp's ``headers.get`` reads it); a second
+    Cookie or Authorization header (``credentials_repeated``) is aiohttp's to judge."""
 
     __slots__ = ("target", "headers", "complete", "method", "keep_alive", "upgrade",
                  "content_length", "chunked", "host", "cookie", "authorization", "upgrade_to",
-                 "origin", "connection", "remote_user")
+                 "origin", "connection", "remote_user", "credentials_repeated")
 
     def __init__(self) -> None:
         self.target = b""
@@ -63,6 +66,7 @@ class RequestHead:
         # REMOTE_USER present: identity may come from a trusted peer, which only aiohttp
         # decides (proxy.trusted), so such a request is always handed off
         self.remote_user = False
+        self.credentials_repeated = False
 
     # llhttp callbacks
     def on_url(self, url: bytes) -> None:
@@ -77,12 +81,16 @@ class RequestHead:
         if kind == _H_COOKIE:
             if self.cookie is None:
                 self.cookie = value
+            else:
+                self.credentials_repeated = True
         elif kind == _H_HOST:
             if self.host is None:
                 self.host = value
         elif kind == _H_AUTH:
             if self.authorization is None:
                 self.authorization = value
+            else:
+                self.credentials_repeated = True
         elif kind == _H_LENGTH:
             self.content_length = int(value)  # llhttp has checked: digits, one header
         elif kind == _H_TE:
@@ -125,17 +133,23 @@ def _feed(parser: httptools.HttpRequestParser | httptools.HttpResponseParser,
 
 def parse_request_head(head: bytes) -> RequestHead | None:
     """The head (ending in CRLFCRLF) as llhttp reads it, or None when it is not an HTTP/1.1
-    request the fast path relays (malformed, HTTP/1.0, an unrelayable Transfer-Encoding)."""
+    request the fast path relays (malformed, HTTP/1.0, an unrelayable Transfer-Encoding, a
+    framing header named in Connection, a repeated credential header): aiohttp answers."""
     req = RequestHead()
     parser = httptools.HttpRequestParser(req)
     if not _feed(parser, head):
         return None
     eol = head.find(b"\r\n")  # llhttp accepted the request line: it ends in the version
-    if not req.complete or req.content_length == -2 or head[eol - 9:eol] != b" HTTP/1.1":
+    if (not req.complete or req.content_length == -2 or head[eol - 9:eol] != b" HTTP/1.1"
+            or req.credentials_repeated):
         return None
+    if req.connection is not None:
+        named = connection_tokens(req.connection)
+        if not _FRAMING.isdisjoint(named):
+            return None
+        # (llhttp's should_keep_alive() forgets Connection: close once a message is complete)
+        req.keep_alive = b"close" not in named
     req.method = parser.get_method()
-    # (llhttp's should_keep_alive() forgets Connection: close once a message is complete)
-    req.keep_alive = req.connection is None or b"close" not in connection_tokens(req.connection)
     req.upgrade = parser.should_upgrade()
     return req
 
@@ -164,7 +178,7 @@ def upstream_request_head(req: RequestHead, target: bytes, *, user: bytes, clien
     for name, low, value in req.headers:
         action = _REQUEST_ACTION.get(low, _KEEP)
         if action == _KEEP:
-            if b"_" in low and low.replace(b"_", b"-") in _IDENTITY:
+            if b"_" in low and low.replace(b"_", b"-") in _UNDERSCORED:
                 continue
             if drop is None or low not in drop:
                 out += (name, b": ", value, b"\r\n")
@@ -231,16 +245,19 @@ class ResponseHead:
 
 
 def parse_response_head(head: bytes) -> ResponseHead | None:
-    """The workspace's response head, or None when it is malformed."""
+    """The workspace's response head, or None when it is malformed or names a framing
+    header in Connection (relayed, the browser would read it framed differently)."""
     resp = ResponseHead()
     parser = httptools.HttpResponseParser(resp)
     if not _feed(parser, head):
         return None
     if not resp.complete or resp.content_length == -2:
         return None
+    named = connection_tokens(resp.connection) if resp.connection is not None else None
+    if named is not None and not _FRAMING.isdisjoint(named):
+        return None
     resp.status = parser.get_status_code()
-    resp.keep_alive = head.startswith(b"HTTP/1.1 ") and (
-        resp.connection is None or b"close" not in connection_tokens(resp.connection))
+    resp.keep_alive = head.startswith(b"HTTP/1.1 ") and (named is None or b"close" not in named)
     return resp
 
 

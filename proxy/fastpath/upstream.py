@@ -157,8 +157,8 @@ class Upstream(asyncio.Protocol):
         while True:
             end = buf.find(HEAD_END)
             if end < 0:
-                if len(buf) > MAX_HEAD:
-                    self._broken()
+                if len(buf) > MAX_HEAD or b"\n\n" in buf or b"\n\r\n" in buf:
+                    self._broken()  # too long, or lines ended by a bare LF
                 else:
                     self.buf = buf
                 return
@@ -239,9 +239,16 @@ class Upstream(asyncio.Protocol):
         front.response_done(self, reusable)
 
     def _broken(self) -> None:
-        """The workspace broke HTTP: drop the connection (the front decides what the browser
-        gets, exactly as if the workspace had reset)."""
+        """The workspace broke HTTP (a head the fast path will not relay, bad chunking, a 101
+        nobody asked for): drop the connection and tell the front, which answers 502 or cuts
+        the answer short. Never a retry: the workspace did answer, and aiohttp would only
+        relay what was refused here."""
+        front = self.front
+        self.front = None
+        self.down = None
         self.close()
+        if front is not None:
+            front.upstream_broken(self)
 
 
 class UpstreamPool:

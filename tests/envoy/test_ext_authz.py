@@ -3,6 +3,7 @@ the client's original request, and the session credential kept from the workspac
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,28 @@ async def test_behind_envoy_a_browser_without_session_is_sent_to_login(
                                   allow_redirects=False) as resp:
             assert resp.status == 302
             assert resp.headers["Location"].startswith("/lw-workspace/login?redirect=")
+
+
+async def test_behind_envoy_two_session_cookies_are_refused_and_reach_no_workspace(
+        start_gateway: Callable[..., Any], aiohttp_server: Any, tmp_path: Path) -> None:
+    """One request, two users' cookies: Envoy's check answers 400, whichever cookie Envoy or
+    the workspace would have read."""
+    gw = await start_gateway(mode="envoy")
+    async with running_envoy(tmp_path, gw.server.port, gw.gateway.routes,
+                             aiohttp_server) as stack:
+        await stack.workspace("alice")
+        await stack.workspace("bob")
+        alice = {"Cookie": f"access_token={gw.token('alice')}"}
+
+        async def reached() -> bool:
+            async with stack.http.get(stack.url(PROXY + "headers"), headers=alice) as resp:
+                return resp.status == 200
+        await eventually(reached)
+        reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
+        writer.write((f"GET {PROXY}headers HTTP/1.1\r\nHost: gw\r\n"
+                      f"Cookie: access_token={gw.token('alice')}; "
+                      f"access_token={gw.token('bob')}\r\nConnection: close\r\n\r\n").encode())
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert b"REMOTE_USER" not in answer.upper()

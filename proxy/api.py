@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from launcher.backend import LAUNCHING, RUNNING
-from launcher.errors import BackendUnavailable, WorkspaceExists
+from launcher.errors import BackendUnavailable, NameTaken, NotIsolated, WorkspaceExists
 
 from . import __version__, responses
 from .authz import AuthzUnavailable
@@ -75,6 +75,10 @@ async def launch(request: web.Request) -> web.StreamResponse:
         return responses.error(request, 503, f"authorization service unavailable: {exc}")
     try:
         await gateway.backend.launch(who.user, option, who.token)
+    except NameTaken as exc:  # another user's name escapes like this one: never theirs
+        return responses.error(request, 409, str(exc))
+    except NotIsolated as exc:
+        return responses.error(request, 403, str(exc))
     except WorkspaceExists as exc:
         return web.Response(status=500, text=f"Error: {exc}")
     except BackendUnavailable as exc:

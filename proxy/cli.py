@@ -106,6 +106,18 @@ def _run_worker(settings: Settings, reuse_port: bool) -> None:
     asyncio.run(_serve_until_signalled(settings, reuse_port))
 
 
+def _say_isolation(app: Any) -> None:
+    """How local workspaces are kept apart, said once at start-up (a warning when not)."""
+    from .gateway import GATEWAY
+
+    backend = app[GATEWAY].backend
+    summary = getattr(backend, "isolation_summary", None)
+    if summary is not None:
+        shared = getattr(backend, "isolation", "") == "shared"
+        logging.getLogger("hatchway").log(logging.WARNING if shared else logging.INFO,
+                                          "%s", summary())
+
+
 def serve(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
     logging.basicConfig(level=args.log_level.upper(),
@@ -125,8 +137,9 @@ def serve(args: argparse.Namespace) -> int:
                 ", …" if len(ignored) > 8 else "")
     from .app import build_app
 
-    build_app(settings)  # fail on bad config before printing the banner or forking
+    app = build_app(settings)  # fail on bad config before printing the banner or forking
     print(_banner(settings), flush=True)
+    _say_isolation(app)
     if settings.workers <= 1:
         _run_worker(settings, reuse_port=False)
         return 0

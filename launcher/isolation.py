@@ -12,9 +12,10 @@ root's. Two ways, best first:
   uid could not pass on the way to the Python it runs or to its HOME (``/root`` holding a
   pyenv, say) are tmpfs too, with just those paths bound back read-only; ``setpriv`` then drops
   to the uid (no new privileges). The state dir stays 0700.
-* ``uid`` (root, no bubblewrap): the uid switch alone, between fork and exec in ``subprocess``
-  (``user=``/``group=``/``extra_groups=``, safe in a threaded process, unlike ``preexec_fn``).
-  The state dir must be traversable (0711) and every parent of it o+x.
+* ``uid`` (root, no bubblewrap): the uid switch alone, by ``setpriv`` (util-linux) in front of
+  the command: ``subprocess``'s ``user=``/``group=`` are not in uvloop, which ``serve`` runs,
+  and a ``preexec_fn`` is unsafe in a threaded process. The state dir must be traversable
+  (0711) and every parent of it o+x.
 
 Not root, there is no second uid to give: every workspace can read every other's files and
 the gateway's key. Then only one user is served, unless the operator declares a single trust
@@ -29,7 +30,6 @@ import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from .errors import ConfigError
 from .owners import Owner
@@ -46,9 +46,23 @@ SANDBOX, UID, SHARED = "sandbox", "uid", "shared"
 
 
 def choose_mode() -> str:
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("setpriv"):
         return SHARED
-    return SANDBOX if shutil.which("bwrap") and shutil.which("setpriv") else UID
+    return SANDBOX if shutil.which("bwrap") else UID
+
+
+def _as_owner(argv: list[str], owner: Owner, data_limit: int | None) -> list[str]:
+    """``argv`` run as the owner's uid and gid, no other groups, no way back up, umask 077,
+    and the memory limit set before it runs (set from outside, it would race the wrapper's
+    fork of the workspace)."""
+    limit = f" && ulimit -d {data_limit // 1024}" if data_limit else ""
+    return ["setpriv", f"--reuid={owner.uid}", f"--regid={owner.uid}", "--clear-groups",
+            "--no-new-privs", "--", "/bin/sh", "-c", f'umask 077{limit} && exec "$0" "$@"',
+            *argv]
+
+
+def uid_argv(argv: list[str], *, owner: Owner, data_limit: int | None) -> list[str]:
+    return _as_owner(argv, owner, data_limit)
 
 
 def _blocked_ancestor(path: Path) -> Path | None:
@@ -62,7 +76,8 @@ def _blocked_ancestor(path: Path) -> Path | None:
     return None
 
 
-def sandbox_argv(argv: list[str], *, home: Path, state_dir: Path, owner: Owner) -> list[str]:
+def sandbox_argv(argv: list[str], *, home: Path, state_dir: Path, owner: Owner,
+                 data_limit: int | None) -> list[str]:
     """``argv`` wrapped in bubblewrap and setpriv, as described above."""
     home, state_dir = home.absolute(), state_dir.absolute()
     runtime = {Path(sys.base_prefix), Path(sys.prefix), Path(os.path.realpath(sys.executable))}
@@ -95,10 +110,7 @@ def sandbox_argv(argv: list[str], *, home: Path, state_dir: Path, owner: Owner) 
             wrapped += ["--ro-bind", str(path), str(path)]
     passable(home)
     wrapped += ["--bind", str(home), str(home), "--chdir", str(home), "--die-with-parent",
-                "--", "setpriv", f"--reuid={owner.uid}", f"--regid={owner.uid}",
-                "--clear-groups", "--no-new-privs", "--",
-                # bubblewrap must run with umask 022 (the dirs it makes are passed through)
-                "/bin/sh", "-c", 'umask 077 && exec "$0" "$@"', *argv]
+                "--", *_as_owner(argv, owner, data_limit)]
     return wrapped
 
 
@@ -158,13 +170,3 @@ def workspace_env(inherited: Mapping[str, str], home: Path, owner: Owner) -> dic
         "IPYTHONDIR": str(home / ".ipython"),
     })
     return env
-
-
-def spawn_options(owner: Owner, mode: str) -> dict[str, Any]:
-    """``subprocess`` arguments that start the workspace as its owner (the sandbox switches
-    uid itself, after bubblewrap has set up its mounts as root)."""
-    if mode == SANDBOX:
-        return {"umask": 0o022}
-    if mode == SHARED:
-        return {"umask": 0o077}
-    return {"user": owner.uid, "group": owner.uid, "extra_groups": [], "umask": 0o077}

@@ -268,9 +268,13 @@ class LocalBackend:
             raise BackendError(f"cannot prepare the workspace directory for {user!r}: "
                                f"{exc.filename}: {exc.strerror}") from None
         shown = argv
+        if self.isolation != isolation.SHARED:
+            self._check_command(argv[0], env, option)  # else the wrapper would only exit
         if self.isolation == isolation.SANDBOX:
-            self._check_command(argv[0], env, option)  # else bwrap would only exit 1
-            argv = isolation.sandbox_argv(argv, home=cwd, state_dir=self._state_dir, owner=owner)
+            argv = isolation.sandbox_argv(argv, home=cwd, state_dir=self._state_dir, owner=owner,
+                                          data_limit=limit)
+        elif self.isolation == isolation.UID:
+            argv = isolation.uid_argv(argv, owner=owner, data_limit=limit)
         with logfile:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             logfile.write(f"--- {stamp} launching {option.name!r}: {shown}\n".encode())
@@ -278,8 +282,7 @@ class LocalBackend:
             try:
                 process = await asyncio.create_subprocess_exec(
                     *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
-                    stdout=logfile, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-                    **isolation.spawn_options(owner, self.isolation))
+                    stdout=logfile, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
             except FileNotFoundError:
                 raise BackendError(f"cannot start workspace {option.name!r}: "
                                    f"command {shown[0]!r} was not found") from None
@@ -289,7 +292,7 @@ class LocalBackend:
             except OSError as exc:
                 raise BackendError(f"cannot start workspace {option.name!r}: "
                                    f"{shown[0]!r}: {exc.strerror}") from None
-        if limit is not None:
+        if limit is not None and self.isolation == isolation.SHARED:
             self._apply_memory_limit(process.pid, limit)
         probe = option.ready_probe
         probe_url = f"http://{HOST}:{port}/{probe.lstrip('/')}" if probe else ""

@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: serve test lint bench clean debs
-DEBS := chromium wrk nginx-light golang-go
+DEBS := chromium wrk nginx-light golang-go bubblewrap
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

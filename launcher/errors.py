@@ -25,3 +25,12 @@ class WorkspaceExists(BackendError):
 
 class BackendUnavailable(BackendError):
     """The backend cannot be reached right now (e.g. the Kubernetes API is down): 503."""
+
+
+class NameTaken(BackendError):
+    """The user's workspace name (Hatchery's escaping of the user name) is held by another
+    user whose name escapes the same way: 409, never the other user's workspace or volume."""
+
+
+class NotIsolated(BackendError):
+    """The local backend cannot keep users apart here and is not told they may share: 403."""

@@ -4,6 +4,10 @@ It is what the embedded default runs on a laptop, through the same API and route
 Kubernetes: ``launch`` publishes a not-ready route at once, a probe flips it to ready, and the
 route goes the moment the process exits. The backend owns its children: terminate and close
 end whole process groups (SIGTERM, then SIGKILL after the grace period), so nothing outlives it.
+
+Users are kept apart as ``launcher.isolation`` says (a uid each when hatchway is root, else one
+user only unless ``single_trust_domain``), and each escaped name belongs to one real user
+(``launcher.owners``): a colliding user is refused, never handed another's home.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -25,11 +30,13 @@ import aiohttp
 from proxy.routes import Route, RouteTable
 from proxy.settings import LocalSettings
 
+from . import isolation
 from .backend import LAUNCHING, NOT_FOUND, RUNNING, STOPPED, TERMINATING, WorkspaceStatus
-from .errors import BackendError, WorkspaceExists
+from .errors import BackendError, ConfigError, NotIsolated, WorkspaceExists
 from .names import escape
 from .options import HatcheryConfig, WorkspaceOption
-from .processes import end_group, free_port, parse_memory
+from .owners import Owner, Owners
+from .processes import end_group, free_port, group_gone, parse_memory
 
 if sys.platform != "win32":
     import resource
@@ -67,10 +74,18 @@ class _Workspace:
     prober: asyncio.Task[None] | None = None
     watcher: asyncio.Task[None] | None = None
     stop_task: asyncio.Task[None] | None = None
+    sandboxed: bool = False
 
     @property
     def exited(self) -> bool:
         return self.process.returncode is not None
+
+    @property
+    def returncode(self) -> int:
+        """asyncio's convention (negative: killed by that signal), also for a sandboxed
+        workspace, whose bubblewrap parent reports a signal death as 128 + the signal."""
+        code = self.process.returncode or 0
+        return 128 - code if self.sandboxed and 128 < code < 128 + 65 else code
 
 
 def describe_exit(returncode: int) -> str:
@@ -104,6 +119,15 @@ class LocalBackend:
         self._state_dir = Path(state_dir)
         self._log_dir = Path(settings.log_dir) if settings.log_dir else self._state_dir / "logs"
         self._workspace_type = workspace_type
+        self.isolation = isolation.choose_mode()
+        if self.isolation == isolation.UID:
+            isolation.check_reachable(self._state_dir / "workspaces")
+        try:
+            isolation.secure_state_dir(self._state_dir, self._log_dir, self.isolation)
+        except OSError as exc:
+            raise ConfigError("settings", "state_dir", "a directory hatchway can create and "
+                              "own", f"{exc.filename}: {exc.strerror}") from None
+        self._owners = Owners(self._state_dir, settings.first_uid)
         self._workspaces: dict[str, _Workspace] = {}
         self._spawning: set[str] = set()
         self._http: aiohttp.ClientSession | None = None
@@ -114,6 +138,18 @@ class LocalBackend:
 
     def workdir(self, user: str) -> Path:
         return self._state_dir / "workspaces" / escape(user)
+
+    def isolation_summary(self) -> str:
+        """One sentence for start-up: how users are kept apart here."""
+        if self.isolation != isolation.SHARED:
+            how = "in a bubblewrap sandbox" if self.isolation == isolation.SANDBOX else "plain"
+            return (f"local workspaces run as one uid per user (from {self._settings.first_uid},"
+                    f" {how}), each with a private HOME")
+        if self._settings.single_trust_domain:
+            return ("local workspaces all run as this process's user and can read each "
+                    "other's files and the signing key (local.single_trust_domain: true)")
+        return ("local workspaces cannot be isolated (not running as root): only the first "
+                "user is served; set local.single_trust_domain: true to share")
 
     async def start(self) -> None:
         """Nothing to recover: local workspaces never outlive the backend."""
@@ -130,12 +166,13 @@ class LocalBackend:
         current = self._workspaces.get(user)
         if user in self._spawning or (current is not None and not current.exited):
             raise WorkspaceExists(f"a workspace for {user!r} already exists")
+        owner = self._claim(user)
         self._spawning.add(user)
         try:
             if current is not None:  # an exited workspace is replaced by the new one
                 await asyncio.shield(self._begin_stop(current))
                 self._workspaces.pop(user, None)
-            ws = await self._spawn(user, option)
+            ws = await self._spawn(owner, option)
         finally:
             self._spawning.discard(user)
         self._workspaces[user] = ws
@@ -153,12 +190,12 @@ class LocalBackend:
             return status
         # The exit may be seen here before the watcher has written its sentence down.
         status.detail = ws.detail or (
-            describe_exit(ws.process.returncode or 0) if ws.exited else "")
+            describe_exit(ws.returncode) if ws.exited else "")
         if ws.terminating or (ws.stopping and not ws.exited):
             status.status = TERMINATING
         elif ws.exited:
             status.status = STOPPED
-            code = ws.process.returncode or 0
+            code = ws.returncode
             terminated: dict[str, Any] = {"exitCode": code} if code >= 0 else {"signal": -code}
             terminated["reason"] = "Completed" if code == 0 else "Error"
             status.container_states = [
@@ -189,7 +226,23 @@ class LocalBackend:
 
     # -- internals ------------------------------------------------------------------------
 
-    async def _spawn(self, user: str, option: WorkspaceOption) -> _Workspace:
+    def _claim(self, user: str) -> Owner:
+        """The user's record; NameTaken for a colliding name, NotIsolated for a second user
+        where users cannot be kept apart."""
+        try:
+            if self.isolation == isolation.SHARED and not self._settings.single_trust_domain:
+                others = [u for u in self._owners.users() if u != user]
+                if others:
+                    raise NotIsolated(
+                        "this gateway cannot keep users' local workspaces apart (it does not "
+                        "run as root) and already serves another user; the operator may set "
+                        "local.single_trust_domain: true to let users share")
+            return self._owners.claim(user)
+        except OSError as exc:
+            raise BackendError(f"cannot record the workspace owner: {exc}") from None
+
+    async def _spawn(self, owner: Owner, option: WorkspaceOption) -> _Workspace:
+        user = owner.user
         port = free_port(HOST)
         rewrite = option.path_rewrite or "/"
         values = {"port": str(port), "base_url": rewrite, "user": user}
@@ -197,7 +250,8 @@ class LocalBackend:
         if not argv:
             raise BackendError(f"workspace option {option.name!r} has no command to run")
         limit = self._memory_limit(option)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HATCHWAY_")}
+        cwd = self.workdir(user)
+        env = isolation.workspace_env(os.environ, cwd, owner)
         env.update({k: _fill(v, values) for k, v in option.env.items()})
         env.update({
             "HATCHWAY_PORT": str(port),
@@ -207,17 +261,23 @@ class LocalBackend:
             "REMOTE_USER": user,
         })
         env.setdefault("PYTHONUNBUFFERED", "1")
-        cwd = self.workdir(user)
         try:
-            cwd.mkdir(parents=True, exist_ok=True)
-            self._log_dir.mkdir(parents=True, exist_ok=True)
+            isolation.prepare_home(cwd, owner, self.isolation)
             logfile = self.log_path(user).open("ab")
         except OSError as exc:
             raise BackendError(f"cannot prepare the workspace directory for {user!r}: "
                                f"{exc.filename}: {exc.strerror}") from None
+        shown = argv
+        if self.isolation != isolation.SHARED:
+            self._check_command(argv[0], env, option)  # else the wrapper would only exit
+        if self.isolation == isolation.SANDBOX:
+            argv = isolation.sandbox_argv(argv, home=cwd, state_dir=self._state_dir, owner=owner,
+                                          data_limit=limit)
+        elif self.isolation == isolation.UID:
+            argv = isolation.uid_argv(argv, owner=owner, data_limit=limit)
         with logfile:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            logfile.write(f"--- {stamp} launching {option.name!r}: {argv}\n".encode())
+            logfile.write(f"--- {stamp} launching {option.name!r}: {shown}\n".encode())
             logfile.flush()
             try:
                 process = await asyncio.create_subprocess_exec(
@@ -225,20 +285,32 @@ class LocalBackend:
                     stdout=logfile, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
             except FileNotFoundError:
                 raise BackendError(f"cannot start workspace {option.name!r}: "
-                                   f"command {argv[0]!r} was not found") from None
+                                   f"command {shown[0]!r} was not found") from None
             except PermissionError:
                 raise BackendError(f"cannot start workspace {option.name!r}: "
-                                   f"command {argv[0]!r} is not executable") from None
+                                   f"command {shown[0]!r} is not executable") from None
             except OSError as exc:
                 raise BackendError(f"cannot start workspace {option.name!r}: "
-                                   f"{argv[0]!r}: {exc.strerror}") from None
-        if limit is not None:
+                                   f"{shown[0]!r}: {exc.strerror}") from None
+        if limit is not None and self.isolation == isolation.SHARED:
             self._apply_memory_limit(process.pid, limit)
         probe = option.ready_probe
         probe_url = f"http://{HOST}:{port}/{probe.lstrip('/')}" if probe else ""
         route = Route(host=HOST, port=port, rewrite=rewrite, ready=False, source="local")
         return _Workspace(user=user, option=option, process=process, route=route,
-                          probe_url=probe_url, started=asyncio.get_running_loop().time())
+                          probe_url=probe_url, started=asyncio.get_running_loop().time(),
+                          sandboxed=self.isolation == isolation.SANDBOX)
+
+    @staticmethod
+    def _check_command(command: str, env: dict[str, str], option: WorkspaceOption) -> None:
+        """The errors ``exec`` would raise, for a command the sandbox will exec."""
+        found = shutil.which(command, path=env.get("PATH"))
+        if found is None and not os.path.exists(command):
+            raise BackendError(f"cannot start workspace {option.name!r}: "
+                               f"command {command!r} was not found")
+        if found is None:
+            raise BackendError(f"cannot start workspace {option.name!r}: "
+                               f"command {command!r} is not executable")
 
     @staticmethod
     def _memory_limit(option: WorkspaceOption) -> int | None:
@@ -285,9 +357,11 @@ class LocalBackend:
             log.warning("workspace of %s ignored SIGTERM for %gs: killed", ws.user,
                         self._settings.stop_grace_seconds)
         await ws.process.wait()
+        await group_gone(ws.process.pid, 2.0)
 
     async def _watch(self, ws: _Workspace) -> None:
-        returncode = await ws.process.wait()
+        await ws.process.wait()
+        returncode = ws.returncode
         self._unpublish(ws)
         if not ws.detail:
             ws.detail = describe_exit(returncode)

@@ -62,6 +62,19 @@ async def end_group(pgid: int, grace: float, poll: float = 0.05) -> bool:
     return signal_group(pgid, signal.SIGKILL)
 
 
+async def group_gone(pgid: int, within: float, poll: float = 0.02) -> bool:
+    """Wait (at most ``within`` seconds) until no member of the group runs. A SIGKILL is
+    delivered asynchronously, and a sandboxed workspace is a grandchild: reaping the direct
+    child does not mean it is gone."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while group_alive(pgid):
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(poll)
+    return True
+
+
 _QUANTITY = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGTPE]i?|k|m)?\s*$")
 _FACTORS = {
     None: 1, "m": 0.001, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,

@@ -14,7 +14,13 @@ from typing import Any
 from aiohttp import web
 
 from launcher.backend import LAUNCHING, NOT_FOUND, RUNNING, WorkspaceStatus
-from launcher.errors import BackendError, BackendUnavailable, WorkspaceExists
+from launcher.errors import (
+    BackendError,
+    BackendUnavailable,
+    NameTaken,
+    NotIsolated,
+    WorkspaceExists,
+)
 from launcher.names import pod_name
 from launcher.options import WorkspaceOption
 from launcher.paymodels import ABOVE_LIMIT, ACTIVE, PayModelError
@@ -135,6 +141,10 @@ async def launch(request: web.Request) -> web.StreamResponse:
         return refusal
     try:
         await gateway.backend.launch(who.user, option, who.token)
+    except NameTaken as exc:  # another user's name escapes like this one: never theirs
+        return responses.error(request, 409, str(exc))
+    except NotIsolated as exc:
+        return responses.error(request, 403, str(exc))
     except WorkspaceExists as exc:
         return responses.hatchery_text(500, str(exc))
     except BackendUnavailable as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import multiprocessing
 import os
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (env HATCHWAY_PORT, default 8080)")
     serve.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
     serve.add_argument("--log-level", default=os.environ.get("HATCHWAY_LOG_LEVEL", "INFO"))
+    serve.add_argument("--insecure-dev-sessions-on-network", action="store_true",
+                       help="allow dev sessions (anyone may sign in as anyone) on a "
+                            "non-loopback address; never on a network you do not trust")
 
     token = sub.add_parser("token", help="print a dev session token for USER on stdout")
     common(token)
@@ -127,8 +131,52 @@ def _warn_unsupported(settings: Settings) -> None:
             "; ".join(notes))
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a wildcard ("", 0.0.0.0, ::) or a name: it may face a network
+
+
+def _refuse_dev_sessions_on_network(settings: Settings) -> None:
+    """Dev sessions let anyone sign in as anyone: never on an address a network reaches,
+    unless the operator says so in words that say it is insecure."""
+    if not settings.dev_sessions or settings.sessions.allow_insecure_dev_on_network:
+        return
+    binds = [("host", settings.host)]
+    if settings.mode == "envoy":
+        from launcher.envoy_config import envoy_settings
+
+        binds.append(("envoy.listen_host", envoy_settings(settings).listen_host))
+    for field, host in binds:
+        if not _is_loopback(host):
+            raise ConfigError(
+                "settings", field, "a loopback address with dev sessions (anyone reaching it "
+                "could sign in as anyone): use sessions.mode jwks, or set "
+                "sessions.allow_insecure_dev_on_network / --insecure-dev-sessions-on-network",
+                host)
+
+
+def _say_isolation(app: Any) -> None:
+    """How local workspaces are kept apart, said once at start-up (a warning when not)."""
+    from .gateway import GATEWAY
+
+    backend = app[GATEWAY].backend
+    summary = getattr(backend, "isolation_summary", None)
+    if summary is not None:
+        shared = getattr(backend, "isolation", "") == "shared"
+        logging.getLogger("hatchway").log(logging.WARNING if shared else logging.INFO,
+                                          "%s", summary())
+
+
 def serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, host=args.host, port=args.port, workers=args.workers)
+    insecure = {"allow_insecure_dev_on_network": True} \
+        if args.insecure_dev_sessions_on_network else None
+    settings = _settings(args, host=args.host, port=args.port, workers=args.workers,
+                         sessions=insecure)
+    _refuse_dev_sessions_on_network(settings)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.workers > 1 and settings.backend == "local":
@@ -139,8 +187,9 @@ def serve(args: argparse.Namespace) -> int:
         _warn_unsupported(settings)
     from .app import build_app
 
-    build_app(settings)  # fail on bad config before printing the banner or forking
+    app = build_app(settings)  # fail on bad config before printing the banner or forking
     print(_banner(settings), flush=True)
+    _say_isolation(app)
     if settings.workers <= 1:
         _run_worker(settings, reuse_port=False)
         return 0
@@ -175,6 +224,7 @@ def token(args: argparse.Namespace) -> int:
 
 def envoy_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    _refuse_dev_sessions_on_network(settings)
     from launcher.envoy_config import bootstrap_for_settings
 
     text = bootstrap_for_settings(settings)

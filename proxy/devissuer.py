@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import secrets
 import time
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from launcher.errors import ConfigError
 
+log = logging.getLogger("hatchway.sessions")
 KEY_FILE = "dev-signing-key.pem"
 CLIENT_ID = "hatchway-dev"
 DEFAULT_SCOPES = ("openid", "user")
@@ -56,8 +58,23 @@ def _create_key_file(path: Path) -> bytes:
     return pem
 
 
+def _keep_private(path: Path) -> None:
+    """A key others may read lets them sign in as anyone: 0600, and its dir closed to others
+    for reading (search stays, so workspaces can reach homes kept beside it)."""
+    if not path.exists():
+        return
+    if path.stat().st_mode & 0o077:
+        log.warning("%s was readable by others: made it 0600; replace the key if others "
+                    "could reach it", path)
+        path.chmod(0o600)
+    mode = path.parent.stat().st_mode
+    if mode & 0o066:
+        path.parent.chmod(mode & ~0o066 & 0o7777)
+
+
 def _load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
     try:
+        _keep_private(path)
         pem = path.read_bytes() if path.exists() else _create_key_file(path)
     except OSError as exc:
         raise ConfigError(str(path), "(file)", "a readable, or creatable, dev signing key",

@@ -35,6 +35,8 @@ class SessionSettings:
     cookie_name: str = "access_token"
     jwks_refetch_min_seconds: float = 30.0  # an unknown kid refetches at most this often
     jwks_cache_seconds: float = 3600.0
+    # Dev sessions let anyone sign in as anyone: refused on a non-loopback address unless set.
+    allow_insecure_dev_on_network: bool = False
 
 
 @dataclass
@@ -54,6 +56,12 @@ class LocalSettings:
     ready_timeout_seconds: float = 120.0
     probe_interval_seconds: float = 0.2
     log_dir: str = ""  # defaults to <state_dir>/logs
+    # Not root, workspaces cannot be kept apart (one uid for all): serve a second user only
+    # when the operator says every user may read every other's files and the gateway's key.
+    single_trust_domain: bool = False
+    # Root: user N's workspaces run as uid/gid first_uid+N, above every range useradd and
+    # subuid hand out by default, so they match no account on the machine.
+    first_uid: int = 1_000_000_000
 
 
 @dataclass

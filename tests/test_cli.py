@@ -210,3 +210,72 @@ def test_serve_runs_in_a_fresh_directory_and_stops_cleanly_on_sigterm(tmp_path: 
     assert "Traceback" not in err.read_text()
     assert (tmp_path / ".hatchway").is_dir()  # the default state dir, relative to where it runs
 
+
+
+# -- dev sessions never face a network by accident ------------------------------------------
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "gateway.example.org"])
+def test_dev_sessions_on_a_non_loopback_address_exit_2_in_one_line(
+        tmp_path: Path, host: str) -> None:
+    done = run("serve", "--host", host, "--port", str(free_port()),
+               "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("hatchway: configuration error: settings: field 'host'")
+    assert "--insecure-dev-sessions-on-network" in line and repr(host) in line
+    assert done.stdout == ""
+
+
+def test_dev_sessions_behind_an_envoy_listening_on_all_addresses_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "hatchway.json"
+    config.write_text(json.dumps({"mode": "envoy", "envoy": {"listen_host": "0.0.0.0"}}))
+    for command in ("serve", "envoy-config"):
+        done = run(command, "--config", str(config), "--state-dir", str(tmp_path / "state"),
+                   cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        [line] = done.stderr.strip().splitlines()
+        assert "field 'envoy.listen_host'" in line, line
+
+
+def test_the_insecure_flag_lets_dev_sessions_listen_on_all_addresses(tmp_path: Path) -> None:
+    with serving(tmp_path, "--host", "0.0.0.0", "--insecure-dev-sessions-on-network",
+                 "--state-dir", str(tmp_path / "state")) as (url, _):
+        assert get(url + "_version")[0] == 200
+
+
+def test_the_insecure_setting_lets_dev_sessions_listen_on_all_addresses(tmp_path: Path) -> None:
+    config = tmp_path / "hatchway.yaml"
+    config.write_text("host: 0.0.0.0\nsessions:\n  allow_insecure_dev_on_network: true\n")
+    with serving(tmp_path, "--config", str(config),
+                 "--state-dir", str(tmp_path / "state")) as (url, _):
+        assert get(url + "_version")[0] == 200
+
+
+def test_fence_sessions_may_listen_on_all_addresses(tmp_path: Path) -> None:
+    config = tmp_path / "hatchway.yaml"
+    config.write_text("host: 0.0.0.0\nsessions:\n  mode: jwks\n"
+                      "  jwks_url: http://127.0.0.1:9/.well-known/jwks\n")
+    with serving(tmp_path, "--config", str(config),
+                 "--state-dir", str(tmp_path / "state")) as (url, _):
+        assert get(url + "_version")[0] == 200
+
+
+DEPLOY = Path(__file__).parents[1] / "deploy"
+
+
+@pytest.mark.parametrize("example", sorted(
+    str(p.relative_to(DEPLOY)) for p in DEPLOY.rglob("hatchway*.yaml")
+    if p.parent.name != "kind"))
+def test_every_deploy_example_uses_fence_sessions(example: str) -> None:
+    import yaml
+
+    sessions = yaml.safe_load((DEPLOY / example).read_text()).get("sessions") or {}
+    assert sessions.get("mode") == "jwks" and sessions.get("jwks_url"), example
+
+
+def test_the_kind_overlay_says_its_dev_sessions_are_insecure() -> None:
+    """kind's e2e script needs `hatchway token`; it reaches the pods by port-forward only."""
+    import yaml
+
+    sessions = yaml.safe_load((DEPLOY / "kind" / "hatchway.yaml").read_text())["sessions"]
+    assert sessions == {"mode": "dev", "allow_insecure_dev_on_network": True}

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from launcher.backend import WorkspaceStatus
-from launcher.errors import BackendError, BackendUnavailable, WorkspaceExists
+from launcher.errors import BackendError, BackendUnavailable, NameTaken, WorkspaceExists
 from launcher.names import claim_name, pod_name, service_name
 from launcher.options import HatcheryConfig, WorkspaceOption
 
@@ -98,12 +98,24 @@ class KubernetesBackend:
 
     # -- Hatchery's verbs --------------------------------------------------------------
 
+    async def _own_pod(self, user: str) -> dict[str, Any] | None:
+        """``user``'s pod, or None; a pod under the same name recording another user is
+        not theirs (Hatchery's names collide for users whose names escape alike)."""
+        pod = await self.client.get("pods", pod_name(user))
+        return pod if specs.owned_by(pod, user) else None
+
     async def launch(self, user: str, option: WorkspaceOption, token: str | None) -> None:
         pod = specs.pod_spec(user, option, self.hatchery, self.namespace,
                              self.cfg.gen3_endpoint)
+        taken = NameTaken(f"the workspace name {pod_name(user)!r} belongs to another user: "
+                          "user names that differ only in escaped characters cannot both "
+                          "have a workspace here")
         try:
-            if specs.needs_claim(option) and await self.client.get(
-                    "persistentvolumeclaims", claim_name(user)) is None:
+            claim = await self.client.get("persistentvolumeclaims", claim_name(user)) \
+                if specs.needs_claim(option) else None
+            if claim is not None and not specs.owned_by(claim, user):
+                raise taken  # never mount another user's volume
+            if specs.needs_claim(option) and claim is None:
                 size = str(self.hatchery.raw.get("user-volume-size") or
                            self.cfg.user_volume_size or specs.DEFAULT_VOLUME_SIZE)
                 with contextlib.suppress(Conflict):  # another replica made it just now
@@ -112,6 +124,8 @@ class KubernetesBackend:
             try:
                 await self.client.create("pods", pod)
             except Conflict:
+                if await self._own_pod(user) is None:
+                    raise taken from None
                 raise WorkspaceExists(f"a workspace for {user} already exists") from None
             service = specs.service_spec(
                 user, option, self.namespace,
@@ -131,19 +145,26 @@ class KubernetesBackend:
 
     async def status(self, user: str) -> WorkspaceStatus:
         try:
-            pod = await self.client.get("pods", pod_name(user))
+            pod = await self._own_pod(user)
         except ApiError as exc:
             raise BackendError(f"reading {user}'s workspace failed: {exc}") from None
         return workspace_status(pod, self.cfg.fail_unschedulable)
 
     async def terminate(self, user: str) -> bool:
+        # Another user's pod or Service under the same name is left alone (and is reported
+        # as nothing to terminate).
+        known = self.services.cache.get(service_name(user)) if self.services else None
         try:
-            pod = await self.client.delete("pods", pod_name(user), self.cfg.grace_seconds)
-            svc = await self.client.delete("services", service_name(user),
-                                           self.cfg.grace_seconds)
+            found = await self.client.get("pods", pod_name(user))
+            if found is not None and not specs.owned_by(found, user):
+                return False
+            pod = found is not None and await self.client.delete(
+                "pods", pod_name(user), self.cfg.grace_seconds)
+            svc = specs.owned_by(known, user) and await self.client.delete(
+                "services", service_name(user), self.cfg.grace_seconds)
         except ApiError as exc:
             raise BackendError(f"terminating {user}'s workspace failed: {exc}") from None
-        return pod or svc
+        return bool(pod or svc)
 
     # -- what Hatchery lacks -----------------------------------------------------------
 
@@ -170,7 +191,7 @@ class KubernetesBackend:
         name = pod_name(user)
         tracker = ProgressTracker(fail_unschedulable=self.cfg.fail_unschedulable)
         try:
-            pod = await self.client.get("pods", name)
+            pod = await self._own_pod(user)
             events = await self.client.list("events",
                                             field_selector=f"involvedObject.name={name}")
         except BackendError as exc:

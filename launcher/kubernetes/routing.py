@@ -25,15 +25,20 @@ from typing import Any
 
 import yaml
 
+from launcher.names import service_name
 from proxy.routes import Route, RouteTable
 
 from .specs import (
     AMBASSADOR_ANNOTATION,
+    GEN3_USER_ANNOTATION,
     HATCHWAY,
     MANAGED_BY,
     REWRITE_ANNOTATION,
     TLS_ANNOTATION,
     USER_ANNOTATION,
+    USER_ID_LABEL,
+    go_html_escape,
+    user_id,
 )
 from .watching import Reflector
 
@@ -95,7 +100,31 @@ def _split_service(service: str, tls: bool) -> tuple[str, int]:
     return host, int(port)
 
 
+def _disagrees(svc: Mapping[str, Any], user: str, own: bool) -> str:
+    """Why the users a Service records are not all ``user`` (the user it would route), or
+    "". Such a Service never routes: its traffic could reach another user's workspace."""
+    meta = svc.get("metadata") or {}
+    labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+    if own and meta.get("name") != service_name(user):
+        return f"it is not named {service_name(user)!r}, as {user!r}'s Service would be"
+    recorded = annotations.get(GEN3_USER_ANNOTATION)
+    if recorded is not None and recorded not in (user, go_html_escape(user)):
+        return f"its {GEN3_USER_ANNOTATION} annotation names another user"
+    if own and USER_ID_LABEL in labels and labels[USER_ID_LABEL] != user_id(user):
+        return f"its {USER_ID_LABEL} label is another user's"
+    return ""
+
+
 def claim_for(svc: Mapping[str, Any], namespace: str, dropin: bool) -> Claim | None:
+    claim = _claim_for(svc, namespace, dropin)
+    if claim is not None and (why := _disagrees(svc, claim.user, claim.own)):
+        log.warning("service %s/%s does not route %r: %s", namespace, claim.service,
+                    claim.user, why)
+        return None
+    return claim
+
+
+def _claim_for(svc: Mapping[str, Any], namespace: str, dropin: bool) -> Claim | None:
     meta = svc.get("metadata") or {}
     name = str(meta.get("name") or "")
     labels = meta.get("labels") or {}

@@ -34,6 +34,8 @@ USER_ANNOTATION = "hatchway.gen3.org/user"
 REWRITE_ANNOTATION = "hatchway.gen3.org/rewrite"
 TLS_ANNOTATION = "hatchway.gen3.org/tls"
 OPTION_ANNOTATION = "hatchway.gen3.org/option"
+GEN3_USER_ANNOTATION = "gen3username"  # Hatchery's record of the user on pods and PVCs
+USER_ID_LABEL = "hatchway.gen3.org/user-id"  # a digest of the real name: one-to-one
 AMBASSADOR_ANNOTATION = "getambassador.io/config"
 HATCHERY_CONTAINER = "hatchery-container"
 SIDECAR_CONTAINER = "fuse-container"
@@ -51,6 +53,29 @@ def user_label(user: str) -> str:
     return "sha256-" + hashlib.sha256(user.encode()).hexdigest()[:48]
 
 
+def user_id(user: str) -> str:
+    """A label value only ``user`` maps to (Hatchery's escaping is not one-to-one)."""
+    return hashlib.sha256(user.encode()).hexdigest()[:40]
+
+
+def go_html_escape(text: str) -> str:
+    """Go's ``html.EscapeString``: how Hatchery records a user name."""
+    return (text.replace("&", "&amp;").replace("'", "&#39;").replace("<", "&lt;")
+            .replace(">", "&gt;").replace('"', "&#34;"))
+
+
+def owned_by(obj: Mapping[str, Any] | None, user: str) -> bool:
+    """Whether ``obj`` (a pod, Service or PVC named after ``user``) is ``user``'s, by the
+    user it records: hatchway's annotation exactly, or Hatchery's ``gen3username`` (the
+    HTML-escaped name). An object recording no user is taken as the user's, as Hatchery does."""
+    annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+    if USER_ANNOTATION in annotations:
+        return bool(annotations[USER_ANNOTATION] == user)
+    if GEN3_USER_ANNOTATION in annotations:
+        return annotations[GEN3_USER_ANNOTATION] in (user, go_html_escape(user))
+    return True
+
+
 def selector(user: str | None = None) -> str:
     """The label selector for hatchway's objects (of one user)."""
     sel = f"{MANAGED_BY}={HATCHWAY}"
@@ -58,7 +83,8 @@ def selector(user: str | None = None) -> str:
 
 
 def _labels(user: str) -> dict[str, str]:
-    return {"app": app_label(user), MANAGED_BY: HATCHWAY, USER_LABEL: user_label(user)}
+    return {"app": app_label(user), MANAGED_BY: HATCHWAY, USER_LABEL: user_label(user),
+            USER_ID_LABEL: user_id(user)}
 
 
 def _env(values: Mapping[str, Any], gen3_endpoint: str) -> list[dict[str, str]]:
@@ -203,7 +229,8 @@ def pod_spec(user: str, option: WorkspaceOption, hatchery: HatcheryConfig, names
             "name": pod_name(user),
             "namespace": namespace,
             "labels": _labels(user),
-            "annotations": {"gen3username": user, OPTION_ANNOTATION: option.id},
+            "annotations": {GEN3_USER_ANNOTATION: user, USER_ANNOTATION: user,
+                            OPTION_ANNOTATION: option.id},
         },
         "spec": spec,
     }
@@ -213,7 +240,8 @@ def service_spec(user: str, option: WorkspaceOption, namespace: str,
                  mapping: str | None) -> dict[str, Any]:
     """Hatchery's ClusterIP Service, port 80 → target-port; ``mapping`` is the
     ``getambassador.io/config`` annotation (None: not written)."""
-    annotations = {USER_ANNOTATION: user, REWRITE_ANNOTATION: option.path_rewrite or "/",
+    annotations = {USER_ANNOTATION: user, GEN3_USER_ANNOTATION: user,
+                   REWRITE_ANNOTATION: option.path_rewrite or "/",
                    TLS_ANNOTATION: "true" if str(option.raw.get("use-tls") or "").lower()
                    == "true" else "false"}
     if mapping is not None:
@@ -225,7 +253,8 @@ def service_spec(user: str, option: WorkspaceOption, namespace: str,
                      "labels": _labels(user), "annotations": annotations},
         "spec": {
             "type": "ClusterIP",
-            "selector": {"app": app_label(user)},
+            # the digest too: a Service never selects a pod of a user whose name escapes alike
+            "selector": {"app": app_label(user), USER_ID_LABEL: user_id(user)},
             "ports": [{"name": pod_name(user), "protocol": "TCP", "port": 80,
                        "targetPort": option.target_port}],
         },

@@ -13,7 +13,7 @@ import kmock
 import pytest
 
 from launcher.backend import LAUNCHING, NOT_FOUND, RUNNING, TERMINATING
-from launcher.errors import BackendError, BackendUnavailable, WorkspaceExists
+from launcher.errors import BackendError, BackendUnavailable, NameTaken, WorkspaceExists
 from launcher.kubernetes import KubernetesBackend
 from launcher.options import HatcheryConfig
 from proxy.routes import RouteTable
@@ -211,3 +211,44 @@ async def test_a_launch_whose_service_fails_leaves_no_pod_behind(
     with pytest.raises(BackendError, match="quota exceeded"):
         await backend.launch(USER, hatchery.options[0], None)
     assert names(api, "pods") == []
+
+
+# -- one name, one user: Hatchery's escaping maps these two to the same objects ----------------
+
+VICTIM, ATTACKER = "a.b@example.org", "a\u02eb\u040example.org"
+
+
+async def test_a_colliding_user_gets_name_taken_and_never_the_others_workspace(
+        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig) -> None:
+    backend = await make_backend()
+    await backend.launch(VICTIM, hatchery.options[0], None)
+    pods = api.emulator.items("pods", NAMESPACE)
+    with pytest.raises(NameTaken):
+        await backend.launch(ATTACKER, hatchery.options[0], None)
+    assert (await backend.status(ATTACKER)).status == NOT_FOUND
+    assert await backend.terminate(ATTACKER) is False
+    assert api.emulator.items("pods", NAMESPACE) == pods  # the victim's pod, untouched
+    assert (await backend.status(VICTIM)).status != NOT_FOUND
+
+
+async def test_a_colliding_user_never_mounts_the_others_kept_volume(
+        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig) -> None:
+    backend = await make_backend(grace_seconds=0)
+    await backend.launch(VICTIM, hatchery.options[0], None)
+    await backend.terminate(VICTIM)
+    await eventually(lambda: names(api, "pods") == [])
+    with pytest.raises(NameTaken):
+        await backend.launch(ATTACKER, hatchery.options[0], None)
+    assert names(api, "pods") == []
+
+
+async def test_every_object_records_the_real_user(
+        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig) -> None:
+    backend = await make_backend()
+    await backend.launch(VICTIM, hatchery.options[0], None)
+    for plural in ("pods", "services", "persistentvolumeclaims"):
+        [obj] = api.emulator.items(plural, NAMESPACE)
+        assert obj["metadata"]["annotations"]["gen3username"] == VICTIM, plural
+        assert obj["metadata"]["annotations"]["hatchway.gen3.org/user"] == VICTIM, plural
+    [svc] = api.emulator.items("services", NAMESPACE)
+    assert "hatchway.gen3.org/user-id" in svc["spec"]["selector"]  # selects only VICTIM's pod

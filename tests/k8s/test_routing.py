@@ -122,3 +122,44 @@ async def test_deleting_the_service_removes_the_route_and_only_it(
     await api_write(api, "DELETE", "services", name=SERVICE)
     await eventually(lambda: routes.get(USER) is None)
     assert routes.get("static-user") is not None
+
+
+async def test_a_service_recording_another_user_does_not_route(
+        api: ApiServer, make_backend: BackendFactory) -> None:
+    """A Mapping for alice on a Service whose gen3username says mallory routes nobody."""
+    svc = hatchery_service()
+    svc["metadata"]["annotations"]["gen3username"] = "mallory"  # type: ignore[index]
+    await api_write(api, "POST", "services", svc)
+    other = hatchery_service()
+    other["metadata"]["name"] = "h-bob-s"  # type: ignore[index]
+    other["metadata"]["annotations"] = {  # type: ignore[index]
+        "getambassador.io/config": HATCHERY_ANNOTATION.replace(USER, "bob")}
+    await api_write(api, "POST", "services", other)
+    routes = RouteTable()
+    await make_backend(routes, dropin_ambassador=True)
+    await eventually(lambda: routes.get("bob"))
+    assert routes.get(USER) is None and routes.get("mallory") is None
+
+
+async def test_a_hatchway_service_not_named_for_its_user_does_not_route(
+        api: ApiServer, make_backend: BackendFactory) -> None:
+    """hatchway names a user's Service after them: one claiming someone else is refused."""
+    svc = hatchery_service()
+    svc["metadata"] = {"name": "h-mallory-s", "labels": {  # type: ignore[index]
+        "app.kubernetes.io/managed-by": "hatchway"},
+        "annotations": {"hatchway.gen3.org/user": USER}}
+    await api_write(api, "POST", "services", svc)
+    good = hatchery_service()
+    good["metadata"] = {"name": SERVICE, "labels": {  # type: ignore[index]
+        "app.kubernetes.io/managed-by": "hatchway"},
+        "annotations": {"hatchway.gen3.org/user": "bob"}}
+    await api_write(api, "POST", "services", good)
+    carol = hatchery_service()
+    carol["metadata"] = {"name": "h-carol-s", "labels": {  # type: ignore[index]
+        "app.kubernetes.io/managed-by": "hatchway"},
+        "annotations": {"hatchway.gen3.org/user": "carol"}}
+    await api_write(api, "POST", "services", carol)
+    routes = RouteTable()
+    await make_backend(routes)
+    await eventually(lambda: routes.get("carol"))
+    assert routes.get(USER) is None and routes.get("bob") is None

@@ -54,7 +54,9 @@ def validate(obj: dict[str, Any]) -> None:
     kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
 
 
-HATCHWAY_LABELS = {"app.kubernetes.io/managed-by": "hatchway", "hatchway.gen3.org/user": ESC}
+# hatchway's own labels; the user-id digest is one-to-one where Hatchery's escaping is not.
+HATCHWAY_LABELS = {"app.kubernetes.io/managed-by": "hatchway", "hatchway.gen3.org/user": ESC,
+                   "hatchway.gen3.org/user-id": specs.user_id(USER)}
 
 
 def test_jupyter_pod_matches_hatchery_field_by_field() -> None:
@@ -63,7 +65,8 @@ def test_jupyter_pod_matches_hatchery_field_by_field() -> None:
     assert pod["metadata"] == {
         "name": f"hatchery-{ESC}", "namespace": "jupyter-pods",
         "labels": {"app": f"hatchery-{ESC}", **HATCHWAY_LABELS},
-        "annotations": {"gen3username": USER, "hatchway.gen3.org/option": cfg.options[0].id},
+        "annotations": {"gen3username": USER, "hatchway.gen3.org/user": USER,
+                        "hatchway.gen3.org/option": cfg.options[0].id},
     }
     spec = pod["spec"]
     assert spec["securityContext"] == {"runAsUser": 1000, "fsGroup": 100}
@@ -125,11 +128,14 @@ def test_jupyter_service_matches_hatchery_field_by_field() -> None:
             "annotations": {
                 "getambassador.io/config": mapping,
                 "hatchway.gen3.org/user": USER,
+                "gen3username": USER,
                 "hatchway.gen3.org/rewrite": "/lw-workspace/proxy/",
                 "hatchway.gen3.org/tls": "false",
             },
         },
-        "spec": {"type": "ClusterIP", "selector": {"app": f"hatchery-{ESC}"},
+        "spec": {"type": "ClusterIP",
+                 "selector": {"app": f"hatchery-{ESC}",
+                              "hatchway.gen3.org/user-id": specs.user_id(USER)},
                  "ports": [{"name": f"hatchery-{ESC}", "protocol": "TCP", "port": 80,
                             "targetPort": 8888}]},
     }

@@ -119,8 +119,8 @@ class _stack:  # noqa: N801 - used as a context manager, reads as one
             gw.gateway.routes.set(user, Route("127.0.0.1", server.port, f"/{user}/",
                                               source="test"))
         for user in users:
-            async def reached(user: str = user) -> bool:
-                return (await s.get(PROXY + "headers", bearer(gw.token(user))))[0] != 404
+            async def reached(user: str = user) -> bool:  # route and cluster both applied
+                return (await s.get(PROXY + "headers", bearer(gw.token(user))))[0] in (200, 403)
             await eventually(reached)
         return s
 

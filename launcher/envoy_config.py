@@ -237,6 +237,8 @@ def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
                 "config_source": _file_source(dynamic_dir / RDS_FILE)},
         "http_filters": filters,
     }
+    if jwt is not None:
+        hcm["early_header_mutation_extensions"] = envoy_jwt.early_header_mutations()
     return [{
         "@type": _LISTENER,
         "name": LISTENER_NAME,

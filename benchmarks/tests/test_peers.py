@@ -54,4 +54,5 @@ def test_envoy_mode_peer_admits_the_session_and_only_its_user(env: Env) -> None:
         assert _status(no_session, target.prefix + "small") == 401
     finally:
         for proc in (target.proc, target.extra["companion"]):
-            env.children.stop(proc)
+            if proc is not None:
+                env.children.stop(proc)

@@ -279,6 +279,68 @@ class Envoy(Peer):
                       extra={"admin_port": admin})
 
 
+class EnvoyMode(Envoy):
+    """Envoy mode exactly as an operator runs it: ``hatchway serve`` with ``mode: envoy`` (its
+    route table from ``static_routes``, dev sessions), the bootstrap ``hatchway envoy-config``
+    writes (file-based listener, routes and clusters; authorization included: Envoy checks the
+    session cookie's JWT itself, hatchway's check only where Envoy mode asks it), and Envoy
+    ``--concurrency 1`` on it. The memory figures are Envoy's; hatchway runs beside it."""
+
+    name = "envoy-mode"
+
+    def unavailable(self) -> str | None:
+        return super().unavailable() or Hatchway().unavailable()
+
+    def start(self, env: Env, users: list[str], bench_user: str) -> Target:
+        hatchway_port, port, admin = free_port(), free_port(), free_port()
+        tag = f"envoy-mode-{port}"
+        settings = Hatchway().settings(env, hatchway_port, users)
+        settings.update(mode="envoy", envoy={
+            "listen_host": "127.0.0.1", "listen_port": port, "admin_port": admin,
+            "dynamic_dir": str(env.work / f"{tag}-dynamic"), "api_passthrough": False})
+        config = env.work / f"{tag}.json"
+        config.write_text(json.dumps(settings))
+        hlog = env.work / f"{tag}-hatchway.log"
+        hatchway = env.children.spawn(
+            [str(env.hatchway_bin), "serve", "--config", str(config), "--log-level", "WARNING"],
+            log=hlog, role="hatchway", cwd=env.work)
+        _wait_http(f"http://127.0.0.1:{hatchway_port}/_status", hatchway, START_TIMEOUT, hlog)
+        bootstrap = env.work / f"{tag}.yaml"
+        done = subprocess.run([str(env.hatchway_bin), "envoy-config", "--config", str(config),
+                               "--output", str(bootstrap)], capture_output=True, text=True,
+                              timeout=60, check=False, cwd=env.work)
+        if done.returncode != 0:
+            raise RuntimeError(f"`hatchway envoy-config` failed: {done.stderr[-300:]}")
+        log = env.work / f"{tag}.log"
+        proc = env.children.spawn([self.binary(), "-c", str(bootstrap), "--concurrency", "1",
+                                   "--disable-hot-restart", "--log-level", "warn"],
+                                  log=log, role="proxy")
+        _wait_http(f"http://127.0.0.1:{admin}/ready", proc, START_TIMEOUT, log)
+        _wait_listen(port, proc, log)
+        target = Target(self.name, port, PROXY_PREFIX, env.headers(bench_user), proc,
+                        extra={"admin_port": admin, "companion": hatchway})
+        _wait_routed(target, proc, log)
+        return target
+
+
+def _wait_routed(target: Target, proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until Envoy has read hatchway's route and cluster files and admits the session."""
+    deadline = time.monotonic() + START_TIMEOUT
+    headers = dict(h.split(": ", 1) for h in target.headers)
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with status {proc.returncode}: {_tail(log)}")
+        request = urllib.request.Request(target.url("small"), headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=2) as resp:  # noqa: S310 - loopback
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"never routed the benchmark user: {_tail(log)}")
+
+
 def _untyped(resource: dict[str, Any]) -> dict[str, Any]:
     """xDS resources carry "@type"; the same objects inline in a bootstrap must not."""
     return {k: v for k, v in resource.items() if k != "@type"}
@@ -428,4 +490,5 @@ async def _add_chp_routes(api: int, secret: str, users: list[str], target: str) 
 
 
 ALL_PEERS: dict[str, type[Peer]] = {
-    "direct": Direct, "hatchway": Hatchway, "envoy": Envoy, "nginx": Nginx, "chp": Chp}
+    "direct": Direct, "hatchway": Hatchway, "envoy": Envoy, "envoy-mode": EnvoyMode,
+    "nginx": Nginx, "chp": Chp}

@@ -184,8 +184,9 @@ def run_scenario(bench: Bench, sc: Scenario, peers: list[Peer],
                     print("  " + "  ".join(f"{k}={report.fmt(v)}" for k, v in figures.items()))
         finally:
             for target in targets.values():
-                if target.proc is not None:
-                    bench.env.children.stop(target.proc)
+                for proc in (target.proc, target.extra.get("companion")):  # envoy-mode: hatchway
+                    if proc is not None:
+                        bench.env.children.stop(proc)
     for peer in active:
         if peer.name in failed:
             entries[peer.name] = {"failed": failed[peer.name]}
@@ -254,11 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(cfg=cfg, env=env, logs=logs)
         try:
             env.upstream_port = start_upstream(children, work, args.upstream_procs)
-            if "hatchway" in peer_names and "hatchway" not in skipped:
+            checkers = [p for p in ("hatchway", "envoy-mode")  # peers that verify the token
+                        if p in peer_names and p not in skipped]
+            if checkers:
                 try:
                     env.token = mint_token(env, bench.bench_user)
                 except (RuntimeError, OSError) as exc:
-                    skipped["hatchway"] = str(exc)
+                    skipped.update({p: str(exc) for p in checkers})
             if not env.token:
                 env.token = stand_in_token(bench.bench_user)
             for name, why in skipped.items():

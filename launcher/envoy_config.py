@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import yaml
 
+from launcher import envoy_jwt
 from launcher.envoy_admin import EnvoyAdminUnreachable, served_routes_version
 from launcher.errors import ConfigError
 from launcher.names import escape
@@ -181,9 +182,11 @@ _AUTHZ_OFF = {"envoy.filters.http.ext_authz": {"@type": _EXT_AUTHZ_PER_ROUTE, "d
 
 def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
                        ext_authz_path_prefix: str, user_header: str = DEFAULT_USER_HEADER,
-                       idle_timeout_s: float = 3600, ext_authz_timeout_s: float = 10
-                       ) -> list[dict[str, Any]]:
-    """The one listener: strip client identity headers, ask hatchway (ext_authz), route."""
+                       idle_timeout_s: float = 3600, ext_authz_timeout_s: float = 10,
+                       jwt: envoy_jwt.JwtCheck | None = None) -> list[dict[str, Any]]:
+    """The one listener: strip client identity headers, ask hatchway (ext_authz), route.
+    With ``jwt``, Envoy checks sessions itself and asks hatchway only where it must
+    (``launcher.envoy_jwt``)."""
     strip = {"request_mutations": [{"remove": name}
                                    for name in identity_header_names(user_header)]}
     ext_authz = {
@@ -212,6 +215,16 @@ def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
         # what selects the user's workspace.
         "clear_route_cache": True,
     }
+    filters: list[dict[str, Any]] = [
+        # Before ext_authz: whatever the client claims about identity is gone before
+        # hatchway's answer adds the one header that counts.
+        {"name": "hatchway.strip_identity",
+         "typed_config": {"@type": _HEADER_MUTATION, "mutations": strip}},
+        {"name": "envoy.filters.http.ext_authz", "typed_config": ext_authz},
+        {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}},
+    ]
+    if jwt is not None:
+        filters = envoy_jwt.http_filters(jwt, *filters)
     hcm = {
         "@type": _HCM,
         "stat_prefix": "hatchway",
@@ -230,15 +243,10 @@ def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
         "upgrade_configs": [{"upgrade_type": "websocket"}],
         "rds": {"route_config_name": ROUTE_CONFIG_NAME,
                 "config_source": _file_source(dynamic_dir / RDS_FILE)},
-        "http_filters": [
-            # Before ext_authz: whatever the client claims about identity is gone before
-            # hatchway's answer adds the one header that counts.
-            {"name": "hatchway.strip_identity",
-             "typed_config": {"@type": _HEADER_MUTATION, "mutations": strip}},
-            {"name": "envoy.filters.http.ext_authz", "typed_config": ext_authz},
-            {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}},
-        ],
+        "http_filters": filters,
     }
+    if jwt is not None:
+        hcm["early_header_mutation_extensions"] = envoy_jwt.early_header_mutations()
     return [{
         "@type": _LISTENER,
         "name": LISTENER_NAME,
@@ -250,9 +258,16 @@ def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
 
 def render_bootstrap(*, admin_port: int, dynamic_dir: str | os.PathLike[str],
                      ext_authz_host: str, ext_authz_port: int,
-                     admin_host: str = "127.0.0.1") -> str:
-    """The bootstrap itself: admin, hatchway as a static cluster, and the three files."""
+                     admin_host: str = "127.0.0.1", jwks_url: str = "") -> str:
+    """The bootstrap itself: admin, hatchway as a static cluster (and the session keys' server
+    when Envoy checks sessions itself), and the three files."""
     ddir = Path(dynamic_dir).resolve()
+    static = [_cluster(HATCHWAY_CLUSTER, ext_authz_host, ext_authz_port, connect_timeout_s=5,
+                       typed=False)]
+    if jwks_url:
+        keys = envoy_jwt.jwks_endpoint(jwks_url)
+        static.append(_cluster(envoy_jwt.JWKS_CLUSTER, keys.host, keys.port,
+                               connect_timeout_s=5, tls=keys.tls, typed=False))
     bootstrap = {
         "node": {"id": "hatchway-envoy", "cluster": "hatchway"},
         "admin": {"address": _socket_address(admin_host, admin_port)},
@@ -260,8 +275,7 @@ def render_bootstrap(*, admin_port: int, dynamic_dir: str | os.PathLike[str],
             "lds_config": _file_source(ddir / LDS_FILE),
             "cds_config": _file_source(ddir / CDS_FILE),
         },
-        "static_resources": {"clusters": [_cluster(
-            HATCHWAY_CLUSTER, ext_authz_host, ext_authz_port, connect_timeout_s=5, typed=False)]},
+        "static_resources": {"clusters": static},
     }
     return yaml.dump(bootstrap, Dumper=_Dumper, sort_keys=False)
 
@@ -270,7 +284,8 @@ def write_dynamic_files(dynamic_dir: str | os.PathLike[str], *, listen_host: str
                         listen_port: int, ext_authz_path_prefix: str,
                         user_header: str = DEFAULT_USER_HEADER, idle_timeout_s: float = 3600,
                         proxy_prefix: str = DEFAULT_PROXY_PREFIX,
-                        api_passthrough: bool = True) -> None:
+                        api_passthrough: bool = True,
+                        jwt: envoy_jwt.JwtCheck | None = None) -> None:
     """The listener file, and an empty route table and cluster list unless hatchway already
     wrote them (Envoy refuses to start on a config file that does not exist)."""
     ddir = Path(dynamic_dir).resolve()
@@ -278,10 +293,11 @@ def write_dynamic_files(dynamic_dir: str | os.PathLike[str], *, listen_host: str
     _atomic_write(ddir / LDS_FILE, _discovery(listener_resources(
         listen_host=listen_host, listen_port=listen_port, dynamic_dir=ddir,
         ext_authz_path_prefix=ext_authz_path_prefix, user_header=user_header,
-        idle_timeout_s=idle_timeout_s)))
+        idle_timeout_s=idle_timeout_s, jwt=jwt)))
     if not (ddir / RDS_FILE).exists() or not (ddir / CDS_FILE).exists():
         EnvoyConfigWriter(RouteTable(), ddir, user_header=user_header, proxy_prefix=proxy_prefix,
-                          idle_timeout_s=idle_timeout_s, api_passthrough=api_passthrough).write()
+                          idle_timeout_s=idle_timeout_s, api_passthrough=api_passthrough,
+                          jwt_lane=None if jwt is None else _everyone).write()
 
 
 def write_bootstrap(path: str | os.PathLike[str], *, listen_port: int, admin_port: int,
@@ -290,7 +306,8 @@ def write_bootstrap(path: str | os.PathLike[str], *, listen_port: int, admin_por
                     idle_timeout_s: float = 3600, listen_host: str = "0.0.0.0",
                     admin_host: str = "127.0.0.1", user_header: str = DEFAULT_USER_HEADER,
                     proxy_prefix: str = DEFAULT_PROXY_PREFIX,
-                    api_passthrough: bool = True) -> None:
+                    api_passthrough: bool = True,
+                    jwt: envoy_jwt.JwtCheck | None = None) -> None:
     """Write Envoy's bootstrap at ``path`` and its listener, routes and clusters files in
     ``dynamic_dir``. ``ext_authz_host:port`` is hatchway (its check, and its API when
     ``api_passthrough``); ``ext_authz_path_prefix`` is where it mounts the check
@@ -298,12 +315,17 @@ def write_bootstrap(path: str | os.PathLike[str], *, listen_port: int, admin_por
     write_dynamic_files(dynamic_dir, listen_host=listen_host, listen_port=listen_port,
                         ext_authz_path_prefix=ext_authz_path_prefix, user_header=user_header,
                         idle_timeout_s=idle_timeout_s, proxy_prefix=proxy_prefix,
-                        api_passthrough=api_passthrough)
+                        api_passthrough=api_passthrough, jwt=jwt)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(target, render_bootstrap(
         admin_port=admin_port, admin_host=admin_host, dynamic_dir=dynamic_dir,
-        ext_authz_host=ext_authz_host, ext_authz_port=ext_authz_port))
+        ext_authz_host=ext_authz_host, ext_authz_port=ext_authz_port,
+        jwks_url=jwt.jwks_url if jwt else ""))
+
+
+def _everyone(user: str) -> bool:
+    return True
 
 
 def cluster_name(user: str) -> str:
@@ -325,8 +347,12 @@ class EnvoyConfigWriter:
                  user_header: str = DEFAULT_USER_HEADER,
                  proxy_prefix: str = DEFAULT_PROXY_PREFIX, idle_timeout_s: float = 3600,
                  connect_timeout_s: float = 5, api_passthrough: bool = True,
-                 debounce_s: float = 0.05, retry_s: float = 2.0, admin_url: str = "") -> None:
+                 debounce_s: float = 0.05, retry_s: float = 2.0, admin_url: str = "",
+                 jwt_lane: Callable[[str], bool] | None = None) -> None:
         self._routes = routes
+        # jwt mode (launcher.envoy_jwt): which users Envoy admits on their token alone; None
+        # is ext_authz mode (hatchway checks every request).
+        self._jwt_lane = jwt_lane
         self._dir = Path(dynamic_dir).resolve()
         self._user_header = user_header.lower()
         self._prefix = "/" + proxy_prefix.strip("/") + "/"
@@ -376,7 +402,14 @@ class EnvoyConfigWriter:
         return entry
 
     def route_configuration(self, items: Iterable[tuple[str, Route]]) -> dict[str, Any]:
-        routes = [self._user_route(user, route) for user, route in sorted(items)]
+        routes: list[dict[str, Any]] = []
+        for user, route in sorted(items):
+            entry = self._user_route(user, route)
+            if self._jwt_lane is None:
+                routes.append(entry)
+            else:
+                routes += envoy_jwt.user_routes(entry, user, user_header=self._user_header,
+                                                ask_hatchway=not self._jwt_lane(user))
         routes.append({"name": "proxy_root", "match": {"path": self._prefix.rstrip("/")},
                        "redirect": {"path_redirect": self._prefix},
                        "typed_per_filter_config": _AUTHZ_OFF})
@@ -388,7 +421,8 @@ class EnvoyConfigWriter:
             routes.append({"name": "hatchway_api", "match": {"prefix": "/"},
                            "route": {"cluster": HATCHWAY_CLUSTER, "timeout": "0s",
                                      "idle_timeout": _duration(self._idle)},
-                           "typed_per_filter_config": _AUTHZ_OFF})
+                           "typed_per_filter_config": _AUTHZ_OFF if self._jwt_lane is None
+                           else {**_AUTHZ_OFF, **envoy_jwt.LUA_OFF}})
         return {"@type": _ROUTE_CONFIG, "name": ROUTE_CONFIG_NAME,
                 "virtual_hosts": [{"name": "hatchway", "domains": ["*"], "routes": routes}]}
 
@@ -406,7 +440,10 @@ class EnvoyConfigWriter:
         self.writes += 1
 
     def _entry_text(self, user: str, route: Route | None) -> str:
-        return "" if route is None else json.dumps(self._user_route(user, route), sort_keys=True)
+        if route is None:
+            return ""
+        lane = "" if self._jwt_lane is None else str(self._jwt_lane(user))
+        return lane + json.dumps(self._user_route(user, route), sort_keys=True)
 
     def _write_snapshot(self, items: list[tuple[str, Route]]) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)
@@ -521,6 +558,10 @@ class EnvoySettings:
     idle_timeout_s: float = 3600
     api_passthrough: bool = True  # Envoy forwards every other path to hatchway
     mapping_flavor: str = "v1"  # Ambassador annotation on Services: v1 (Hatchery's) | v3alpha1
+    # jwt: Envoy checks sessions itself and asks hatchway only where it must (WebSocket
+    # upgrades, refusals, Arborist); ext_authz: Envoy asks hatchway on every request.
+    authorization: str = "jwt"
+    activity_poll_s: float = 5.0  # jwt mode: how often Envoy's per-user counters are read
 
 
 _WILDCARDS = ("", "0.0.0.0", "::")
@@ -546,6 +587,12 @@ def envoy_settings(settings: Settings) -> EnvoySettings:
     env = EnvoySettings(**values)
     if env.mapping_flavor not in ("v1", "v3alpha1"):
         raise ConfigError("settings", "envoy.mapping_flavor", "v1 or v3alpha1", env.mapping_flavor)
+    if env.authorization not in envoy_jwt.AUTHORIZATION_MODES:
+        raise ConfigError("settings", "envoy.authorization", "jwt or ext_authz",
+                          env.authorization)
+    if env.activity_poll_s <= 0:
+        raise ConfigError("settings", "envoy.activity_poll_s", "a positive number of seconds",
+                          env.activity_poll_s)
     if env.idle_timeout_s <= 0:
         raise ConfigError("settings", "envoy.idle_timeout_s", "a positive number of seconds",
                           env.idle_timeout_s)
@@ -566,18 +613,20 @@ def bootstrap_for_settings(settings: Settings) -> str:
     """``hatchway envoy-config``: write the listener/routes/clusters files into the dynamic
     directory and answer the bootstrap that points Envoy at them."""
     env = envoy_settings(settings)
+    jwt = jwt_check_for_settings(settings)
     try:
         write_dynamic_files(
             env.dynamic_dir, listen_host=env.listen_host, listen_port=env.listen_port,
             ext_authz_path_prefix=f"{settings.prefix.rstrip('/')}/_ext_authz",
             user_header=env.user_header, idle_timeout_s=env.idle_timeout_s,
-            proxy_prefix=settings.proxy_prefix, api_passthrough=env.api_passthrough)
+            proxy_prefix=settings.proxy_prefix, api_passthrough=env.api_passthrough, jwt=jwt)
     except OSError as exc:
         raise ConfigError("settings", "envoy.dynamic_dir", "a directory hatchway can write",
                           f"{env.dynamic_dir} ({exc.strerror})") from None
     return render_bootstrap(admin_port=env.admin_port, admin_host=env.admin_host,
                             dynamic_dir=env.dynamic_dir, ext_authz_host=env.hatchway_host,
-                            ext_authz_port=env.hatchway_port)
+                            ext_authz_port=env.hatchway_port,
+                            jwks_url=jwt.jwks_url if jwt else "")
 
 
 def _admin_client_host(host: str) -> str:
@@ -594,4 +643,59 @@ def writer_for_settings(settings: Settings, routes: RouteTable) -> EnvoyConfigWr
                              proxy_prefix=settings.proxy_prefix,
                              idle_timeout_s=env.idle_timeout_s,
                              api_passthrough=env.api_passthrough,
-                             admin_url=f"http://{_admin_client_host(env.admin_host)}:{env.admin_port}")
+                             admin_url=f"http://{_admin_client_host(env.admin_host)}:{env.admin_port}",
+                             jwt_lane=jwt_lane_for_settings(settings))
+
+
+DEV_ISSUER_NAME = "hatchway-dev"  # proxy.app's dev issuer (launcher must not import proxy)
+
+
+def jwt_check_for_settings(settings: Settings) -> envoy_jwt.JwtCheck | None:
+    """What Envoy checks in jwt mode: the same issuer, audience, keys, cookie and leeway as
+    hatchway's own SessionValidator (None in ext_authz mode)."""
+    env = envoy_settings(settings)
+    if env.authorization != "jwt":
+        return None
+    sessions = settings.sessions
+    if settings.dev_sessions:  # hatchway serves its dev keys itself
+        jwks_url = (f"http://{_admin_client_host(env.hatchway_host)}:{env.hatchway_port}"
+                    f"{settings.prefix.rstrip('/')}/.well-known/jwks")
+        issuer = sessions.issuer or DEV_ISSUER_NAME
+    else:
+        jwks_url = sessions.jwks_url
+        issuer = sessions.issuer or jwks_url.removesuffix("/.well-known/jwks")
+    try:
+        envoy_jwt.jwks_endpoint(jwks_url)
+    except ValueError:
+        raise ConfigError("settings", "sessions.jwks_url", "an http(s):// URL", jwks_url) from None
+    return envoy_jwt.JwtCheck(
+        issuer=issuer, jwks_url=jwks_url, audience=sessions.audience,
+        cookie_name=sessions.cookie_name, leeway_s=sessions.leeway_seconds,
+        jwks_cache_s=sessions.jwks_cache_seconds, proxy_prefix=settings.proxy_prefix,
+        user_header=env.user_header.lower())
+
+
+def jwt_lane_for_settings(settings: Settings) -> Callable[[str], bool] | None:
+    """Users Envoy admits on their token alone: everyone when any signed-in user may use
+    workspaces, the listed users under an allowlist, nobody under Arborist (its answer depends
+    on the token, so hatchway's check, with its per-token cache, runs on every request)."""
+    if envoy_settings(settings).authorization != "jwt":
+        return None
+    if settings.authz.mode == "all":
+        return _everyone
+    if settings.authz.mode == "allowlist":
+        return frozenset(settings.authz.users).__contains__
+    return _nobody
+
+
+def _nobody(user: str) -> bool:
+    return False
+
+
+def activity_poller_args(settings: Settings) -> tuple[str, float] | None:
+    """Envoy's admin URL and the poll interval for activity in jwt mode (None otherwise: in
+    ext_authz mode every request's check records activity)."""
+    env = envoy_settings(settings)
+    if env.authorization != "jwt":
+        return None
+    return f"http://{_admin_client_host(env.admin_host)}:{env.admin_port}", env.activity_poll_s

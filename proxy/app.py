@@ -125,8 +125,9 @@ def build_app(settings: Settings) -> web.Application:
     if prefix:
         app.router.add_get(prefix, _to_launch_page)
     envoy_writer = None
+    envoy_activity = None
     if settings.mode == "envoy":
-        from launcher.envoy_config import writer_for_settings
+        from launcher.envoy_config import activity_poller_args, writer_for_settings
 
         from .ext_authz import ext_authz_check
 
@@ -134,6 +135,13 @@ def build_app(settings: Settings) -> web.Application:
         app.router.add_route("*", f"{prefix}/_ext_authz{{tail:.*}}", ext_authz_check)
         envoy_writer = writer_for_settings(settings, routes)
         gateway.extras["envoy"] = envoy_writer
+        poll = activity_poller_args(settings)
+        if poll is not None:  # jwt mode: activity from Envoy's counters (proxy.envoy_activity)
+            from .envoy_activity import EnvoyActivityPoller
+
+            envoy_activity = EnvoyActivityPoller(routes, gateway.activity, poll[0],
+                                                 interval_s=poll[1])
+            gateway.extras["envoy_activity"] = envoy_activity
     else:
         app.router.add_route("*", settings.proxy_prefix + "{tail:.*}", proxy_handler)
         app.router.add_route("*", settings.proxy_prefix.rstrip("/"), proxy_handler)
@@ -150,6 +158,8 @@ def build_app(settings: Settings) -> web.Application:
         gateway.activity.start()
         if envoy_writer is not None:
             await envoy_writer.start()
+        if envoy_activity is not None:
+            envoy_activity.start()
         await gateway.backend.start()
         culler.start()
         yield
@@ -157,6 +167,8 @@ def build_app(settings: Settings) -> web.Application:
         await gateway.backend.close()
         if gateway.paymodels is not None:
             await gateway.paymodels.close()
+        if envoy_activity is not None:
+            await envoy_activity.stop()
         if envoy_writer is not None:
             await envoy_writer.stop()
         gateway.activity.stop()

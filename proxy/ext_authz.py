@@ -54,7 +54,9 @@ async def ext_authz_check(request: web.Request) -> web.StreamResponse:
             and not _origin_allowed(gateway, client_view)):
         return responses.error(client_view, 403, "cross-origin WebSocket refused")
     user = identity.user
-    if not user.isprintable():  # a header can't carry it (and it is not a real name)
+    # A header can't carry it (and it is not a real name); edge whitespace would be trimmed in
+    # transit, and "alice " routed as "alice".
+    if not user.isprintable() or user != user.strip():
         return responses.error(client_view, 403, "this user name cannot be carried in a header")
     gateway.activity.touch(user)
     header = str(settings.envoy.get("user_header") or DEFAULT_USER_HEADER)

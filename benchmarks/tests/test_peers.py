@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from benchmarks import loadgen
-from benchmarks.peers import Chp, Env, Envoy, Nginx, Peer, Target
+from benchmarks.peers import Chp, Env, Envoy, EnvoyMode, Nginx, Peer, Target, mint_token
 
 
 def _status(target: Target, path: str) -> int:
@@ -36,3 +36,23 @@ def test_peer_routes_the_bench_user_and_refuses_an_unknown_one(peer: Peer, env: 
     finally:
         assert target.proc is not None
         env.children.stop(target.proc)
+
+
+def test_envoy_mode_peer_admits_the_session_and_only_its_user(env: Env) -> None:
+    """Envoy mode as configured: the session cookie decides, not the remote_user header."""
+    peer = EnvoyMode()
+    why = peer.unavailable()
+    if why:
+        pytest.skip(why)
+    env = replace(env, token=mint_token(env, "bob"))
+    target = peer.start(env, ["alice", "bob"], "bob")
+    try:
+        loadgen.sanity_check(target)
+        claims_alice = replace(target, headers=[env.headers("bob")[0], "remote_user: alice"])
+        assert _status(claims_alice, target.prefix + "small") == 200  # bob's, as his token says
+        no_session = replace(target, headers=["remote_user: bob"])
+        assert _status(no_session, target.prefix + "small") == 401
+    finally:
+        for proc in (target.proc, target.extra["companion"]):
+            if proc is not None:
+                env.children.stop(proc)

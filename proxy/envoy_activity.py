@@ -1,0 +1,95 @@
+"""Activity for idle culling in Envoy's jwt mode, read from Envoy's own counters.
+
+In jwt mode most requests never reach hatchway, so nothing on the request path can record
+activity. Envoy already counts, per cluster, the requests and the bytes each way; every user has
+a cluster of their own (``launcher.envoy_config.cluster_name``). Every ``interval_s`` this reads
+those counters from Envoy's admin and touches each user whose counters moved: requests and
+WebSocket frames either way count, as in builtin mode, at no cost per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+
+import aiohttp
+
+from launcher.envoy_config import cluster_name
+
+from .activity import ActivityTracker
+from .routes import RouteTable
+
+log = logging.getLogger(__name__)
+
+_COUNTERS = ("upstream_rq_total", "upstream_cx_rx_bytes_total", "upstream_cx_tx_bytes_total")
+_FILTER = r"^cluster\.ws_[^.]+\.(" + "|".join(_COUNTERS) + r")$"
+_LINE = re.compile(r"^cluster\.(ws_[^.]+)\.[a-z_]+: (\d+)$", re.MULTILINE)
+
+
+def cluster_totals(stats_text: str) -> dict[str, int]:
+    """Sum of the activity counters per cluster, from ``/stats`` text output."""
+    totals: dict[str, int] = {}
+    for name, value in _LINE.findall(stats_text):
+        totals[name] = totals.get(name, 0) + int(value)
+    return totals
+
+
+class EnvoyActivityPoller:
+    """Turns moving per-user cluster counters into ActivityTracker touches."""
+
+    def __init__(self, routes: RouteTable, activity: ActivityTracker, admin_url: str, *,
+                 interval_s: float = 5.0) -> None:
+        self._routes = routes
+        self._activity = activity
+        self._url = admin_url.rstrip("/") + "/stats"
+        self._interval = interval_s
+        self._seen: dict[str, int] = {}  # cluster → counter sum last read
+        self._users: dict[str, str] = {}  # cluster → user, rebuilt when the table changes
+        self._users_for: object = None
+        self._task: asyncio.Task[None] | None = None
+        self.polls = 0  # successful reads (health and tests)
+
+    def _cluster_users(self) -> dict[str, str]:
+        users = frozenset(user for user, _ in self._routes.items())
+        if users != self._users_for:
+            self._users = {cluster_name(user): user for user in users}
+            self._users_for = users
+        return self._users
+
+    def observe(self, totals: dict[str, int]) -> None:
+        """Touch every user whose cluster counted anything since the last read."""
+        users = self._cluster_users()
+        for cluster, total in totals.items():
+            if total > self._seen.get(cluster, 0):
+                user = users.get(cluster)
+                if user is not None:
+                    self._activity.touch(user)
+            self._seen[cluster] = total
+
+    async def poll_once(self, http: aiohttp.ClientSession) -> None:
+        async with http.get(self._url, params={"filter": _FILTER},
+                            timeout=aiohttp.ClientTimeout(total=5)) as resp:
+            text = await resp.text()
+        self.observe(cluster_totals(text))
+        self.polls += 1
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession() as http:
+            while True:
+                try:
+                    await self.poll_once(http)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    log.debug("Envoy admin not readable for activity: %s", exc)
+                await asyncio.sleep(self._interval)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="envoy-activity")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

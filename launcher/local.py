@@ -27,9 +27,6 @@ from typing import Any
 
 import aiohttp
 
-from proxy.routes import Route, RouteTable
-from proxy.settings import LocalSettings
-
 from . import isolation
 from .backend import LAUNCHING, NOT_FOUND, RUNNING, STOPPED, TERMINATING, WorkspaceStatus
 from .errors import BackendError, ConfigError, NotIsolated, WorkspaceExists
@@ -37,6 +34,8 @@ from .names import escape
 from .options import HatcheryConfig, WorkspaceOption
 from .owners import Owner, Owners
 from .processes import end_group, free_port, group_gone, parse_memory
+from .routes import Route, RouteTable
+from .settings import LocalSettings
 
 if sys.platform != "win32":
     import resource
@@ -138,6 +137,14 @@ class LocalBackend:
 
     def workdir(self, user: str) -> Path:
         return self._state_dir / "workspaces" / escape(user)
+
+    def health(self) -> None:
+        """Nothing beyond the processes themselves to watch."""
+        return None
+
+    def progress(self, user: str) -> None:
+        """No event stream: the API polls ``status``."""
+        return None
 
     def isolation_summary(self) -> str:
         """One sentence for start-up: how users are kept apart here."""

@@ -54,11 +54,6 @@ async def _may_launch(gateway: Gateway, identity: Identity, option: WorkspaceOpt
     return await may_launch_option(gateway.authz, identity, option, current_pay_model)
 
 
-def _backend_unavailable(request: web.Request, exc: Exception) -> web.Response:
-    return responses.error(request, 503, f"workspace backend unavailable: {exc}",
-                           headers={"Retry-After": "5"})
-
-
 def option_json(opt: WorkspaceOption) -> dict[str, Any]:
     """Hatchery's ``containerOption``: ``gpu`` a bool (never null), ``idle-time-limit`` by the
     rule ``/status`` uses too (launcher.idle)."""
@@ -77,17 +72,13 @@ async def options(request: web.Request) -> web.StreamResponse:
     if isinstance(who, web.StreamResponse):
         return who
     wanted = request.query.get("id", "")
-    try:
-        if wanted:
-            opt = gateway.hatchery.option(wanted)
-            if opt is None or not await _may_launch(gateway, who, opt):
-                return _invalid_id(wanted)
-            return web.json_response(option_json(opt))
-        allowed = [option_json(o) for o in gateway.hatchery.options
-                   if await _may_launch(gateway, who, o)]
-    except AuthzUnavailable as exc:
-        return responses.error(request, 503, f"authorization service unavailable: {exc}",
-                               headers={"Retry-After": "5"})
+    if wanted:  # AuthzUnavailable: 503 (proxy.failures)
+        opt = gateway.hatchery.option(wanted)
+        if opt is None or not await _may_launch(gateway, who, opt):
+            return _invalid_id(wanted)
+        return web.json_response(option_json(opt))
+    allowed = [option_json(o) for o in gateway.hatchery.options
+               if await _may_launch(gateway, who, o)]
     # Go marshals an empty list as null; the data-portal then shows its "no access" page.
     return web.json_response(allowed or None)
 
@@ -130,12 +121,8 @@ async def launch(request: web.Request) -> web.StreamResponse:
     option = gateway.hatchery.option(option_id)
     if option is None:
         return _invalid_id(option_id)
-    try:
-        if not await _may_launch(gateway, who, option):
-            return _invalid_id(option_id)
-    except AuthzUnavailable as exc:
-        return responses.error(request, 503, f"authorization service unavailable: {exc}",
-                               headers={"Retry-After": "5"})
+    if not await _may_launch(gateway, who, option):  # AuthzUnavailable: 503 (proxy.failures)
+        return _invalid_id(option_id)
     refusal = await _pay_model_refusal(request, gateway, who.user)
     if refusal is not None:
         return refusal
@@ -147,9 +134,9 @@ async def launch(request: web.Request) -> web.StreamResponse:
         return responses.error(request, 403, str(exc))
     except WorkspaceExists as exc:
         return responses.hatchery_text(500, str(exc))
-    except BackendUnavailable as exc:
-        return _backend_unavailable(request, exc)
-    except Exception as exc:  # a backend failure is the user's 500, never a traceback
+    except BackendUnavailable:
+        raise  # 503 with Retry-After (proxy.failures)
+    except Exception as exc:  # a backend failure is Hatchery's plain 500, never a traceback
         log.exception("launch failed for %s", who.user)
         return responses.hatchery_text(500, str(exc))
     gateway.activity.touch(who.user)
@@ -178,7 +165,7 @@ async def status(request: web.Request) -> web.StreamResponse:
         except PayModelError as exc:
             return responses.hatchery_text(500, str(exc))
     st = await workspace_status(gateway, who.user)
-    envoy = gateway.extras.get("envoy")
+    envoy = gateway.envoy
     if st.status == RUNNING and envoy is not None and not envoy.applied(who.user):
         st.status = LAUNCHING  # Running means reachable: Envoy has not loaded the route yet
     return web.json_response(st.to_json(gateway.activity.last_ms(who.user)))
@@ -192,15 +179,15 @@ async def terminate(request: web.Request) -> web.StreamResponse:
         return who
     try:
         existed = await gateway.backend.terminate(who.user)
-    except BackendUnavailable as exc:
-        return _backend_unavailable(request, exc)
+    except BackendUnavailable:
+        raise  # 503 with Retry-After (proxy.failures)
     except BackendError as exc:
         return responses.hatchery_text(500, str(exc))
     if not existed:  # Hatchery's words when the pod is not there
         return responses.hatchery_text(
             500, f'a workspace pod was not found: pods "{pod_name(who.user)}" not found')
     gateway.activity.forget(who.user)
-    envoy = gateway.extras.get("envoy")
+    envoy = gateway.envoy
     if envoy is not None:  # answer once Envoy no longer routes to it
         await envoy.wait_applied(who.user)
     reset_pay_model_when_gone(gateway, who.user, workspace_status)
@@ -213,16 +200,18 @@ async def health(request: web.Request) -> web.StreamResponse:
     body: dict[str, object] = {"status": "Healthy", "routes": len(gateway.routes),
                                "backend": gateway.backend.name, "mode": gateway.settings.mode}
     status_code = 200
-    report = getattr(gateway.backend, "health", None)
-    if report is not None:
-        detail = report()
+    detail = gateway.backend.health()
+    if detail is not None:
         body["backend_health"] = detail
         if detail.get("healthy") is False:
             body["status"] = "Unhealthy"
             status_code = 503
-    envoy = gateway.extras.get("envoy")
+    envoy = gateway.envoy
     if envoy is not None:
         body["envoy_config"] = envoy.last_error or "ok"
+    fast = gateway.fast_path
+    if fast is not None:  # which path answered (tests prove the fast path is taken)
+        body["fast_path"] = {"relayed": fast.relayed, "handed_off": fast.handed_off}
     return web.json_response(body, status=status_code)
 
 

@@ -10,21 +10,22 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from launcher.activity import ActivityTracker
 from launcher.backend import Backend
 from launcher.culling import IdleCuller
 from launcher.errors import ConfigError
 from launcher.options import HatcheryConfig
 from launcher.paymodels import PayModels
+from launcher.routes import Route, RouteTable
 
 from . import api, devlogin, launchpage, progress
-from .activity import ActivityTracker
 from .authz import build_authorizer
 from .devissuer import DevIssuer
+from .failures import map_failures
 from .gateway import GATEWAY, Gateway
 from .jwks import KeyStore, http_jwks_fetcher
-from .routes import Route, RouteTable
 from .sessions import SessionValidator
-from .settings import Settings
+from .settings import Settings, kube_settings
 from .trusted import parse_networks
 from .workspace_proxy import CLIENT, proxy_handler
 
@@ -53,7 +54,7 @@ def _backend(settings: Settings, routes: RouteTable, hatchery: HatcheryConfig) -
         except ImportError as exc:  # kubernetes_asyncio is an optional dependency
             raise ConfigError("settings", "backend", "kubernetes_asyncio installed "
                               "(pip install 'hatchway[kubernetes]')", str(exc)) from None
-        return KubernetesBackend(routes, settings, hatchery)
+        return KubernetesBackend(routes, kube_settings(settings), hatchery)
     from launcher.local import LocalBackend
 
     return LocalBackend(routes, settings.local, proxy_prefix=settings.proxy_prefix,
@@ -108,7 +109,8 @@ def build_app(settings: Settings) -> web.Application:
 
     culler = IdleCuller(gateway.backend, routes, gateway.activity.last_ms,
                         interval_seconds=settings.cull_interval_seconds)
-    app = web.Application(handler_args={"max_field_size": 65536})
+    app = web.Application(handler_args={"max_field_size": 65536},
+                          middlewares=[map_failures])
     app[GATEWAY] = gateway
     prefix = settings.prefix.rstrip("/")
     if issuer is not None:
@@ -127,21 +129,21 @@ def build_app(settings: Settings) -> web.Application:
     envoy_writer = None
     envoy_activity = None
     if settings.mode == "envoy":
-        from launcher.envoy_config import activity_poller_args, writer_for_settings
+        from proxy.envoy.config import activity_poller_args, writer_for_settings
 
-        from .ext_authz import ext_authz_check
+        from .envoy.ext_authz import ext_authz_check
 
         # Envoy relays; hatchway answers its ext_authz checks and keeps its route files current.
         app.router.add_route("*", f"{prefix}/_ext_authz{{tail:.*}}", ext_authz_check)
         envoy_writer = writer_for_settings(settings, routes)
-        gateway.extras["envoy"] = envoy_writer
+        gateway.envoy = envoy_writer
         poll = activity_poller_args(settings)
-        if poll is not None:  # jwt mode: activity from Envoy's counters (proxy.envoy_activity)
-            from .envoy_activity import EnvoyActivityPoller
+        if poll is not None:  # jwt mode: activity from Envoy's counters (proxy.envoy.activity)
+            from .envoy.activity import EnvoyActivityPoller
 
             envoy_activity = EnvoyActivityPoller(routes, gateway.activity, poll[0],
                                                  interval_s=poll[1])
-            gateway.extras["envoy_activity"] = envoy_activity
+            gateway.envoy_activity = envoy_activity
     else:
         app.router.add_route("*", settings.proxy_prefix + "{tail:.*}", proxy_handler)
         app.router.add_route("*", settings.proxy_prefix.rstrip("/"), proxy_handler)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ipaddress
+import json
 import logging
 import multiprocessing
 import os
@@ -15,7 +17,7 @@ from typing import Any
 from launcher.errors import ConfigError
 
 from . import __version__
-from .settings import Settings, load_settings
+from .settings import Settings, load_settings, settings_table
 
 EXIT_CONFIG = 2
 
@@ -52,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     envoy = sub.add_parser("envoy-config", help="write an Envoy bootstrap for Envoy mode")
     common(envoy)
     envoy.add_argument("--output", "-o", default="-", help="bootstrap file (default stdout)")
+
+    show = sub.add_parser("settings", help="check the settings and print them as JSON, or "
+                                           "(--doc) the table of every setting")
+    common(show)
+    show.add_argument("--doc", action="store_true",
+                      help="print every setting with its type, default and doc (markdown)")
     return parser
 
 
@@ -147,9 +155,7 @@ def _refuse_dev_sessions_on_network(settings: Settings) -> None:
         return
     binds = [("host", settings.host)]
     if settings.mode == "envoy":
-        from launcher.envoy_config import envoy_settings
-
-        binds.append(("envoy.listen_host", envoy_settings(settings).listen_host))
+        binds.append(("envoy.listen_host", settings.envoy.listen_host))
     for field, host in binds:
         if not _is_loopback(host):
             raise ConfigError(
@@ -164,11 +170,11 @@ def _say_isolation(app: Any) -> None:
     from .gateway import GATEWAY
 
     backend = app[GATEWAY].backend
-    summary = getattr(backend, "isolation_summary", None)
+    summary = backend.isolation_summary()
     if summary is not None:
-        shared = getattr(backend, "isolation", "") == "shared"
+        shared = backend.isolation == "shared"
         logging.getLogger("hatchway").log(logging.WARNING if shared else logging.INFO,
-                                          "%s", summary())
+                                          "%s", summary)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -225,7 +231,7 @@ def token(args: argparse.Namespace) -> int:
 def envoy_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
     _refuse_dev_sessions_on_network(settings)
-    from launcher.envoy_config import bootstrap_for_settings
+    from proxy.envoy.config import bootstrap_for_settings
 
     text = bootstrap_for_settings(settings)
     if args.output == "-":
@@ -236,13 +242,25 @@ def envoy_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def show_settings(args: argparse.Namespace) -> int:
+    """``hatchway settings``: the merged, checked tree (JSON); ``--doc``: the README table."""
+    if args.doc:
+        sys.stdout.write(settings_table())
+        return 0
+    tree = dataclasses.asdict(dataclasses.replace(_settings(args), hatchery=None))
+    del tree["hatchery"]
+    sys.stdout.write(json.dumps(tree, indent=2) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     command = args.command or "serve"
     if args.command is None:
         args = _parser().parse_args(["serve", *(argv if argv is not None else sys.argv[1:])])
     try:
-        return {"serve": serve, "token": token, "envoy-config": envoy_config}[command](args)
+        return {"serve": serve, "token": token, "envoy-config": envoy_config,
+                "settings": show_settings}[command](args)
     except ConfigError as exc:
         print(f"hatchway: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -1,26 +1,55 @@
 """The one object every handler reaches through ``app[GATEWAY]``: settings, route table,
-backend, session validator, authorizer, activity tracker and the workspace options."""
+backend, session validator, authorizer, activity tracker and the workspace options; in Envoy
+mode the config writer and activity poller, in builtin mode the fast path's counters. The
+optional parts are declared here as small Protocols (what handlers ask of them), so this module
+imports none of the modules that import it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
 if TYPE_CHECKING:
     import aiohttp
 
+    from launcher.activity import ActivityTracker
     from launcher.backend import Backend
     from launcher.options import HatcheryConfig
     from launcher.paymodels import PayModels
+    from launcher.routes import RouteTable
 
-    from .activity import ActivityTracker
     from .authz import Authorizer
-    from .routes import RouteTable
     from .sessions import SessionValidator
     from .settings import Settings
     from .trusted import Network
+
+
+class EnvoyRoutes(Protocol):
+    """Envoy mode's config writer (``proxy.envoy.config.EnvoyConfigWriter``)."""
+
+    last_error: str  # "" while Envoy's files are current
+
+    def applied(self, user: str) -> bool: ...
+
+    async def wait_applied(self, user: str, timeout_s: float = 3.0) -> bool: ...
+
+
+class Poller(Protocol):
+    """Envoy mode's activity poller (``proxy.envoy.activity.EnvoyActivityPoller``)."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class RelayCounts(Protocol):
+    """The fast path's counters (``proxy.fastpath.listener.FastPath``): requests it relayed
+    itself, and connections it handed to aiohttp."""
+
+    relayed: int
+    handed_off: int
 
 
 @dataclass
@@ -33,7 +62,9 @@ class Gateway:
     authz: Authorizer
     activity: ActivityTracker
     http: aiohttp.ClientSession | None = None  # for JWKS/Arborist, made on startup
-    extras: dict[str, Any] = field(default_factory=dict)  # health reporters etc.
+    envoy: EnvoyRoutes | None = None  # Envoy mode: the config writer
+    envoy_activity: Poller | None = None  # Envoy mode, jwt authorization: Envoy's counters
+    fast_path: RelayCounts | None = None  # builtin mode with the fast path on
     paymodels: PayModels | None = None  # the commons' pay models (None: none configured)
     trusted_nets: tuple[Network, ...] = ()  # peers whose REMOTE_USER is believed
 

@@ -55,8 +55,7 @@ async def progress(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     await resp.prepare(request)
-    source = getattr(gateway.backend, "progress", None)
-    events = source(who.user) if source else _polled(gateway.backend, who.user)
+    events = gateway.backend.progress(who.user) or _polled(gateway.backend, who.user)
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
     async def feed() -> None:

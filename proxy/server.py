@@ -59,6 +59,7 @@ def _fast_path(app: web.Application, aiohttp_protocol: Callable[[], asyncio.Prot
     if gateway is None or gateway.settings.mode != "builtin" or not gateway.settings.fast_path:
         return None
     fast = FastPath(gateway, aiohttp_protocol)
+    gateway.fast_path = fast
     fast.start()
     return fast
 

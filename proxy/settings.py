@@ -1,8 +1,11 @@
-"""hatchway's own settings: defaults for the embedded default, a YAML/JSON file, environment
+"""hatchway's settings tree: defaults for the embedded default, a YAML/JSON file, environment
 overrides. A Hatchery ``hatchery.json`` given as a config file is recognised and read unchanged.
 
-Every field is typed; a wrong or unknown field stops start-up with a ConfigError that names the
-file and the field (the CLI prints it and exits 2).
+Every section is a typed dataclass whose fields carry their doc (``settings_tree.setting``); the
+proxy's sections live here, the launcher's (``local``, ``kubernetes``, ``paymodels``) in
+``launcher.settings``. One validator (``launcher.settings_tree.build``) checks them all: a wrong
+or unknown field stops start-up with a ConfigError naming the file and the dotted field (the CLI
+prints it and exits 2). ``hatchway settings --doc`` prints the tree as the README's table.
 """
 
 from __future__ import annotations
@@ -10,124 +13,161 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import types
-import typing
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from launcher.errors import ConfigError
 from launcher.options import HatcheryConfig, load_hatchery_file, parse_hatchery_config
+from launcher.settings import KubeSettings, LocalSettings, PayModelSettings
+from launcher.settings_tree import build, describe, internal, merge, non_negative, port, positive
+from launcher.settings_tree import setting as s
 
 from .trusted import parse_networks
+
+__all__ = ["AuthzSettings", "EnvoySettings", "KubeSettings", "LimitSettings", "LocalSettings",
+           "PayModelSettings", "SessionSettings", "Settings", "load_settings"]
+
+_HEADER_NAME = (lambda v: re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", v) is not None,
+                "an HTTP header name")
 
 
 @dataclass
 class SessionSettings:
-    mode: str = "dev"  # dev: hatchway's own issuer and JWKS; jwks: Fence (or any JWKS issuer)
-    jwks_url: str = ""  # e.g. https://commons.example.org/user/.well-known/jwks
-    issuer: str = ""  # expected `iss`; dev mode fills in its own
-    audience: str = "gen3"  # must be among the token's `aud`
-    login_url: str = ""  # browsers without a session go here with ?redirect=<url>
-    leeway_seconds: int = 30
-    cookie_name: str = "access_token"
-    jwks_refetch_min_seconds: float = 30.0  # an unknown kid refetches at most this often
-    jwks_cache_seconds: float = 3600.0
-    # Dev sessions let anyone sign in as anyone: refused on a non-loopback address unless set.
-    allow_insecure_dev_on_network: bool = False
+    """``sessions:``: who the caller is (a JWT in the access_token cookie or a Bearer)."""
+
+    mode: Literal["dev", "jwks"] = s("dev", "dev: hatchway's own issuer and JWKS; jwks: Fence "
+                                     "(or any JWKS issuer).")
+    jwks_url: str = s("", "JWKS URL, e.g. https://commons.example.org/user/.well-known/jwks; "
+                      "required in jwks mode.")
+    issuer: str = s("", "Expected `iss`; dev mode fills in its own.")
+    audience: str = s("gen3", "Must be among the token's `aud`.")
+    login_url: str = s("", "Browsers without a session go here with ?redirect=<url>.")
+    leeway_seconds: int = s(30, "Clock skew allowed on exp/nbf/iat.", check=non_negative())
+    cookie_name: str = s("access_token", "The session cookie's name.")
+    jwks_refetch_min_seconds: float = s(30.0, "An unknown kid refetches the JWKS at most this "
+                                        "often.", check=non_negative())
+    jwks_cache_seconds: float = s(3600.0, "How long fetched keys are kept.", check=positive())
+    allow_insecure_dev_on_network: bool = s(
+        False, "Dev sessions let anyone sign in as anyone: refused on a non-loopback address "
+        "unless set.")
 
 
 @dataclass
 class AuthzSettings:
-    mode: str = "all"  # all | allowlist | arborist
-    users: list[str] = field(default_factory=list)  # allowlist mode
-    arborist_url: str = "http://arborist-service"
-    resource: str = "/workspace"
-    service: str = "jupyterhub"
-    cache_seconds: float = 10.0
-    timeout_seconds: float = 5.0
+    """``authz:``: who may use workspaces at all (per-option rules are in hatchery.json)."""
+
+    mode: Literal["all", "allowlist", "arborist"] = s(
+        "all", "all: every signed-in user; allowlist: `users`; arborist: Gen3's policy engine.")
+    users: list[str] = s(factory=list, doc="allowlist mode: the users admitted.")
+    arborist_url: str = s("http://arborist-service", "arborist mode: where Arborist answers.")
+    resource: str = s("/workspace", "arborist mode: the resource asked about.")
+    service: str = s("jupyterhub", "arborist mode: the service asked about.")
+    cache_seconds: float = s(10.0, "How long one token's answer is reused.",
+                             check=non_negative())
+    timeout_seconds: float = s(5.0, "One Arborist call; past it: 503.", check=positive())
 
 
-@dataclass
-class LocalSettings:
-    stop_grace_seconds: float = 5.0  # SIGTERM → SIGKILL
-    ready_timeout_seconds: float = 120.0
-    probe_interval_seconds: float = 0.2
-    log_dir: str = ""  # defaults to <state_dir>/logs
-    # Not root, workspaces cannot be kept apart (one uid for all): serve a second user only
-    # when the operator says every user may read every other's files and the gateway's key.
-    single_trust_domain: bool = False
-    # Root: user N's workspaces run as uid/gid first_uid+N, above every range useradd and
-    # subuid hand out by default, so they match no account on the machine.
-    first_uid: int = 1_000_000_000
+_POSITIVE = positive()
+_PORT, _PORT_OR_ZERO = port(), port(allow_zero=True)  # (Settings has a field named port)
+_NOT_NEGATIVE = non_negative("a positive number")
 
 
 @dataclass
 class LimitSettings:
-    """What one client, and all clients together, may hold of the gateway's descriptors, memory
-    and time (builtin mode's listener; aiohttp's keep-alive timer gets keepalive_timeout too)."""
+    """``limits:``: what one client, and all clients together, may hold of the gateway's
+    descriptors, memory and time (builtin mode's listener; aiohttp's keep-alive timer gets
+    keepalive_timeout too)."""
 
-    header_timeout_seconds: float = 10.0  # a head must be whole this soon after connect/1st byte
-    keepalive_timeout_seconds: float = 15.0  # an idle keep-alive browser connection closes
-    body_timeout_seconds: float = 30.0  # a body under body_min_rate this long: 408
-    body_min_rate: int = 1024  # bytes/s a request body must keep up to count as moving
-    max_connections: int = 0  # browser connections at once; 0: half the fd limit (RLIMIT_NOFILE)
-    max_connections_per_client: int = 1000  # per client address (0: no cap); behind a proxy, raise
-    max_pending_bytes: int = 65536  # pipelined bytes read ahead per connection while it waits
-    max_buffered_bytes: int = 64 * 1024 * 1024  # read-ahead bytes held over all connections
+    header_timeout_seconds: float = s(10.0, "A head must be whole this soon after connect or "
+                                      "its first byte.", check=_POSITIVE)
+    keepalive_timeout_seconds: float = s(15.0, "An idle keep-alive browser connection closes.",
+                                         check=_POSITIVE)
+    body_timeout_seconds: float = s(30.0, "A body under body_min_rate this long: 408.",
+                                    check=_POSITIVE)
+    body_min_rate: int = s(1024, "Bytes/s a request body must keep up to count as moving.",
+                           check=_NOT_NEGATIVE)
+    max_connections: int = s(0, "Browser connections at once; 0: half the fd limit "
+                             "(RLIMIT_NOFILE).", check=_NOT_NEGATIVE)
+    max_connections_per_client: int = s(1000, "Per client address (0: no cap); behind a "
+                                        "proxy, raise.", check=_NOT_NEGATIVE)
+    max_pending_bytes: int = s(65536, "Pipelined bytes read ahead per connection while it "
+                               "waits.", check=_POSITIVE)
+    max_buffered_bytes: int = s(64 * 1024 * 1024, "Read-ahead bytes held over all connections.",
+                                check=_POSITIVE)
 
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            if value < 0 or (value == 0 and name.endswith(("seconds", "_bytes"))):
-                raise ConfigError("settings", f"limits.{name}", "a positive number", value)
 
+@dataclass(frozen=True)
+class EnvoySettings:
+    """``envoy:``: Envoy mode (a real Envoy relays, hatchway authorizes). Hosts and ports are as
+    Envoy sees them; empty/0 values are filled in from the rest (``proxy.envoy.config``)."""
 
-@dataclass
-class PayModelSettings:
-    """Where the pay-model table is reached; the table itself is named in hatchery.json."""
-
-    region: str = "us-east-1"  # Hatchery's, fixed in its code
-    endpoint_url: str = ""  # DynamoDB/STS endpoint override (a local emulator); AWS's if empty
+    listen_host: str = s("0.0.0.0", "Envoy's listener address.")
+    listen_port: int = s(8000, "Envoy's listener port.", check=_PORT)
+    admin_host: str = s("127.0.0.1", "Envoy's admin interface address.")
+    admin_port: int = s(9901, "Envoy's admin interface port.", check=_PORT)
+    dynamic_dir: str = s("", "Shared with Envoy, same path in both; empty: <state_dir>/envoy.")
+    hatchway_host: str = s("", "How Envoy reaches hatchway; empty: the address it listens on.")
+    hatchway_port: int = s(0, "How Envoy reaches hatchway; 0: hatchway's port.",
+                           check=_PORT_OR_ZERO)
+    user_header: str = s("remote_user", "The header carrying the user: Envoy routes on it and "
+                         "hatchway's check (ext_authz) sets it.", check=_HEADER_NAME)
+    idle_timeout_s: float = s(3600.0, "Envoy's idle timeout for a connection or stream.",
+                              check=positive("a positive number of seconds"))
+    api_passthrough: bool = s(True, "Envoy forwards every other path to hatchway.")
+    mapping_flavor: Literal["v1", "v3alpha1"] = s(
+        "v1", "Ambassador annotation on Services: v1 (Hatchery's) or v3alpha1.")
+    authorization: Literal["jwt", "ext_authz"] = s(
+        "jwt", "jwt: Envoy checks sessions itself and asks hatchway only where it must "
+        "(WebSocket upgrades, refusals, Arborist); ext_authz: Envoy asks hatchway every time.")
+    activity_poll_s: float = s(5.0, "jwt mode: how often Envoy's per-user counters are read.",
+                               check=positive("a positive number of seconds"))
 
 
 @dataclass
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    workers: int = 1
-    mode: str = "builtin"  # builtin: hatchway relays; envoy: an Envoy relays, hatchway authorizes
-    backend: str = "local"  # local | kubernetes
-    prefix: str = "/lw-workspace"  # the API prefix (Hatchery's sub-dir behind revproxy)
-    proxy_path: str = "proxy"  # the proxy lives at <prefix>/<proxy_path>/
-    public_url: str = ""  # the gateway's external origin, e.g. https://commons.example.org
-    allowed_origins: list[str] = field(default_factory=list)  # extra WebSocket Origins
-    state_dir: str = ".hatchway"
-    dev_login: bool | None = None  # the dev login page; on by default only in dev sessions
-    sessions: SessionSettings = field(default_factory=SessionSettings)
-    authz: AuthzSettings = field(default_factory=AuthzSettings)
-    local: LocalSettings = field(default_factory=LocalSettings)
-    limits: LimitSettings = field(default_factory=LimitSettings)
-    kubernetes: dict[str, Any] = field(default_factory=dict)  # read by the kubernetes backend
-    envoy: dict[str, Any] = field(default_factory=dict)  # read by Envoy mode
-    cull_interval_seconds: float = 30.0  # how often idle workspaces are looked for
-    static_routes: dict[str, str] = field(default_factory=dict)  # user → fixed upstream URL
-    fast_path: bool = True  # builtin mode: relay the proxy's happy path without aiohttp
-    # Largest WebSocket message relayed, either direction, on both relay paths; a bigger one
-    # closes the socket with 1009. Above Jupyter's own inbound limit (tornado's 10 MiB), so
-    # hatchway never refuses what the workspace would take; the aiohttp relay holds up to
-    # about twice this per message in memory.
-    websocket_max_message_bytes: int = 16 * 1024 * 1024
-    hatchery_config: str = ""  # path to hatchery.json; default options when empty
-    # Peers (addresses/CIDRs: Gen3's revproxy, the hatchery-reaper) whose REMOTE_USER header
-    # is believed. Empty: nobody's; REMOTE_USER is then ignored and stripped.
-    trusted_proxies: list[str] = field(default_factory=list)
-    # A listener serving the workspace proxy at / (ambassador-service's shape behind the stock
-    # revproxy, which strips <prefix>/proxy/); None: no such listener, 0: any free port.
-    ambassador_port: int | None = None
-    paymodels: PayModelSettings = field(default_factory=PayModelSettings)
-    hatchery: HatcheryConfig | None = field(default=None, repr=False)
+    """The root of the tree: the top-level keys of hatchway.yaml."""
+
+    host: str = s("127.0.0.1", "The address hatchway listens on.")
+    port: int = s(8080, "The port hatchway listens on.", check=_PORT)
+    workers: int = s(1, "Processes sharing the port.", check=positive())
+    mode: Literal["builtin", "envoy"] = s("builtin", "builtin: hatchway relays; envoy: an Envoy "
+                                          "relays, hatchway authorizes.")
+    backend: Literal["local", "kubernetes"] = s("local", "Where workspaces run.")
+    prefix: str = s("/lw-workspace", "The API prefix (Hatchery's sub-dir behind revproxy).")
+    proxy_path: str = s("proxy", "The proxy lives at <prefix>/<proxy_path>/.")
+    public_url: str = s("", "The gateway's external origin, e.g. https://commons.example.org.")
+    allowed_origins: list[str] = s(factory=list, doc="Extra WebSocket Origins allowed.")
+    state_dir: str = s(".hatchway", "Keys, logs and workspace state.")
+    dev_login: bool | None = s(None, "The dev login page; on by default only in dev sessions.")
+    sessions: SessionSettings = s(factory=SessionSettings)
+    authz: AuthzSettings = s(factory=AuthzSettings)
+    local: LocalSettings = s(factory=LocalSettings)
+    limits: LimitSettings = s(factory=LimitSettings)
+    kubernetes: KubeSettings = s(factory=KubeSettings)
+    envoy: EnvoySettings = s(factory=EnvoySettings)
+    cull_interval_seconds: float = s(30.0, "How often idle workspaces are looked for.",
+                                     check=positive())
+    static_routes: dict[str, str] = s(factory=dict, doc="User → fixed upstream URL.")
+    fast_path: bool = s(True, "builtin mode: relay the proxy's happy path without aiohttp.")
+    websocket_max_message_bytes: int = s(
+        16 * 1024 * 1024, "Largest WebSocket message relayed, either direction, on both relay "
+        "paths; a bigger one closes the socket with 1009. Above Jupyter's own inbound limit "
+        "(tornado's 10 MiB); the aiohttp relay holds up to about twice this per message.",
+        check=((lambda v: v >= 126), "at least 126"))  # a control frame's payload must fit
+    hatchery_config: str = s("", "Path to hatchery.json; default options when empty.")
+    trusted_proxies: list[str] = s(
+        factory=list, doc="Peers (addresses/CIDRs: Gen3's revproxy, the hatchery-reaper) whose "
+        "REMOTE_USER header is believed. Empty: nobody's; REMOTE_USER is then ignored and "
+        "stripped.")
+    ambassador_port: int | None = s(
+        None, "A listener serving the workspace proxy at / (ambassador-service's shape behind "
+        "the stock revproxy); null: none, 0: any free port.", check=_PORT_OR_ZERO)
+    paymodels: PayModelSettings = s(factory=PayModelSettings)
+    hatchery: HatcheryConfig | None = internal()
 
     @property
     def proxy_prefix(self) -> str:
@@ -138,88 +178,27 @@ class Settings:
         return self.sessions.mode == "dev"
 
 
-_CHOICES = {
-    "mode": ("builtin", "envoy"),
-    "backend": ("local", "kubernetes"),
-    "sessions.mode": ("dev", "jwks"),
-    "authz.mode": ("all", "allowlist", "arborist"),
-}
+def kube_settings(settings: Settings) -> KubeSettings:
+    """``kubernetes:`` as the backend needs it: no flavor of its own means Envoy mode's."""
+    kube = settings.kubernetes
+    if kube.mapping_flavor:
+        return kube
+    return dataclasses.replace(kube, mapping_flavor=settings.envoy.mapping_flavor)
+
+
+def settings_table() -> str:
+    """The README's configuration section: every field of the tree, its default and doc."""
+    rows = ["| setting | type | default | what it is for |", "|---|---|---|---|"]
+    for leaf in describe(Settings):
+        default = "null" if leaf.default is None else json.dumps(leaf.default)
+        doc = leaf.doc.replace("|", "\\|")
+        rows.append(f"| `{leaf.path}` | {leaf.type} | `{default}` | {doc} |")
+    return "\n".join(rows) + "\n"
+
+
 _ENV = {"HATCHWAY_HOST": "host", "HATCHWAY_PORT": "port", "HATCHWAY_STATE_DIR": "state_dir",
         "HATCHWAY_MODE": "mode", "HATCHWAY_BACKEND": "backend",
         "HATCHWAY_PUBLIC_URL": "public_url"}
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is list:
-        return "a list"
-    if origin is dict:
-        return "a mapping"
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
-    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
-        tp, getattr(tp, "__name__", str(tp)))
-
-
-def _coerce(source: str, path: str, tp: Any, value: Any) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(tp):
-            return None
-        tp = next(a for a in typing.get_args(tp) if a is not type(None))
-        origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(source, path, "a mapping", value)
-        return _build(source, tp, value, path + ".")
-    if origin is list:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(source, path, "a list of strings", value)
-        return list(value)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(source, path, "a mapping", value)
-        return dict(value)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(source, path, "true or false", value)
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(source, path, "an integer", value)
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(source, path, "a number", value)
-        return float(value)
-    if tp is str and not isinstance(value, str):
-        raise ConfigError(source, path, "a string", value)
-    return value
-
-
-def _build(source: str, cls: Any, doc: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls) if f.name != "hatchery"}
-    values: dict[str, Any] = {}
-    for key, value in doc.items():
-        name = key.replace("-", "_")
-        if name not in fields:
-            raise ConfigError(source, prefix + key, "one of " + ", ".join(sorted(fields)),
-                              "an unknown field")
-        values[name] = _coerce(source, prefix + key, hints[name], value)
-        choices = _CHOICES.get(prefix + name)
-        if choices and values[name] not in choices:
-            raise ConfigError(source, prefix + key, " or ".join(choices), value)
-    return cls(**values)
-
-
-def _deep_merge(into: dict[str, Any], doc: dict[str, Any]) -> None:
-    for key, value in doc.items():
-        k = key.replace("-", "_")
-        if isinstance(value, dict) and isinstance(into.get(k), dict):
-            _deep_merge(into[k], value)
-        else:
-            into[k] = value
 
 
 def _read(path: str) -> Any:
@@ -256,7 +235,7 @@ def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, st
             continue
         if not isinstance(doc, dict):
             raise ConfigError(path, "(top level)", "a mapping of settings", type(doc).__name__)
-        layer = _build(path, Settings, doc)  # checks this file alone, so errors name it
+        layer: Settings = build(Settings, doc, source=path)  # errors name this file
         if layer.hatchery_config:
             hatchery = load_hatchery_file(str(Path(path).parent / layer.hatchery_config))
         layers.append((path, doc))
@@ -270,21 +249,13 @@ def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, st
     if overrides:
         layers.append(("command line", {k: v for k, v in overrides.items() if v is not None}))
     for source, doc in layers:
-        _build(source, Settings, doc)
-        _deep_merge(merged, doc)
-    settings: Settings = _build("settings", Settings, merged)
+        build(Settings, doc, source=source)
+        merge(Settings, merged, doc)
+    settings: Settings = build(Settings, merged, source="settings")
     if hatchery is None and settings.hatchery_config:  # given on the command line / env
         hatchery = load_hatchery_file(settings.hatchery_config)
     settings.hatchery = hatchery
     parse_networks(settings.trusted_proxies)  # a wrong entry stops start-up here
-    if settings.ambassador_port is not None and not (0 <= settings.ambassador_port < 65536):
-        raise ConfigError("settings", "ambassador_port", "a port number 0-65535",
-                          settings.ambassador_port)
-    if not (0 < settings.port < 65536):
-        raise ConfigError("settings", "port", "a port number 1-65535", settings.port)
-    if settings.websocket_max_message_bytes < 126:  # a control frame's payload must fit
-        raise ConfigError("settings", "websocket_max_message_bytes", "at least 126",
-                          settings.websocket_max_message_bytes)
     if settings.sessions.mode == "jwks" and not settings.sessions.jwks_url:
         raise ConfigError("settings", "sessions.jwks_url", "a JWKS URL when sessions.mode is jwks",
                           "")

@@ -18,11 +18,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from launcher.demo import make_app as demo_app
+from launcher.routes import Route
 from proxy.app import build_app
 from proxy.devissuer import DevIssuer
 from proxy.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY, Gateway
-from proxy.routes import Route
 from proxy.server import Running, start
 from proxy.settings import Settings, load_settings
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .test_cli import serving
+from .helpers import serving
 
 CHROMIUM = "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):

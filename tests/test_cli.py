@@ -4,97 +4,14 @@ session the server accepts; ``hatchway serve`` prints the URL to open."""
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
-import re
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import jwt
 import pytest
 
-HATCHWAY = [str(Path(sys.executable).with_name("hatchway"))]
-if not Path(HATCHWAY[0]).exists():
-    HATCHWAY = [sys.executable, "-m", "proxy"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env() -> dict[str, str]:
-    """The user's environment minus hatchway's own variables, so the command's defaults apply."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("HATCHWAY_")}
-
-
-def wait_for_banner_url(out: Path, proc: subprocess.Popen[bytes], within: float = 20) -> str:
-    """The URL ``hatchway serve`` tells a newcomer to open, once that URL answers."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"hatchway serve exited: {out.read_text()}"
-        found = re.search(r"Open (http://([^:/\s]+):(\d+)/\S*) in a browser", out.read_text())
-        if found:
-            try:
-                socket.create_connection((found[2], int(found[3])), timeout=1).close()
-                return found[1]
-            except OSError:
-                pass
-        time.sleep(0.1)
-    raise AssertionError(f"no URL to open in the banner: {out.read_text()!r}")
-
-
-DEMO = {"name": "Demo", "command": [sys.executable, "-m", "launcher.demo", "--port", "{port}",
-                                   "--base-url", "{base_url}"],
-        "path-rewrite": "/lw-workspace/proxy/", "ready-probe": "/lw-workspace/proxy/api/status"}
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*HATCHWAY, *args], cwd=cwd, env=clean_env(), capture_output=True,
-                          text=True, timeout=20, check=False)
-
-
-@contextmanager
-def serving(tmp_path: Path, *args: str) -> Iterator[tuple[str, Path]]:
-    """``hatchway serve`` running; yields the URL its banner prints and its stderr file."""
-    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen([*HATCHWAY, "serve", "--port", str(free_port()), *args],
-                                cwd=tmp_path, env=clean_env(), stdout=stdout, stderr=stderr)
-    try:
-        yield wait_for_banner_url(out, proc), err
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-    assert code == 0, f"hatchway serve exited {code} on SIGTERM: {err.read_text()}"
-
-
-def get(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
-    """One plain GET with no redirects followed (urllib would follow them)."""
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
-    try:
-        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
-                     headers=headers)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode(), dict(resp.getheaders())
-    finally:
-        conn.close()
-
+from .helpers import DEMO, free_port, get, run, serving
 
 # -- bad config ------------------------------------------------------------------------------
 
@@ -209,7 +126,6 @@ def test_serve_runs_in_a_fresh_directory_and_stops_cleanly_on_sigterm(tmp_path: 
         assert get(url + "_version")[0] == 200
     assert "Traceback" not in err.read_text()
     assert (tmp_path / ".hatchway").is_dir()  # the default state dir, relative to where it runs
-
 
 
 # -- dev sessions never face a network by accident ------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from .conftest import PROXY, GatewayUnderTest
-from .test_lifecycle_api import get_json, launch, status_becomes
+from .helpers import get_json, launch, status_becomes
 
 SHORT_LIVED = {
     "name": "Demo (culled after 1.5 s idle)",

@@ -15,9 +15,9 @@ import pytest
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from launcher.routes import Route
 from proxy.fastpath.head import parse_request_head, session_cookie_out, upstream_request_head
 from proxy.headers import upstream_request_headers
-from proxy.routes import Route
 
 from .conftest import PROXY, GatewayUnderTest
 
@@ -369,3 +369,125 @@ def test_head_rewrite_matches_the_aiohttp_relays_rules(headers: list[tuple[str, 
         scheme="http", prefix="/lw-workspace/proxy/", session_token="TOK",
         cookie_name="access_token")
     assert fast == list(expected.items())
+
+
+# -- which path answered ---------------------------------------------------------------------
+
+async def relay_counts(gw: GatewayUnderTest) -> tuple[int, int]:
+    """(requests the fast path relayed, connections it handed to aiohttp)."""
+    fast = gw.gateway.fast_path
+    assert fast is not None, "the fast path is off"
+    return fast.relayed, fast.handed_off
+
+
+async def test_status_shows_which_path_answered(gw: GatewayUnderTest) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(gw.url("/lw-workspace/_status")) as resp:
+            body = await resp.json()
+    # this very request went to aiohttp (not under the proxy prefix)
+    assert body["fast_path"] == {"relayed": 0, "handed_off": 1}
+
+
+async def test_a_plain_authorized_get_is_relayed_by_the_fast_path(
+        gw: GatewayUnderTest, aiohttp_server: Any, connect: Any) -> None:
+    upstream, _ = await counting_upstream(aiohttp_server)
+    gw.publish("alice", upstream)
+    before = await relay_counts(gw)
+    reader, writer = await connect(gw.server.port)
+    writer.write(get("tree", gw.token("alice")))
+    status, _, body = await read_response(reader)
+    assert (status, body) == (200, PROXY.encode() + b"tree")
+    relayed, handed = await relay_counts(gw)
+    assert (relayed - before[0], handed - before[1]) == (1, 0)
+
+
+async def test_a_request_without_a_session_is_handed_to_aiohttp(
+        gw: GatewayUnderTest, connect: Any) -> None:
+    before = await relay_counts(gw)
+    reader, writer = await connect(gw.server.port)
+    writer.write(f"GET {PROXY}tree HTTP/1.1\r\nHost: gw\r\n\r\n".encode())
+    status, _, _ = await read_response(reader)
+    assert status == 401
+    relayed, handed = await relay_counts(gw)
+    assert (relayed - before[0], handed - before[1]) == (0, 1)
+
+
+# -- both paths treat heads alike ------------------------------------------------------------
+
+WORKSPACE_ANSWER = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"Content-Type: text/plain\r\n"
+    b"Connection: keep-alive, X-Hop\r\n"
+    b"X-Hop: per-connection\r\n"
+    b"Keep-Alive: timeout=5\r\n"
+    b"Proxy-Connection: keep-alive\r\n"
+    b"Upgrade: h2c\r\n"
+    b"X-Kept: yes\r\n"
+    b"Set-Cookie: a=1\r\n"
+    b"Set-Cookie: b=2\r\n"
+    b"Content-Length: 2\r\n\r\nok")
+# this hop's own framing, and what aiohttp adds to every answer it writes
+FRAMING = {"content-length", "transfer-encoding", "connection", "date", "server"}
+
+
+async def recording_workspace(requests: list[bytes]) -> asyncio.base_events.Server:
+    """A workspace that records each request head and answers WORKSPACE_ANSWER, byte for byte."""
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                requests.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(WORKSPACE_ANSWER)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+    return await asyncio.start_server(serve, "127.0.0.1", 0)
+
+
+def header_lines(head: bytes, skip: set[str]) -> list[tuple[str, str]]:
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    pairs = [(k.strip().lower(), v.strip()) for k, _, v in (line.partition(":") for line in lines
+                                                            if line)]
+    return sorted(p for p in pairs if p[0] not in skip)
+
+
+async def through(start_gateway: Any, fast_path: bool) -> tuple[bytes, bytes, tuple[int, int]]:
+    """One request with hop-by-hop headers and a session cookie through a gateway (a client's
+    REMOTE_USER is always aiohttp's: test_trusted_identity); returns the head the workspace
+    got, the head the browser got, and the fast path's counters."""
+    requests: list[bytes] = []
+    workspace = await recording_workspace(requests)
+    port = workspace.sockets[0].getsockname()[1]
+    try:
+        gw = await start_gateway(fast_path=fast_path)
+        gw.gateway.routes.set("alice", Route("127.0.0.1", port, PROXY, source="test"))
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.server.port)
+        writer.write(get("tree", gw.token("alice"),
+                         "Connection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\n"
+                         "X-Kept: yes\r\n"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        writer.close()
+        counts = await relay_counts(gw) if fast_path else (0, 0)
+        return requests[0], head, counts
+    finally:
+        workspace.close()
+
+
+async def test_response_heads_are_the_same_on_both_paths(start_gateway: Any) -> None:
+    _, fast, counts = await through(start_gateway, fast_path=True)
+    _, slow, _ = await through(start_gateway, fast_path=False)
+    assert counts[0] == 1, "the fast path did not answer"
+    assert header_lines(fast, FRAMING) == header_lines(slow, FRAMING)
+    names = {name for name, _ in header_lines(fast, set())}
+    assert not names & {"x-hop", "keep-alive", "proxy-connection", "upgrade"}
+    assert {"x-kept", "set-cookie"} <= names
+
+
+async def test_request_heads_reach_the_workspace_alike_on_both_paths(
+        start_gateway: Any) -> None:
+    fast, _, counts = await through(start_gateway, fast_path=True)
+    slow, _, _ = await through(start_gateway, fast_path=False)
+    assert counts[0] == 1, "the fast path did not answer"
+    assert header_lines(fast, FRAMING) == header_lines(slow, FRAMING)
+    names = {name for name, _ in header_lines(fast, set())}
+    assert ("remote_user", "alice") in header_lines(fast, set())
+    assert not names & {"cookie", "x-secret", "keep-alive"}  # session and hop-by-hop: gone

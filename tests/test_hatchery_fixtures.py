@@ -30,7 +30,7 @@ from moto.server import ThreadedMotoServer
 from launcher.gojson import canonical_quantity
 from launcher.names import escape
 from launcher.options import load_hatchery_file
-from tests.test_cli import HATCHWAY, clean_env, free_port
+from tests.helpers import HATCHWAY, clean_env, free_port
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hatchery"
 CONFIGS = sorted(FIXTURES.glob("*.json"))

@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from proxy.routes import Route
+from launcher.routes import Route
 
 from .conftest import PROXY, GatewayUnderTest, raw_request
 

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from .conftest import PROXY, GatewayUnderTest
-from .test_lifecycle_api import auth, launch, status_becomes
+from .helpers import auth, launch, status_becomes
 
 pytest.importorskip("jupyter_server", reason="the Jupyter option needs jupyter_server")
 pytest.importorskip("ipykernel", reason="executing code needs ipykernel")

@@ -20,45 +20,7 @@ from proxy.gateway import GATEWAY
 from proxy.settings import load_settings
 
 from .conftest import PROXY, GatewayUnderTest
-
-API = "/lw-workspace/"
-NEVER_READY = {"name": "Never ready", "command": ["sleep", "60"]}  # no port is ever opened
-CRASHES = {"name": "Crashes", "command": ["sh", "-c", "exit 3"]}
-
-
-def auth(gw: GatewayUnderTest, user: str = "alice") -> dict[str, str]:
-    return {"Authorization": f"Bearer {gw.token(user)}"}
-
-
-async def get_json(client: aiohttp.ClientSession, gw: GatewayUnderTest, path: str,
-                   user: str = "alice") -> Any:
-    async with client.get(gw.url(API + path), headers=auth(gw, user)) as resp:
-        assert resp.status == 200, await resp.text()
-        return await resp.json()
-
-
-async def option_id(client: aiohttp.ClientSession, gw: GatewayUnderTest, name: str) -> str:
-    options = await get_json(client, gw, "options")
-    return str(next(o["id"] for o in options if name in o["name"]))
-
-
-async def launch(client: aiohttp.ClientSession, gw: GatewayUnderTest, name: str = "Demo",
-                 user: str = "alice") -> None:
-    oid = await option_id(client, gw, name)
-    async with client.post(gw.url(f"{API}launch?id={oid}"), headers=auth(gw, user)) as resp:
-        assert (resp.status, await resp.text()) == (200, "Success")
-
-
-async def status_becomes(client: aiohttp.ClientSession, gw: GatewayUnderTest, wanted: str,
-                         within: float = 20.0, user: str = "alice") -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        body: dict[str, Any] = await get_json(client, gw, "status", user)
-        if body["status"] == wanted:
-            return body
-        assert loop.time() < deadline, f"status stayed {body['status']!r}, wanted {wanted!r}"
-        await asyncio.sleep(0.1)
+from .helpers import API, CRASHES, NEVER_READY, auth, get_json, launch, option_id, status_becomes
 
 
 async def gateway_with_options(aiohttp_server: Any, tmp_path: Path,

@@ -20,8 +20,8 @@ from launcher.errors import BackendError, WorkspaceExists
 from launcher.local import LocalBackend
 from launcher.options import WorkspaceOption, parse_hatchery_config
 from launcher.processes import parse_memory
-from proxy.routes import RouteTable
-from proxy.settings import LocalSettings
+from launcher.routes import RouteTable
+from launcher.settings import LocalSettings
 
 PREFIX = "/lw-workspace/proxy/"
 PY = sys.executable

@@ -22,9 +22,9 @@ from launcher.errors import NameTaken
 from launcher.local import LocalBackend
 from launcher.names import escape
 from launcher.options import WorkspaceOption, parse_hatchery_config
+from launcher.routes import RouteTable
+from launcher.settings import LocalSettings
 from proxy.devissuer import KEY_FILE, DevIssuer
-from proxy.routes import RouteTable
-from proxy.settings import LocalSettings
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="uid isolation needs root")
 PREFIX = "/lw-workspace/proxy/"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from proxy.routes import Route
+from launcher.routes import Route
 
 from .conftest import PROXY, GatewayUnderTest
 

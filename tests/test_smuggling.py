@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from proxy.routes import Route
+from launcher.routes import Route
 
 from .conftest import PROXY, GatewayUnderTest
 

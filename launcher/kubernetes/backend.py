@@ -27,15 +27,14 @@ from launcher.options import HatcheryConfig, WorkspaceOption
 
 from . import specs
 from .client import ApiError, Conflict, Gone, KubeClient
-from .config import DEFAULT_NAMESPACE, KubeSettings, parse_kube_settings
+from .config import DEFAULT_NAMESPACE, KubeSettings
 from .progress import ProgressTracker, message
 from .routing import Router
 from .status import workspace_status
 from .watching import DOWN, OK, STALE, Reflector
 
 if TYPE_CHECKING:
-    from proxy.routes import RouteTable
-    from proxy.settings import Settings
+    from launcher.routes import RouteTable
 
 log = logging.getLogger("hatchway.kubernetes")
 _STATE_RANK = {OK: 0, "starting": 1, STALE: 2, DOWN: 3}
@@ -51,10 +50,13 @@ def mapping_annotation(user: str, option: WorkspaceOption, namespace: str,
 
 class KubernetesBackend:
     name = "kubernetes"
+    isolation = "pods"  # one pod per user: the cluster keeps them apart
 
-    def __init__(self, routes: RouteTable, settings: Settings, hatchery: HatcheryConfig) -> None:
-        self.routes, self.hatchery = routes, hatchery
-        self.cfg: KubeSettings = parse_kube_settings(settings.kubernetes, settings.envoy)
+    def __init__(self, routes: RouteTable, cfg: KubeSettings, hatchery: HatcheryConfig) -> None:
+        """``cfg.mapping_flavor`` empty means Hatchery's v1 (the gateway fills in Envoy
+        mode's choice before it gets here)."""
+        self.routes, self.hatchery, self.cfg = routes, hatchery, cfg
+        self.mapping_flavor = cfg.mapping_flavor or "v1"
         self.namespace = self.cfg.namespace or hatchery.user_namespace or DEFAULT_NAMESPACE
         self._client: KubeClient | None = None
         self.services: Reflector | None = None
@@ -129,7 +131,7 @@ class KubernetesBackend:
                 raise WorkspaceExists(f"a workspace for {user} already exists") from None
             service = specs.service_spec(
                 user, option, self.namespace,
-                mapping_annotation(user, option, self.namespace, self.cfg.mapping_flavor))
+                mapping_annotation(user, option, self.namespace, self.mapping_flavor))
             try:
                 try:
                     await self.client.create("services", service)
@@ -184,6 +186,9 @@ class KubernetesBackend:
             "relists": sum(p["relists"] for p in parts.values()),
             "watches": parts,
         }
+
+    def isolation_summary(self) -> None:
+        return None
 
     async def progress(self, user: str) -> AsyncIterator[dict[str, Any]]:
         """The launch of ``user``'s workspace as JupyterHub-shaped messages, from the pod and

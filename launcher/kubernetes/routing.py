@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from launcher.names import service_name
-from proxy.routes import Route, RouteTable
+from launcher.routes import Route, RouteTable
 
 from .specs import (
     AMBASSADOR_ANNOTATION,

@@ -37,14 +37,14 @@ from .head import (
     session_cookie_out,
     upstream_request_head,
 )
+from .interfaces import WRITE_HIGH_WATER, Listener, Workspace
 from .limits import Handed
 from .splice import splice
-from .upstream import WRITE_HIGH_WATER, Upstream
 
 if TYPE_CHECKING:
-    from ..routes import Route
+    from launcher.routes import Route
+
     from ..sessions import Identity
-    from .listener import FastPath
 
 # states of a browser connection
 HEAD, WAIT, BODY, RESPONSE, HANDOFF, GONE = range(6)
@@ -81,7 +81,7 @@ class Front(asyncio.Protocol):
                  "chunks", "replay", "resp_started", "keep_alive", "retried", "client",
                  "served", "placed", "held", "mark")
 
-    def __init__(self, fp: FastPath) -> None:
+    def __init__(self, fp: Listener) -> None:
         self.fp = fp
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.buf = b""
@@ -109,7 +109,7 @@ class Front(asyncio.Protocol):
         self.user = ""
         self.head_len = 0
         self.out_head = b""
-        self.up: Upstream | None = None
+        self.up: Workspace | None = None
         self.body_left = 0
         self.chunks: ChunkedScanner | None = None
         self.replay: bytes | None = None  # the raw request, while it could be sent again
@@ -294,6 +294,7 @@ class Front(asyncio.Protocol):
             self._handoff(self.buf)
             return
         route, target, user, websocket = plan
+        fp.relayed += 1
         fp.touch(identity.user)
         self.route = route
         self.websocket = websocket
@@ -326,7 +327,7 @@ class Front(asyncio.Protocol):
             return
         self._send(up)
 
-    def _send(self, up: Upstream) -> None:
+    def _send(self, up: Workspace) -> None:
         """Send the head, and as much of the body as is here, to the workspace."""
         req = self.req
         assert req is not None and up.transport is not None
@@ -410,7 +411,7 @@ class Front(asyncio.Protocol):
             self._hold()
 
     # -- called by the upstream connection ------------------------------------------------
-    def response_done(self, up: Upstream, reusable: bool) -> None:
+    def response_done(self, up: Workspace, reusable: bool) -> None:
         """The workspace's answer has been passed on in full."""
         self.up = None
         body_unfinished = self.state == BODY
@@ -438,7 +439,7 @@ class Front(asyncio.Protocol):
         elif self.held:
             self._let_go()
 
-    def upstream_lost(self, up: Upstream) -> None:
+    def upstream_lost(self, up: Workspace) -> None:
         """The workspace connection closed before the answer was complete."""
         if up is not self.up:
             return
@@ -465,7 +466,7 @@ class Front(asyncio.Protocol):
             # Never handed to aiohttp: its relay would send the request again.
             self._fail(b"502 Bad Gateway", "your workspace did not answer")
 
-    def upstream_broken(self, up: Upstream) -> None:
+    def upstream_broken(self, up: Workspace) -> None:
         """The workspace's answer is one the gateway does not relay (on any path)."""
         if up is self.up:
             self.up = None
@@ -482,7 +483,7 @@ class Front(asyncio.Protocol):
         self._fail(b"502 Bad Gateway",
                    f"your workspace did not answer: workspace refused the WebSocket ({status})")
 
-    def upgraded(self, up: Upstream, to_browser: bytes) -> None:
+    def upgraded(self, up: Workspace, to_browser: bytes) -> None:
         """101 from the workspace: from now on the two connections are one byte pipe."""
         assert up.transport is not None
         fp = self.fp
@@ -515,6 +516,7 @@ class Front(asyncio.Protocol):
             self._block(_HANDOFF)
             return
         fp = self.fp
+        fp.handed_off += 1
         self.state = GONE
         fp.forget(self)
         self._let_go()

@@ -8,10 +8,11 @@ so the two paths cannot drift apart in what they refuse or how.
 
 from __future__ import annotations
 
+from launcher.routes import Route
+
 from ..authz import AllowAll, Allowlist
 from ..gateway import Gateway
 from ..paths import PathError, normalize_path
-from ..routes import Route
 from ..sessions import Identity, SessionError, session_token
 from ..workspace_proxy import origin_allowed
 from .head import RequestHead

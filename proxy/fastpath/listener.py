@@ -64,6 +64,10 @@ class FastPath:
         self.max_pending = limits.max_pending_bytes
         self.max_buffered = limits.max_buffered_bytes
         self.buffered = 0  # read-ahead bytes held by all connections
+        # what answered: requests relayed here, connections handed to aiohttp (``/_status``;
+        # tests read them to prove the fast path is taken)
+        self.relayed = 0
+        self.handed_off = 0
         self.peak_buffered = 0
         timeouts = (limits.header_timeout_seconds, limits.keepalive_timeout_seconds,
                     limits.body_timeout_seconds)

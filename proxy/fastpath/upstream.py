@@ -11,16 +11,13 @@ instead of filling memory.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from .chunked import ChunkedError, ChunkedScanner
 from .head import HEAD_END, MAX_HEAD, browser_response_head, parse_response_head
-
-if TYPE_CHECKING:
-    from .front import Front
+from .interfaces import WRITE_HIGH_WATER, Browser
 
 CONNECT_TIMEOUT = 10.0
-WRITE_HIGH_WATER = 512 * 1024
 MAX_IDLE_PER_UPSTREAM = 256
 
 _IDLE, _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE, _UPGRADE = range(6)
@@ -37,7 +34,7 @@ class Upstream(asyncio.Protocol):
         self.pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
-        self.front: Front | None = None
+        self.front: Browser | None = None
         self.down: asyncio.Transport | None = None  # the browser's transport while attached
         self.state = _IDLE
         self.buf = b""
@@ -53,7 +50,7 @@ class Upstream(asyncio.Protocol):
         self.reusable = False
 
     # -- the exchange ---------------------------------------------------------------------
-    def attach(self, front: Front, down: asyncio.Transport, *, no_body: bool,
+    def attach(self, front: Browser, down: asyncio.Transport, *, no_body: bool,
                upgrade: bool) -> None:
         """Carry ``front``'s current request; the response goes to ``down``."""
         self.front = front

@@ -24,8 +24,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from launcher.demo import make_app as demo_app
-from launcher.envoy_config import EnvoyConfigWriter, envoy_binary, write_bootstrap
-from proxy.routes import Route, RouteTable
+from launcher.routes import Route, RouteTable
+from proxy.envoy.config import EnvoyConfigWriter, envoy_binary, write_bootstrap
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROXY = "/lw-workspace/proxy/"

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from launcher.envoy_config import (
+from launcher.errors import ConfigError
+from launcher.routes import Route, RouteTable
+from proxy.envoy.config import (
     CDS_FILE,
     LDS_FILE,
     RDS_FILE,
@@ -20,8 +22,6 @@ from launcher.envoy_config import (
     envoy_settings,
     write_bootstrap,
 )
-from launcher.errors import ConfigError
-from proxy.routes import Route, RouteTable
 from proxy.settings import load_settings
 
 from .conftest import EXT_AUTHZ_PREFIX, validate_config
@@ -128,10 +128,8 @@ def test_hatchway_listening_on_all_addresses_is_reached_on_loopback(tmp_path: Pa
 ])
 def test_bad_envoy_settings_name_the_field(tmp_path: Path, envoy: dict[str, Any],
                                            field: str) -> None:
-    settings = load_settings([], environ={}, overrides={"state_dir": str(tmp_path),
-                                                        "envoy": envoy})
     with pytest.raises(ConfigError) as err:
-        envoy_settings(settings)
+        load_settings([], environ={}, overrides={"state_dir": str(tmp_path), "envoy": envoy})
     assert err.value.field == field
 
 

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from launcher.demo import make_app as demo_app
-from launcher.envoy_config import bootstrap_for_settings
+from launcher.routes import Route
 from proxy.devissuer import KEY_FILE
-from proxy.routes import Route
+from proxy.envoy.config import bootstrap_for_settings
 
 from ..conftest import GatewayUnderTest
 from .conftest import PROXY, EnvoyProcess, eventually, free_port

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import pytest
 
 from ..conftest import GatewayUnderTest
 from .conftest import EXT_AUTHZ_PREFIX, PROXY, eventually, running_envoy
@@ -33,6 +34,18 @@ async def test_valid_session_is_admitted_with_the_user_header(
     assert resp.status == 200
     assert resp.headers["remote_user"] == "alice"
     assert resp.content_length == 0
+
+
+@pytest.mark.parametrize("spelling", ["user_header", "user-header"])
+async def test_the_answer_carries_the_configured_user_header(
+        start_gateway: Callable[..., Any], spelling: str) -> None:
+    """Envoy routes on ``envoy.user_header``: the check must set that header, however the
+    operator spelled the key, or every request misses its route."""
+    gw = await start_gateway(mode="envoy", envoy={spelling: "x-user"})
+    resp = await check(gw, {"Authorization": f"Bearer {gw.token('alice')}"})
+    assert resp.status == 200
+    assert resp.headers["x-user"] == "alice"
+    assert "remote_user" not in resp.headers
 
 
 async def test_bearer_session_token_is_marked_for_removal(

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from launcher.envoy_config import bootstrap_for_settings
+from proxy.envoy.config import bootstrap_for_settings
 
 from ..conftest import GatewayUnderTest
 from .conftest import PROXY, EnvoyProcess, eventually, free_port
@@ -54,11 +54,11 @@ async def _envoy_in_front(gw: GatewayUnderTest, tmp_path: Path) -> AsyncIterator
     settings = dataclasses.replace(gw.gateway.settings, port=gw.server.port)
     bootstrap = tmp_path / "bootstrap.yaml"
     bootstrap.write_text(bootstrap_for_settings(settings), encoding="utf-8")
-    envoy = EnvoyProcess(bootstrap, int(settings.envoy["admin_port"]), tmp_path / "envoy.log")
+    envoy = EnvoyProcess(bootstrap, settings.envoy.admin_port, tmp_path / "envoy.log")
     async with aiohttp.ClientSession() as http:
         try:
             await envoy.start(http)
-            yield f"http://127.0.0.1:{settings.envoy['listen_port']}"
+            yield f"http://127.0.0.1:{settings.envoy.listen_port}"
         finally:
             await envoy.stop()
 

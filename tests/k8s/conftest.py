@@ -17,13 +17,14 @@ import yaml
 
 from launcher.kubernetes import KubernetesBackend
 from launcher.options import HatcheryConfig, parse_hatchery_config
-from proxy.routes import RouteTable
+from launcher.routes import RouteTable
 from proxy.settings import Settings, load_settings
+from proxy.settings import kube_settings as kube_config
 
+from ..helpers import NAMESPACE
 from .emulator import Emulator
 from .kubelet import DEMO_IMAGE, SIDECAR_IMAGE, Kubelet
 
-NAMESPACE = "jupyter-pods"
 PROXY = "/lw-workspace/proxy/"
 BROKEN_IMAGE = "registry.invalid/no-such-image:1"
 
@@ -136,7 +137,7 @@ async def make_backend(kube_settings: Callable[..., Settings], hatchery: Hatcher
 
     async def make(routes: RouteTable | None = None, **kubernetes: Any) -> KubernetesBackend:
         table = RouteTable() if routes is None else routes
-        backend = KubernetesBackend(table, kube_settings(**kubernetes), hatchery)
+        backend = KubernetesBackend(table, kube_config(kube_settings(**kubernetes)), hatchery)
         await backend.start()
         started.append(backend)
         return backend

@@ -16,7 +16,7 @@ from launcher.backend import LAUNCHING, NOT_FOUND, RUNNING, TERMINATING
 from launcher.errors import BackendError, BackendUnavailable, NameTaken, WorkspaceExists
 from launcher.kubernetes import KubernetesBackend
 from launcher.options import HatcheryConfig
-from proxy.routes import RouteTable
+from launcher.routes import RouteTable
 
 from .conftest import NAMESPACE, ApiServer, BackendFactory, eventually
 from .kubelet import Kubelet

@@ -10,18 +10,25 @@ from launcher.errors import ConfigError
 from launcher.kubernetes import KubernetesBackend
 from launcher.kubernetes.config import parse_kube_settings
 from launcher.options import HatcheryConfig
-from proxy.routes import RouteTable
-from proxy.settings import load_settings
+from launcher.routes import RouteTable
+from proxy.settings import kube_settings, load_settings
 
 
 def test_defaults_are_hatcherys() -> None:
-    cfg = parse_kube_settings({})
+    cfg = kube_settings(load_settings([], environ={}))
     assert (cfg.route_to, cfg.grace_seconds, cfg.mapping_flavor, cfg.dropin_ambassador) == (
         "service", 20, "v1", False)
 
 
 def test_mapping_flavor_defaults_to_envoy_mode_choice() -> None:
-    assert parse_kube_settings({}, {"mapping_flavor": "v3alpha1"}).mapping_flavor == "v3alpha1"
+    settings = load_settings([], environ={}, overrides={"envoy": {"mapping_flavor": "v3alpha1"}})
+    assert kube_settings(settings).mapping_flavor == "v3alpha1"
+
+
+def test_kubernetes_mapping_flavor_wins_over_envoy_modes() -> None:
+    settings = load_settings([], environ={}, overrides={
+        "kubernetes": {"mapping_flavor": "v3alpha1"}, "envoy": {"mapping_flavor": "v1"}})
+    assert kube_settings(settings).mapping_flavor == "v3alpha1"
 
 
 @pytest.mark.parametrize(("raw", "key"), [
@@ -38,9 +45,10 @@ def test_bad_values_name_the_key(raw: dict[str, object], key: str) -> None:
 
 def test_namespace_comes_from_hatchery_json_then_the_default(hatchery: HatcheryConfig) -> None:
     settings = load_settings([], environ={}, overrides={"backend": "kubernetes"})
-    assert KubernetesBackend(RouteTable(), settings, hatchery).namespace == "jupyter-pods"
-    settings.kubernetes = {"namespace": "other"}
-    assert KubernetesBackend(RouteTable(), settings, hatchery).namespace == "other"
+    assert KubernetesBackend(RouteTable(), settings.kubernetes, hatchery).namespace == \
+        "jupyter-pods"
+    other = parse_kube_settings({"namespace": "other"})
+    assert KubernetesBackend(RouteTable(), other, hatchery).namespace == "other"
 
 
 async def test_unreadable_kubeconfig_is_a_config_error(hatchery: HatcheryConfig,
@@ -48,4 +56,4 @@ async def test_unreadable_kubeconfig_is_a_config_error(hatchery: HatcheryConfig,
     settings = load_settings([], environ={}, overrides={
         "backend": "kubernetes", "kubernetes": {"kubeconfig": str(tmp_path / "missing")}})
     with pytest.raises(ConfigError, match="kubernetes.kubeconfig"):
-        await KubernetesBackend(RouteTable(), settings, hatchery).start()
+        await KubernetesBackend(RouteTable(), settings.kubernetes, hatchery).start()

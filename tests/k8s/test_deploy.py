@@ -13,7 +13,6 @@ import pytest
 import yaml
 
 from launcher.kubernetes.client import PERMISSIONS
-from launcher.kubernetes.config import parse_kube_settings
 from proxy.settings import load_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -95,7 +94,7 @@ def test_config_files_load_with_hatchways_parsers(where: str) -> None:
     settings = load_settings([str(DEPLOY / where / "hatchway.yaml")], environ={})
     assert settings.backend == "kubernetes" and settings.hatchery is not None
     assert settings.hatchery.options
-    parse_kube_settings(settings.kubernetes, settings.envoy)
+    assert settings.kubernetes.route_to in ("service", "endpoints")
 
 
 def test_kind_cluster_has_a_node_for_workspaces() -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from launcher.ambassador import mapping_annotation
 from launcher.kubernetes.routing import parse_mapping
 from launcher.options import parse_hatchery_config
-from proxy.routes import Route, RouteTable
+from launcher.routes import Route, RouteTable
 
+from ..helpers import ESC, HATCHERY_ANNOTATION, SERVICE, USER, hatchery_service
 from .conftest import (
     NAMESPACE,
     ApiServer,
@@ -16,35 +17,6 @@ from .conftest import (
     endpoint_slice,
     eventually,
 )
-
-USER = "alice@example.org"
-ESC = "alice-40example-2eorg"
-SERVICE = f"h-{ESC}-s"
-# Hatchery's pods.go ambassadorYaml, filled in as it fills it (use-tls "false").
-HATCHERY_ANNOTATION = f"""---
-apiVersion: ambassador/v1
-kind:  Mapping
-name:  {ESC}-mapping
-prefix: /
-headers:
-  remote_user: {USER}
-service: {SERVICE}.{NAMESPACE}.svc.cluster.local:80
-bypass_auth: true
-timeout_ms: 300000
-use_websocket: true
-rewrite: /lw-workspace/proxy/
-tls: false
-"""
-
-
-def hatchery_service() -> dict[str, object]:
-    """The Service a Go Hatchery creates (createLocalK8sPod), byte for byte in its fields."""
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": SERVICE, "labels": {"app": f"hatchery-{ESC}"},
-                         "annotations": {"getambassador.io/config": HATCHERY_ANNOTATION}},
-            "spec": {"type": "ClusterIP", "selector": {"app": f"hatchery-{ESC}"},
-                     "ports": [{"name": f"hatchery-{ESC}", "protocol": "TCP", "port": 80,
-                                "targetPort": 8888}]}}
 
 
 def test_hatchery_annotation_gives_user_upstream_rewrite_and_tls() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from proxy.routes import RouteTable
+from launcher.routes import RouteTable
 
+from ..helpers import hatchery_service
 from .conftest import NAMESPACE, ApiServer, BackendFactory, api_write, eventually
-from .test_routing import hatchery_service
 
 MANAGED = {"app.kubernetes.io/managed-by": "hatchway", "hatchway.gen3.org/user": "u"}
 

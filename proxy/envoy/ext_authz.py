@@ -16,14 +16,13 @@ from __future__ import annotations
 from aiohttp import web
 from yarl import URL
 
-from . import responses
-from .gateway import GATEWAY
-from .headers import strip_session_cookie
-from .session_check import authenticate
-from .sessions import Identity
-from .workspace_proxy import _origin_allowed
+from .. import responses
+from ..gateway import GATEWAY
+from ..headers import strip_session_cookie
+from ..session_check import authenticate
+from ..sessions import Identity
+from ..workspace_proxy import _origin_allowed
 
-DEFAULT_USER_HEADER = "remote_user"
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
 
 
@@ -59,8 +58,7 @@ async def ext_authz_check(request: web.Request) -> web.StreamResponse:
     if not user.isprintable() or user != user.strip():
         return responses.error(client_view, 403, "this user name cannot be carried in a header")
     gateway.activity.touch(user)
-    header = str(settings.envoy.get("user_header") or DEFAULT_USER_HEADER)
-    answer = {header: user, **_credential_edits(request, identity,
+    answer = {settings.envoy.user_header: user, **_credential_edits(request, identity,
                                                 settings.sessions.cookie_name)}
     return web.Response(status=200, headers=answer)
 

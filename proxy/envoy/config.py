@@ -27,22 +27,23 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import yaml
 
-from launcher import envoy_jwt
-from launcher.envoy_admin import EnvoyAdminUnreachable, served_routes_version
 from launcher.errors import ConfigError
 from launcher.names import escape
-from proxy.headers import IDENTITY
-from proxy.routes import Route, RouteTable
+from launcher.routes import Route, RouteTable
+
+from ..headers import IDENTITY
+from . import jwt as envoy_jwt
+from .admin import EnvoyAdminUnreachable, served_routes_version
 
 if TYPE_CHECKING:
-    from proxy.settings import Settings
+    from ..settings import EnvoySettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
                        jwt: envoy_jwt.JwtCheck | None = None) -> list[dict[str, Any]]:
     """The one listener: strip client identity headers, ask hatchway (ext_authz), route.
     With ``jwt``, Envoy checks sessions itself and asks hatchway only where it must
-    (``launcher.envoy_jwt``)."""
+    (``proxy.envoy.jwt``)."""
     strip = {"request_mutations": [{"remove": name}
                                    for name in identity_header_names(user_header)]}
     ext_authz = {
@@ -350,7 +351,7 @@ class EnvoyConfigWriter:
                  debounce_s: float = 0.05, retry_s: float = 2.0, admin_url: str = "",
                  jwt_lane: Callable[[str], bool] | None = None) -> None:
         self._routes = routes
-        # jwt mode (launcher.envoy_jwt): which users Envoy admits on their token alone; None
+        # jwt mode (proxy.envoy.jwt): which users Envoy admits on their token alone; None
         # is ext_authz mode (hatchway checks every request).
         self._jwt_lane = jwt_lane
         self._dir = Path(dynamic_dir).resolve()
@@ -543,63 +544,13 @@ class EnvoyConfigWriter:
                 self._dirty.set()
 
 
-@dataclass(frozen=True)
-class EnvoySettings:
-    """``envoy:`` in hatchway's settings (Envoy mode). Hosts and ports are as Envoy sees them."""
-
-    listen_host: str = "0.0.0.0"
-    listen_port: int = 8000
-    admin_host: str = "127.0.0.1"
-    admin_port: int = 9901
-    dynamic_dir: str = ""  # shared with Envoy, same path in both; default <state_dir>/envoy
-    hatchway_host: str = ""  # how Envoy reaches hatchway; default the address it listens on
-    hatchway_port: int = 0  # default hatchway's port
-    user_header: str = DEFAULT_USER_HEADER
-    idle_timeout_s: float = 3600
-    api_passthrough: bool = True  # Envoy forwards every other path to hatchway
-    mapping_flavor: str = "v1"  # Ambassador annotation on Services: v1 (Hatchery's) | v3alpha1
-    # jwt: Envoy checks sessions itself and asks hatchway only where it must (WebSocket
-    # upgrades, refusals, Arborist); ext_authz: Envoy asks hatchway on every request.
-    authorization: str = "jwt"
-    activity_poll_s: float = 5.0  # jwt mode: how often Envoy's per-user counters are read
-
-
 _WILDCARDS = ("", "0.0.0.0", "::")
-_KINDS: dict[str, tuple[str, type | tuple[type, ...]]] = {
-    "str": ("a string", str), "int": ("an integer", int), "float": ("a number", (int, float)),
-    "bool": ("true or false", bool)}
 
 
 def envoy_settings(settings: Settings) -> EnvoySettings:
-    """Check ``settings.envoy`` key by key; fill in what follows from the rest of settings."""
-    kinds = {f.name: str(f.type) for f in fields(EnvoySettings)}  # "str", "int", ...
-    values: dict[str, Any] = {}
-    for key, value in settings.envoy.items():
-        name = key.replace("-", "_")
-        kind = kinds.get(name)
-        if kind is None:
-            raise ConfigError("settings", f"envoy.{key}", "one of " + ", ".join(sorted(kinds)),
-                              "an unknown field")
-        expected, python_type = _KINDS[kind]
-        if not isinstance(value, python_type) or (kind != "bool" and isinstance(value, bool)):
-            raise ConfigError("settings", f"envoy.{key}", expected, value)
-        values[name] = value
-    env = EnvoySettings(**values)
-    if env.mapping_flavor not in ("v1", "v3alpha1"):
-        raise ConfigError("settings", "envoy.mapping_flavor", "v1 or v3alpha1", env.mapping_flavor)
-    if env.authorization not in envoy_jwt.AUTHORIZATION_MODES:
-        raise ConfigError("settings", "envoy.authorization", "jwt or ext_authz",
-                          env.authorization)
-    if env.activity_poll_s <= 0:
-        raise ConfigError("settings", "envoy.activity_poll_s", "a positive number of seconds",
-                          env.activity_poll_s)
-    if env.idle_timeout_s <= 0:
-        raise ConfigError("settings", "envoy.idle_timeout_s", "a positive number of seconds",
-                          env.idle_timeout_s)
-    for name in ("listen_port", "admin_port", "hatchway_port"):
-        port = getattr(env, name)
-        if not (0 < port < 65536) and not (name == "hatchway_port" and port == 0):
-            raise ConfigError("settings", f"envoy.{name}", "a port number 1-65535", port)
+    """``settings.envoy`` (checked with the rest of the tree) with what follows from the rest
+    of settings filled in: the dynamic directory, and how Envoy reaches hatchway."""
+    env = settings.envoy
     return replace(
         env,
         dynamic_dir=env.dynamic_dir or str(Path(settings.state_dir).expanduser() / "envoy"),

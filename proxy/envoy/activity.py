@@ -2,7 +2,7 @@
 
 In jwt mode most requests never reach hatchway, so nothing on the request path can record
 activity. Envoy already counts, per cluster, the requests and the bytes each way; every user has
-a cluster of their own (``launcher.envoy_config.cluster_name``). Every ``interval_s`` this reads
+a cluster of their own (``proxy.envoy.config.cluster_name``). Every ``interval_s`` this reads
 those counters from Envoy's admin and touches each user whose counters moved: requests and
 WebSocket frames either way count, as in builtin mode, at no cost per request.
 """
@@ -16,10 +16,10 @@ import re
 
 import aiohttp
 
-from launcher.envoy_config import cluster_name
+from launcher.activity import ActivityTracker
+from launcher.routes import RouteTable
 
-from .activity import ActivityTracker
-from .routes import RouteTable
+from .config import cluster_name
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ With ``envoy.authorization: jwt`` (the default) the listener runs, in order:
 5. the router. A user's fast route matches only when the verified ``pur`` is ``access`` and
    the verified ``context.user.name`` equals the route's user.
 
-Activity for idle culling comes from Envoy's per-user cluster counters (``proxy.envoy_activity``),
+Activity for idle culling comes from Envoy's per-user cluster counters (``proxy.envoy.activity``),
 not from a per-request call.
 """
 

@@ -1,0 +1,89 @@
+"""The launcher's sections of hatchway's settings tree: ``local:``, ``kubernetes:`` and
+``paymodels:``. Each is a typed dataclass checked by :func:`launcher.settings_tree.build` (one
+validator, one error shape); the backends receive these objects, never dicts. The root of the
+tree (``proxy.settings.Settings``) holds them as typed sections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .settings_tree import non_negative, positive, setting
+
+
+@dataclass
+class LocalSettings:
+    """``local:``: workspaces as processes on this machine (the embedded default)."""
+
+    stop_grace_seconds: float = setting(5.0, "SIGTERM → SIGKILL wait when a workspace stops.",
+                                        check=positive())
+    ready_timeout_seconds: float = setting(120.0, "How long a starting workspace may take to "
+                                           "answer its readiness probe.", check=positive())
+    probe_interval_seconds: float = setting(0.2, "How often a starting workspace is probed.",
+                                            check=positive())
+    log_dir: str = setting("", "Workspaces' log files; empty: <state_dir>/logs.")
+    single_trust_domain: bool = setting(
+        False, "Not root, workspaces cannot be kept apart (one uid for all): serve a second "
+        "user only when the operator says every user may read every other's files and the "
+        "gateway's key.")
+    first_uid: int = setting(
+        1_000_000_000, "Root: user N's workspaces run as uid/gid first_uid+N, above every range "
+        "useradd and subuid hand out by default, so they match no account on the machine.",
+        check=positive())
+
+
+DEFAULT_NAMESPACE = "jupyter-pods"
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    """``kubernetes:``: workspaces as pods, Hatchery's way, routes fed by watches."""
+
+    kubeconfig: str = setting("", "Path to a kubeconfig; empty: in-cluster (service account) "
+                              "when running in a pod, else ~/.kube/config.")
+    context: str = setting("", "kubeconfig context; empty: its current-context.")
+    namespace: str = setting("", "User pods' namespace; empty: hatchery.json user-namespace, "
+                             f"else {DEFAULT_NAMESPACE}.")
+    route_to: Literal["service", "endpoints"] = setting(
+        "service", "service: route to <svc>.<ns>.svc.<cluster_domain>:80; endpoints: straight "
+        "to the ready pod address.")
+    cluster_domain: str = setting("cluster.local", "The cluster's DNS domain.")
+    request_timeout: float = setting(10.0, "Seconds for one API call.", check=positive())
+    connect_timeout: float = setting(3.0, "Seconds to open a connection to the API server.",
+                                     check=positive())
+    retries: int = setting(2, "Extra attempts for a call that could not reach the server.",
+                           check=non_negative())
+    retry_backoff: float = setting(0.2, "Seconds before the first retry; doubles each time.",
+                                   check=non_negative())
+    relist_seconds: float = setting(300.0, "Full re-list of every watch, even when nothing "
+                                    "went wrong.", check=positive())
+    watch_seconds: int = setting(240, "Server-side timeout of one watch request.",
+                                 check=positive())
+    watch_stall_seconds: float = setting(15.0, "A watch silent this long past watch_seconds "
+                                         "has stalled: cut it.", check=positive())
+    backoff_max: float = setting(30.0, "Longest wait between failed list/watch attempts.",
+                                 check=positive())
+    dropin_ambassador: bool = setting(False, "Also route Services carrying Hatchery's "
+                                      "getambassador.io/config annotation (Go Hatchery "
+                                      "unchanged).")
+    mapping_flavor: Literal["", "v1", "v3alpha1"] = setting(
+        "", "Ambassador annotation written on hatchway's Services; empty: envoy.mapping_flavor.")
+    grace_seconds: int = setting(20, "terminate: the pod's grace period (Hatchery's 20 s).",
+                                 check=non_negative())
+    user_volume_size: str = setting("", "PVC size when hatchery.json has no user-volume-size; "
+                                    "empty: 10Gi.")
+    gen3_endpoint: str = setting("", "GEN3_ENDPOINT given to workspace containers, as "
+                                 "Hatchery does.")
+    fail_unschedulable: bool = setting(True, "Progress fails fast when the scheduler says "
+                                       "Unschedulable and no autoscaler announced a scale-up.")
+
+
+@dataclass
+class PayModelSettings:
+    """``paymodels:``: where the pay-model table is reached; the table is named in
+    hatchery.json."""
+
+    region: str = setting("us-east-1", "AWS region (Hatchery's, fixed in its code).")
+    endpoint_url: str = setting("", "DynamoDB/STS endpoint override (a local emulator); "
+                                "empty: AWS's.")

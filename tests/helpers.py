@@ -1,0 +1,180 @@
+"""Helpers the tests share: one module, so no test module imports another.
+
+The Hatchery API driven as a portal drives it (``auth``, ``launch``, ``status_becomes``), the
+``hatchway`` command as an operator runs it (``serving``, ``run``, ``free_port``), and the
+Service a Go Hatchery creates (``hatchery_service``) for the Kubernetes tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+if TYPE_CHECKING:
+    from .conftest import GatewayUnderTest
+
+NAMESPACE = "jupyter-pods"  # the Kubernetes tests' user namespace (tests.k8s.conftest)
+
+# -- the Hatchery API, as the portal calls it -------------------------------------------------
+
+API = "/lw-workspace/"
+NEVER_READY = {"name": "Never ready", "command": ["sleep", "60"]}  # no port is ever opened
+CRASHES = {"name": "Crashes", "command": ["sh", "-c", "exit 3"]}
+
+
+def auth(gw: GatewayUnderTest, user: str = "alice") -> dict[str, str]:
+    return {"Authorization": f"Bearer {gw.token(user)}"}
+
+
+async def get_json(client: aiohttp.ClientSession, gw: GatewayUnderTest, path: str,
+                   user: str = "alice") -> Any:
+    async with client.get(gw.url(API + path), headers=auth(gw, user)) as resp:
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+
+async def option_id(client: aiohttp.ClientSession, gw: GatewayUnderTest, name: str) -> str:
+    options = await get_json(client, gw, "options")
+    return str(next(o["id"] for o in options if name in o["name"]))
+
+
+async def launch(client: aiohttp.ClientSession, gw: GatewayUnderTest, name: str = "Demo",
+                 user: str = "alice") -> None:
+    oid = await option_id(client, gw, name)
+    async with client.post(gw.url(f"{API}launch?id={oid}"), headers=auth(gw, user)) as resp:
+        assert (resp.status, await resp.text()) == (200, "Success")
+
+
+async def status_becomes(client: aiohttp.ClientSession, gw: GatewayUnderTest, wanted: str,
+                         within: float = 20.0, user: str = "alice") -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        body: dict[str, Any] = await get_json(client, gw, "status", user)
+        if body["status"] == wanted:
+            return body
+        assert loop.time() < deadline, f"status stayed {body['status']!r}, wanted {wanted!r}"
+        await asyncio.sleep(0.1)
+
+
+
+# -- the hatchway command, as an operator runs it ---------------------------------------------
+
+HATCHWAY = [str(Path(sys.executable).with_name("hatchway"))]
+if not Path(HATCHWAY[0]).exists():
+    HATCHWAY = [sys.executable, "-m", "proxy"]
+
+DEMO = {"name": "Demo", "command": [sys.executable, "-m", "launcher.demo", "--port", "{port}",
+                                   "--base-url", "{base_url}"],
+        "path-rewrite": "/lw-workspace/proxy/", "ready-probe": "/lw-workspace/proxy/api/status"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_env() -> dict[str, str]:
+    """The user's environment minus hatchway's own variables, so the command's defaults apply."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("HATCHWAY_")}
+
+
+def wait_for_banner_url(out: Path, proc: subprocess.Popen[bytes], within: float = 20) -> str:
+    """The URL ``hatchway serve`` tells a newcomer to open, once that URL answers."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"hatchway serve exited: {out.read_text()}"
+        found = re.search(r"Open (http://([^:/\s]+):(\d+)/\S*) in a browser", out.read_text())
+        if found:
+            try:
+                socket.create_connection((found[2], int(found[3])), timeout=1).close()
+                return found[1]
+            except OSError:
+                pass
+        time.sleep(0.1)
+    raise AssertionError(f"no URL to open in the banner: {out.read_text()!r}")
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HATCHWAY, *args], cwd=cwd, env=clean_env(), capture_output=True,
+                          text=True, timeout=20, check=False)
+
+
+@contextmanager
+def serving(tmp_path: Path, *args: str) -> Iterator[tuple[str, Path]]:
+    """``hatchway serve`` running; yields the URL its banner prints and its stderr file."""
+    out, err = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        proc = subprocess.Popen([*HATCHWAY, "serve", "--port", str(free_port()), *args],
+                                cwd=tmp_path, env=clean_env(), stdout=stdout, stderr=stderr)
+    try:
+        yield wait_for_banner_url(out, proc), err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+    assert code == 0, f"hatchway serve exited {code} on SIGTERM: {err.read_text()}"
+
+
+def get(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
+    """One plain GET with no redirects followed (urllib would follow them)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
+                     headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(), dict(resp.getheaders())
+    finally:
+        conn.close()
+
+
+
+# -- Kubernetes: what a Go Hatchery creates ---------------------------------------------------
+
+USER = "alice@example.org"
+ESC = "alice-40example-2eorg"
+SERVICE = f"h-{ESC}-s"
+# Hatchery's pods.go ambassadorYaml, filled in as it fills it (use-tls "false").
+HATCHERY_ANNOTATION = f"""---
+apiVersion: ambassador/v1
+kind:  Mapping
+name:  {ESC}-mapping
+prefix: /
+headers:
+  remote_user: {USER}
+service: {SERVICE}.{NAMESPACE}.svc.cluster.local:80
+bypass_auth: true
+timeout_ms: 300000
+use_websocket: true
+rewrite: /lw-workspace/proxy/
+tls: false
+"""
+
+
+def hatchery_service() -> dict[str, object]:
+    """The Service a Go Hatchery creates (createLocalK8sPod), byte for byte in its fields."""
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": SERVICE, "labels": {"app": f"hatchery-{ESC}"},
+                         "annotations": {"getambassador.io/config": HATCHERY_ANNOTATION}},
+            "spec": {"type": "ClusterIP", "selector": {"app": f"hatchery-{ESC}"},
+                     "ports": [{"name": f"hatchery-{ESC}", "protocol": "TCP", "port": 80,
+                                "targetPort": 8888}]}}

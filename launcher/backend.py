@@ -54,12 +54,15 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Stop background work. Local workspaces are terminated; pods are left running."""
 
-    async def launch(self, user: str, option: WorkspaceOption, token: str | None) -> None:
-        """Start ``user``'s workspace from ``option``. Raises WorkspaceExists if one is
+    async def launch(self, user: str, option: WorkspaceOption, token: str | None, *,
+                     pay_model_id: str | None = None) -> None:
+        """Start ``user``'s workspace from ``option`` (``pay_model_id``: the current pay
+        model's, Hatchery's ``bmh_workspace_id``). Raises WorkspaceExists if one is
         there, BackendUnavailable when the backend cannot be reached, BackendError otherwise."""
 
     async def status(self, user: str) -> WorkspaceStatus:
         ...
 
-    async def terminate(self, user: str) -> bool:
-        """Stop ``user``'s workspace; False when there was none."""
+    async def terminate(self, user: str, token: str | None = None) -> bool:
+        """Stop ``user``'s workspace; False when there was none. ``token`` (the user's, absent
+        when culled) revokes what was minted with it at launch."""

@@ -106,8 +106,17 @@ def build_app(settings: Settings) -> web.Application:
                                           endpoint_url=settings.paymodels.endpoint_url),
         trusted_nets=parse_networks(settings.trusted_proxies))
 
-    culler = IdleCuller(gateway.backend, routes, gateway.activity.last_ms,
-                        interval_seconds=settings.cull_interval_seconds)
+    # issue 11: on Kubernetes the replicas share activity (a Service annotation) and elect
+    # one culler (a Lease); the local backend has neither and culls alone.
+    attach = getattr(gateway.backend, "attach_activity", None)
+    if attach is not None:
+        attach(gateway.activity.last_ms)
+    backend = gateway.backend
+    last_activity = getattr(backend, "last_activity_ms", gateway.activity.last_ms)
+    culler = IdleCuller(backend, routes, last_activity,
+                        interval_seconds=settings.cull_interval_seconds,
+                        is_leader=lambda: bool(getattr(backend, "is_leader", True)),
+                        default_limit_ms=int(getattr(backend, "default_idle_ms", 0)))
     app = web.Application(handler_args={"max_field_size": 65536})
     app[GATEWAY] = gateway
     prefix = settings.prefix.rstrip("/")
@@ -148,6 +157,7 @@ def build_app(settings: Settings) -> web.Application:
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         http_holder.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)))
+        gateway.http = http_holder[0]
         # One pooled client for every upstream: no session per request, no cookie jar
         # (workspaces' cookies belong to the browser), bodies passed through undecoded.
         app[CLIENT] = aiohttp.ClientSession(

@@ -28,6 +28,15 @@ Every key is optional::
       gen3_endpoint: ""         # GEN3_ENDPOINT given to workspace containers, as Hatchery does
       fail_unschedulable: true  # progress fails fast when the scheduler says Unschedulable and
                                 #   no autoscaler has announced a scale-up
+      fence_url: ""             # Fence for per-launch API keys; "" = http://fence-service/, or
+                                #   https://$GEN3_ENDPOINT/user/ (Hatchery's getFenceURL)
+      api_keys: true            # mint API_KEY/API_KEY_ID for each workspace, as Hatchery does
+      default_idle_seconds: 3600  # idle limit for options without their own (hatchery-reaper)
+      activity_seconds: 30      # each replica publishes users' activity this often at most
+      lease_name: hatchway-culler   # the Lease that elects the one replica that culls
+      lease_seconds: 15         # a leader not renewing this long is replaced
+      lease_renew_seconds: 5
+      identity: ""              # holder name in the Lease; "" = hostname-pid
 
 A wrong key or value stops start-up with a ConfigError naming ``kubernetes.<key>``.
 """
@@ -67,6 +76,15 @@ class KubeSettings:
     user_volume_size: str = ""
     gen3_endpoint: str = ""
     fail_unschedulable: bool = True
+    # -- issue 11: API keys, shared activity, one culler (launcher/fence_keys.py, leader.py) --
+    fence_url: str = ""  # Fence for API keys; "" = Hatchery's rule (fence-service or GEN3_ENDPOINT)
+    api_keys: bool = True  # mint a Fence API key per launch (API_KEY/API_KEY_ID), as Hatchery
+    default_idle_seconds: int = 3600  # hatchery-reaper's global idle limit; 0 = options' only
+    activity_seconds: float = 30.0  # publish each user's activity at most this often (annotation)
+    lease_name: str = "hatchway-culler"  # coordination.k8s.io Lease electing the one culler
+    lease_seconds: float = 15.0  # a leader silent this long is replaced
+    lease_renew_seconds: float = 5.0  # how often the leader renews (and others try to take it)
+    identity: str = ""  # this replica's name in the Lease; "" = hostname (the pod name) + pid
 
 
 def _expect(key: str, value: Any, kind: type) -> Any:
@@ -103,6 +121,10 @@ def parse_kube_settings(raw: Mapping[str, Any], envoy: Mapping[str, Any] | None 
         if getattr(cfg, key) <= 0:
             raise ConfigError("settings", f"kubernetes.{key}", "a positive number",
                               getattr(cfg, key))
+    if not 0 < cfg.lease_renew_seconds < cfg.lease_seconds or cfg.activity_seconds <= 0:
+        raise ConfigError("settings", "kubernetes", "0 < lease_renew_seconds < lease_seconds "
+                          "and activity_seconds > 0", (cfg.lease_renew_seconds,
+                                                       cfg.lease_seconds, cfg.activity_seconds))
     if cfg.watch_seconds <= 0 or cfg.retries < 0 or cfg.grace_seconds < 0:
         raise ConfigError("settings", "kubernetes", "watch_seconds > 0, retries >= 0 and "
                           "grace_seconds >= 0", (cfg.watch_seconds, cfg.retries,

@@ -37,11 +37,12 @@ from kmock import Bus
 
 RESOURCES = (
     "v1/pods", "v1/services", "v1/events", "v1/persistentvolumeclaims",
-    "discovery.k8s.io/v1/endpointslices",
+    "discovery.k8s.io/v1/endpointslices", "coordination.k8s.io/v1/leases",
 )
 _MUTATIONS = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
 _KINDS = {"pods": "Pod", "services": "Service", "events": "Event",
-          "persistentvolumeclaims": "PersistentVolumeClaim", "endpointslices": "EndpointSlice"}
+          "persistentvolumeclaims": "PersistentVolumeClaim", "endpointslices": "EndpointSlice",
+          "leases": "Lease"}
 
 
 def _now() -> str:
@@ -203,6 +204,9 @@ class Emulator(kmock.KubernetesEmulator):
         if request.resource is None or request.action not in _MUTATIONS:
             return await super()._handle(request)
         async with self._write_lock:
+            stale = self._stale(request)
+            if stale is not None:
+                return stale
             self._rv += 1
             self._current_resource = request.resource
             if isinstance(request.data, dict) and request.action != kmock.action.DELETE:
@@ -218,6 +222,23 @@ class Emulator(kmock.KubernetesEmulator):
                 if graceful is not None:
                     return graceful
             return await super()._handle(request)
+
+    def _stale(self, request: kmock.Request) -> aiohttp.web.Response | None:
+        """A replace or patch carrying ``metadata.resourceVersion`` applies only to that
+        version (optimistic concurrency): otherwise 409 Conflict, as the API server answers."""
+        if request.action != kmock.action.UPDATE or not isinstance(request.data, dict):
+            return None
+        asked = str((request.data.get("metadata") or {}).get("resourceVersion") or "")
+        obj = self.objects.get((request.resource, request.namespace, request.name))
+        if not asked or obj is None or obj.deleted:
+            return None
+        current = str(obj.get("metadata", {}).get("resourceVersion") or "")
+        if asked == current:
+            return None
+        return aiohttp.web.json_response({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+            "code": 409, "message": f"the object has been modified ({asked} != {current})"},
+            status=409)
 
     async def _mark_deleting(self, request: kmock.Request) -> aiohttp.web.Response | None:
         """A Pod deleted with a grace period is only marked; its kubelet finishes the job."""

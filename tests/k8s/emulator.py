@@ -15,6 +15,9 @@ the real ``kubernetes_asyncio`` client is used unchanged:
 * ``timeoutSeconds`` ends a watch, and tests can drop every open watch at once
   (``drop_watches``), hold new ones back (``hold_watches``), end all of them while the server
   goes down (``close_watches``) and compact the history (``compact``) to force 410s;
+* a replace (PUT) is served as an update, and an update or patch that carries
+  ``metadata.resourceVersion`` is refused with 409 unless that version is current (the
+  compare-and-swap a Lease is built on; ``coordination.k8s.io/v1`` Leases are served);
 * deleting a Pod with a grace period only marks it (``deletionTimestamp``), as the API server
   does; the kubelet removes it for good with ``gracePeriodSeconds=0``.
 """
@@ -201,6 +204,12 @@ class Emulator(kmock.KubernetesEmulator):
             at = next(i for i in range(len(self._requests) - 1, -1, -1)
                       if self._requests[i] is request)
             request = self._requests[at] = attrs.evolve(request, action=kmock.action.WATCH)
+        if (request.resource is not None and request.name is not None
+                and request.method == "PUT" and request.action != kmock.action.UPDATE):
+            # a replace (PUT), which kmock does not know: an update of every field sent
+            at = next(i for i in range(len(self._requests) - 1, -1, -1)
+                      if self._requests[i] is request)
+            request = self._requests[at] = attrs.evolve(request, action=kmock.action.UPDATE)
         if request.resource is None or request.action not in _MUTATIONS:
             return await super()._handle(request)
         async with self._write_lock:
@@ -229,9 +238,10 @@ class Emulator(kmock.KubernetesEmulator):
         if request.action != kmock.action.UPDATE or not isinstance(request.data, dict):
             return None
         asked = str((request.data.get("metadata") or {}).get("resourceVersion") or "")
-        obj = self.objects.get((request.resource, request.namespace, request.name))
-        if not asked or obj is None or obj.deleted:
+        key = (request.resource, request.namespace, request.name)
+        if not asked or key not in self.objects or self.objects[key].deleted:
             return None
+        obj = self.objects[key]
         current = str(obj.get("metadata", {}).get("resourceVersion") or "")
         if asked == current:
             return None

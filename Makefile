@@ -15,6 +15,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
+# The Gen3 SDK in its own virtualenv, as a workspace would have it: its pins (jsonschema <= 4.23
+# through dictionaryutils) fight moto's and Jupyter's in one resolver for over 15 minutes.
+GEN3_SDK := $(VENV)/gen3-sdk/bin/python
+$(GEN3_SDK): | $(PY)
+	$(PY) -m venv $(VENV)/gen3-sdk
+	$(GEN3_SDK) -m pip install -q 'gen3>=4.25'
+
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
@@ -32,7 +39,7 @@ debs:
 	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: $(STAMP) debs
+test: $(STAMP) $(GEN3_SDK) debs
 	$(VENV)/bin/ruff check proxy launcher tests benchmarks
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q

@@ -6,9 +6,9 @@ lives into the route table (``launcher.routes.RouteTable``) and the relay reads 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .options import WorkspaceOption
 
@@ -66,12 +66,34 @@ class Backend(Protocol):
     async def close(self) -> None:
         """Stop background work. Local workspaces are terminated; pods are left running."""
 
-    async def launch(self, user: str, option: WorkspaceOption, token: str | None) -> None:
-        """Start ``user``'s workspace from ``option``. Raises WorkspaceExists if one is
+    async def launch(self, user: str, option: WorkspaceOption, token: str | None, *,
+                     pay_model_id: str | None = None) -> None:
+        """Start ``user``'s workspace from ``option`` (``pay_model_id``: the current pay
+        model's, Hatchery's ``bmh_workspace_id``). Raises WorkspaceExists if one is
         there, BackendUnavailable when the backend cannot be reached, BackendError otherwise."""
 
     async def status(self, user: str) -> WorkspaceStatus:
         ...
 
-    async def terminate(self, user: str) -> bool:
-        """Stop ``user``'s workspace; False when there was none."""
+    async def terminate(self, user: str, token: str | None = None) -> bool:
+        """Stop ``user``'s workspace; False when there was none. ``token`` (the user's, absent
+        when culled) revokes what was minted with it at launch."""
+
+
+@runtime_checkable
+class SharedActivity(Protocol):
+    """A backend whose replicas share users' activity and elect one culler (Kubernetes: a
+    Service annotation and a Lease). Backends without it cull alone from local activity."""
+
+    default_idle_ms: int  # idle limit for options without their own; 0: none
+
+    def attach_activity(self, local_ms: Callable[[str], int]) -> None:
+        """This replica's activity tracker, to publish for the others (before ``start``)."""
+
+    def last_activity_ms(self, user: str) -> int:
+        """The latest activity any replica has seen for ``user`` (epoch ms, 0: none)."""
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica is the one that culls."""
+

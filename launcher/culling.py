@@ -19,12 +19,16 @@ log = logging.getLogger("hatchway.culling")
 
 class IdleCuller:
     def __init__(self, backend: Backend, routes: RouteTable, last_activity_ms: Callable[[str], int],
-                 *, interval_seconds: float = 30.0) -> None:
+                 *, interval_seconds: float = 30.0, is_leader: Callable[[], bool] = lambda: True,
+                 default_limit_ms: int = 0) -> None:
+        # is_leader: only the replica holding the Lease culls (launcher/kubernetes/leader.py);
+        # default_limit_ms: hatchery-reaper's global limit for options without their own.
         self._backend = backend
         self._routes = routes
         self._last = last_activity_ms
         self._interval = interval_seconds
         self._task: asyncio.Task[None] | None = None
+        self._is_leader, self._default_limit = is_leader, default_limit_ms
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="idle culler")
@@ -37,6 +41,8 @@ class IdleCuller:
 
     async def sweep(self) -> list[str]:
         """Terminate every running workspace idle past its limit; returns whose."""
+        if not self._is_leader():
+            return []
         now_ms = int(time.time() * 1000)
         culled = []
         for user, route in self._routes.items():
@@ -47,13 +53,14 @@ class IdleCuller:
             except Exception as exc:  # one failing status must not stop the sweep
                 log.warning("culler could not read %s's status: %s", user, exc)
                 continue
-            limit = status.idle_time_limit
+            limit = status.idle_time_limit if status.idle_time_limit > 0 else self._default_limit
             last = self._last(user)
             if status.status != RUNNING or limit <= 0 or not last:
                 continue
             if now_ms - last > limit:
-                log.info("terminating %s's workspace: idle for %d s (limit %d s)", user,
-                         (now_ms - last) // 1000, limit // 1000)
+                log.info("culling %s's workspace: idle for %d s, past its limit of %d s (%s); "
+                         "its volume is kept", user, (now_ms - last) // 1000, limit // 1000,
+                         "the option's" if status.idle_time_limit > 0 else "the default")
                 await self._backend.terminate(user)
                 culled.append(user)
         return culled

@@ -168,7 +168,8 @@ class LocalBackend:
             await self._http.close()
             self._http = None
 
-    async def launch(self, user: str, option: WorkspaceOption, token: str | None) -> None:
+    async def launch(self, user: str, option: WorkspaceOption, token: str | None, *,
+                     pay_model_id: str | None = None) -> None:  # no pay model here: unused
         # ``token`` is the user's credential: it is deliberately never given to the workspace.
         current = self._workspaces.get(user)
         if user in self._spawning or (current is not None and not current.exited):
@@ -220,7 +221,7 @@ class LocalBackend:
             }]
         return status
 
-    async def terminate(self, user: str) -> bool:
+    async def terminate(self, user: str, token: str | None = None) -> bool:
         ws = self._workspaces.get(user)
         if ws is None:
             return False

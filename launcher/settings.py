@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from .errors import ConfigError
 from .settings_tree import non_negative, positive, setting
 
 
@@ -77,6 +78,30 @@ class KubeSettings:
                                  "Hatchery does.")
     fail_unschedulable: bool = setting(True, "Progress fails fast when the scheduler says "
                                        "Unschedulable and no autoscaler announced a scale-up.")
+    fence_url: str = setting("", "Fence for the per-launch API keys; empty: Hatchery's rule "
+                             "(http://fence-service/, or https://$GEN3_ENDPOINT/user/).")
+    api_keys: bool = setting(True, "Mint a Fence API key per launch (API_KEY/API_KEY_ID in the "
+                             "workspace and sidecar), as Hatchery does; the gen3 sidecar needs it.")
+    default_idle_seconds: int = setting(
+        3600, "Idle limit for options without their own (hatchery-reaper's global default); "
+        "0: only options' shutdown_no_activity_timeout.", check=non_negative())
+    activity_seconds: float = setting(
+        30.0, "Each replica publishes users' activity (a Service annotation) at most this "
+        "often: a restart loses at most this much.", check=positive())
+    lease_name: str = setting("hatchway-culler", "The coordination.k8s.io Lease that elects "
+                              "the one replica that culls.")
+    lease_seconds: float = setting(15.0, "A leader that has not renewed this long is replaced.",
+                                   check=positive())
+    lease_renew_seconds: float = setting(5.0, "How often the leader renews (and the others "
+                                         "try to take over); below lease_seconds.",
+                                         check=positive())
+    identity: str = setting("", "This replica's name in the Lease; empty: hostname-pid.")
+
+    def __post_init__(self) -> None:
+        if self.lease_renew_seconds >= self.lease_seconds:
+            raise ConfigError("settings", "kubernetes.lease_renew_seconds",
+                              f"less than lease_seconds ({self.lease_seconds:g})",
+                              self.lease_renew_seconds)
 
 
 @dataclass

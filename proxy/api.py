@@ -28,6 +28,7 @@ from launcher.paymodels import ABOVE_LIMIT, ACTIVE, PayModelError
 from . import __version__, paymodels_api, responses
 from .authz import AuthzUnavailable, may_launch_option
 from .gateway import GATEWAY, Gateway
+from .last_activity import last_activity_ms
 from .paymodels_api import reset_pay_model_when_gone
 from .session_check import authenticate
 from .sessions import Identity
@@ -109,6 +110,17 @@ async def _pay_model_refusal(request: web.Request, gateway: Gateway,
     return None
 
 
+async def _pay_model_id(gateway: Gateway, user: str) -> str | None:
+    """The current pay model's id, Hatchery's ``bmh_workspace_id`` (None: a fresh UUID)."""
+    if gateway.paymodels is None:
+        return None
+    try:
+        current = await gateway.paymodels.current_pay_model(user)
+    except PayModelError:
+        return None
+    return current.id if current is not None else None
+
+
 async def launch(request: web.Request) -> web.StreamResponse:
     if request.method != "POST":
         return responses.hatchery_text(405, "Method Not Allowed")
@@ -127,7 +139,8 @@ async def launch(request: web.Request) -> web.StreamResponse:
     if refusal is not None:
         return refusal
     try:
-        await gateway.backend.launch(who.user, option, who.token)
+        await gateway.backend.launch(who.user, option, who.token,
+                                     pay_model_id=await _pay_model_id(gateway, who.user))
     except NameTaken as exc:  # another user's name escapes like this one: never theirs
         return responses.error(request, 409, str(exc))
     except NotIsolated as exc:
@@ -168,7 +181,7 @@ async def status(request: web.Request) -> web.StreamResponse:
     envoy = gateway.envoy
     if st.status == RUNNING and envoy is not None and not envoy.applied(who.user):
         st.status = LAUNCHING  # Running means reachable: Envoy has not loaded the route yet
-    return web.json_response(st.to_json(gateway.activity.last_ms(who.user)))
+    return web.json_response(st.to_json(await last_activity_ms(gateway, who.user, st)))
 
 
 async def terminate(request: web.Request) -> web.StreamResponse:
@@ -178,7 +191,7 @@ async def terminate(request: web.Request) -> web.StreamResponse:
     if isinstance(who, web.StreamResponse):
         return who
     try:
-        existed = await gateway.backend.terminate(who.user)
+        existed = await gateway.backend.terminate(who.user, who.token)  # revokes its API key
     except BackendUnavailable:
         raise  # 503 with Retry-After (proxy.failures)
     except BackendError as exc:

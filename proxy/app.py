@@ -4,6 +4,7 @@ table and the HTTP surface together. ``build_app(settings)`` is all a server or 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -11,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from launcher.activity import ActivityTracker
-from launcher.backend import Backend
+from launcher.backend import Backend, SharedActivity
 from launcher.culling import IdleCuller
 from launcher.errors import ConfigError
 from launcher.options import HatcheryConfig
@@ -107,8 +108,20 @@ def build_app(settings: Settings) -> web.Application:
                                           endpoint_url=settings.paymodels.endpoint_url),
         trusted_nets=parse_networks(settings.trusted_proxies))
 
-    culler = IdleCuller(gateway.backend, routes, gateway.activity.last_ms,
-                        interval_seconds=settings.cull_interval_seconds)
+    # On Kubernetes the replicas share activity (a Service annotation) and elect one culler
+    # (a Lease); the local backend has neither and culls alone.
+    backend = gateway.backend
+    last_activity = gateway.activity.last_ms
+    is_leader: Callable[[], bool] = lambda: True  # noqa: E731
+    default_limit_ms = 0
+    if isinstance(backend, SharedActivity):
+        backend.attach_activity(gateway.activity.last_ms)
+        last_activity = backend.last_activity_ms
+        is_leader = lambda: backend.is_leader  # noqa: E731
+        default_limit_ms = backend.default_idle_ms
+    culler = IdleCuller(backend, routes, last_activity,
+                        interval_seconds=settings.cull_interval_seconds,
+                        is_leader=is_leader, default_limit_ms=default_limit_ms)
     app = web.Application(handler_args={"max_field_size": 65536},
                           middlewares=[map_failures])
     app[GATEWAY] = gateway
@@ -150,6 +163,7 @@ def build_app(settings: Settings) -> web.Application:
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         http_holder.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)))
+        gateway.http = http_holder[0]
         # One pooled client for every upstream: no session per request, no cookie jar
         # (workspaces' cookies belong to the browser), bodies passed through undecoded.
         app[CLIENT] = aiohttp.ClientSession(

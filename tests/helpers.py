@@ -178,3 +178,10 @@ def hatchery_service() -> dict[str, object]:
             "spec": {"type": "ClusterIP", "selector": {"app": f"hatchery-{ESC}"},
                      "ports": [{"name": f"hatchery-{ESC}", "protocol": "TCP", "port": 80,
                                 "targetPort": 8888}]}}
+
+
+def env_of(pod: dict[str, Any], container: str) -> dict[str, str]:
+    """A container's environment in a pod object, as a mapping."""
+    (c,) = [c for c in pod["spec"]["containers"] if c["name"] == container]
+    return {e["name"]: e.get("value", "") for e in c.get("env") or []}
+

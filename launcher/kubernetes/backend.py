@@ -17,21 +17,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
+
+import aiohttp
 
 from launcher.backend import WorkspaceStatus
 from launcher.errors import BackendError, BackendUnavailable, NameTaken, WorkspaceExists
+from launcher.fence_keys import ApiKey, FenceKeys, fence_url, key_id_of
 from launcher.names import claim_name, pod_name, service_name
 from launcher.options import HatcheryConfig, WorkspaceOption
 
 from . import specs
+from .activity_sync import ActivitySync
 from .client import ApiError, Conflict, Gone, KubeClient
 from .config import DEFAULT_NAMESPACE, KubeSettings
+from .leader import LeaderElector, default_identity
 from .progress import ProgressTracker, message
 from .routing import Router
 from .status import workspace_status
 from .watching import DOWN, OK, STALE, Reflector
+from .workspace_env import launch_env, workspace_id
 
 if TYPE_CHECKING:
     from launcher.routes import RouteTable
@@ -62,6 +69,36 @@ class KubernetesBackend:
         self.services: Reflector | None = None
         self.slices: Reflector | None = None
         self.router: Router | None = None
+        # -- issue 11: Fence API keys, shared activity, one culler -------------------------
+        self.gen3_endpoint = self.cfg.gen3_endpoint or os.environ.get("GEN3_ENDPOINT", "")
+        self.fence = FenceKeys(fence_url(configured=self.cfg.fence_url, environ=os.environ,
+                                         use_internal=hatchery.use_internal_services_url),
+                               self._fence_http, timeout_seconds=self.cfg.request_timeout)
+        self._http: aiohttp.ClientSession | None = None
+        self._local_activity: Callable[[str], int] | None = None
+        self.activity: ActivitySync | None = None
+        self.elector: LeaderElector | None = None
+        self.default_idle_ms = self.cfg.default_idle_seconds * 1000
+
+    def _fence_http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        return self._http
+
+    def attach_activity(self, local_ms: Callable[[str], int]) -> None:
+        """This replica's activity tracker, to publish for the others (before ``start``)."""
+        self._local_activity = local_ms
+
+    def last_activity_ms(self, user: str) -> int:
+        """The later of this replica's and every replica's published activity."""
+        if self.activity is not None:
+            return self.activity.last_ms(user)
+        return self._local_activity(user) if self._local_activity else 0
+
+    @property
+    def is_leader(self) -> bool:
+        """Whether this replica culls: it holds the Lease."""
+        return self.elector is not None and self.elector.is_leader
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -79,12 +116,27 @@ class KubernetesBackend:
                              dropin=self.cfg.dropin_ambassador)
         self.services.start()
         self.slices.start()
+        if self._local_activity is not None:
+            self.activity = ActivitySync(self._client, self.services, self._local_activity,
+                                         interval_seconds=self.cfg.activity_seconds)
+            self.activity.start()
+        self.elector = LeaderElector(self._client, name=self.cfg.lease_name,
+                                     identity=self.cfg.identity or default_identity(),
+                                     lease_seconds=self.cfg.lease_seconds,
+                                     renew_seconds=self.cfg.lease_renew_seconds)
+        self.elector.start()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.cfg.request_timeout):
                 await asyncio.gather(self.services.synced.wait(), self.slices.synced.wait())
 
     async def close(self) -> None:
         """Stop watching. Pods keep running: they are the cluster's, not this process's."""
+        for part in (self.activity, self.elector):  # publish the last activity, release
+            if part is not None:
+                await part.stop()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         for reflector in (self.services, self.slices):
             if reflector is not None:
                 await reflector.stop()
@@ -106,9 +158,21 @@ class KubernetesBackend:
         pod = await self.client.get("pods", pod_name(user))
         return pod if specs.owned_by(pod, user) else None
 
-    async def launch(self, user: str, option: WorkspaceOption, token: str | None) -> None:
-        pod = specs.pod_spec(user, option, self.hatchery, self.namespace,
-                             self.cfg.gen3_endpoint)
+    async def launch(self, user: str, option: WorkspaceOption, token: str | None, *,
+                     pay_model_id: str | None = None) -> None:
+        key = await self.fence.mint(token) if self.cfg.api_keys else None  # KeyMintError: 500
+        try:
+            await self._launch(user, option, key, pay_model_id)
+        except BaseException:
+            if key is not None:  # no workspace holds it: revoke it now, while we have the token
+                await self.fence.revoke(token, key.key_id)
+            raise
+
+    async def _launch(self, user: str, option: WorkspaceOption, key: ApiKey | None,
+                      pay_model_id: str | None) -> None:
+        pod = specs.pod_spec(user, option, self.hatchery, self.namespace, self.gen3_endpoint,
+                             extra_env=launch_env(option, key),
+                             workspace_id=workspace_id(pay_model_id))
         taken = NameTaken(f"the workspace name {pod_name(user)!r} belongs to another user: "
                           "user names that differ only in escaped characters cannot both "
                           "have a workspace here")
@@ -152,7 +216,9 @@ class KubernetesBackend:
             raise BackendError(f"reading {user}'s workspace failed: {exc}") from None
         return workspace_status(pod, self.cfg.fail_unschedulable)
 
-    async def terminate(self, user: str) -> bool:
+    async def terminate(self, user: str, token: str | None = None) -> bool:
+        """Delete the pod and Service, then revoke the pod's API key (``API_KEY_ID``, also a Go
+        Hatchery's) with ``token``; without one (a cull) the key is logged as left to expire."""
         # Another user's pod or Service under the same name is left alone (and is reported
         # as nothing to terminate).
         known = self.services.cache.get(service_name(user)) if self.services else None
@@ -166,6 +232,9 @@ class KubernetesBackend:
                 "services", service_name(user), self.cfg.grace_seconds)
         except ApiError as exc:
             raise BackendError(f"terminating {user}'s workspace failed: {exc}") from None
+        key_id = key_id_of(found)
+        if pod and key_id:
+            await self.fence.revoke(token, key_id)
         return bool(pod or svc)
 
     # -- what Hatchery lacks -----------------------------------------------------------

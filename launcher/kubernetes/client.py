@@ -30,10 +30,11 @@ from .config import KubeSettings
 # grants exactly these (tests/k8s checks), and the client refuses any other call.
 PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("", "pods"): ("get", "list", "watch", "create", "delete"),
-    ("", "services"): ("list", "watch", "create", "delete"),
+    ("", "services"): ("list", "watch", "create", "delete", "patch"),  # patch: activity
     ("", "persistentvolumeclaims"): ("get", "create"),
     ("", "events"): ("list", "watch"),
     ("discovery.k8s.io", "endpointslices"): ("list", "watch"),
+    ("coordination.k8s.io", "leases"): ("get", "create", "update"),  # the culler's election
 }
 _API: dict[str, tuple[str, str, str]] = {  # kind → (group, client class, method suffix)
     "pods": ("", "core", "pod"),
@@ -41,9 +42,10 @@ _API: dict[str, tuple[str, str, str]] = {  # kind → (group, client class, meth
     "persistentvolumeclaims": ("", "core", "persistent_volume_claim"),
     "events": ("", "core", "event"),
     "endpointslices": ("discovery.k8s.io", "discovery", "endpoint_slice"),
+    "leases": ("coordination.k8s.io", "coordination", "lease"),
 }
 _METHOD = {"get": "read", "list": "list", "watch": "list", "create": "create",
-           "delete": "delete"}
+           "delete": "delete", "patch": "patch", "update": "replace"}
 
 
 class ApiError(BackendError):
@@ -95,7 +97,8 @@ class KubeClient:
 
     def __init__(self, api: k8s.ApiClient, namespace: str, cfg: KubeSettings) -> None:
         self.api, self.namespace, self.cfg = api, namespace, cfg
-        self._apis = {"core": k8s.CoreV1Api(api), "discovery": k8s.DiscoveryV1Api(api)}
+        self._apis = {"core": k8s.CoreV1Api(api), "discovery": k8s.DiscoveryV1Api(api),
+                      "coordination": k8s.CoordinationV1Api(api)}
         self._timeout = aiohttp.ClientTimeout(total=cfg.request_timeout,
                                               connect=cfg.connect_timeout,
                                               sock_connect=cfg.connect_timeout)
@@ -169,6 +172,16 @@ class KubeClient:
         except NotFound:
             return False
         return True
+
+    async def patch(self, kind: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch (RFC 7386): only the keys given change."""
+        return await self._call(kind, "patch", name=name, body=body,
+                                _content_type="application/merge-patch+json")
+
+    async def update(self, kind: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace ``name``; the API server answers 409 (Conflict) when ``body``'s
+        resourceVersion is no longer current: the compare-and-swap a Lease relies on."""
+        return await self._call(kind, "update", name=name, body=body, idempotent=False)
 
     async def list(self, kind: str, *, label_selector: str = "",
                    field_selector: str = "") -> dict[str, Any]:

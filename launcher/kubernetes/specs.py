@@ -6,7 +6,9 @@ three deliberate differences, each because Hatchery's output would be rejected o
 by the API server: volumes without a source are written as the ``emptyDir: {}`` the server
 stores for them; a sidecar is added only when hatchery.json configures one (an image), and its
 ``preStop`` hook only when it has a command; a missing cpu or memory limit is left out instead
-of failing the launch. Hatchery's per-user Fence API key (``API_KEY``) is not minted.
+of failing the launch. The launch's own variables (``WORKSPACE_FLAVOR``, the Fence API key:
+launcher/kubernetes/workspace_env.py) go to both containers after the configured ones and
+before ``GEN3_ENDPOINT``, in Hatchery's order; ``bmh_workspace_id`` is the pay model's id.
 
 hatchway's additions, so every replica can find and route its objects from the API alone:
 labels ``app.kubernetes.io/managed-by: hatchway`` and ``hatchway.gen3.org/user``; Service
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from launcher.names import app_label, claim_name, escape, pod_name, service_name
@@ -35,6 +37,7 @@ REWRITE_ANNOTATION = "hatchway.gen3.org/rewrite"
 TLS_ANNOTATION = "hatchway.gen3.org/tls"
 OPTION_ANNOTATION = "hatchway.gen3.org/option"
 GEN3_USER_ANNOTATION = "gen3username"  # Hatchery's record of the user on pods and PVCs
+WORKSPACE_ID_ANNOTATION = "bmh_workspace_id"  # the pay model's id (or a fresh UUID)
 USER_ID_LABEL = "hatchway.gen3.org/user-id"  # a digest of the real name: one-to-one
 AMBASSADOR_ANNOTATION = "getambassador.io/config"
 HATCHERY_CONTAINER = "hatchery-container"
@@ -87,8 +90,10 @@ def _labels(user: str) -> dict[str, str]:
             USER_ID_LABEL: user_id(user)}
 
 
-def _env(values: Mapping[str, Any], gen3_endpoint: str) -> list[dict[str, str]]:
+def _env(values: Mapping[str, Any], gen3_endpoint: str,
+         extra: Sequence[Mapping[str, str]] = ()) -> list[dict[str, str]]:
     env = [{"name": str(k), "value": str(v)} for k, v in sorted(values.items())]
+    env.extend(dict(var) for var in extra)  # the launch's own: WORKSPACE_FLAVOR, API_KEY...
     env.append({"name": "GEN3_ENDPOINT", "value": gen3_endpoint})
     return [{k: v for k, v in var.items() if v != ""} for var in env]  # Go's omitempty
 
@@ -125,8 +130,8 @@ def _gpu(option: WorkspaceOption) -> tuple[dict[str, Any], dict[str, str], list[
     return {"nvidia.com/gpu": "1"}, {"role": "gpu"}, [dict(t) for t in _GPU_TOLERATIONS]
 
 
-def _sidecar(hatchery: HatcheryConfig, shared_memory: bool,
-             gen3_endpoint: str) -> dict[str, Any] | None:
+def _sidecar(hatchery: HatcheryConfig, shared_memory: bool, gen3_endpoint: str,
+             extra_env: Sequence[Mapping[str, str]] = ()) -> dict[str, Any] | None:
     side = hatchery.raw.get("sidecar") or {}
     if not side.get("image"):
         return None
@@ -140,7 +145,7 @@ def _sidecar(hatchery: HatcheryConfig, shared_memory: bool,
         "image": side["image"],
         "command": list(side.get("command") or []),
         "args": list(side.get("args") or []),
-        "env": _env(side.get("env") or {}, gen3_endpoint),
+        "env": _env(side.get("env") or {}, gen3_endpoint, extra_env),
         "resources": _resources(str(side.get("cpu-limit") or ""),
                                 str(side.get("memory-limit") or "")),
         "volumeMounts": mounts,
@@ -150,8 +155,8 @@ def _sidecar(hatchery: HatcheryConfig, shared_memory: bool,
     })
 
 
-def _workspace(option: WorkspaceOption, gen3_endpoint: str,
-               gpu_limits: Mapping[str, Any]) -> dict[str, Any]:
+def _workspace(option: WorkspaceOption, gen3_endpoint: str, gpu_limits: Mapping[str, Any],
+               extra_env: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
     raw = option.raw
     mounts = [{"mountPath": "/data", "name": "shared-data", "mountPropagation": "HostToContainer"},
               {"mountPath": str(raw.get("gen3-volume-location") or "/.gen3"), "name": "gen3"}]
@@ -171,7 +176,7 @@ def _workspace(option: WorkspaceOption, gen3_endpoint: str,
         "image": str(raw["image"]),
         "command": option.command,
         "args": option.args,
-        "env": _env(option.env, gen3_endpoint),
+        "env": _env(option.env, gen3_endpoint, extra_env),
         "resources": _resources(str(raw.get("cpu-limit") or ""), option.memory_limit,
                                 gpu_limits),
         "volumeMounts": mounts,
@@ -183,7 +188,8 @@ def _workspace(option: WorkspaceOption, gen3_endpoint: str,
 
 
 def pod_spec(user: str, option: WorkspaceOption, hatchery: HatcheryConfig, namespace: str,
-             gen3_endpoint: str = "") -> dict[str, Any]:
+             gen3_endpoint: str = "", *, extra_env: Sequence[Mapping[str, str]] = (),
+             workspace_id: str = "") -> dict[str, Any]:
     raw = option.raw
     shared_memory = str(raw.get("use-shared-memory") or "") == "true"
     gpu_limits, gpu_selector, gpu_tolerations = _gpu(option)
@@ -199,9 +205,9 @@ def pod_spec(user: str, option: WorkspaceOption, hatchery: HatcheryConfig, names
     if raw.get("user-volume-location"):
         volumes.append({"name": "user-data",
                         "persistentVolumeClaim": {"claimName": claim_name(user)}})
-    containers = [c for c in (_sidecar(hatchery, shared_memory, gen3_endpoint),) if c]
+    containers = [c for c in (_sidecar(hatchery, shared_memory, gen3_endpoint, extra_env),) if c]
     if raw.get("image"):
-        containers.append(_workspace(option, gen3_endpoint, gpu_limits))
+        containers.append(_workspace(option, gen3_endpoint, gpu_limits, extra_env))
     containers.extend(dict(friend) for friend in raw.get("friends") or [])
     spec: dict[str, Any] = {
         "volumes": volumes,
@@ -230,7 +236,8 @@ def pod_spec(user: str, option: WorkspaceOption, hatchery: HatcheryConfig, names
             "namespace": namespace,
             "labels": _labels(user),
             "annotations": {GEN3_USER_ANNOTATION: user, USER_ANNOTATION: user,
-                            OPTION_ANNOTATION: option.id},
+                            OPTION_ANNOTATION: option.id,
+                            **({WORKSPACE_ID_ANNOTATION: workspace_id} if workspace_id else {})},
         },
         "spec": spec,
     }

@@ -120,6 +120,7 @@ def kube_settings(kubeconfig: str, tmp_path: Path) -> Callable[..., Settings]:
     def make(**kubernetes: Any) -> Settings:
         k8s = {"kubeconfig": kubeconfig, "request_timeout": 2, "connect_timeout": 0.5,
                "retries": 1, "retry_backoff": 0.05, "backoff_max": 0.2, "watch_seconds": 30,
+               "api_keys": False,  # no Fence here; tests/k8s/test_fence_keys.py runs one
                **kubernetes}
         return load_settings([], environ={}, overrides={
             "backend": "kubernetes", "state_dir": str(tmp_path / "state"), "kubernetes": k8s})

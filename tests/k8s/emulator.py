@@ -15,6 +15,9 @@ the real ``kubernetes_asyncio`` client is used unchanged:
 * ``timeoutSeconds`` ends a watch, and tests can drop every open watch at once
   (``drop_watches``), hold new ones back (``hold_watches``), end all of them while the server
   goes down (``close_watches``) and compact the history (``compact``) to force 410s;
+* a replace (PUT) is served as an update, and an update or patch that carries
+  ``metadata.resourceVersion`` is refused with 409 unless that version is current (the
+  compare-and-swap a Lease is built on; ``coordination.k8s.io/v1`` Leases are served);
 * deleting a Pod with a grace period only marks it (``deletionTimestamp``), as the API server
   does; the kubelet removes it for good with ``gracePeriodSeconds=0``.
 """
@@ -37,11 +40,12 @@ from kmock import Bus
 
 RESOURCES = (
     "v1/pods", "v1/services", "v1/events", "v1/persistentvolumeclaims",
-    "discovery.k8s.io/v1/endpointslices",
+    "discovery.k8s.io/v1/endpointslices", "coordination.k8s.io/v1/leases",
 )
 _MUTATIONS = (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE)
 _KINDS = {"pods": "Pod", "services": "Service", "events": "Event",
-          "persistentvolumeclaims": "PersistentVolumeClaim", "endpointslices": "EndpointSlice"}
+          "persistentvolumeclaims": "PersistentVolumeClaim", "endpointslices": "EndpointSlice",
+          "leases": "Lease"}
 
 
 def _now() -> str:
@@ -200,9 +204,18 @@ class Emulator(kmock.KubernetesEmulator):
             at = next(i for i in range(len(self._requests) - 1, -1, -1)
                       if self._requests[i] is request)
             request = self._requests[at] = attrs.evolve(request, action=kmock.action.WATCH)
+        if (request.resource is not None and request.name is not None
+                and request.method == "PUT" and request.action != kmock.action.UPDATE):
+            # a replace (PUT), which kmock does not know: an update of every field sent
+            at = next(i for i in range(len(self._requests) - 1, -1, -1)
+                      if self._requests[i] is request)
+            request = self._requests[at] = attrs.evolve(request, action=kmock.action.UPDATE)
         if request.resource is None or request.action not in _MUTATIONS:
             return await super()._handle(request)
         async with self._write_lock:
+            stale = self._stale(request)
+            if stale is not None:
+                return stale
             self._rv += 1
             self._current_resource = request.resource
             if isinstance(request.data, dict) and request.action != kmock.action.DELETE:
@@ -218,6 +231,24 @@ class Emulator(kmock.KubernetesEmulator):
                 if graceful is not None:
                     return graceful
             return await super()._handle(request)
+
+    def _stale(self, request: kmock.Request) -> aiohttp.web.Response | None:
+        """A replace or patch carrying ``metadata.resourceVersion`` applies only to that
+        version (optimistic concurrency): otherwise 409 Conflict, as the API server answers."""
+        if request.action != kmock.action.UPDATE or not isinstance(request.data, dict):
+            return None
+        asked = str((request.data.get("metadata") or {}).get("resourceVersion") or "")
+        key = (request.resource, request.namespace, request.name)
+        if not asked or key not in self.objects or self.objects[key].deleted:
+            return None
+        obj = self.objects[key]
+        current = str(obj.get("metadata", {}).get("resourceVersion") or "")
+        if asked == current:
+            return None
+        return aiohttp.web.json_response({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+            "code": 409, "message": f"the object has been modified ({asked} != {current})"},
+            status=409)
 
     async def _mark_deleting(self, request: kmock.Request) -> aiohttp.web.Response | None:
         """A Pod deleted with a grace period is only marked; its kubelet finishes the job."""

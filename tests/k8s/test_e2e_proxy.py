@@ -72,7 +72,7 @@ async def test_launch_use_and_terminate_through_the_gateway(
     hatchery.write_text(json.dumps(HATCHERY_DOC))
     settings = load_settings([str(hatchery)], environ={}, overrides={
         "state_dir": str(tmp_path / "state"), "backend": "kubernetes",
-        "kubernetes": {"kubeconfig": kubeconfig, "route_to": "endpoints",
+        "kubernetes": {"kubeconfig": kubeconfig, "api_keys": False, "route_to": "endpoints",
                        "request_timeout": 2, "retries": 1, "retry_backoff": 0.05}})
 
     async def replica() -> GatewayUnderTest:
@@ -121,7 +121,8 @@ async def test_launch_answers_503_and_status_not_found_while_the_api_server_is_g
     hatchery.write_text(json.dumps(HATCHERY_DOC))
     settings = load_settings([str(hatchery)], environ={}, overrides={
         "state_dir": str(tmp_path / "state"), "backend": "kubernetes",
-        "kubernetes": {"kubeconfig": kubeconfig, "request_timeout": 1, "retries": 1,
+        "kubernetes": {"kubeconfig": kubeconfig, "api_keys": False, "request_timeout": 1,
+                       "retries": 1,
                        "retry_backoff": 0.05}})
     app = build_app(settings)
     gw = GatewayUnderTest(await aiohttp_server(app, host="127.0.0.1"), app[GATEWAY],

@@ -1,0 +1,117 @@
+"""Fence API keys per workspace, as Hatchery mints and revokes them (helpers.go, pods.go),
+against a Fence contract server on loopback and the emulated API server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from launcher.errors import BackendError
+from launcher.fence_keys import INTERNAL_FENCE, fence_url
+from launcher.names import pod_name
+from launcher.options import HatcheryConfig
+from tests.fence_contract import FenceContract
+from tests.helpers import env_of
+
+from .conftest import NAMESPACE, ApiServer, BackendFactory, api_write
+
+USER = "alice@example.org"
+
+
+@pytest.fixture
+async def fence() -> AsyncIterator[FenceContract]:
+    server = FenceContract()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def keyed_backend(make_backend: BackendFactory, fence: FenceContract) -> Any:
+    return await make_backend(api_keys=True, fence_url=fence.url + "/user/")
+
+
+def test_fence_url_follows_hatcherys_rule() -> None:
+    assert fence_url(configured="", environ={}, use_internal=False) == INTERNAL_FENCE
+    assert fence_url(configured="", environ={"GEN3_ENDPOINT": "c.org"},
+                     use_internal=False) == "https://c.org/user/"
+    assert fence_url(configured="", environ={"GEN3_ENDPOINT": "c.org"},
+                     use_internal=True) == INTERNAL_FENCE
+    assert fence_url(configured="http://f/user", environ={}, use_internal=False) == \
+        "http://f/user/"
+
+
+async def test_launch_mints_a_key_for_the_workspace_and_the_sidecar(
+        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        fence: FenceContract) -> None:
+    backend = await keyed_backend(make_backend, fence)
+    await backend.launch(USER, hatchery.options[0], fence.user_token(USER))
+    (minted,) = fence.minted
+    assert minted["user"] == USER and minted["scope"] == ["data", "user"]
+    pod = api.emulator.items("pods", NAMESPACE)[0]
+    for container in ("hatchery-container", "fuse-container"):
+        env = env_of(pod, container)
+        assert env["API_KEY_ID"] == minted["key_id"] and env["API_KEY"]
+        assert list(env)[-1] == "GEN3_ENDPOINT" or "GEN3_ENDPOINT" not in env
+
+
+async def test_terminate_revokes_the_pods_key_with_the_users_token(
+        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        fence: FenceContract) -> None:
+    backend = await keyed_backend(make_backend, fence)
+    token = fence.user_token(USER)
+    await backend.launch(USER, hatchery.options[0], token)
+    assert await backend.terminate(USER, token) is True
+    assert fence.revoked == {fence.minted[0]["key_id"]}
+
+
+async def test_terminate_revokes_a_key_a_go_hatchery_minted(
+        api: ApiServer, make_backend: BackendFactory, fence: FenceContract) -> None:
+    backend = await keyed_backend(make_backend, fence)
+    fence.minted.append({"key_id": "go-hatchery-key", "user": USER, "scope": ["data", "user"]})
+    await api_write(api, "POST", "pods", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod_name(USER), "annotations": {"gen3username": USER}},
+        "spec": {"containers": [{"name": "hatchery-container", "image": "x",
+                                 "env": [{"name": "API_KEY_ID", "value": "go-hatchery-key"}]}]}})
+    assert await backend.terminate(USER, fence.user_token(USER)) is True
+    assert fence.revoked == {"go-hatchery-key"}
+
+
+async def test_a_cull_without_a_token_leaves_the_key_and_still_terminates(
+        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        fence: FenceContract) -> None:
+    backend = await keyed_backend(make_backend, fence)
+    await backend.launch(USER, hatchery.options[0], fence.user_token(USER))
+    assert await backend.terminate(USER) is True
+    assert fence.revoked == set()
+
+
+async def test_a_refused_mint_fails_the_launch_with_hatcherys_message_and_creates_nothing(
+        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        fence: FenceContract) -> None:
+    backend = await keyed_backend(make_backend, fence)
+    fence.fail_mint_with = 403
+    with pytest.raises(BackendError, match="creating API key with error code 403"):
+        await backend.launch(USER, hatchery.options[0], fence.user_token(USER))
+    assert api.emulator.items("pods", NAMESPACE) == []
+
+
+async def test_a_launch_without_a_token_fails_when_keys_are_minted(
+        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        fence: FenceContract) -> None:
+    backend = await keyed_backend(make_backend, fence)
+    with pytest.raises(BackendError, match="no access token"):
+        await backend.launch(USER, hatchery.options[0], None)
+
+
+async def test_a_key_whose_launch_failed_is_revoked_at_once(
+        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        fence: FenceContract) -> None:
+    backend = await keyed_backend(make_backend, fence)
+    token = fence.user_token(USER)
+    await backend.launch(USER, hatchery.options[0], token)
+    with pytest.raises(BackendError):  # a second launch: WorkspaceExists
+        await backend.launch(USER, hatchery.options[0], token)
+    assert fence.revoked == {fence.minted[1]["key_id"]}

@@ -164,9 +164,15 @@ class Hatchway(Peer):
 
     def settings(self, env: Env, port: int, users: list[str]) -> dict[str, Any]:
         up = f"http://127.0.0.1:{env.upstream_port}/"
-        return {"host": "127.0.0.1", "port": port, "workers": self.workers,
-                "state_dir": str(env.state_dir), "sessions": {"mode": "dev"},
-                "static_routes": {user: up for user in users}}
+        settings: dict[str, Any] = {
+            "host": "127.0.0.1", "port": port, "workers": self.workers,
+            "state_dir": str(env.state_dir), "sessions": {"mode": "dev"},
+            "static_routes": {user: up for user in users}}
+        if self.workers > 1:  # static routes only (nothing to launch): workers may share
+            no_options = env.work / "hatchery-no-options.json"
+            no_options.write_text(json.dumps({"containers": []}))
+            settings["hatchery_config"] = str(no_options)
+        return settings
 
     def start(self, env: Env, users: list[str], bench_user: str) -> Target:
         port = free_port()

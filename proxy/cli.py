@@ -177,6 +177,13 @@ def _say_isolation(app: Any) -> None:
                                           "%s", summary)
 
 
+def _launches_locally(settings: Settings) -> bool:
+    """Whether the local backend has workspace options to launch (the default ones when no
+    hatchery config is given). Without any, every route is a static one, the same in every
+    worker: nothing lives in one process, so the port can be shared."""
+    return settings.hatchery is None or bool(settings.hatchery.options)
+
+
 def serve(args: argparse.Namespace) -> int:
     insecure = {"allow_insecure_dev_on_network": True} \
         if args.insecure_dev_sessions_on_network else None
@@ -185,10 +192,11 @@ def serve(args: argparse.Namespace) -> int:
     _refuse_dev_sessions_on_network(settings)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.workers > 1 and settings.backend == "local":
-        raise ConfigError("settings", "workers", "1 with the local backend (its workspaces "
-                          "live in one process); use the kubernetes backend for more",
-                          settings.workers)
+    if settings.workers > 1 and settings.backend == "local" and _launches_locally(settings):
+        raise ConfigError("settings", "workers", "1 with the local backend when it launches "
+                          "workspaces (they live in one process); use the kubernetes backend "
+                          "for more, or serve only static_routes (a hatchery config with no "
+                          "containers)", settings.workers)
     if settings.hatchery is not None:
         _warn_unsupported(settings)
     from .app import build_app

@@ -44,10 +44,15 @@ def peer_trusted(request: web.Request, nets: tuple[Network, ...]) -> bool:
     if not nets or request.transport is None:
         return False
     peer = request.transport.get_extra_info("peername")
-    if not peer:
+    return bool(peer) and address_trusted(str(peer[0]), nets)
+
+
+def address_trusted(host: str, nets: tuple[Network, ...]) -> bool:
+    """Whether the peer address ``host`` is one of ``nets`` (IPv4-mapped IPv6 as IPv4)."""
+    if not nets:
         return False
     try:
-        addr = ipaddress.ip_address(peer[0])
+        addr = ipaddress.ip_address(host)
     except ValueError:
         return False
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:

@@ -195,3 +195,64 @@ def test_the_kind_overlay_says_its_dev_sessions_are_insecure() -> None:
 
     sessions = yaml.safe_load((DEPLOY / "kind" / "hatchway.yaml").read_text())["sessions"]
     assert sessions == {"mode": "dev", "allow_insecure_dev_on_network": True}
+
+
+# -- workers ---------------------------------------------------------------------------------
+
+def test_workers_with_a_local_backend_that_launches_exit_2(tmp_path: Path) -> None:
+    """Local workspaces live in the one process that launched them: no second worker."""
+    done = run("serve", "--workers", "2", "--port", str(free_port()),
+               "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
+    assert done.returncode == 2 and "field 'workers'" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_two_workers_share_the_port_when_only_static_routes_are_served(tmp_path: Path) -> None:
+    """With nothing to launch every worker has the same route table (SO_REUSEPORT)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Hello(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Length", "5")
+            self.end_headers()
+            self.wfile.write(b"hello")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    hatchery = tmp_path / "hatchery.json"
+    hatchery.write_text(json.dumps({"containers": []}), encoding="utf-8")
+    config = tmp_path / "hatchway.json"
+    config.write_text(json.dumps({
+        "hatchery_config": str(hatchery), "workers": 2,
+        "static_routes": {"alice": f"http://127.0.0.1:{upstream.server_port}/"}}))
+    state = str(tmp_path / "state")
+    token = run("token", "alice", "--state-dir", state, cwd=tmp_path).stdout.strip()
+    try:
+        with serving(tmp_path, "--config", str(config), "--state-dir", state) as (url, _):
+            for _ in range(20):
+                status, body, _ = get(url + "proxy/x", Authorization=f"Bearer {token}")
+                assert (status, body) == (200, "hello")
+            assert len(_workers_of(str(config))) == 2
+    finally:
+        upstream.shutdown()
+
+
+def _workers_of(config: str) -> list[int]:
+    """The worker processes (multiprocessing spawn children) of ``hatchway serve`` run with
+    ``--config config``, read from /proc."""
+    procs: dict[int, tuple[int, bytes]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        procs[int(entry.name)] = (ppid, cmdline)
+    parents = {pid for pid, (_, cmd) in procs.items() if config.encode() in cmd}
+    return [pid for pid, (ppid, cmd) in procs.items()
+            if ppid in parents and b"spawn_main" in cmd]

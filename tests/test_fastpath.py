@@ -129,6 +129,21 @@ async def test_api_request_after_proxied_one_on_same_connection(
     assert status == 200 and json.loads(body)["headers"]["REMOTE_USER"] == "alice"
 
 
+async def test_an_untrusted_peers_remote_user_header_stays_on_the_fast_path(
+        two_workspaces: GatewayUnderTest, connect: Any) -> None:
+    """With no trusted peer REMOTE_USER is only a header to drop: the fast path serves the
+    request (the connection is still its own) and the token decides who the user is."""
+    fast_path = two_workspaces.server.fast_path
+    assert fast_path is not None
+    reader, writer = await connect(two_workspaces.server.port)
+    token = two_workspaces.token("alice")
+    for _ in range(2):
+        writer.write(get("headers", token, "REMOTE_USER: bob\r\nremote_user: bob\r\n"))
+        status, _, body = await read_response(reader)
+        assert status == 200 and json.loads(body)["headers"]["REMOTE_USER"] == "alice"
+    assert len(fast_path.fronts) == 1
+
+
 async def test_refusal_mid_connection_is_answered_by_aiohttp(
         two_workspaces: GatewayUnderTest, connect: Any) -> None:
     reader, writer = await connect(two_workspaces.server.port)

@@ -79,7 +79,7 @@ class Front(asyncio.Protocol):
                  "idle", "client_ip", "cred", "token", "token_bytes", "cookie_out", "req",
                  "route", "websocket", "user", "head_len", "out_head", "up", "body_left",
                  "chunks", "replay", "resp_started", "keep_alive", "retried", "client",
-                 "served", "placed", "held", "mark")
+                 "served", "placed", "held", "mark", "trusted")
 
     def __init__(self, fp: Listener) -> None:
         self.fp = fp
@@ -96,6 +96,7 @@ class Front(asyncio.Protocol):
         self.placed = False  # holds a place in the caps, to be given back once
         self.held = 0  # bytes of ``buf`` counted in the gateway's read-ahead total
         self.mark = 0  # body_left at the last sweep: how far a request body moved since
+        self.trusted = False  # a trusted peer: its REMOTE_USER requests are aiohttp's
         # the session credential last seen on this connection (it rarely changes), as read
         # from (Authorization, Cookie): the token, and the Cookie header to forward
         self.cred: tuple[bytes | None, bytes | None] = (None, None)
@@ -124,6 +125,7 @@ class Front(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if isinstance(peer, list | tuple) else ""
         self.client_ip = self.client.encode()
+        self.trusted = self.fp.gate.trusts(self.client)
         if self.fp.admit(self):
             self.placed = True
         else:
@@ -237,7 +239,8 @@ class Front(asyncio.Protocol):
             self.served = True
             fp.fresh.pop(self, None)
         gate = fp.gate
-        if req is None or not req.target.startswith(gate.prefix_bytes) or req.remote_user:
+        if (req is None or not req.target.startswith(gate.prefix_bytes)
+                or (req.remote_user and self.trusted)):
             self._handoff(buf)
             return
         cred = (req.authorization, req.cookie)

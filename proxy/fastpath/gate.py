@@ -14,6 +14,7 @@ from ..authz import AllowAll, Allowlist
 from ..gateway import Gateway
 from ..paths import PathError, normalize_path
 from ..sessions import Identity, SessionError, session_token
+from ..trusted import address_trusted
 from ..workspace_proxy import origin_allowed
 from .head import RequestHead
 
@@ -43,6 +44,13 @@ class Gate:
         self._allow_all = type(self.authz) is AllowAll
         self._allowlist = self.authz.users if type(self.authz) is Allowlist else None
         self._user_bytes: dict[str, bytes | None] = {}
+        self._trusted_nets = gateway.trusted_nets
+
+    def trusts(self, client: str) -> bool:
+        """Whether this peer's ``REMOTE_USER`` is believed (``proxy.trusted``): its requests
+        carrying one are aiohttp's. From anyone else the header is no identity, only a header
+        the rewrite drops, so the fast path serves them (the benchmark peers all send one)."""
+        return address_trusted(client, self._trusted_nets)
 
     def token(self, req: RequestHead) -> str | None:
         """The session token by ``proxy.sessions.session_token``, the rule every path shares

@@ -20,12 +20,14 @@ log = logging.getLogger("hatchway.culling")
 
 class IdleCuller:
     def __init__(self, backend: Backend, routes: RouteTable, last_activity_ms: Callable[[str], int],
-                 *, interval_seconds: float = 30.0) -> None:
+                 *, interval_seconds: float = 30.0,
+                 on_cull: Callable[[str, str], None] | None = None) -> None:
         self._backend = backend
         self._routes = routes
         self._last = last_activity_ms
         self._interval = interval_seconds
         self._task: asyncio.Task[None] | None = None
+        self._on_cull = on_cull  # (user, why): metrics, the log line, the stopped page
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="idle culler")
@@ -53,9 +55,12 @@ class IdleCuller:
             if status.status != RUNNING or limit <= 0 or not last:
                 continue
             if now_ms - last > limit:
-                log.info("terminating %s's workspace: idle for %d s (limit %d s)", user,
-                         (now_ms - last) // 1000, limit // 1000)
+                why = f"idle for {(now_ms - last) // 1000} s (limit {limit // 1000} s)"
+                if self._on_cull is None:
+                    log.info("terminating %s's workspace: %s", user, why)
                 await self._backend.terminate(user)
+                if self._on_cull is not None:
+                    self._on_cull(user, why)
                 culled.append(user)
         return culled
 

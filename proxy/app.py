@@ -16,7 +16,7 @@ from launcher.errors import ConfigError
 from launcher.options import HatcheryConfig
 from launcher.paymodels import PayModels
 
-from . import api, devlogin, launchpage, progress
+from . import api, devlogin, launchpage, ops, progress
 from .activity import ActivityTracker
 from .authz import build_authorizer
 from .devissuer import DevIssuer
@@ -106,10 +106,12 @@ def build_app(settings: Settings) -> web.Application:
                                           endpoint_url=settings.paymodels.endpoint_url),
         trusted_nets=parse_networks(settings.trusted_proxies))
 
-    culler = IdleCuller(gateway.backend, routes, gateway.activity.last_ms,
-                        interval_seconds=settings.cull_interval_seconds)
     app = web.Application(handler_args={"max_field_size": 65536})
     app[GATEWAY] = gateway
+    ops.install(app, settings, keys)  # metrics, readiness, drain, stopped page (proxy.ops)
+    culler = IdleCuller(gateway.backend, routes, gateway.activity.last_ms,
+                        interval_seconds=settings.cull_interval_seconds,
+                        on_cull=ops.on_cull(app))
     prefix = settings.prefix.rstrip("/")
     if issuer is not None:
         app[devlogin.DEV_ISSUER] = issuer
@@ -147,7 +149,8 @@ def build_app(settings: Settings) -> web.Application:
         app.router.add_route("*", settings.proxy_prefix.rstrip("/"), proxy_handler)
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        http_holder.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)))
+        http_holder.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+                                                 trace_configs=ops.trace_configs(app, settings)))
         # One pooled client for every upstream: no session per request, no cookie jar
         # (workspaces' cookies belong to the browser), bodies passed through undecoded.
         app[CLIENT] = aiohttp.ClientSession(

@@ -93,6 +93,16 @@ class PayModelSettings:
 
 
 @dataclass
+class DrainSettings:
+    """What a SIGTERM does (proxy.drain). deploy/: terminationGracePeriodSeconds exceeds
+    ``timeout_seconds``; the preStop sleep is shorter than ``delay_seconds``."""
+
+    delay_seconds: float = 5.0  # readiness fails but the listener accepts: endpoints update
+    websocket_grace_seconds: float = 10.0  # after the listener stops, WebSockets get 1001
+    timeout_seconds: float = 25.0  # SIGTERM to exit, whatever is still in flight
+
+
+@dataclass
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -127,6 +137,14 @@ class Settings:
     # revproxy, which strips <prefix>/proxy/); None: no such listener, 0: any free port.
     ambassador_port: int | None = None
     paymodels: PayModelSettings = field(default_factory=PayModelSettings)
+    # -- operations (proxy.metrics, proxy.logs, proxy.drain) --
+    # Prometheus metrics on their own listener, never under the user prefix; None: off.
+    # Loopback by default: a pod's Prometheus scrape needs metrics_host 0.0.0.0 (deploy/).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    log_format: str = "text"  # text | json (one JSON object per line)
+    access_log: bool = False  # one line per proxied request (user, route, status, bytes, time)
+    drain: DrainSettings = field(default_factory=DrainSettings)
     hatchery: HatcheryConfig | None = field(default=None, repr=False)
 
     @property
@@ -143,6 +161,7 @@ _CHOICES = {
     "backend": ("local", "kubernetes"),
     "sessions.mode": ("dev", "jwks"),
     "authz.mode": ("all", "allowlist", "arborist"),
+    "log_format": ("text", "json"),
 }
 _ENV = {"HATCHWAY_HOST": "host", "HATCHWAY_PORT": "port", "HATCHWAY_STATE_DIR": "state_dir",
         "HATCHWAY_MODE": "mode", "HATCHWAY_BACKEND": "backend",
@@ -280,6 +299,9 @@ def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, st
     if settings.ambassador_port is not None and not (0 <= settings.ambassador_port < 65536):
         raise ConfigError("settings", "ambassador_port", "a port number 0-65535",
                           settings.ambassador_port)
+    if settings.metrics_port is not None and not (0 <= settings.metrics_port < 65536):
+        raise ConfigError("settings", "metrics_port", "a port number 0-65535",
+                          settings.metrics_port)
     if not (0 < settings.port < 65536):
         raise ConfigError("settings", "port", "a port number 1-65535", settings.port)
     if settings.websocket_max_message_bytes < 126:  # a control frame's payload must fit

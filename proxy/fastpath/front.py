@@ -295,6 +295,7 @@ class Front(asyncio.Protocol):
             return
         route, target, user, websocket = plan
         fp.touch(identity.user)
+        fp.n_relayed += 1  # metrics
         self.route = route
         self.websocket = websocket
         self.user = identity.user
@@ -489,6 +490,7 @@ class Front(asyncio.Protocol):
         self.up = None
         self.state = GONE
         fp.forget(self)
+        fp.n_websockets += 1  # metrics
         self._let_go()
         fp.pool.forget(up)
         browser = self.transport
@@ -517,6 +519,7 @@ class Front(asyncio.Protocol):
         fp = self.fp
         self.state = GONE
         fp.forget(self)
+        fp.n_handed_off += 1  # metrics
         self._let_go()
         transport = self.transport
         protocol = fp.aiohttp_protocol()

@@ -77,6 +77,10 @@ class FastPath:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._trim = _malloc_trim()
+        # metrics: plain ints, read by proxy.metrics only when Prometheus scrapes
+        self.n_relayed = 0
+        self.n_handed_off = 0
+        self.n_websockets = 0
 
     def __call__(self) -> Front:
         """A protocol for a new browser connection."""

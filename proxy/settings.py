@@ -97,7 +97,9 @@ class DrainSettings:
     """What a SIGTERM does (proxy.drain). deploy/: terminationGracePeriodSeconds exceeds
     ``timeout_seconds``; the preStop sleep is shorter than ``delay_seconds``."""
 
-    delay_seconds: float = 5.0  # readiness fails but the listener accepts: endpoints update
+    # readiness fails but the listener accepts, while endpoints update; None: 5 s with the
+    # kubernetes backend, 0 with the local one (no Service in front, Ctrl-C-fast on a laptop)
+    delay_seconds: float | None = None
     websocket_grace_seconds: float = 10.0  # after the listener stops, WebSockets get 1001
     timeout_seconds: float = 25.0  # SIGTERM to exit, whatever is still in flight
 

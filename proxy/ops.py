@@ -97,6 +97,22 @@ def attach_fast_path(app: web.Application, fast: Callable[[], FastPath | None]) 
     m = app.get(metrics.METRICS)
     if gateway is not None and m is not None and m.collector is None:
         m.attach(gateway, fast)
+    path = fast()
+    if path is not None and gateway is not None and gateway.settings.access_log:
+        path.access = _fast_access
+
+
+def _fast_access(front: Any, up: Any) -> None:
+    """An access-log line for a request the fast path relayed (bytes: the answer's
+    Content-Length; -1 when it was chunked or ended by closing)."""
+    req, route, resp = front.req, front.route, up.resp
+    logs.access_line(
+        user=front.user, method=req.method.decode("latin-1") if req is not None else "-",
+        path=req.target.decode("latin-1") if req is not None else "-",
+        status=resp.status if resp is not None else 0,
+        bytes_sent=resp.content_length if resp is not None else -1,
+        seconds=time.monotonic() - front.began,
+        route=f"{route.host}:{route.port}" if route is not None else "-", via="fast")
 
 
 # -- the launcher's events, from the API and the culler -----------------------------------

@@ -26,6 +26,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from functools import partial
+from time import monotonic
 from typing import TYPE_CHECKING, cast
 
 from .chunked import ChunkedError, ChunkedScanner
@@ -79,7 +80,7 @@ class Front(asyncio.Protocol):
                  "idle", "client_ip", "cred", "token", "token_bytes", "cookie_out", "req",
                  "route", "websocket", "user", "head_len", "out_head", "up", "body_left",
                  "chunks", "replay", "resp_started", "keep_alive", "retried", "client",
-                 "served", "placed", "held", "mark")
+                 "served", "placed", "held", "mark", "began")
 
     def __init__(self, fp: FastPath) -> None:
         self.fp = fp
@@ -116,6 +117,7 @@ class Front(asyncio.Protocol):
         self.resp_started = False
         self.keep_alive = True
         self.retried = False
+        self.began = 0.0  # when the request was admitted, kept only for the access log
 
     # -- asyncio callbacks ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -296,6 +298,8 @@ class Front(asyncio.Protocol):
         route, target, user, websocket = plan
         fp.touch(identity.user)
         fp.n_relayed += 1  # metrics
+        if fp.access is not None:  # the opt-in access log (proxy.ops)
+            self.began = monotonic()
         self.route = route
         self.websocket = websocket
         self.user = identity.user
@@ -413,6 +417,9 @@ class Front(asyncio.Protocol):
     # -- called by the upstream connection ------------------------------------------------
     def response_done(self, up: Upstream, reusable: bool) -> None:
         """The workspace's answer has been passed on in full."""
+        access = self.fp.access
+        if access is not None:
+            access(self, up)
         self.up = None
         body_unfinished = self.state == BODY
         if reusable and not body_unfinished:

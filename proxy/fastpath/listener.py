@@ -81,6 +81,8 @@ class FastPath:
         self.n_relayed = 0
         self.n_handed_off = 0
         self.n_websockets = 0
+        # the opt-in access log: called after each relayed answer (proxy.ops), else None
+        self.access: Callable[[Front, Any], None] | None = None
 
     def __call__(self) -> Front:
         """A protocol for a new browser connection."""

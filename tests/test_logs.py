@@ -118,6 +118,9 @@ async def test_no_token_or_cookie_reaches_the_servers_log(tmp_path: Path) -> Non
                 async with http.get(f"{base}/lw-workspace/proxy/api/status?token={token}",
                                     headers={**headers, "Connection": "close"}) as resp:
                     assert resp.status == 200
+            async with http.get(f"{base}/lw-workspace/proxy/files/{token}",  # a token as a path
+                                headers=bearer) as resp:
+                assert resp.status == 404  # the workspace's answer, logged by the access log
             async with http.get(base + "/lw-workspace/proxy/x", headers={
                     "Authorization": "Bearer not-a-jwt-secret-value"}) as resp:
                 assert resp.status == 401

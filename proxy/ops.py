@@ -45,6 +45,7 @@ def install(app: web.Application, settings: Settings, keys: KeyStore) -> None:
     drain = app[DRAIN] = Drain()
     app[health.KEYS] = keys
     app[stopped.STOPPED] = stopped.StoppedWorkspaces()
+    app[RUNNING_OPTIONS] = {}
     app.middlewares.append(metrics.middleware_for(m, settings.proxy_prefix,
                                                   f"{prefix}/_ext_authz"))
     if settings.access_log:
@@ -116,8 +117,18 @@ def _fast_access(front: Any, up: Any) -> None:
 
 
 # -- the launcher's events, from the API and the culler -----------------------------------
+RUNNING_OPTIONS: web.AppKey[dict[str, str]] = web.AppKey("running_options", dict)
+
+
+def running_option(app: web.Application, user: str) -> str:
+    """The name of the option ``user`` launched through this process ("" when unknown: never
+    launched here, or terminated since); the launch page names it."""
+    return app[RUNNING_OPTIONS].get(user, "") if RUNNING_OPTIONS in app else ""
+
+
 def launched(app: web.Application, user: str, option: str) -> None:
     app[metrics.METRICS].launched(user, option)
+    app[RUNNING_OPTIONS][user] = option
     app[stopped.STOPPED].forget(user)
     log.info("launched %r for %s", option, user,
              extra={"event": "launch", "user": user, "option": option})
@@ -134,6 +145,7 @@ def launch_failed(app: web.Application, user: str, option: str, exc: BaseExcepti
 def terminated(app: web.Application, user: str, reason: str, detail: str = "") -> None:
     """A workspace stopped by the gateway: ``user`` (Terminate) or ``idle`` (culled)."""
     app[metrics.METRICS].terminated(user, reason)
+    app[RUNNING_OPTIONS].pop(user, None)
     app[stopped.STOPPED].remember(user, reason)
     log.info("terminated the workspace of %s (%s)%s", user, reason,
              f": {detail}" if detail else "",

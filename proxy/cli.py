@@ -100,8 +100,13 @@ async def _serve_until_signalled(settings: Settings, reuse_port: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     got: list[int] = []
+
+    def signalled(sig: int) -> None:
+        got.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda sig=sig: (got.append(sig), stop.set()))
+        loop.add_signal_handler(sig, signalled, sig)
     await stop.wait()
     if got[0] == signal.SIGTERM:  # Kubernetes rolling: drain (proxy.drain); Ctrl-C: stop now
         from .drain import DRAIN, drain

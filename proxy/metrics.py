@@ -178,12 +178,14 @@ class GatewayCollector(Collector):
         fast = self.fast_path()
         if fast is not None:
             requests = CounterMetricFamily(
-                "hatchway_fastpath_requests", "Requests the fast path relayed itself, and "
+                "hatchway_fastpath_requests", "Requests the fast path relayed itself, "
                 "connections it handed to aiohttp at a request (any refusal, other paths, "
-                "anything odd; aiohttp then serves the rest of that connection)",
+                "anything odd; aiohttp then serves the rest of that connection), and its own "
+                "error answers once a request could not be handed over (502, 408, 400, 503)",
                 labels=["result"])
             requests.add_metric(["relayed"], getattr(fast, "n_relayed", 0))
             requests.add_metric(["handed_off"], getattr(fast, "n_handed_off", 0))
+            requests.add_metric(["failed"], getattr(fast, "n_failed", 0))
             yield requests
             yield CounterMetricFamily("hatchway_fastpath_websockets",
                                       "WebSockets the fast path spliced",

@@ -544,6 +544,7 @@ class Front(asyncio.Protocol):
 
     def _fail(self, status: bytes, message: str) -> None:
         if not self.resp_started and self.state != GONE:
+            self.fp.n_failed += 1  # metrics
             self.transport.write(final_answer(status, message))
         self.close()
 

@@ -81,6 +81,7 @@ class FastPath:
         self.n_relayed = 0
         self.n_handed_off = 0
         self.n_websockets = 0
+        self.n_failed = 0  # its own error answers (502 workspace gone mid-request, 408, 400)
         # the opt-in access log: called after each relayed answer (proxy.ops), else None
         self.access: Callable[[Front, Any], None] | None = None
 

@@ -2,13 +2,15 @@
 #   make serve   – virtualenv + install, then run the embedded default on http://127.0.0.1:8080
 #   make test    – virtualenv + install (+ chromium, wrk, nginx from Debian), then every test
 #   make bench   – the proxy benchmark against Envoy, nginx and configurable-http-proxy
+#   make soak    – reliability figures: 10 min of mixed traffic from 200 clients, restart with
+#                  1,000 routes (loopback only; SOAK_ARGS="--minutes 2" for a short run)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench clean debs
+.PHONY: serve test lint bench soak clean debs
 DEBS := chromium wrk nginx-light golang-go bubblewrap
 
 $(PY):
@@ -46,6 +48,9 @@ test: $(STAMP) $(GEN3_SDK) debs
 
 bench: $(STAMP) debs
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+soak: $(STAMP)
+	$(PY) -m benchmarks.soak $(SOAK_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check proxy launcher tests benchmarks

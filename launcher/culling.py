@@ -20,7 +20,8 @@ log = logging.getLogger("hatchway.culling")
 class IdleCuller:
     def __init__(self, backend: Backend, routes: RouteTable, last_activity_ms: Callable[[str], int],
                  *, interval_seconds: float = 30.0, is_leader: Callable[[], bool] = lambda: True,
-                 default_limit_ms: int = 0) -> None:
+                 default_limit_ms: int = 0,
+                 on_cull: Callable[[str, str], None] | None = None) -> None:
         # is_leader: only the replica holding the Lease culls (launcher/kubernetes/leader.py);
         # default_limit_ms: hatchery-reaper's global limit for options without their own.
         self._backend = backend
@@ -29,6 +30,7 @@ class IdleCuller:
         self._interval = interval_seconds
         self._task: asyncio.Task[None] | None = None
         self._is_leader, self._default_limit = is_leader, default_limit_ms
+        self._on_cull = on_cull  # (user, why): metrics, the log line, the stopped page
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="idle culler")
@@ -58,10 +60,14 @@ class IdleCuller:
             if status.status != RUNNING or limit <= 0 or not last:
                 continue
             if now_ms - last > limit:
-                log.info("culling %s's workspace: idle for %d s, past its limit of %d s (%s); "
-                         "its volume is kept", user, (now_ms - last) // 1000, limit // 1000,
-                         "the option's" if status.idle_time_limit > 0 else "the default")
+                whose = "the option's" if status.idle_time_limit > 0 else "the default"
+                why = (f"idle for {(now_ms - last) // 1000} s, past {whose} limit of "
+                       f"{limit // 1000} s; its volume is kept")
+                if self._on_cull is None:
+                    log.info("culling %s's workspace: %s", user, why)
                 await self._backend.terminate(user)
+                if self._on_cull is not None:
+                    self._on_cull(user, why)
                 culled.append(user)
         return culled
 

@@ -50,6 +50,10 @@ def jupyter_container() -> dict[str, Any]:
             "--no-browser",
             "--allow-root",
             "--ServerApp.shutdown_no_activity_timeout=3600",
+            # Open lands in JupyterLab, not on "A Jupyter Server is running." (jupyterlab is
+            # in the `jupyter` extra; without it the server's own page stays the default)
+            *(["--ServerApp.default_url=/lab"]
+              if importlib.util.find_spec("jupyterlab") is not None else []),
         ],
         "path-rewrite": PROXY_PATH,
         "ready-probe": PROXY_PATH + "api/status",

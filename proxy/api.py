@@ -25,9 +25,10 @@ from launcher.names import pod_name
 from launcher.options import WorkspaceOption
 from launcher.paymodels import ABOVE_LIMIT, ACTIVE, PayModelError
 
-from . import __version__, paymodels_api, responses
+from . import __version__, ops, paymodels_api, responses
 from .authz import AuthzUnavailable, may_launch_option
 from .gateway import GATEWAY, Gateway
+from .health import readiness
 from .last_activity import last_activity_ms
 from .paymodels_api import reset_pay_model_when_gone
 from .session_check import authenticate
@@ -142,18 +143,22 @@ async def launch(request: web.Request) -> web.StreamResponse:
         await gateway.backend.launch(who.user, option, who.token,
                                      pay_model_id=await _pay_model_id(gateway, who.user))
     except NameTaken as exc:  # another user's name escapes like this one: never theirs
+        ops.launch_failed(request.app, who.user, option.name, exc, "name_taken")
         return responses.error(request, 409, str(exc))
     except NotIsolated as exc:
+        ops.launch_failed(request.app, who.user, option.name, exc, "not_isolated")
         return responses.error(request, 403, str(exc))
     except WorkspaceExists as exc:
         return responses.hatchery_text(500, str(exc))
-    except BackendUnavailable:
+    except BackendUnavailable as exc:
+        ops.launch_failed(request.app, who.user, option.name, exc, "backend_unavailable")
         raise  # 503 with Retry-After (proxy.failures)
     except Exception as exc:  # a backend failure is Hatchery's plain 500, never a traceback
         log.exception("launch failed for %s", who.user)
+        ops.launch_failed(request.app, who.user, option.name, exc)
         return responses.hatchery_text(500, str(exc))
     gateway.activity.touch(who.user)
-    log.info("launched %r for %s", option.name, who.user)
+    ops.launched(request.app, who.user, option.name)  # metrics + one structured line
     return web.Response(text="Success")
 
 
@@ -204,7 +209,7 @@ async def terminate(request: web.Request) -> web.StreamResponse:
     if envoy is not None:  # answer once Envoy no longer routes to it
         await envoy.wait_applied(who.user)
     reset_pay_model_when_gone(gateway, who.user, workspace_status)
-    log.info("terminated the workspace of %s", who.user)
+    ops.terminated(request.app, who.user, "user")  # metrics, log line, stopped page
     return web.Response(text="Terminated workspace")
 
 
@@ -225,6 +230,7 @@ async def health(request: web.Request) -> web.StreamResponse:
     fast = gateway.fast_path
     if fast is not None:  # which path answered (tests prove the fast path is taken)
         body["fast_path"] = {"relayed": fast.relayed, "handed_off": fast.handed_off}
+    body.update(readiness(request.app)[1])  # which readiness check fails (/_ready)
     return web.json_response(body, status=status_code)
 
 

@@ -19,7 +19,7 @@ from launcher.options import HatcheryConfig
 from launcher.paymodels import PayModels
 from launcher.routes import Route, RouteTable
 
-from . import api, devlogin, launchpage, progress
+from . import api, devlogin, launchpage, ops, progress
 from .authz import build_authorizer
 from .devissuer import DevIssuer
 from .failures import map_failures
@@ -119,12 +119,14 @@ def build_app(settings: Settings) -> web.Application:
         last_activity = backend.last_activity_ms
         is_leader = lambda: backend.is_leader  # noqa: E731
         default_limit_ms = backend.default_idle_ms
-    culler = IdleCuller(backend, routes, last_activity,
-                        interval_seconds=settings.cull_interval_seconds,
-                        is_leader=is_leader, default_limit_ms=default_limit_ms)
     app = web.Application(handler_args={"max_field_size": 65536},
                           middlewares=[map_failures])
     app[GATEWAY] = gateway
+    ops.install(app, settings, keys)  # metrics, readiness, drain, stopped page (proxy.ops)
+    culler = IdleCuller(backend, routes, last_activity,
+                        interval_seconds=settings.cull_interval_seconds,
+                        is_leader=is_leader, default_limit_ms=default_limit_ms,
+                        on_cull=ops.on_cull(app))
     prefix = settings.prefix.rstrip("/")
     if issuer is not None:
         app[devlogin.DEV_ISSUER] = issuer
@@ -162,7 +164,8 @@ def build_app(settings: Settings) -> web.Application:
         app.router.add_route("*", settings.proxy_prefix.rstrip("/"), proxy_handler)
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
-        http_holder.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)))
+        http_holder.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+                                                 trace_configs=ops.trace_configs(app, settings)))
         gateway.http = http_holder[0]
         # One pooled client for every upstream: no session per request, no cookie jar
         # (workspaces' cookies belong to the browser), bodies passed through undecoded.

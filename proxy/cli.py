@@ -107,13 +107,27 @@ async def _serve_until_signalled(settings: Settings, reuse_port: bool) -> None:
                           reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    got: list[int] = []
+
+    def signalled(sig: int) -> None:
+        got.append(sig)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signalled, sig)
     await stop.wait()
+    if got[0] == signal.SIGTERM:  # Kubernetes rolling: drain (proxy.drain); Ctrl-C: stop now
+        from .drain import DRAIN, drain
+
+        await drain(running, running.runner.app[DRAIN], settings.drain)
     await running.close()
 
 
 def _run_worker(settings: Settings, reuse_port: bool) -> None:
+    if reuse_port:  # a spawned worker: its own process, its own log handler
+        from .logs import configure
+
+        configure(os.environ.get("HATCHWAY_LOG_LEVEL", "INFO"), settings.log_format)
     _install_uvloop()
     asyncio.run(_serve_until_signalled(settings, reuse_port))
 
@@ -190,8 +204,9 @@ def serve(args: argparse.Namespace) -> int:
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers,
                          sessions=insecure)
     _refuse_dev_sessions_on_network(settings)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .logs import configure
+
+    configure(args.log_level, settings.log_format)  # text or JSON lines, tokens redacted
     if settings.workers > 1 and settings.backend == "local" and _launches_locally(settings):
         raise ConfigError("settings", "workers", "1 with the local backend when it launches "
                           "workspaces (they live in one process); use the kubernetes backend "

@@ -130,3 +130,20 @@ class KeyStore:
             log.info("session keys loaded: %s", ", ".join(keys) or "(none usable)")
         finally:
             self._refresh = None
+
+    # -- readiness (proxy.health) ---------------------------------------------------------
+    def loaded(self) -> bool:
+        """At least one usable key is held: sessions can be checked without a fetch."""
+        return len(self._keys) > 0
+
+    @property
+    def failure(self) -> str | None:
+        return self._failure
+
+    def preload_soon(self) -> None:
+        """Start a fetch (at start-up, and from the readiness probe while none is held),
+        within the same rate limit as unknown key ids."""
+        now = time.monotonic()
+        if self._refresh is None and now - self._last_attempt >= self._refetch_min:
+            self._last_attempt = now
+            self._refresh = asyncio.ensure_future(self._reload())

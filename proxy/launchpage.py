@@ -12,6 +12,7 @@ from aiohttp import web
 from launcher.paymodels import PayModelError
 
 from .gateway import GATEWAY, Gateway
+from .ops import running_option
 from .session_check import authenticate, login_url
 
 _TEMPLATE = files("proxy").joinpath("static/launch.html").read_text(encoding="utf-8")
@@ -38,7 +39,8 @@ async def launch_page(request: web.Request) -> web.StreamResponse:
     settings = gateway.settings
     config = {"prefix": settings.prefix.rstrip("/"), "proxy": settings.proxy_prefix,
               "user": who.user, "dev": settings.dev_sessions, "login": login_url(gateway),
-              "payModel": await _current_pay_model(gateway, who.user)}
+              "payModel": await _current_pay_model(gateway, who.user),
+              "option": running_option(request.app, who.user)}  # proxy.ops
     # "</" cannot end the script element early once escaped.
     blob = json.dumps(config).replace("</", "<\\/")
     return web.Response(text=_TEMPLATE.replace("/*CONFIG*/{}", blob), content_type="text/html",

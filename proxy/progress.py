@@ -79,6 +79,8 @@ async def progress(request: web.Request) -> web.StreamResponse:
             if event.get("ready") or event.get("failed"):
                 break
         await resp.write_eof()
+    except ConnectionResetError:  # the page was reloaded or closed: nothing went wrong
+        pass
     finally:
         feeder.cancel()
     return resp

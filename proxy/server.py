@@ -11,44 +11,15 @@ import asyncio
 import functools
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from aiohttp import web
 
-from . import logfilter
+from . import logfilter, ops
 from .fastpath import FastPath
 from .gateway import GATEWAY
 from .responses import GatewayRequest
+from .running import Running
 from .workspace_proxy import CLIENT, stripped_proxy_handler
-
-
-@dataclass
-class Running:
-    runner: web.AppRunner
-    server: asyncio.base_events.Server
-    fast_path: FastPath | None = None
-    # the ambassador listener (settings.ambassador_port), when there is one
-    ambassador: tuple[web.AppRunner, asyncio.base_events.Server] | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self.server.sockets[0].getsockname()[1])
-
-    @property
-    def ambassador_port(self) -> int | None:
-        if self.ambassador is None:
-            return None
-        return int(self.ambassador[1].sockets[0].getsockname()[1])
-
-    async def close(self) -> None:
-        self.server.close()
-        if self.ambassador is not None:
-            self.ambassador[1].close()
-            await self.ambassador[0].cleanup()
-        if self.fast_path is not None:
-            self.fast_path.close()
-        await self.runner.cleanup()
-        await self.server.wait_closed()
 
 
 def _fast_path(app: web.Application, aiohttp_protocol: Callable[[], asyncio.Protocol]
@@ -85,6 +56,7 @@ async def start(app: web.Application, host: str, port: int, *,
         factory, host, port, reuse_port=reuse_port or None, backlog=1024,
         family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC)
     running = Running(runner, server, fast)
+    ops.attach_fast_path(app, lambda: fast)  # metrics read its counters at scrape time
     gateway = app.get(GATEWAY)
     if gateway is not None and gateway.settings.ambassador_port is not None:
         try:
@@ -100,6 +72,12 @@ async def start(app: web.Application, host: str, port: int, *,
             await running.close()
             raise
         running.ambassador = (amb_runner, amb_server)
+    if gateway is not None and gateway.settings.metrics_port is not None:
+        try:
+            running.metrics = await ops.metrics_listener(app, gateway.settings, reuse_port)
+        except BaseException:
+            await running.close()
+            raise
     return running
 
 
@@ -110,6 +88,7 @@ def ambassador_app(main: web.Application) -> web.Application:
     honours. It shares the main app's gateway and upstream client."""
     app = web.Application(handler_args={"max_field_size": 65536})
     app[GATEWAY] = main[GATEWAY]
+    ops.share_with_ambassador(main, app)
 
     async def share_client(app: web.Application) -> None:
         app[CLIENT] = main[CLIENT]

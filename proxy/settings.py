@@ -128,6 +128,21 @@ class EnvoySettings:
 
 
 @dataclass
+class DrainSettings:
+    """What a SIGTERM does (proxy.drain). deploy/: terminationGracePeriodSeconds exceeds
+    ``timeout_seconds``; the preStop sleep is shorter than ``delay_seconds``."""
+
+    delay_seconds: float | None = s(
+        None, "Readiness fails but the listener still accepts this long, while endpoints "
+        "update; null: 5 s with the kubernetes backend, 0 with the local one (no Service in "
+        "front, Ctrl-C-fast on a laptop).", check=_NOT_NEGATIVE)
+    websocket_grace_seconds: float = s(10.0, "After the listener stops, open WebSockets get "
+                                       "this long before a 1001 close.", check=_NOT_NEGATIVE)
+    timeout_seconds: float = s(25.0, "SIGTERM to exit, whatever is still in flight (below "
+                               "terminationGracePeriodSeconds).", check=_POSITIVE)
+
+
+@dataclass
 class Settings:
     """The root of the tree: the top-level keys of hatchway.yaml."""
 
@@ -167,6 +182,15 @@ class Settings:
         None, "A listener serving the workspace proxy at / (ambassador-service's shape behind "
         "the stock revproxy); null: none, 0: any free port.", check=_PORT_OR_ZERO)
     paymodels: PayModelSettings = s(factory=PayModelSettings)
+    metrics_port: int | None = s(
+        None, "Prometheus metrics on their own listener, never under the user prefix; null: "
+        "off, 0: any free port.", check=_PORT_OR_ZERO)
+    metrics_host: str = s("127.0.0.1", "The metrics listener's address; a pod's Prometheus "
+                          "scrape needs 0.0.0.0 (deploy/).")
+    log_format: Literal["text", "json"] = s("text", "text, or json: one JSON object per line.")
+    access_log: bool = s(False, "One line per proxied request (user, route, status, bytes, "
+                         "time); never a token or cookie.")
+    drain: DrainSettings = s(factory=DrainSettings)
     hatchery: HatcheryConfig | None = internal()
 
     @property

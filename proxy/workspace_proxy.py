@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from . import responses
+from . import responses, stopped
 from .gateway import GATEWAY, Gateway
 from .headers import names_framing, upstream_request_headers
 from .http_relay import UpstreamBroken, UpstreamFailed, relay_http
@@ -87,6 +87,9 @@ async def _relay(request: web.Request, raw_target: str) -> web.StreamResponse:
     user = identity.user
     route = gateway.routes.get(user)
     if route is None:
+        gone = stopped.answer(request, user, settings.prefix.rstrip("/") + "/")
+        if gone is not None:  # terminated or culled: 410 + Retry-After (proxy.stopped)
+            return gone
         return responses.error(
             request, 404, "no workspace — launch one", link=(settings.prefix + "/", "Launch one"))
     if not route.ready:

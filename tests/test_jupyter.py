@@ -72,3 +72,16 @@ async def test_a_kernel_runs_one_plus_one_through_the_proxy(
     assert result["data"]["text/plain"] == "2"
     async with client.get(gw.url(PROXY + "api/status"), headers=auth(gw)) as resp:
         assert (await resp.json())["kernels"] == 1
+
+
+@pytest.mark.timeout(120)
+async def test_open_lands_in_jupyterlab(jupyter: GatewayUnderTest,
+                                        client: aiohttp.ClientSession) -> None:
+    """The launch page's Open goes to the proxy root; Jupyter sends it on to JupyterLab."""
+    pytest.importorskip("jupyterlab", reason="the `jupyter` extra installs JupyterLab")
+    gw = jupyter
+    await status_becomes(client, gw, "Running", within=60)
+    async with client.get(gw.url(PROXY), headers={**auth(gw), "Accept": "text/html"}) as resp:
+        assert resp.status == 200
+        assert resp.url.path == PROXY + "lab"
+        assert "JupyterLab" in await resp.text()

@@ -26,6 +26,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from functools import partial
+from time import monotonic
 from typing import TYPE_CHECKING, cast
 
 from .chunked import ChunkedError, ChunkedScanner
@@ -79,7 +80,7 @@ class Front(asyncio.Protocol):
                  "idle", "client_ip", "cred", "token", "token_bytes", "cookie_out", "req",
                  "route", "websocket", "user", "head_len", "out_head", "up", "body_left",
                  "chunks", "replay", "resp_started", "keep_alive", "retried", "client",
-                 "served", "placed", "held", "mark", "trusted")
+                 "served", "placed", "held", "mark", "trusted", "began")
 
     def __init__(self, fp: Listener) -> None:
         self.fp = fp
@@ -117,6 +118,7 @@ class Front(asyncio.Protocol):
         self.resp_started = False
         self.keep_alive = True
         self.retried = False
+        self.began = 0.0  # when the request was admitted, kept only for the access log
 
     # -- asyncio callbacks ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -299,6 +301,8 @@ class Front(asyncio.Protocol):
         route, target, user, websocket = plan
         fp.relayed += 1
         fp.touch(identity.user)
+        if fp.access is not None:  # the opt-in access log (proxy.ops)
+            self.began = monotonic()
         self.route = route
         self.websocket = websocket
         self.user = identity.user
@@ -416,6 +420,9 @@ class Front(asyncio.Protocol):
     # -- called by the upstream connection ------------------------------------------------
     def response_done(self, up: Workspace, reusable: bool) -> None:
         """The workspace's answer has been passed on in full."""
+        access = self.fp.access
+        if access is not None:
+            access(self, up)
         self.up = None
         body_unfinished = self.state == BODY
         if reusable and not body_unfinished:
@@ -493,6 +500,7 @@ class Front(asyncio.Protocol):
         self.up = None
         self.state = GONE
         fp.forget(self)
+        fp.n_websockets += 1  # metrics
         self._let_go()
         fp.pool.forget(up)
         browser = self.transport
@@ -539,6 +547,7 @@ class Front(asyncio.Protocol):
 
     def _fail(self, status: bytes, message: str) -> None:
         if not self.resp_started and self.state != GONE:
+            self.fp.n_failed += 1  # metrics
             self.transport.write(final_answer(status, message))
         self.close()
 

@@ -87,6 +87,10 @@ class Listener(Protocol):
     peak_buffered: int
     relayed: int  # requests the fast path relayed itself
     handed_off: int  # connections it handed to aiohttp
+    n_websockets: int  # WebSockets spliced (metrics)
+    n_failed: int  # its own error answers: 502, 408, 400 (metrics)
+    # the opt-in access log (proxy.ops), called with the connection and its workspace side
+    access: Callable[[Any, Any], None] | None
 
     @property
     def gateway(self) -> Gateway: ...

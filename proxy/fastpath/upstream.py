@@ -14,7 +14,13 @@ import asyncio
 from typing import cast
 
 from .chunked import ChunkedError, ChunkedScanner
-from .head import HEAD_END, MAX_HEAD, browser_response_head, parse_response_head
+from .head import (
+    HEAD_END,
+    MAX_HEAD,
+    ResponseHead,
+    browser_response_head,
+    parse_response_head,
+)
 from .interfaces import WRITE_HIGH_WATER, Browser
 
 CONNECT_TIMEOUT = 10.0
@@ -28,7 +34,7 @@ class Upstream(asyncio.Protocol):
 
     __slots__ = ("pool", "key", "transport", "front", "down", "state", "buf", "left",
                  "chunks", "no_body", "upgrade", "reused", "idle", "write_paused",
-                 "read_paused", "closed", "reusable")
+                 "read_paused", "closed", "reusable", "resp")
 
     def __init__(self, pool: UpstreamPool, key: tuple[str, int]) -> None:
         self.pool = pool
@@ -48,6 +54,7 @@ class Upstream(asyncio.Protocol):
         self.read_paused = False
         self.closed = False
         self.reusable = False
+        self.resp: ResponseHead | None = None  # the last answer's head (the access log)
 
     # -- the exchange ---------------------------------------------------------------------
     def attach(self, front: Browser, down: asyncio.Transport, *, no_body: bool,
@@ -189,6 +196,7 @@ class Upstream(asyncio.Protocol):
             front.upgrade_refused(status)
             return
         front.resp_started = True
+        self.resp = resp
         self.reusable = resp.keep_alive
         close = not front.keep_alive
         if self.no_body or status == 204 or status == 304:

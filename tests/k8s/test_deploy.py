@@ -18,7 +18,8 @@ from proxy.settings import load_settings
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S_VERSION = "1.33"
 NOT_KUBERNETES = {"kustomize.config.k8s.io/v1beta1", "kind.x-k8s.io/v1alpha4"}
-CUSTOM_RESOURCES = ("getambassador.io/",)  # Emissary CRDs: no schema in kubernetes-validate
+# Emissary and Prometheus-operator CRDs: no schema in kubernetes-validate
+CUSTOM_RESOURCES = ("getambassador.io/", "monitoring.coreos.com/")
 
 
 def documents() -> list[tuple[str, dict[str, Any]]]:
@@ -70,7 +71,7 @@ def test_deployment_is_replicated_probed_bounded_and_locked_down() -> None:
     spec = deployment["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     assert deployment["spec"]["replicas"] == 2
-    assert container["readinessProbe"]["httpGet"]["path"] == "/_status"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/_ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/_status"
     assert container["resources"]["requests"] and container["resources"]["limits"]
     assert spec["securityContext"]["runAsNonRoot"] is True

@@ -1,0 +1,69 @@
+"""Liveness and readiness, kept apart.
+
+* ``/_status`` (liveness): 200 unless the process is broken in a way a restart fixes (a watch
+  loop has died); it also names every readiness check and which one fails, for people.
+* ``/_ready`` (readiness): 200 only when this replica can serve users now: the route table has
+  been synced from the watch at least once (a fresh replica would answer 404 "no workspace" to
+  everyone), the session keys are loaded (it would answer 503 to everyone), and it is not
+  draining after a SIGTERM (so endpoints drop it before the listener closes). An unreachable
+  Kubernetes API after the first sync does not fail readiness: routes keep serving from the
+  cache, and taking every replica out of the Service would cut users off for nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .drain import DRAIN
+from .gateway import GATEWAY, Gateway
+from .jwks import KeyStore
+
+KEYS: web.AppKey[KeyStore] = web.AppKey("session_keys", KeyStore)
+OK = "ok"
+
+
+def _routes_synced(gateway: Gateway) -> str:
+    """The Kubernetes backend's reflectors have listed once (other backends own their
+    routes and are synced from the start)."""
+    backend = gateway.backend
+    waiting = [r.kind for r in (getattr(backend, "services", None), getattr(backend, "slices",
+                                                                            None))
+               if r is not None and not r.synced.is_set()]
+    if waiting:
+        return "routes not synced yet from the watch: " + ", ".join(waiting)
+    return OK
+
+
+def _keys_loaded(app: web.Application) -> str:
+    keys = app.get(KEYS)
+    if keys is None or keys.loaded():
+        return OK
+    keys.preload_soon()  # rate-limited by the store: a readiness probe never floods Fence
+    return "session keys not loaded" + (f": {keys.failure}" if keys.failure else "")
+
+
+def checks(app: web.Application) -> dict[str, str]:
+    """Each readiness check: ``ok`` or why not."""
+    gateway = app[GATEWAY]
+    drain = app.get(DRAIN)
+    return {
+        "routes": _routes_synced(gateway),
+        "keys": _keys_loaded(app),
+        "draining": "draining after SIGTERM" if drain is not None and drain.draining else OK,
+    }
+
+
+def readiness(app: web.Application) -> tuple[bool, dict[str, Any]]:
+    results = checks(app)
+    failing = {k: v for k, v in results.items() if v != OK}
+    return not failing, {"ready": not failing, "checks": results,
+                         **({"failing": sorted(failing)} if failing else {})}
+
+
+async def ready(request: web.Request) -> web.StreamResponse:
+    """``/_ready``: 200 ready, else 503 naming the failing checks."""
+    is_ready, body = readiness(request.app)
+    return web.json_response(body, status=200 if is_ready else 503,
+                             headers={"Cache-Control": "no-store"})

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from launcher.demo import make_app as demo_app
 from launcher.routes import Route
@@ -25,6 +26,8 @@ from proxy.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY, Gateway
 from proxy.server import Running, start
 from proxy.settings import Settings, load_settings
+
+from .helpers import JWKSServer, public_jwk
 
 PROXY = "/lw-workspace/proxy/"
 
@@ -142,3 +145,37 @@ def recording_upstream(aiohttp_server: Any) -> Callable[[], Any]:
         app.router.add_route("*", "/{tail:.*}", record)
         return await aiohttp_server(app, host="127.0.0.1"), seen
     return start
+
+
+# -- a real JWKS server on loopback and its keys (tests/test_sessions.py, test_health.py) --
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def rsa_key_2() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.fixture(scope="module")
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture
+async def jwks_server(aiohttp_server: Any, rsa_key: Any, ec_key: Any) -> JWKSServer:
+    state = JWKSServer(doc={"keys": [public_jwk(rsa_key, "rsa-1"), public_jwk(ec_key, "ec-1"),
+                                     {"kty": "oct", "kid": "hmac-1", "k": "c2VjcmV0"}]})
+
+    async def jwks(request: web.Request) -> web.Response:
+        state.requests += 1
+        if state.status != 200:
+            return web.Response(status=state.status, text="broken")
+        return web.json_response(state.doc)
+
+    app = web.Application()
+    app.router.add_get("/user/.well-known/jwks", jwks)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    state.url = str(server.make_url("/user/.well-known/jwks"))
+    return state

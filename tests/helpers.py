@@ -18,11 +18,15 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import yaml
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 if TYPE_CHECKING:
     from .conftest import GatewayUnderTest
@@ -185,3 +189,46 @@ def env_of(pod: dict[str, Any], container: str) -> dict[str, str]:
     (c,) = [c for c in pod["spec"]["containers"] if c["name"] == container]
     return {e["name"]: e.get("value", "") for e in c.get("env") or []}
 
+
+def public_jwk(key: Any, kid: str) -> dict[str, Any]:
+    if isinstance(key, rsa.RSAPrivateKey):
+        jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+        return {**jwk, "kid": kid, "alg": "RS256", "use": "sig"}
+    return {**ECAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": kid}
+
+
+@dataclass
+class JWKSServer:
+    """A key server that counts the requests it gets; tests change ``doc`` to rotate keys."""
+
+    doc: dict[str, Any]
+    url: str = ""
+    requests: int = 0
+    status: int = 200
+    log: list[float] = field(default_factory=list)
+
+
+# -- deploy/'s manifests (tests/k8s/test_deploy.py, test_monitoring.py) --
+DEPLOY = Path(__file__).resolve().parents[1] / "deploy"  # the manifests (tests/k8s)
+NOT_KUBERNETES = {"kustomize.config.k8s.io/v1beta1", "kind.x-k8s.io/v1alpha4"}
+# Emissary and Prometheus-operator CRDs: no schema in kubernetes-validate
+CUSTOM_RESOURCES = ("getambassador.io/", "monitoring.coreos.com/")
+
+
+def documents() -> list[tuple[str, dict[str, Any]]]:
+    docs = []
+    for path in sorted(DEPLOY.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and "apiVersion" in doc:
+                docs.append((f"{path.relative_to(DEPLOY)}:{doc.get('kind')}", doc))
+    return docs
+
+
+def manifests() -> list[tuple[str, dict[str, Any]]]:
+    return [(name, doc) for name, doc in documents()
+            if doc["apiVersion"] not in NOT_KUBERNETES
+            and not doc["apiVersion"].startswith(CUSTOM_RESOURCES)]
+
+
+def of_kind(kind: str) -> list[dict[str, Any]]:
+    return [doc for _, doc in manifests() if doc["kind"] == kind]

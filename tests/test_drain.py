@@ -19,7 +19,7 @@ from launcher.demo import make_app as demo_app
 from proxy.devissuer import DevIssuer
 
 from .conftest import PROXY
-from .test_cli import HATCHWAY, clean_env, free_port
+from .helpers import HATCHWAY, clean_env, free_port
 
 DOWNLOAD = 100 * 1024 * 1024
 SOCKETS = 100

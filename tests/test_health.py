@@ -11,8 +11,7 @@ from typing import Any
 import aiohttp
 
 from .conftest import GatewayUnderTest
-from .test_cli import free_port
-from .test_sessions import JWKSServer, ec_key, jwks_server, rsa_key  # noqa: F401 - fixtures
+from .helpers import JWKSServer, free_port
 
 JWKS_SESSIONS = {"mode": "jwks", "jwks_refetch_min_seconds": 0.1}
 
@@ -50,7 +49,7 @@ async def test_unloadable_session_keys_fail_readiness_not_liveness(
 
 async def test_loaded_session_keys_make_the_gateway_ready(
         start_gateway: Callable[..., Any], client: aiohttp.ClientSession,
-        jwks_server: JWKSServer) -> None:  # noqa: F811
+        jwks_server: JWKSServer) -> None:
     gw = await start_gateway(sessions={**JWKS_SESSIONS, "jwks_url": jwks_server.url})
     for _ in range(50):
         status, _ = await _get(client, gw.url("/lw-workspace/_ready"))

@@ -9,7 +9,7 @@ import re
 import aiohttp
 
 from .conftest import GatewayUnderTest
-from .test_lifecycle_api import API, auth, launch, status_becomes
+from .helpers import API, auth, launch, status_becomes
 
 
 async def page_config(gw: GatewayUnderTest, client: aiohttp.ClientSession) -> dict[str, object]:

@@ -20,7 +20,7 @@ import yaml
 from proxy.devissuer import DevIssuer
 from proxy.logs import REDACTED, JsonFormatter, RedactingFilter, configure, redact
 
-from .test_cli import DEMO, HATCHWAY, clean_env, free_port
+from .helpers import DEMO, HATCHWAY, clean_env, free_port
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 

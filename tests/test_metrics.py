@@ -94,7 +94,7 @@ async def test_the_aiohttp_relay_reports_time_to_first_byte_and_bytes(
 
 async def test_a_launch_and_its_termination_are_counted_and_timed(
         start_gateway: Callable[..., Any], client: aiohttp.ClientSession) -> None:
-    from .test_lifecycle_api import API, auth, launch, status_becomes
+    from .helpers import API, auth, launch, status_becomes
 
     gw = await start_gateway(metrics_port=0)
     await launch(client, gw)

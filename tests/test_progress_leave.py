@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from .conftest import GatewayUnderTest
-from .test_lifecycle_api import auth
+from .helpers import auth
 
 # launching for about a second, then stopped: an event to write after the browser left
 BRIEF = {"name": "Brief", "command": ["sh", "-c", "sleep 1; exit 3"],

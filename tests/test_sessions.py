@@ -13,16 +13,13 @@ import stat
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import jwt
 import pytest
-from aiohttp import web
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from cryptography.hazmat.primitives.asymmetric import rsa
 from multidict import CIMultiDict
 
 from launcher.errors import ConfigError
@@ -30,59 +27,10 @@ from proxy.devissuer import KEY_FILE, DevIssuer, jwk_thumbprint
 from proxy.jwks import KeyStore, http_jwks_fetcher
 from proxy.sessions import Identity, SessionError, SessionValidator
 
+from .helpers import JWKSServer, public_jwk
+
 ISSUER = "https://commons.example.org/user"
 USER = "alice@example.org"
-
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def rsa_key_2() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture(scope="module")
-def ec_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def public_jwk(key: Any, kid: str) -> dict[str, Any]:
-    if isinstance(key, rsa.RSAPrivateKey):
-        jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
-        return {**jwk, "kid": kid, "alg": "RS256", "use": "sig"}
-    return {**ECAlgorithm.to_jwk(key.public_key(), as_dict=True), "kid": kid}
-
-
-@dataclass
-class JWKSServer:
-    """A key server that counts the requests it gets; tests change ``doc`` to rotate keys."""
-
-    doc: dict[str, Any]
-    url: str = ""
-    requests: int = 0
-    status: int = 200
-    log: list[float] = field(default_factory=list)
-
-
-@pytest.fixture
-async def jwks_server(aiohttp_server: Any, rsa_key: Any, ec_key: Any) -> JWKSServer:
-    state = JWKSServer(doc={"keys": [public_jwk(rsa_key, "rsa-1"), public_jwk(ec_key, "ec-1"),
-                                     {"kty": "oct", "kid": "hmac-1", "k": "c2VjcmV0"}]})
-
-    async def jwks(request: web.Request) -> web.Response:
-        state.requests += 1
-        if state.status != 200:
-            return web.Response(status=state.status, text="broken")
-        return web.json_response(state.doc)
-
-    app = web.Application()
-    app.router.add_get("/user/.well-known/jwks", jwks)
-    server = await aiohttp_server(app, host="127.0.0.1")
-    state.url = str(server.make_url("/user/.well-known/jwks"))
-    return state
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import aiohttp
 
 from .conftest import PROXY, GatewayUnderTest
-from .test_lifecycle_api import API, auth, launch, status_becomes
+from .helpers import API, auth, launch, status_becomes
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 

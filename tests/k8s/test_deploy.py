@@ -5,7 +5,6 @@ files in the ConfigMaps load with hatchway's own parsers."""
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -15,30 +14,9 @@ import yaml
 from launcher.kubernetes.client import PERMISSIONS
 from proxy.settings import load_settings
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+from ..helpers import DEPLOY, manifests, of_kind
+
 K8S_VERSION = "1.33"
-NOT_KUBERNETES = {"kustomize.config.k8s.io/v1beta1", "kind.x-k8s.io/v1alpha4"}
-# Emissary and Prometheus-operator CRDs: no schema in kubernetes-validate
-CUSTOM_RESOURCES = ("getambassador.io/", "monitoring.coreos.com/")
-
-
-def documents() -> list[tuple[str, dict[str, Any]]]:
-    docs = []
-    for path in sorted(DEPLOY.rglob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if isinstance(doc, dict) and "apiVersion" in doc:
-                docs.append((f"{path.relative_to(DEPLOY)}:{doc.get('kind')}", doc))
-    return docs
-
-
-def manifests() -> list[tuple[str, dict[str, Any]]]:
-    return [(name, doc) for name, doc in documents()
-            if doc["apiVersion"] not in NOT_KUBERNETES
-            and not doc["apiVersion"].startswith(CUSTOM_RESOURCES)]
-
-
-def of_kind(kind: str) -> list[dict[str, Any]]:
-    return [doc for _, doc in manifests() if doc["kind"] == kind]
 
 
 @pytest.mark.parametrize(("name", "doc"), manifests(), ids=[n for n, _ in manifests()])

@@ -18,8 +18,8 @@ from proxy.app import build_app
 from proxy.server import start
 from proxy.settings import load_settings
 
+from ..helpers import DEPLOY, of_kind
 from .conftest import ApiServer, eventually
-from .test_deploy import DEPLOY, of_kind
 
 MONITORING = DEPLOY / "monitoring"
 METRIC = re.compile(r"\bhatchway_[a-z_]+\b")

@@ -30,7 +30,8 @@ def demo_container() -> dict[str, Any]:
 
 
 def jupyter_container() -> dict[str, Any]:
-    """Jupyter without token or XSRF: the gateway already checked the session. It listens on
+    """Jupyter without a password or XSRF: the gateway already checked the session, and
+    sends the workspace's secret (``JUPYTER_TOKEN``) on every request it relays. It listens on
     loopback only, yet sees the gateway's Host header (the proxy keeps the browser's), so its
     DNS-rebinding guard is lifted with ``allow_remote_access``; its Origin check stays on and
     passes because Origin and Host agree."""
@@ -44,7 +45,8 @@ def jupyter_container() -> dict[str, Any]:
             "--ServerApp.ip=127.0.0.1",
             "--ServerApp.allow_remote_access=True",
             "--ServerApp.base_url={base_url}",
-            "--IdentityProvider.token=",
+            # the token comes from JUPYTER_TOKEN: the gateway's per-workspace secret, which
+            # the relay sends on every request (launcher.local), never in argv
             "--ServerApp.password=",
             "--ServerApp.disable_check_xsrf=True",
             "--no-browser",

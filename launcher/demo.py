@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import hmac
 import html
+import os
 import signal
 import sys
 import weakref
@@ -181,9 +183,20 @@ def normalize_base(base_url: str) -> str:
     return f"/{inner}/" if inner else "/"
 
 
-def make_app(base_url: str = "/") -> web.Application:
-    """The demo app serving under ``base_url`` (the path the gateway rewrites to)."""
+def make_app(base_url: str = "/", token: str = "") -> web.Application:
+    """The demo app serving under ``base_url`` (the path the gateway rewrites to). With a
+    ``token`` (the gateway's per-workspace secret, ``HATCHWAY_WORKSPACE_TOKEN``) it answers
+    only requests that carry it, as Jupyter does with ``JUPYTER_TOKEN``: other local users'
+    processes can reach its port, never its contents."""
     base = normalize_base(base_url)
+    expected = f"token {token}".encode()
+
+    @web.middleware
+    async def only_the_gateway(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return web.Response(status=403, text="this workspace answers only its gateway\n")
+        return await handler(request)
 
     @web.middleware
     async def track_activity(request: web.Request, handler: _Handler) -> web.StreamResponse:
@@ -195,7 +208,8 @@ def make_app(base_url: str = "/") -> web.Application:
         for ws in list(app[STATE].sockets):
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"workspace shutting down")
 
-    app = web.Application(middlewares=[track_activity])
+    app = web.Application(middlewares=[only_the_gateway, track_activity] if token
+                          else [track_activity])
     app[STATE] = _State()
     app.on_shutdown.append(close_sockets)
     app.router.add_get(base, index)
@@ -218,7 +232,8 @@ def make_app(base_url: str = "/") -> web.Application:
 
 async def serve(host: str, port: int, base_url: str) -> None:
     """Listen until SIGTERM or SIGINT, then close WebSockets (1001) and exit."""
-    runner = web.AppRunner(make_app(base_url), handle_signals=False)
+    token = os.environ.get("HATCHWAY_WORKSPACE_TOKEN", "")
+    runner = web.AppRunner(make_app(base_url, token), handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, shutdown_timeout=2.0)
     await site.start()

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -254,6 +255,10 @@ class LocalBackend:
         port = free_port(HOST)
         rewrite = option.path_rewrite or "/"
         values = {"port": str(port), "base_url": rewrite, "user": user}
+        # Only the gateway may use this port: workspaces share the loopback network, so the
+        # relay sends this secret (Route.auth) and the workspace refuses requests without it.
+        # Given in the environment, never in argv (/proc/<pid>/cmdline is world-readable).
+        secret = secrets.token_urlsafe(32)
         argv = [_fill(a, values) for a in option.command + option.args]
         if not argv:
             raise BackendError(f"workspace option {option.name!r} has no command to run")
@@ -267,6 +272,8 @@ class LocalBackend:
             "HATCHWAY_PROXY_PREFIX": self._proxy_prefix,
             "HATCHWAY_USER": user,
             "REMOTE_USER": user,
+            "HATCHWAY_WORKSPACE_TOKEN": secret,
+            "JUPYTER_TOKEN": secret,  # jupyter_server's IdentityProvider reads it
         })
         env.setdefault("PYTHONUNBUFFERED", "1")
         try:
@@ -304,7 +311,8 @@ class LocalBackend:
             self._apply_memory_limit(process.pid, limit)
         probe = option.ready_probe
         probe_url = f"http://{HOST}:{port}/{probe.lstrip('/')}" if probe else ""
-        route = Route(host=HOST, port=port, rewrite=rewrite, ready=False, source="local")
+        route = Route(host=HOST, port=port, rewrite=rewrite, ready=False, source="local",
+                      auth=f"token {secret}")
         return _Workspace(user=user, option=option, process=process, route=route,
                           probe_url=probe_url, started=asyncio.get_running_loop().time(),
                           sandboxed=self.isolation == isolation.SANDBOX)
@@ -407,7 +415,8 @@ class LocalBackend:
                     return True
                 if self._http is None:
                     self._http = aiohttp.ClientSession()
-                async with self._http.get(ws.probe_url, allow_redirects=False) as resp:
+                async with self._http.get(ws.probe_url, allow_redirects=False,
+                                          headers={"Authorization": ws.route.auth}) as resp:
                     return resp.status < 500
         except (aiohttp.ClientError, OSError, TimeoutError):
             return False

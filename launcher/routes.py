@@ -26,6 +26,10 @@ class Route:
     ready: bool = True
     tls: bool = False
     source: str = ""  # who published it ("local", "service/h-alice-s", "ambassador/...")
+    # An Authorization value the relay sends the workspace in place of the client's: the
+    # local backend's per-workspace secret, so that only the gateway can use a workspace's
+    # port (other users' processes share the loopback network). Empty: none (pods).
+    auth: str = ""
 
 
 Listener = Callable[[], None]

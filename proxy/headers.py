@@ -75,6 +75,7 @@ def upstream_request_headers(
     session_token: str,
     cookie_name: str,
     websocket: bool = False,
+    route_auth: str = "",
 ) -> CIMultiDict[str]:
     """Headers to send the workspace: incoming minus hop-by-hop, identity and forwarding
     headers, plus hatchway's own ``REMOTE_USER`` and ``X-Forwarded-*``."""
@@ -99,8 +100,9 @@ def upstream_request_headers(
             value = strip_session_cookie(value, cookie_name)
             if not value:
                 continue
-        elif low == "authorization" and value.partition(" ")[2].strip() == session_token:
-            continue
+        elif low == "authorization" and (
+                route_auth or value.partition(" ")[2].strip() == session_token):
+            continue  # the session credential, or any credential where the route has its own
         elif low == "host":
             host = value
         out.add(name, value)
@@ -110,6 +112,8 @@ def upstream_request_headers(
         out["X-Forwarded-Host"] = host
     out["X-Forwarded-Prefix"] = prefix.rstrip("/") or "/"
     out["REMOTE_USER"] = user
+    if route_auth:  # the workspace's secret (Route.auth)
+        out["Authorization"] = route_auth
     return out
 
 

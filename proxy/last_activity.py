@@ -11,7 +11,7 @@ import logging
 
 import aiohttp
 
-from launcher.backend import RUNNING, WorkspaceStatus
+from launcher.backend import RUNNING, SharedActivity, WorkspaceStatus
 
 from .gateway import Gateway
 
@@ -20,8 +20,13 @@ _TIMEOUT = aiohttp.ClientTimeout(total=3)
 
 
 def gateway_last_ms(gateway: Gateway, user: str) -> int:
-    shared = getattr(gateway.backend, "last_activity_ms", None)  # every replica's (k8s)
-    return int(shared(user)) if shared is not None else gateway.activity.last_ms(user)
+    if isinstance(gateway.backend, SharedActivity):  # every replica's (k8s)
+        return gateway.backend.last_activity_ms(user)
+    return gateway.activity.last_ms(user)
+
+
+def _headers(user: str, auth: str) -> dict[str, str]:
+    return {"REMOTE_USER": user, "Authorization": auth} if auth else {"REMOTE_USER": user}
 
 
 async def jupyter_last_ms(gateway: Gateway, user: str) -> int:
@@ -32,7 +37,8 @@ async def jupyter_last_ms(gateway: Gateway, user: str) -> int:
     url = (f"{'https' if route.tls else 'http'}://{route.host}:{route.port}"
            f"{route.rewrite.rstrip('/')}/api/status")
     try:
-        async with gateway.http.get(url, timeout=_TIMEOUT, headers={"REMOTE_USER": user}) as resp:
+        async with gateway.http.get(url, timeout=_TIMEOUT,
+                                    headers=_headers(user, route.auth)) as resp:
             if resp.status != 200:
                 return 0
             body = await resp.json(content_type=None)

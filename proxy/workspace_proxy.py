@@ -107,7 +107,7 @@ async def _relay(request: web.Request, raw_target: str) -> web.StreamResponse:
     headers = upstream_request_headers(
         request.headers, user=user, client_ip=request.remote or "", scheme=request.scheme,
         prefix=prefix, session_token=identity.token, cookie_name=settings.sessions.cookie_name,
-        websocket=is_ws,
+        websocket=is_ws, route_auth=route.auth,
     )
     client = request.app[CLIENT]
     try:

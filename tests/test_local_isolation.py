@@ -185,3 +185,49 @@ async def test_the_api_answers_a_colliding_launch_409_and_its_status_not_found(
         assert "not found" in await resp.text()
     async with client.get(gw.url("/lw-workspace/status"), headers=auth(VICTIM)) as resp:
         assert (await resp.json())["status"] != NOT_FOUND
+
+
+# What an attacker's terminal would try against another workspace on the shared loopback.
+_KNOCK = """
+import json, pathlib, sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=5) as resp:
+        seen = [resp.status, resp.read().decode(errors="replace")]
+except urllib.error.HTTPError as exc:
+    seen = [exc.code, exc.read().decode(errors="replace")]
+except OSError as exc:
+    seen = [0, type(exc).__name__]
+pathlib.Path("knock.json").write_text(json.dumps(seen))
+"""
+
+
+async def test_another_users_process_cannot_use_a_workspace_port(tmp_path: Path) -> None:
+    routes = RouteTable()
+    backend = LocalBackend(routes, LocalSettings(stop_grace_seconds=1.0), proxy_prefix=PREFIX,
+                           state_dir=str(tmp_path))
+    await backend.start()
+    try:
+        await knock_on_bobs_workspace(backend, routes)
+    finally:
+        await backend.close()
+
+
+async def knock_on_bobs_workspace(backend: LocalBackend, routes: RouteTable) -> None:
+    demo = option(name="demo", command=[sys.executable, "-m", "launcher.demo"],
+                  args=["--port", "{port}", "--base-url", "{base_url}"],
+                  **{"path-rewrite": PREFIX, "ready-probe": PREFIX + "api/status"})
+    await backend.launch("bob", demo, None)
+    for _ in range(500):
+        route = routes.get("bob")
+        if route is not None and route.ready:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("bob's workspace never became ready")
+    url = f"http://127.0.0.1:{route.port}{PREFIX}api/status"
+
+    await run_to_end(backend, "alice", option(command=[sys.executable, "-c", _KNOCK, url]))
+    status, body = json.loads((backend.workdir("alice") / "knock.json").read_text())
+
+    assert status == 403, body  # the port answers, but only to the gateway
+    assert route.auth.startswith("token ") and route.auth[6:] not in body

@@ -400,6 +400,10 @@ class EnvoyConfigWriter:
             "idle_timeout": _duration(self._idle),
             "upgrade_configs": [{"upgrade_type": "websocket"}],
         }
+        if route.auth:  # the workspace's secret (local backend), in place of the client's
+            entry["request_headers_to_add"] = [
+                {"header": {"key": "authorization", "value": route.auth},
+                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
         return entry
 
     def route_configuration(self, items: Iterable[tuple[str, Route]]) -> dict[str, Any]:

@@ -165,7 +165,7 @@ def session_cookie_out(cookie: bytes, cookie_name: str) -> bytes | None:
 
 def upstream_request_head(req: RequestHead, target: bytes, *, user: bytes, client_ip: bytes,
                           prefix: bytes, session_token: bytes, cookie_out: bytes | None,
-                          cookie_name: str, websocket: bool) -> bytes:
+                          cookie_name: str, websocket: bool, route_auth: bytes = b"") -> bytes:
     """The head to send the workspace, by ``proxy.headers.upstream_request_headers``' rules:
     hop-by-hop, Connection-named, identity and forwarding headers out, the session credential
     out, hatchway's X-Forwarded-* and REMOTE_USER in. ``cookie_out`` is the first Cookie
@@ -193,7 +193,7 @@ def upstream_request_head(req: RequestHead, target: bytes, *, user: bytes, clien
             if kept:
                 out += (name, b": ", kept, b"\r\n")
         elif action == _AUTH:
-            if value.partition(b" ")[2].strip() != session_token:
+            if not route_auth and value.partition(b" ")[2].strip() != session_token:
                 out += (name, b": ", value, b"\r\n")
         elif action == _XFF:
             prior_xff = value if not prior_xff else prior_xff + b", " + value
@@ -202,6 +202,8 @@ def upstream_request_head(req: RequestHead, target: bytes, *, user: bytes, clien
     if req.host:
         out += (b"X-Forwarded-Host: ", req.host, b"\r\n")
     out += (b"X-Forwarded-Prefix: ", prefix, b"\r\nREMOTE_USER: ", user, b"\r\n")
+    if route_auth:  # the workspace's secret (Route.auth), never the client's credential
+        out += (b"Authorization: ", route_auth, b"\r\n")
     if req.chunked:
         out.append(b"Transfer-Encoding: chunked\r\n")
     if websocket:

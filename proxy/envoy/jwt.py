@@ -198,8 +198,10 @@ def user_routes(entry: dict[str, Any], user: str, *, user_header: str, ask_hatch
     fast = {**entry, "name": entry["name"] + "_jwt", "match": verified,
             "request_headers_to_remove": [VERIFIED_USER, VERIFIED_PURPOSE]}
     if "route" in entry:  # the workspace sees who it serves, as Hatchery's Mapping tells it
-        fast["request_headers_to_add"] = [{"header": {"key": user_header, "value": user},
-                                           "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+        fast["request_headers_to_add"] = [
+            *entry.get("request_headers_to_add", ()),  # the workspace's secret, if any
+            {"header": {"key": user_header, "value": user},
+             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
     if not ask_hatchway:
         fast["typed_per_filter_config"] = AUTHZ_OFF
     if "route" not in entry:  # a direct answer (workspace still starting): nothing to upgrade

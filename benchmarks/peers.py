@@ -167,7 +167,10 @@ class Hatchway(Peer):
         settings: dict[str, Any] = {
             "host": "127.0.0.1", "port": port, "workers": self.workers,
             "state_dir": str(env.state_dir), "sessions": {"mode": "dev"},
-            "static_routes": {user: up for user in users}}
+            "static_routes": {user: up for user in users},
+            # every load-generator connection comes from 127.0.0.1, as from behind a shared
+            # proxy: lift the per-address cap (1,000) as the README says to do there
+            "limits": {"max_connections_per_client": 0}}
         if self.workers > 1:  # static routes only (nothing to launch): workers may share
             no_options = env.work / "hatchery-no-options.json"
             no_options.write_text(json.dumps({"containers": []}))

@@ -75,13 +75,24 @@ def _self_command() -> str:
 
 
 def _banner(settings: Settings) -> str:
-    shown_host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    base = f"http://{shown_host}:{settings.port}"
+    def shown(host: str) -> str:
+        return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+    base = f"http://{shown(settings.host)}:{settings.port}"
+    opened = base
+    envoy = settings.envoy
+    if settings.mode == "envoy" and envoy.api_passthrough:
+        # Envoy carries users' traffic: the port they open is Envoy's, not hatchway's
+        opened = f"http://{shown(envoy.listen_host)}:{envoy.listen_port}"
     lines = [f"hatchway {__version__}: {settings.backend} workspaces, {settings.mode} proxy, "
              f"{'dev' if settings.dev_sessions else 'Fence (JWKS)'} sessions",
-             f"  Open {base}{settings.prefix.rstrip('/')}/ in a browser."]
+             f"  Open {opened}{settings.prefix.rstrip('/')}/ in a browser."]
+    if settings.mode == "envoy":
+        lines.append(f"  Workspaces are relayed by Envoy at http://{shown(envoy.listen_host)}:"
+                     f"{envoy.listen_port}{settings.proxy_prefix}; hatchway itself answers "
+                     f"on {base} (API, Envoy's checks).")
     if settings.dev_sessions:
-        lines += [f"  Sign in at {base}{settings.prefix.rstrip('/')}/login with any user name "
+        lines += [f"  Sign in at {opened}{settings.prefix.rstrip('/')}/login with any user name "
                   "(development mode only),",
                   f"  or get a token for scripts:  {_self_command()} token alice"
                   + (f" --state-dir {settings.state_dir}" if settings.state_dir != ".hatchway"

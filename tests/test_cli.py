@@ -256,3 +256,15 @@ def _workers_of(config: str) -> list[int]:
     parents = {pid for pid, (_, cmd) in procs.items() if config.encode() in cmd}
     return [pid for pid, (ppid, cmd) in procs.items()
             if ppid in parents and b"spawn_main" in cmd]
+
+
+def test_envoy_mode_banner_names_the_port_users_open() -> None:
+    from proxy.cli import _banner
+    from proxy.settings import load_settings
+
+    settings = load_settings([], environ={}, overrides={
+        "mode": "envoy", "port": 8080, "envoy": {"listen_host": "0.0.0.0", "listen_port": 8000}})
+    banner = _banner(settings)
+    assert "Open http://127.0.0.1:8000/lw-workspace/ in a browser." in banner
+    assert "relayed by Envoy at http://127.0.0.1:8000/lw-workspace/proxy/" in banner
+    assert "hatchway itself answers on http://127.0.0.1:8080" in banner

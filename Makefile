@@ -28,7 +28,9 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# Run as root, hatchway keeps local users apart with bubblewrap: serve installs it too.
 serve: $(STAMP)
+	@$(MAKE) --no-print-directory debs DEBS=bubblewrap
 	$(VENV)/bin/hatchway serve
 
 # Debian packages the tests drive for real (the browser test, the benchmark harness's tests,

@@ -57,6 +57,10 @@ class Backend(Protocol):
     def progress(self, user: str) -> AsyncIterator[dict[str, Any]] | None:
         """The launch as JupyterHub-shaped events; None: the API polls ``status``."""
 
+    def routes_pending(self) -> list[str]:
+        """What the route table still waits for before it is whole (readiness): e.g. watches
+        that have not listed yet. Empty: every route this backend knows is published."""
+
     def isolation_summary(self) -> str | None:
         """One sentence for start-up about how users are kept apart (None: nothing to say)."""
 

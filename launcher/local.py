@@ -139,6 +139,10 @@ class LocalBackend:
     def workdir(self, user: str) -> Path:
         return self._state_dir / "workspaces" / escape(user)
 
+    def routes_pending(self) -> list[str]:
+        """Routes are published as workspaces start: nothing to wait for."""
+        return []
+
     def health(self) -> None:
         """Nothing beyond the processes themselves to watch."""
         return None

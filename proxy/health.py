@@ -27,10 +27,7 @@ OK = "ok"
 def _routes_synced(gateway: Gateway) -> str:
     """The Kubernetes backend's reflectors have listed once (other backends own their
     routes and are synced from the start)."""
-    backend = gateway.backend
-    waiting = [r.kind for r in (getattr(backend, "services", None), getattr(backend, "slices",
-                                                                            None))
-               if r is not None and not r.synced.is_set()]
+    waiting = gateway.backend.routes_pending()
     if waiting:
         return "routes not synced yet from the watch: " + ", ".join(waiting)
     return OK

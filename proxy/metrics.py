@@ -30,6 +30,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from launcher.routes import RouteTable
+
     from .fastpath import FastPath
     from .gateway import Gateway
 
@@ -116,6 +118,7 @@ class Metrics:
                               registry=r)
         self.collector: GatewayCollector | None = None
         self._pending: dict[str, float] = {}  # user → monotonic time of an accepted launch
+        self._routes: RouteTable | None = None  # set by attach
 
     def attach(self, gateway: Gateway, fast_path: Callable[[], FastPath | None]) -> None:
         """Read the gateway's route table, watches and fast path at scrape time."""
@@ -141,7 +144,7 @@ class Metrics:
         pending = self._pending
         if not pending:
             return
-        routes = getattr(self, "_routes", None)
+        routes = self._routes
         if routes is None:
             return
         now = time.monotonic()
@@ -185,19 +188,18 @@ class GatewayCollector(Collector):
                 labels=["result"])
             requests.add_metric(["relayed"], fast.relayed)
             requests.add_metric(["handed_off"], fast.handed_off)
-            requests.add_metric(["failed"], getattr(fast, "n_failed", 0))
+            requests.add_metric(["failed"], fast.n_failed)
             yield requests
             yield CounterMetricFamily("hatchway_fastpath_websockets",
                                       "WebSockets the fast path spliced",
-                                      value=getattr(fast, "n_websockets", 0))
+                                      value=fast.n_websockets)
             yield GaugeMetricFamily("hatchway_fastpath_websockets_open",
                                     "WebSockets open on the fast path's splice",
                                     value=len(fast.splices) // 2)
             yield GaugeMetricFamily("hatchway_fastpath_connections",
                                     "Browser connections the fast path serves",
                                     value=len(fast.fronts))
-        report = getattr(gateway.backend, "health", None)
-        watches = (report() or {}).get("watches") if report is not None else None
+        watches = (gateway.backend.health() or {}).get("watches")
         if watches:
             up = GaugeMetricFamily("hatchway_watch_up", "1 while a watch is current (ok)",
                                    labels=["watch"])

@@ -256,6 +256,11 @@ class KubernetesBackend:
             "watches": parts,
         }
 
+    def routes_pending(self) -> list[str]:
+        """The watches that have not listed once yet."""
+        return [r.kind for r in (self.services, self.slices)
+                if r is not None and not r.synced.is_set()]
+
     def isolation_summary(self) -> None:
         return None
 

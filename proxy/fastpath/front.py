@@ -311,7 +311,7 @@ class Front(asyncio.Protocol):
             req, target, user=user, client_ip=self.client_ip, prefix=gate.forwarded_prefix,
             session_token=self.token_bytes, cookie_out=self.cookie_out,
             cookie_name=gate.cookie_name, websocket=websocket,
-            route_auth=route.auth.encode() if route.auth else b"")
+            route_auth=route.auth_bytes)
         up = fp.pool.take(route.host, route.port)
         if up is None:
             self._connect()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiohttp import web
 
@@ -23,6 +24,10 @@ from .session_check import authenticate
 from .sessions import Identity
 
 log = logging.getLogger("hatchway.paymodels")
+
+class _HasJson(Protocol):
+    def to_json(self) -> str: ...
+
 
 StatusOf = Callable[[Gateway, str], Awaitable[WorkspaceStatus]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -47,34 +52,31 @@ async def _who(request: web.Request) -> tuple[Gateway, Identity | web.Response]:
     return gateway, await authenticate(request, gateway)
 
 
-async def paymodels(request: web.Request) -> web.StreamResponse:
-    if request.method != "GET":
-        return responses.hatchery_text(404, "Not Found")  # sic: Hatchery's answer
-    gateway, who = await _who(request)
-    if isinstance(who, web.StreamResponse):
-        return who
-    try:
-        current = await _store(gateway).current_pay_model(who.user)
-    except PayModelError as exc:
-        return responses.hatchery_text(500, str(exc))
-    if current is None:
-        return responses.hatchery_text(404, "Current paymodel not set")
-    return _json(current.to_json())
+def _reader(read: Callable[[PayModels, str], Awaitable[_HasJson | None]],
+            missing: str) -> Handler:
+    """A GET that reads the user's pay models: 500 with the store's error, 404 ``missing``
+    when there is nothing, else the Go-marshalled JSON; any other method 404 (sic: Hatchery's
+    answer)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.method != "GET":
+            return responses.hatchery_text(404, "Not Found")
+        gateway, who = await _who(request)
+        if isinstance(who, web.StreamResponse):
+            return who
+        try:
+            found = await read(_store(gateway), who.user)
+        except PayModelError as exc:
+            return responses.hatchery_text(500, str(exc))
+        if found is None:
+            return responses.hatchery_text(404, missing)
+        return _json(found.to_json())
+
+    return handler
 
 
-async def allpaymodels(request: web.Request) -> web.StreamResponse:
-    if request.method != "GET":
-        return responses.hatchery_text(404, "Not Found")
-    gateway, who = await _who(request)
-    if isinstance(who, web.StreamResponse):
-        return who
-    try:
-        everything = await _store(gateway).for_user(who.user)
-    except PayModelError as exc:
-        return responses.hatchery_text(500, str(exc))
-    if everything is None:
-        return responses.hatchery_text(404, "No paymodel set")
-    return _json(everything.to_json())
+paymodels = _reader(PayModels.current_pay_model, "Current paymodel not set")
+allpaymodels = _reader(PayModels.for_user, "No paymodel set")
 
 
 def _changer(status_of: StatusOf, *, set_one: bool) -> Handler:

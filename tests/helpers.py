@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import os
+import random
 import re
 import signal
 import socket
@@ -88,9 +89,19 @@ DEMO = {"name": "Demo", "command": [sys.executable, "-m", "launcher.demo", "--po
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port for a process the test starts later, chosen below the kernel's
+    ephemeral range (32768-60999): a port 0 would pick is handed to outgoing connections too,
+    and one of those may take it before the process binds (seen: Envoy "Address already in
+    use" in CI)."""
+    for _ in range(200):
+        port = random.randrange(20000, 32768)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port below the ephemeral range")
 
 
 def clean_env() -> dict[str, str]:

@@ -9,7 +9,6 @@ its own base path so an answer shows whose workspace it came from.
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,16 +26,12 @@ from launcher.demo import make_app as demo_app
 from launcher.routes import Route, RouteTable
 from proxy.envoy.config import EnvoyConfigWriter, envoy_binary, write_bootstrap
 
+from ..helpers import free_port
+
 FIXTURES = Path(__file__).parent / "fixtures"
 PROXY = "/lw-workspace/proxy/"
 EXT_AUTHZ_PREFIX = "/lw-workspace/_ext_authz"
 TOKENS = {"alice-token": "alice", "bob-token": "bob"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def validate_config(path: Path) -> subprocess.CompletedProcess[str]:

@@ -30,7 +30,8 @@ from proxy.devissuer import KEY_FILE
 from proxy.envoy.config import bootstrap_for_settings
 
 from ..conftest import GatewayUnderTest
-from .conftest import PROXY, EnvoyProcess, eventually, free_port
+from ..helpers import free_port
+from .conftest import PROXY, EnvoyProcess, eventually
 
 
 @dataclass

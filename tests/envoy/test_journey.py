@@ -24,7 +24,8 @@ import pytest
 from proxy.envoy.config import bootstrap_for_settings
 
 from ..conftest import GatewayUnderTest
-from .conftest import PROXY, EnvoyProcess, eventually, free_port
+from ..helpers import free_port
+from .conftest import PROXY, EnvoyProcess, eventually
 
 API = "/lw-workspace/"
 JOURNEY_S = 20  # the whole journey, for each mode

@@ -256,7 +256,8 @@ class LocalBackend:
 
     async def _spawn(self, owner: Owner, option: WorkspaceOption) -> _Workspace:
         user = owner.user
-        port = free_port(HOST)
+        # Not a port another workspace was given (it may still be starting, not yet bound).
+        port = free_port(HOST, frozenset(w.route.port for w in self._workspaces.values()))
         rewrite = option.path_rewrite or "/"
         values = {"port": str(port), "base_url": rewrite, "user": user}
         # Only the gateway may use this port: workspaces share the loopback network, so the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import signal
 import socket
@@ -13,8 +14,37 @@ from pathlib import Path
 _PROC = Path("/proc")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nobody listens on right now (the workspace binds it a moment later)."""
+_EPHEMERAL = _PROC / "sys/net/ipv4/ip_local_port_range"
+_LOWEST = 20000
+
+
+def _ephemeral_start() -> int:
+    """Where the kernel starts handing ports to outgoing connections (32768 by default)."""
+    try:
+        return int(_EPHEMERAL.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port(host: str = "127.0.0.1", avoid: frozenset[int] = frozenset()) -> int:
+    """A port nobody listens on right now, for a workspace that binds it a moment later.
+
+    Chosen below the kernel's ephemeral range: a port ``bind(0)`` hands out is also handed to
+    outgoing connections (the gateway's own to other workspaces), and one of those may take it
+    before the workspace binds, which then dies with "Address already in use". ``avoid`` holds
+    ports given to workspaces that may not have bound yet."""
+    top = _ephemeral_start()
+    if top - _LOWEST >= 1000:
+        for _ in range(200):
+            port = random.randrange(_LOWEST, top)
+            if port in avoid:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

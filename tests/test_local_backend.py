@@ -24,6 +24,7 @@ from launcher.routes import RouteTable
 from launcher.settings import LocalSettings
 
 PREFIX = "/lw-workspace/proxy/"
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 PY = sys.executable
 DEMO = [PY, "-m", "launcher.demo", "--port", "{port}", "--base-url", "{base_url}"]
 
@@ -108,6 +109,21 @@ async def test_demo_workspace_goes_launching_running_then_not_found(
     assert routes.get("alice@x.org") is None
 
 
+async def test_workspace_ports_lie_below_the_ephemeral_range_and_differ(
+        backend: LocalBackend, routes: RouteTable) -> None:
+    # A port bind(0) picks is also handed to outgoing connections, which may take it before
+    # the workspace binds; below the range only listeners compete.
+    ephemeral_start = int(EPHEMERAL_RANGE.read_text().split()[0])  # noqa: ASYNC240 (procfs)
+    users = [f"p{i}" for i in range(5)]
+    for user in users:
+        await backend.launch(user, demo_option(), None)
+    ports = [r.port for r in (routes.get(u) for u in users) if r is not None]
+    assert len(set(ports)) == len(users)
+    assert all(p < ephemeral_start for p in ports), ports
+    for user in users:
+        await backend.terminate(user)
+
+
 async def test_launching_status_reports_conditions_and_no_idle_limit_yet(
         backend: LocalBackend) -> None:
     await backend.launch("bob", option(command=["sleep", "30"], ready_probe="/",
@@ -156,7 +172,8 @@ async def test_workspace_ignoring_sigterm_is_killed_after_the_grace_period(
     backend = LocalBackend(routes, settings, proxy_prefix=PREFIX, state_dir=str(tmp_path))
     await backend.launch("erin", option(command=[PY, "-c", _IGNORE_TERM]), None)
     pidfile = backend.workdir("erin") / "pid"
-    await until(pidfile.exists)
+    # the file exists a moment before its content is written
+    await until(lambda: pidfile.exists() and pidfile.read_text().strip())
     pid = int(pidfile.read_text())
     loop = asyncio.get_running_loop()
     started = loop.time()

@@ -8,6 +8,7 @@ leader looks for idle workspaces every 0.3 s; the default idle limit is 3 s."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
 import signal
@@ -32,8 +33,8 @@ from proxy.settings import load_settings
 from tests.fence_contract import FenceContract
 from tests.helpers import clean_env, env_of, free_port
 
-from .conftest import HATCHERY_DOC, NAMESPACE, PROXY, ApiServer, eventually
-from .kubelet import Kubelet
+from .conftest import HATCHERY_DOC, NAMESPACE, PROXY, ApiServer, demo_entry, eventually
+from .kubelet import DEFAULT_IMAGES, Kubelet
 
 API = "/lw-workspace/"
 USER = "alice@example.org"
@@ -89,11 +90,34 @@ class Replica:
 StartReplica = Callable[[str], Awaitable[Replica]]
 
 
+JUPYTER_IMAGE = "quay.io/cdis/heal-notebooks:test"  # a real jupyter_server, run by the kubelet
+JUPYTER = demo_entry("Jupyter Notebook", image=JUPYTER_IMAGE, args=[
+    f"--ServerApp.base_url={PROXY}", "--ServerApp.shutdown_no_activity_timeout=3600"])
+
+
 @pytest.fixture
 async def hatchery_file(tmp_path: Path) -> Path:
     path = tmp_path / "hatchery.json"
-    path.write_text(json.dumps(HATCHERY_DOC))
+    path.write_text(json.dumps({**HATCHERY_DOC,
+                                "containers": [*HATCHERY_DOC["containers"], JUPYTER]}))
     return path
+
+
+@pytest.fixture
+async def jupyter_node(api: ApiServer, tmp_path: Path) -> AsyncIterator[Kubelet]:
+    """The test kubelet with an image whose entrypoint is jupyter_server, no token."""
+    pytest.importorskip("jupyter_server")
+    (tmp_path / "home").mkdir()
+    node = Kubelet(api.url, NAMESPACE, images={**DEFAULT_IMAGES, JUPYTER_IMAGE: [
+        sys.executable, "-m", "jupyter_server", "--ServerApp.port={port}",
+        "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True", "--no-browser", "--allow-root",
+        f"--ServerApp.root_dir={tmp_path / 'home'}"]})
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.close()
 
 
 @pytest.fixture
@@ -125,10 +149,10 @@ def auth(fence: FenceContract) -> dict[str, str]:
     return {"Authorization": f"Bearer {fence.user_token(USER)}"}
 
 
-async def launch(http: aiohttp.ClientSession, r: Replica, fence: FenceContract
-                 ) -> tuple[int, str]:
+async def launch(http: aiohttp.ClientSession, r: Replica, fence: FenceContract,
+                 name: str = "Demo workspace") -> tuple[int, str]:
     async with http.get(r.base + API + "options", headers=auth(fence)) as resp:
-        option = (await resp.json())[0]["id"]
+        option = next(o["id"] for o in await resp.json() if o["name"] == name)
     async with http.post(f"{r.base}{API}launch?id={option}", headers=auth(fence)) as resp:
         return resp.status, await resp.text()
 
@@ -306,3 +330,52 @@ async def test_a_launch_sent_to_both_replicas_at_once_creates_one_workspace_and_
     in_pod = env_of(pods[0], "hatchery-container")["API_KEY_ID"]
     assert len(fence.minted) == 2  # both replicas minted before the API server arbitrated
     assert fence.revoked == {k["key_id"] for k in fence.minted} - {in_pod}
+
+
+# -- lastActivityTime, the later of every replica's and Jupyter's own -------------------------
+
+async def jupyter_last_activity_ms(node: Kubelet, api: ApiServer) -> int:
+    """What the workspace's Jupyter says, asked directly on its port (not through a gateway)."""
+    (pod,) = live_pods(api)
+    url = f"http://127.0.0.1:{node.port_of(pod['metadata']['name'])}{PROXY}api/status"
+    async with aiohttp.ClientSession() as direct, direct.get(url) as resp:
+        stamp = (await resp.json())["last_activity"]
+    return int(datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+async def work_in_jupyter(node: Kubelet, api: ApiServer) -> None:
+    """API activity Jupyter records and no gateway sees (as a kernel's own output would be)."""
+    (pod,) = live_pods(api)
+    url = f"http://127.0.0.1:{node.port_of(pod['metadata']['name'])}{PROXY}api/contents"
+    async with aiohttp.ClientSession() as direct, direct.get(url) as resp:
+        assert resp.status == 200
+
+
+async def test_last_activity_time_is_jupyters_when_jupyter_saw_activity_later(
+        api: ApiServer, jupyter_node: Kubelet, replica: StartReplica, fence: FenceContract,
+        http: aiohttp.ClientSession) -> None:
+    a = await replica("a")
+    assert await launch(http, a, fence, "Jupyter Notebook") == (200, "Success")
+    await running_through(http, fence, a)
+    await asyncio.sleep(1.1)
+    await work_in_jupyter(jupyter_node, api)
+    jupyters = await jupyter_last_activity_ms(jupyter_node, api)
+    ours = a.backend.last_activity_ms(USER)
+    assert 0 < ours < jupyters
+    answer = await status(http, a, fence)
+    assert answer["idleTimeLimit"] == 3_600_000
+    assert answer["lastActivityTime"] == jupyters
+
+
+async def test_last_activity_time_is_the_gateways_when_it_saw_activity_later(
+        api: ApiServer, jupyter_node: Kubelet, replica: StartReplica, fence: FenceContract,
+        http: aiohttp.ClientSession) -> None:
+    a = await replica("a")
+    assert await launch(http, a, fence, "Jupyter Notebook") == (200, "Success")
+    await running_through(http, fence, a)
+    await work_in_jupyter(jupyter_node, api)
+    await asyncio.sleep(2.1)  # past Jupyter's stamp by more than the gateway's 1 s clock
+    await use(http, a, fence)  # Jupyter's api/status: traffic Jupyter does not count
+    ours = a.backend.last_activity_ms(USER)
+    assert ours > await jupyter_last_activity_ms(jupyter_node, api)
+    assert (await status(http, a, fence))["lastActivityTime"] == ours

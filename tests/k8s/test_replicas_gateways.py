@@ -208,15 +208,15 @@ async def test_traffic_only_through_b_keeps_the_workspace_while_a_leads_and_a_cu
     active_until = time.monotonic() + IDLE_S + 2  # well past the limit: ~16 of A's sweeps
     while time.monotonic() < active_until:
         await use(http, b, fence)
+        idle_since = time.monotonic()
         await asyncio.sleep(0.25)
         assert live_pods(api), "culled while in use through B"
         assert a.leads and not b.leads
     assert a.gateway.activity.last_ms(USER) < b.gateway.activity.last_ms(USER)  # A saw none
-    idle_since = time.monotonic()
 
     await eventually(lambda: not live_pods(api), within=IDLE_S + 4, interval=0.05)
     idle_for = time.monotonic() - idle_since
-    assert idle_for > IDLE_S - 1.0  # B's clock is coarse by up to 1 s, never early beyond it
+    assert idle_for > IDLE_S - 1.5  # B's clock is coarse (1 s ticks): never sooner than that
     claims = api.emulator.items("persistentvolumeclaims", NAMESPACE)
     assert [c["metadata"]["name"] for c in claims] == [claim_name(USER)]  # the volume stays
     (key,) = fence.minted  # revoked right after the delete, with the key's own token

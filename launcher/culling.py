@@ -1,6 +1,11 @@
 """Idle culling: a workspace with an ``idle-time-limit`` is terminated once the proxy has seen
 no request and no WebSocket message for it that long (Hatchery leaves this to Jupyter's own
 ``shutdown_no_activity_timeout``; the gateway sees traffic Jupyter cannot, such as other apps).
+
+A workspace idle by the gateway's record is asked for its own last activity before it goes
+(``workspace_last_ms``: Jupyter's ``api/status``, which hatchery-reaper culls by): a kernel
+busy with a long cell while the browser is closed is activity the proxy never sees. The later
+of the two decides; a workspace neither knows anything about is left alone.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from .backend import RUNNING, Backend
 from .routes import RouteTable
@@ -21,7 +26,8 @@ class IdleCuller:
     def __init__(self, backend: Backend, routes: RouteTable, last_activity_ms: Callable[[str], int],
                  *, interval_seconds: float = 30.0, is_leader: Callable[[], bool] = lambda: True,
                  default_limit_ms: int = 0,
-                 on_cull: Callable[[str, str], None] | None = None) -> None:
+                 on_cull: Callable[[str, str], None] | None = None,
+                 workspace_last_ms: Callable[[str], Awaitable[int]] | None = None) -> None:
         # is_leader: only the replica holding the Lease culls (launcher/kubernetes/leader.py);
         # default_limit_ms: hatchery-reaper's global limit for options without their own.
         self._backend = backend
@@ -31,6 +37,7 @@ class IdleCuller:
         self._task: asyncio.Task[None] | None = None
         self._is_leader, self._default_limit = is_leader, default_limit_ms
         self._on_cull = on_cull  # (user, why): metrics, the log line, the stopped page
+        self._workspace_last = workspace_last_ms  # asked only once the gateway's record is idle
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="idle culler")
@@ -57,9 +64,15 @@ class IdleCuller:
                 continue
             limit = status.idle_time_limit if status.idle_time_limit > 0 else self._default_limit
             last = self._last(user)
-            if status.status != RUNNING or limit <= 0 or not last:
+            if status.status != RUNNING or limit <= 0 or now_ms - last <= limit:
                 continue
-            if now_ms - last > limit:
+            if self._workspace_last is not None:
+                try:
+                    last = max(last, await self._workspace_last(user))
+                except Exception as exc:  # unknown is not idle: next sweep asks again
+                    log.warning("culler could not read %s's workspace activity: %s", user, exc)
+                    continue
+            if last and now_ms - last > limit:
                 whose = "the option's" if status.idle_time_limit > 0 else "the default"
                 why = (f"idle for {(now_ms - last) // 1000} s, past {whose} limit of "
                        f"{limit // 1000} s; its volume is kept")

@@ -25,6 +25,7 @@ from .devissuer import DevIssuer
 from .failures import map_failures
 from .gateway import GATEWAY, Gateway
 from .jwks import KeyStore, http_jwks_fetcher
+from .last_activity import jupyter_last_ms
 from .sessions import SessionValidator
 from .settings import Settings, kube_settings
 from .trusted import parse_networks
@@ -126,7 +127,8 @@ def build_app(settings: Settings) -> web.Application:
     culler = IdleCuller(backend, routes, last_activity,
                         interval_seconds=settings.cull_interval_seconds,
                         is_leader=is_leader, default_limit_ms=default_limit_ms,
-                        on_cull=ops.on_cull(app))
+                        on_cull=ops.on_cull(app),
+                        workspace_last_ms=lambda user: jupyter_last_ms(gateway, user))
     prefix = settings.prefix.rstrip("/")
     if issuer is not None:
         app[devlogin.DEV_ISSUER] = issuer

@@ -25,7 +25,7 @@ import aiohttp
 
 from launcher.backend import WorkspaceStatus
 from launcher.errors import BackendError, BackendUnavailable, NameTaken, WorkspaceExists
-from launcher.fence_keys import ApiKey, FenceKeys, fence_url, key_id_of
+from launcher.fence_keys import ApiKey, FenceKeys, api_key_of, fence_url, key_id_of
 from launcher.names import claim_name, pod_name, service_name
 from launcher.options import HatcheryConfig, WorkspaceOption
 
@@ -234,7 +234,10 @@ class KubernetesBackend:
             raise BackendError(f"terminating {user}'s workspace failed: {exc}") from None
         key_id = key_id_of(found)
         if pod and key_id:
-            await self.fence.revoke(token, key_id)
+            if token:
+                await self.fence.revoke(token, key_id)
+            else:  # a cull: the key revokes itself (launcher/fence_keys.py)
+                await self.fence.revoke_with_key(api_key_of(found), key_id)
         return bool(pod or svc)
 
     # -- what Hatchery lacks -----------------------------------------------------------

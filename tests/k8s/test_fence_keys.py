@@ -3,13 +3,15 @@ against a Fence contract server on loopback and the emulated API server."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 
 from launcher.errors import BackendError
-from launcher.fence_keys import INTERNAL_FENCE, fence_url
+from launcher.fence_keys import INTERNAL_FENCE, FenceKeys, fence_url
 from launcher.names import pod_name
 from launcher.options import HatcheryConfig
 from tests.fence_contract import FenceContract
@@ -79,13 +81,45 @@ async def test_terminate_revokes_a_key_a_go_hatchery_minted(
     assert fence.revoked == {"go-hatchery-key"}
 
 
-async def test_a_cull_without_a_token_leaves_the_key_and_still_terminates(
+async def test_a_cull_revokes_the_key_with_a_token_the_key_itself_obtains(
         api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
         fence: FenceContract) -> None:
     backend = await keyed_backend(make_backend, fence)
     await backend.launch(USER, hatchery.options[0], fence.user_token(USER))
+    assert await backend.terminate(USER) is True  # no user token: a cull
+    assert fence.revoked == {fence.minted[0]["key_id"]}
+    assert fence.revocations == ["oauth2"]
+
+
+async def test_a_cull_revokes_a_key_a_go_hatchery_minted(
+        api: ApiServer, make_backend: BackendFactory, fence: FenceContract) -> None:
+    backend = await keyed_backend(make_backend, fence)
+    async with aiohttp.ClientSession() as http:  # a Go Hatchery's mint
+        key = await FenceKeys(fence.url + "/user/", lambda: http).mint(fence.user_token(USER))
+    await api_write(api, "POST", "pods", {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod_name(USER), "annotations": {"gen3username": USER}},
+        "spec": {"containers": [{"name": "hatchery-container", "image": "x", "env": [
+            {"name": "API_KEY", "value": key.api_key},
+            {"name": "API_KEY_ID", "value": key.key_id}]}]}})
     assert await backend.terminate(USER) is True
+    assert fence.revoked == {key.key_id}
+
+
+async def test_a_cull_on_a_fence_without_user_revocation_logs_the_key_once_and_terminates(
+        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        fence: FenceContract, caplog: pytest.LogCaptureFixture) -> None:
+    backend = await keyed_backend(make_backend, fence)
+    fence.clients_only_revoke = True
+    await backend.launch(USER, hatchery.options[0], fence.user_token(USER))
+    key_id = fence.minted[0]["key_id"]
+    with caplog.at_level(logging.INFO, logger="hatchway.fence_keys"):
+        assert await backend.terminate(USER) is True
     assert fence.revoked == set()
+    lines = [r for r in caplog.records if key_id in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.INFO]
+    assert "401" in lines[0].getMessage() and "not revoked" in lines[0].getMessage()
+    assert api.emulator.items("pods", NAMESPACE)[0]["metadata"].get("deletionTimestamp")
 
 
 async def test_a_refused_mint_fails_the_launch_with_hatcherys_message_and_creates_nothing(

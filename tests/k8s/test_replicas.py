@@ -33,11 +33,17 @@ class Replica:
     def __init__(self, settings: Settings, hatchery: HatcheryConfig, limit_ms: int) -> None:
         self.routes = RouteTable()
         self.local: dict[str, int] = {}
+        self.workspace: dict[str, int] = {}  # what each workspace's Jupyter would say
         self.backend = KubernetesBackend(self.routes, kube_config(settings), hatchery)
         self.backend.attach_activity(lambda user: self.local.get(user, 0))
         backend = self.backend
+
+        async def workspace_ms(user: str) -> int:
+            return self.workspace.get(user, 0)
+
         self.culler = IdleCuller(backend, self.routes, backend.last_activity_ms,
-                                 is_leader=lambda: backend.is_leader, default_limit_ms=limit_ms)
+                                 is_leader=lambda: backend.is_leader, default_limit_ms=limit_ms,
+                                 workspace_last_ms=workspace_ms)
 
     def touch(self, user: str) -> None:  # a request relayed through this replica
         self.local[user] = int(time.time() * 1000)
@@ -109,6 +115,21 @@ async def test_traffic_only_through_b_keeps_the_workspace_while_a_culls(
     assert await b.culler.sweep() == []  # B does not lead: it never culls
     assert await a.culler.sweep() == [USER]
     assert api.emulator.items("persistentvolumeclaims", NAMESPACE)  # the volume stays
+
+
+async def test_a_workspace_idle_to_every_replica_but_busy_by_its_own_account_is_kept(
+        api: ApiServer, kubelet: Kubelet, start_replica: Start,
+        hatchery: HatcheryConfig) -> None:
+    a = await start_replica("a")
+    await eventually(lambda: a.backend.is_leader)
+    await a.backend.launch(USER, hatchery.options[0], None)
+    a.touch(USER)
+    await eventually(lambda: a.routes.get(USER) and a.routes.get(USER).ready)  # type: ignore[union-attr]
+    await asyncio.sleep(1.8)  # past the 1.5 s limit by the gateway's record
+    a.workspace[USER] = int(time.time() * 1000)  # a kernel ran a cell: Jupyter saw it
+    assert await a.culler.sweep() == []
+    await asyncio.sleep(1.8)  # and now idle by both accounts
+    assert await a.culler.sweep() == [USER]
 
 
 async def test_both_replicas_answer_the_same_last_activity_and_a_restart_keeps_it(

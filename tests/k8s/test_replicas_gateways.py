@@ -1,0 +1,381 @@
+"""Two whole gateway replicas on one emulated cluster with the test kubelet: each a real
+hatchway app started the way ``hatchway serve`` starts it (``proxy.server.start``) on its own
+port, or a ``hatchway serve`` process where a replica must die without a word. Sessions are a
+loopback Fence's (tests/fence_contract.py), so every launch mints a real API key. Intervals are
+short: the Lease lasts 2 s, renewed every 0.25 s; activity is published every 0.25 s; the
+leader looks for idle workspaces every 0.3 s; the default idle limit is 3 s."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from launcher.kubernetes import KubernetesBackend
+from launcher.names import claim_name
+from proxy.app import build_app
+from proxy.gateway import GATEWAY, Gateway
+from proxy.running import Running
+from proxy.server import start
+from proxy.settings import load_settings
+from tests.fence_contract import FenceContract
+from tests.helpers import clean_env, env_of, free_port
+
+from .conftest import HATCHERY_DOC, NAMESPACE, PROXY, ApiServer, demo_entry, eventually
+from .kubelet import DEFAULT_IMAGES, Kubelet
+
+API = "/lw-workspace/"
+USER = "alice@example.org"
+LEASE_S, RENEW_S, ACTIVITY_S, CULL_S, IDLE_S = 2.0, 0.25, 0.25, 0.3, 3
+LEASE = "hatchway-culler"
+
+
+@pytest.fixture
+async def fence() -> AsyncIterator[FenceContract]:
+    server = FenceContract()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+def settings_doc(kubeconfig: str, fence: FenceContract, identity: str) -> dict[str, Any]:
+    return {
+        "backend": "kubernetes", "cull_interval_seconds": CULL_S,
+        "sessions": {"mode": "jwks", "jwks_url": fence.jwks_url},
+        "kubernetes": {
+            "kubeconfig": kubeconfig, "route_to": "endpoints", "identity": identity,
+            "api_keys": True, "fence_url": fence.url + "/user/",
+            "lease_seconds": LEASE_S, "lease_renew_seconds": RENEW_S,
+            "activity_seconds": ACTIVITY_S, "default_idle_seconds": IDLE_S,
+            "request_timeout": 2, "connect_timeout": 0.5, "retries": 1, "retry_backoff": 0.05,
+        },
+    }
+
+
+@dataclass
+class Replica:
+    """One whole gateway, reached only over its socket."""
+
+    name: str
+    running: Running
+    gateway: Gateway
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.running.port}"
+
+    @property
+    def backend(self) -> KubernetesBackend:
+        backend = self.gateway.backend
+        assert isinstance(backend, KubernetesBackend)
+        return backend
+
+    @property
+    def leads(self) -> bool:
+        return self.backend.is_leader
+
+
+StartReplica = Callable[[str], Awaitable[Replica]]
+
+
+JUPYTER_IMAGE = "quay.io/cdis/heal-notebooks:test"  # a real jupyter_server, run by the kubelet
+JUPYTER = demo_entry("Jupyter Notebook", image=JUPYTER_IMAGE, args=[
+    f"--ServerApp.base_url={PROXY}", "--ServerApp.shutdown_no_activity_timeout=3600"])
+
+
+@pytest.fixture
+async def hatchery_file(tmp_path: Path) -> Path:
+    path = tmp_path / "hatchery.json"
+    path.write_text(json.dumps({**HATCHERY_DOC,
+                                "containers": [*HATCHERY_DOC["containers"], JUPYTER]}))
+    return path
+
+
+@pytest.fixture
+async def jupyter_node(api: ApiServer, tmp_path: Path) -> AsyncIterator[Kubelet]:
+    """The test kubelet with an image whose entrypoint is jupyter_server, no token."""
+    pytest.importorskip("jupyter_server")
+    (tmp_path / "home").mkdir()
+    node = Kubelet(api.url, NAMESPACE, images={**DEFAULT_IMAGES, JUPYTER_IMAGE: [
+        sys.executable, "-m", "jupyter_server", "--ServerApp.port={port}",
+        "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True", "--no-browser", "--allow-root",
+        f"--ServerApp.root_dir={tmp_path / 'home'}"]})
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.close()
+
+
+@pytest.fixture
+async def replica(api: ApiServer, kubeconfig: str, fence: FenceContract, hatchery_file: Path,
+                  tmp_path: Path) -> AsyncIterator[StartReplica]:
+    started: list[Running] = []
+
+    async def start_one(name: str) -> Replica:
+        settings = load_settings([str(hatchery_file)], environ={}, overrides={
+            "state_dir": str(tmp_path / f"state-{name}"),
+            **settings_doc(kubeconfig, fence, name)})
+        app = build_app(settings)
+        running = await start(app, "127.0.0.1", 0)
+        started.append(running)
+        return Replica(name, running, app[GATEWAY])
+
+    yield start_one
+    for running in started:
+        await running.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+        yield session
+
+
+def auth(fence: FenceContract) -> dict[str, str]:
+    return {"Authorization": f"Bearer {fence.user_token(USER)}"}
+
+
+async def launch(http: aiohttp.ClientSession, r: Replica, fence: FenceContract,
+                 name: str = "Demo workspace") -> tuple[int, str]:
+    async with http.get(r.base + API + "options", headers=auth(fence)) as resp:
+        option = next(o["id"] for o in await resp.json() if o["name"] == name)
+    async with http.post(f"{r.base}{API}launch?id={option}", headers=auth(fence)) as resp:
+        return resp.status, await resp.text()
+
+
+async def status(http: aiohttp.ClientSession, r: Replica, fence: FenceContract
+                 ) -> dict[str, Any]:
+    async with http.get(r.base + API + "status", headers=auth(fence)) as resp:
+        assert resp.status == 200, await resp.text()
+        return dict(await resp.json())
+
+
+async def use(http: aiohttp.ClientSession, r: Replica, fence: FenceContract) -> None:
+    """One request to the workspace through ``r``'s proxy (the traffic a browser makes)."""
+    async with http.get(r.base + PROXY + "api/status", headers=auth(fence)) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def running_through(http: aiohttp.ClientSession, fence: FenceContract,
+                          *replicas: Replica) -> None:
+    async def reachable() -> bool:
+        for r in replicas:
+            if (await status(http, r, fence))["status"] != "Running":
+                return False
+            route = r.gateway.routes.get(USER)
+            if route is None or not route.ready:
+                return False
+        return True
+    await eventually(reachable, within=15, interval=0.1)
+
+
+def live_pods(api: ApiServer) -> list[dict[str, Any]]:
+    return [p for p in api.emulator.items("pods", NAMESPACE)
+            if not p["metadata"].get("deletionTimestamp")]
+
+
+def lease_holder(api: ApiServer) -> str:
+    leases = [lease for lease in api.emulator.items("leases", NAMESPACE)
+              if lease["metadata"]["name"] == LEASE]
+    return str((leases[0].get("spec") or {}).get("holderIdentity") or "") if leases else ""
+
+
+# -- one culler, fed by every replica's traffic -----------------------------------------------
+
+async def test_traffic_only_through_b_keeps_the_workspace_while_a_leads_and_a_culls_it_once_idle(
+        api: ApiServer, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
+        http: aiohttp.ClientSession) -> None:
+    a = await replica("a")
+    await eventually(lambda: a.leads)
+    b = await replica("b")
+    assert await launch(http, b, fence) == (200, "Success")
+    await running_through(http, fence, a, b)
+
+    active_until = time.monotonic() + IDLE_S + 2  # well past the limit: ~16 of A's sweeps
+    while time.monotonic() < active_until:
+        await use(http, b, fence)
+        idle_since = time.monotonic()
+        await asyncio.sleep(0.25)
+        assert live_pods(api), "culled while in use through B"
+        assert a.leads and not b.leads
+    assert a.gateway.activity.last_ms(USER) < b.gateway.activity.last_ms(USER)  # A saw none
+
+    await eventually(lambda: not live_pods(api), within=IDLE_S + 4, interval=0.05)
+    idle_for = time.monotonic() - idle_since
+    assert idle_for > IDLE_S - 1.5  # B's clock is coarse (1 s ticks): never sooner than that
+    claims = api.emulator.items("persistentvolumeclaims", NAMESPACE)
+    assert [c["metadata"]["name"] for c in claims] == [claim_name(USER)]  # the volume stays
+    (key,) = fence.minted  # revoked right after the delete, with the key's own token
+    await eventually(lambda: fence.revoked == {key["key_id"]}, within=2)
+    assert fence.revocations == ["oauth2"]
+
+
+# -- the Lease --------------------------------------------------------------------------------
+
+async def test_a_leader_that_shuts_down_hands_over_to_b_within_the_lease_time(
+        api: ApiServer, replica: StartReplica) -> None:
+    a = await replica("a")
+    await eventually(lambda: a.leads)
+    b = await replica("b")
+    await asyncio.sleep(3 * RENEW_S)
+    assert not b.leads
+    began = time.monotonic()
+    await a.running.close()  # an orderly shutdown (rolling update): the Lease is released
+    await eventually(lambda: b.leads, within=LEASE_S)
+    assert time.monotonic() - began < LEASE_S
+    assert lease_holder(api) == "b"
+
+
+def serve(tmp_path: Path, settings: dict[str, Any], hatchery_file: Path, port: int
+          ) -> subprocess.Popen[bytes]:
+    """``hatchway serve`` as an operator runs it, in its own process."""
+    path = tmp_path / "replica-a.json"
+    path.write_text(json.dumps(settings))
+    return subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "-c", str(path), "-c", str(hatchery_file),
+         "--port", str(port), "--state-dir", str(tmp_path / "state-a"),
+         "--log-level", "WARNING"],
+        env={**clean_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+async def test_a_killed_leader_is_replaced_by_b_once_its_lease_expires(
+        api: ApiServer, kubeconfig: str, fence: FenceContract, hatchery_file: Path,
+        replica: StartReplica, tmp_path: Path) -> None:
+    process = serve(tmp_path, settings_doc(kubeconfig, fence, "a"), hatchery_file, free_port())
+    try:
+        await eventually(lambda: lease_holder(api) == "a", within=15, interval=0.05)
+        b = await replica("b")
+        await asyncio.sleep(3 * RENEW_S)
+        assert not b.leads and lease_holder(api) == "a"
+        os.killpg(process.pid, signal.SIGKILL)  # no release: only expiry frees the Lease
+        killed = time.monotonic()
+        await eventually(lambda: b.leads, within=LEASE_S + 4 * RENEW_S + 1)
+        waited = time.monotonic() - killed
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+    assert waited >= LEASE_S - 2 * RENEW_S  # B waited for the expiry, A never let go
+    assert lease_holder(api) == "b"
+
+
+# -- lastActivityTime, the same from every replica --------------------------------------------
+
+async def test_both_replicas_answer_the_same_last_activity_time(
+        api: ApiServer, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
+        http: aiohttp.ClientSession) -> None:
+    a = await replica("a")
+    b = await replica("b")
+    assert await launch(http, a, fence) == (200, "Success")
+    await running_through(http, fence, a, b)
+    await asyncio.sleep(1.1)  # B's coarse clock moves past the launch A recorded
+    await use(http, b, fence)  # used through B only
+    stamp = b.gateway.activity.last_ms(USER)
+    assert stamp > a.gateway.activity.last_ms(USER)
+
+    async def same() -> bool:
+        seen = [(await status(http, r, fence))["lastActivityTime"] for r in (a, b)]
+        return seen == [stamp, stamp]
+    await eventually(same, within=3 * ACTIVITY_S + 1, interval=0.05)
+
+
+async def test_a_restarted_replica_answers_the_last_activity_time_it_answered_before(
+        api: ApiServer, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
+        http: aiohttp.ClientSession) -> None:
+    a = await replica("a")
+    b = await replica("b")
+    assert await launch(http, a, fence) == (200, "Success")
+    await running_through(http, fence, a, b)
+    await asyncio.sleep(1.1)
+    await use(http, b, fence)
+    before = (await status(http, b, fence))["lastActivityTime"]
+    assert before == b.gateway.activity.last_ms(USER)  # B's own, maybe not published yet
+    await b.running.close()  # B restarts: its process memory is gone
+    restarted = await replica("b2")
+    await running_through(http, fence, restarted)
+    assert restarted.gateway.activity.last_ms(USER) == 0  # nothing of B's in its memory
+    assert (await status(http, restarted, fence))["lastActivityTime"] == before
+    assert (await status(http, a, fence))["lastActivityTime"] == before
+
+
+# -- one launch, one workspace ----------------------------------------------------------------
+
+async def test_a_launch_sent_to_both_replicas_at_once_creates_one_workspace_and_leaks_no_key(
+        api: ApiServer, replica: StartReplica, fence: FenceContract,
+        http: aiohttp.ClientSession) -> None:
+    a = await replica("a")
+    b = await replica("b")
+    answers = await asyncio.gather(launch(http, a, fence), launch(http, b, fence))
+    assert sorted(code for code, _ in answers) == [200, 500]
+    assert any("already exists" in text for code, text in answers if code == 500)
+    pods = api.emulator.items("pods", NAMESPACE)
+    assert len(pods) == 1
+    assert len(api.emulator.items("services", NAMESPACE)) == 1
+    assert len(api.emulator.items("persistentvolumeclaims", NAMESPACE)) == 1
+    in_pod = env_of(pods[0], "hatchery-container")["API_KEY_ID"]
+    assert len(fence.minted) == 2  # both replicas minted before the API server arbitrated
+    assert fence.revoked == {k["key_id"] for k in fence.minted} - {in_pod}
+
+
+# -- lastActivityTime, the later of every replica's and Jupyter's own -------------------------
+
+async def jupyter_last_activity_ms(node: Kubelet, api: ApiServer) -> int:
+    """What the workspace's Jupyter says, asked directly on its port (not through a gateway)."""
+    (pod,) = live_pods(api)
+    url = f"http://127.0.0.1:{node.port_of(pod['metadata']['name'])}{PROXY}api/status"
+    async with aiohttp.ClientSession() as direct, direct.get(url) as resp:
+        stamp = (await resp.json())["last_activity"]
+    return int(datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+async def work_in_jupyter(node: Kubelet, api: ApiServer) -> None:
+    """API activity Jupyter records and no gateway sees (as a kernel's own output would be)."""
+    (pod,) = live_pods(api)
+    url = f"http://127.0.0.1:{node.port_of(pod['metadata']['name'])}{PROXY}api/contents"
+    async with aiohttp.ClientSession() as direct, direct.get(url) as resp:
+        assert resp.status == 200
+
+
+async def test_last_activity_time_is_jupyters_when_jupyter_saw_activity_later(
+        api: ApiServer, jupyter_node: Kubelet, replica: StartReplica, fence: FenceContract,
+        http: aiohttp.ClientSession) -> None:
+    a = await replica("a")
+    assert await launch(http, a, fence, "Jupyter Notebook") == (200, "Success")
+    await running_through(http, fence, a)
+    await asyncio.sleep(1.1)
+    await work_in_jupyter(jupyter_node, api)
+    jupyters = await jupyter_last_activity_ms(jupyter_node, api)
+    ours = a.backend.last_activity_ms(USER)
+    assert 0 < ours < jupyters
+    answer = await status(http, a, fence)
+    assert answer["idleTimeLimit"] == 3_600_000
+    assert answer["lastActivityTime"] == jupyters
+
+
+async def test_last_activity_time_is_the_gateways_when_it_saw_activity_later(
+        api: ApiServer, jupyter_node: Kubelet, replica: StartReplica, fence: FenceContract,
+        http: aiohttp.ClientSession) -> None:
+    a = await replica("a")
+    assert await launch(http, a, fence, "Jupyter Notebook") == (200, "Success")
+    await running_through(http, fence, a)
+    await work_in_jupyter(jupyter_node, api)
+    await asyncio.sleep(2.1)  # past Jupyter's stamp by more than the gateway's 1 s clock
+    await use(http, a, fence)  # Jupyter's api/status: traffic Jupyter does not count
+    ours = a.backend.last_activity_ms(USER)
+    assert ours > await jupyter_last_activity_ms(jupyter_node, api)
+    assert (await status(http, a, fence))["lastActivityTime"] == ours

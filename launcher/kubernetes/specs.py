@@ -26,6 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from launcher.gojson import GoDecodeError, canonical_quantity
 from launcher.names import app_label, claim_name, escape, pod_name, service_name
 from launcher.options import HatcheryConfig, WorkspaceOption
 
@@ -98,12 +99,22 @@ def _env(values: Mapping[str, Any], gen3_endpoint: str,
     return [{k: v for k, v in var.items() if v != ""} for var in env]  # Go's omitempty
 
 
+def _quantity(text: str) -> str:
+    """``resource.MustParse(text)`` as client-go sends it: canonical ("1.0" → "1", "0.8" →
+    "800m", "1024Mi" → "1Gi"). Text Kubernetes cannot parse is passed on for the API server
+    to refuse with its own message (Hatchery's MustParse panics)."""
+    try:
+        return canonical_quantity(text, "")
+    except GoDecodeError:
+        return text
+
+
 def _resources(cpu: str, memory: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     limits: dict[str, Any] = {}
     if cpu:
-        limits["cpu"] = cpu
+        limits["cpu"] = _quantity(cpu)
     if memory:
-        limits["memory"] = memory
+        limits["memory"] = _quantity(memory)
     limits.update(extra or {})
     return {"limits": dict(limits), "requests": dict(limits)} if limits else {}
 

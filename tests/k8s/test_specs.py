@@ -86,8 +86,8 @@ def test_jupyter_pod_matches_hatchery_field_by_field() -> None:
         "env": [{"name": "HOSTNAME", "value": "commons.example.org"},
                 {"name": "NAMESPACE", "value": "commons"},
                 {"name": "GEN3_ENDPOINT", "value": "commons.example.org"}],
-        "resources": {"limits": {"cpu": "1.0", "memory": "256Mi"},
-                      "requests": {"cpu": "1.0", "memory": "256Mi"}},
+        "resources": {"limits": {"cpu": "1", "memory": "256Mi"},
+                      "requests": {"cpu": "1", "memory": "256Mi"}},
         "volumeMounts": [{"mountPath": "/data", "name": "shared-data",
                           "mountPropagation": "Bidirectional"},
                          {"mountPath": "/.gen3", "name": "gen3"}],
@@ -102,8 +102,8 @@ def test_jupyter_pod_matches_hatchery_field_by_field() -> None:
         "args": JUPYTER["args"],
         "env": [{"name": "FRAME_ANCESTORS", "value": "https://commons.example.org"},
                 {"name": "GEN3_ENDPOINT", "value": "commons.example.org"}],
-        "resources": {"limits": {"cpu": "1.0", "memory": "512Mi"},
-                      "requests": {"cpu": "1.0", "memory": "512Mi"}},
+        "resources": {"limits": {"cpu": "1", "memory": "512Mi"},
+                      "requests": {"cpu": "1", "memory": "512Mi"}},
         "volumeMounts": [{"mountPath": "/data", "name": "shared-data",
                           "mountPropagation": "HostToContainer"},
                          {"mountPath": "/home/jovyan/.gen3", "name": "gen3"},
@@ -191,6 +191,19 @@ def test_gpu_false_keeps_the_jupyter_placement() -> None:
     pod = pod_for({**JUPYTER, "gpu": False})
     assert pod["spec"]["nodeSelector"] == {"role": "jupyter"}
     assert "nvidia.com/gpu" not in pod["spec"]["containers"][1]["resources"]["limits"]
+
+
+def test_quantities_are_sent_canonical_as_client_go_marshals_them() -> None:
+    pod = pod_for({**JUPYTER, "cpu-limit": "0.8", "memory-limit": "1024Mi"},
+                  sidecar={**SIDECAR, "cpu-limit": "0.1", "memory-limit": "0.5Gi"})
+    sidecar, main = pod["spec"]["containers"]
+    assert main["resources"]["limits"] == {"cpu": "800m", "memory": "1Gi"}
+    assert sidecar["resources"]["requests"] == {"cpu": "100m", "memory": "512Mi"}
+
+
+def test_a_quantity_kubernetes_cannot_read_is_left_for_the_api_server_to_refuse() -> None:
+    main = pod_for({**JUPYTER, "cpu-limit": "lots"})["spec"]["containers"][1]
+    assert main["resources"]["limits"]["cpu"] == "lots"
 
 
 def test_lifecycle_hooks_pull_policy_and_group_are_honoured() -> None:

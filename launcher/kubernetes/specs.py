@@ -22,11 +22,12 @@ annotations with the user name, the path rewrite and TLS; the option id on the p
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from launcher.gojson import GoDecodeError, canonical_quantity
+from launcher.gojson import K8S_CONTAINER, GoDecodeError, canonical_quantity, marshal
 from launcher.names import app_label, claim_name, escape, pod_name, service_name
 from launcher.options import HatcheryConfig, WorkspaceOption
 
@@ -134,6 +135,13 @@ _GPU_TOLERATIONS = ({"key": "role", "operator": "Equal", "value": "gpu", "effect
                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
 
 
+def _friend(friend: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``friends`` entry as Hatchery sends it: decoded into k8s.io/api's ``Container`` and
+    encoded again, so unknown (or misplaced) keys are dropped, quantities are canonical and
+    ``resources`` is always there. The config was checked with the same types at load."""
+    return dict(json.loads(marshal(K8S_CONTAINER, friend)))
+
+
 def _gpu(option: WorkspaceOption) -> tuple[dict[str, Any], dict[str, str], list[dict[str, Any]]]:
     """(extra limits, node selector, tolerations) for ``gpu: true``, Hatchery's placement."""
     if not option.gpu:
@@ -219,7 +227,7 @@ def pod_spec(user: str, option: WorkspaceOption, hatchery: HatcheryConfig, names
     containers = [c for c in (_sidecar(hatchery, shared_memory, gen3_endpoint, extra_env),) if c]
     if raw.get("image"):
         containers.append(_workspace(option, gen3_endpoint, gpu_limits, extra_env))
-    containers.extend(dict(friend) for friend in raw.get("friends") or [])
+    containers.extend(_friend(friend) for friend in raw.get("friends") or [])
     spec: dict[str, Any] = {
         "volumes": volumes,
         "containers": containers,

@@ -224,8 +224,19 @@ def test_friends_are_appended_after_the_workspace_container() -> None:
     pod = pod_for({**JUPYTER, "friends": [friend]})
     assert [c["name"] for c in pod["spec"]["containers"]] == [
         "fuse-container", "hatchery-container", "db"]
-    assert pod["spec"]["containers"][2] == friend
+    assert pod["spec"]["containers"][2] == {**friend, "resources": {}}  # Go's empty struct
     validate(pod)
+
+
+def test_friends_are_sent_as_go_reencodes_a_kubernetes_container() -> None:
+    friend = {"image": "ubuntu:18.04", "name": "f", "resources": {"requests": {"cpu": 0.25},
+                                                                  "limits": {"cpu": 2}},
+              "readinessProbe": {"exec": {"command": ["true"], "periodSeconds": 10}},
+              "notAField": 1}
+    (sent,) = pod_for({**JUPYTER, "friends": [friend]})["spec"]["containers"][2:]
+    assert sent == {"name": "f", "image": "ubuntu:18.04",
+                    "resources": {"limits": {"cpu": "2"}, "requests": {"cpu": "250m"}},
+                    "readinessProbe": {"exec": {"command": ["true"]}}}
 
 
 def test_no_sidecar_without_a_sidecar_image() -> None:

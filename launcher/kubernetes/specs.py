@@ -287,13 +287,14 @@ def service_spec(user: str, option: WorkspaceOption, namespace: str,
     }
 
 
-def claim_spec(user: str, pod: Mapping[str, Any], namespace: str, size: str) -> dict[str, Any]:
-    """The user's data volume, labelled and annotated as the pod (as Hatchery does)."""
+def claim_spec(user: str, pod: Mapping[str, Any], size: str) -> dict[str, Any]:
+    """The user's data volume, labelled and annotated as the pod; like Hatchery's, it names
+    no namespace (the API server takes the one in the request's path)."""
     meta = pod["metadata"]
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": claim_name(user), "namespace": namespace,
+        "metadata": {"name": claim_name(user),
                      "labels": dict(meta["labels"]), "annotations": dict(meta["annotations"])},
         "spec": {"accessModes": ["ReadWriteOnce"],
                  "resources": {"requests": {"storage": size or DEFAULT_VOLUME_SIZE}}},

@@ -145,11 +145,10 @@ def test_jupyter_service_matches_hatchery_field_by_field() -> None:
 
 def test_jupyter_claim_matches_hatchery_field_by_field() -> None:
     pod = pod_for()
-    claim = specs.claim_spec(USER, pod, "jupyter-pods", "10Gi")
+    claim = specs.claim_spec(USER, pod, "10Gi")
     assert claim == {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": f"claim-{ESC}", "namespace": "jupyter-pods",
-                     "labels": pod["metadata"]["labels"],
+        "metadata": {"name": f"claim-{ESC}", "labels": pod["metadata"]["labels"],
                      "annotations": pod["metadata"]["annotations"]},
         "spec": {"accessModes": ["ReadWriteOnce"],
                  "resources": {"requests": {"storage": "10Gi"}}},

@@ -1,7 +1,9 @@
 """The Pod, Service and PersistentVolumeClaim for one user's workspace, as Hatchery builds them
 (``buildPod`` and ``createLocalK8sPod`` in Hatchery's pods.go), plus hatchway's own labels.
 
-The dicts are what Hatchery's Go structs serialise to (``omitempty`` fields left out), with
+The dicts are what Hatchery's Go structs serialise to (``omitempty`` fields left out,
+quantities canonical, friends re-encoded as k8s.io/api Containers; tests/k8s/test_golden_pod.py
+compares whole objects for real commons' options against hand-derived goldens), with
 three deliberate differences, each because Hatchery's output would be rejected or re-defaulted
 by the API server: volumes without a source are written as the ``emptyDir: {}`` the server
 stores for them; a sidecar is added only when hatchery.json configures one (an image), and its
@@ -11,8 +13,10 @@ launcher/kubernetes/workspace_env.py) go to both containers after the configured
 before ``GEN3_ENDPOINT``, in Hatchery's order; ``bmh_workspace_id`` is the pay model's id.
 
 hatchway's additions, so every replica can find and route its objects from the API alone:
-labels ``app.kubernetes.io/managed-by: hatchway`` and ``hatchway.gen3.org/user``; Service
-annotations with the user name, the path rewrite and TLS; the option id on the pod.
+labels ``app.kubernetes.io/managed-by: hatchway``, ``hatchway.gen3.org/user`` and the
+``hatchway.gen3.org/user-id`` digest (also in the Service's selector, so it never selects
+another user's pod whose name escapes alike); Service annotations with the user name, the path
+rewrite and TLS; the user and the option id on the pod.
 
 ``gpu: true`` places the pod as Hatchery does: node selector ``role: gpu`` and tolerations
 ``role=gpu`` and ``nvidia.com/gpu Exists`` instead of the jupyter ones (even with

@@ -53,6 +53,7 @@ class FenceContract:
     revocations: list[str] = field(default_factory=list)  # how each key went: "delete"/"oauth2"
     fail_mint_with: int = 0  # answer the mint with this status instead
     clients_only_revoke: bool = False  # a Fence before users could revoke their own tokens
+    next_keys: list[tuple[str, str]] = field(default_factory=list)  # (key_id, api_key) to mint
     _runner: web.AppRunner | None = None
 
     @property
@@ -98,6 +99,8 @@ class FenceContract:
         key_id = str(uuid.uuid4())
         api_key = self._jwt({"sub": claims["sub"], "pur": "api_key", "jti": key_id,
                              "scope": sorted(scope)}, ttl=30 * 86400)
+        if self.next_keys:  # a fixed key, for tests comparing whole objects
+            key_id, api_key = self.next_keys.pop(0)
         self.minted.append({"key_id": key_id, "user": claims["sub"],
                             "scope": (await request.json()).get("scope")})
         return web.json_response({"key_id": key_id, "api_key": api_key})

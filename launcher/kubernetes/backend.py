@@ -186,7 +186,7 @@ class KubernetesBackend:
                            self.cfg.user_volume_size or specs.DEFAULT_VOLUME_SIZE)
                 with contextlib.suppress(Conflict):  # another replica made it just now
                     await self.client.create("persistentvolumeclaims",
-                                             specs.claim_spec(user, pod, self.namespace, size))
+                                             specs.claim_spec(user, pod, size))
             try:
                 await self.client.create("pods", pod)
             except Conflict:

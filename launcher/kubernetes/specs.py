@@ -1,7 +1,9 @@
 """The Pod, Service and PersistentVolumeClaim for one user's workspace, as Hatchery builds them
 (``buildPod`` and ``createLocalK8sPod`` in Hatchery's pods.go), plus hatchway's own labels.
 
-The dicts are what Hatchery's Go structs serialise to (``omitempty`` fields left out), with
+The dicts are what Hatchery's Go structs serialise to (``omitempty`` fields left out,
+quantities canonical, friends re-encoded as k8s.io/api Containers; tests/k8s/test_golden_pod.py
+compares whole objects for real commons' options against hand-derived goldens), with
 three deliberate differences, each because Hatchery's output would be rejected or re-defaulted
 by the API server: volumes without a source are written as the ``emptyDir: {}`` the server
 stores for them; a sidecar is added only when hatchery.json configures one (an image), and its
@@ -11,8 +13,10 @@ launcher/kubernetes/workspace_env.py) go to both containers after the configured
 before ``GEN3_ENDPOINT``, in Hatchery's order; ``bmh_workspace_id`` is the pay model's id.
 
 hatchway's additions, so every replica can find and route its objects from the API alone:
-labels ``app.kubernetes.io/managed-by: hatchway`` and ``hatchway.gen3.org/user``; Service
-annotations with the user name, the path rewrite and TLS; the option id on the pod.
+labels ``app.kubernetes.io/managed-by: hatchway``, ``hatchway.gen3.org/user`` and the
+``hatchway.gen3.org/user-id`` digest (also in the Service's selector, so it never selects
+another user's pod whose name escapes alike); Service annotations with the user name, the path
+rewrite and TLS; the user and the option id on the pod.
 
 ``gpu: true`` places the pod as Hatchery does: node selector ``role: gpu`` and tolerations
 ``role=gpu`` and ``nvidia.com/gpu Exists`` instead of the jupyter ones (even with
@@ -22,10 +26,12 @@ annotations with the user name, the path rewrite and TLS; the option id on the p
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from launcher.gojson import K8S_CONTAINER, GoDecodeError, canonical_quantity, marshal
 from launcher.names import app_label, claim_name, escape, pod_name, service_name
 from launcher.options import HatcheryConfig, WorkspaceOption
 
@@ -98,12 +104,22 @@ def _env(values: Mapping[str, Any], gen3_endpoint: str,
     return [{k: v for k, v in var.items() if v != ""} for var in env]  # Go's omitempty
 
 
+def _quantity(text: str) -> str:
+    """``resource.MustParse(text)`` as client-go sends it: canonical ("1.0" → "1", "0.8" →
+    "800m", "1024Mi" → "1Gi"). Text Kubernetes cannot parse is passed on for the API server
+    to refuse with its own message (Hatchery's MustParse panics)."""
+    try:
+        return canonical_quantity(text, "")
+    except GoDecodeError:
+        return text
+
+
 def _resources(cpu: str, memory: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     limits: dict[str, Any] = {}
     if cpu:
-        limits["cpu"] = cpu
+        limits["cpu"] = _quantity(cpu)
     if memory:
-        limits["memory"] = memory
+        limits["memory"] = _quantity(memory)
     limits.update(extra or {})
     return {"limits": dict(limits), "requests": dict(limits)} if limits else {}
 
@@ -121,6 +137,13 @@ def _without_empty(container: dict[str, Any]) -> dict[str, Any]:
 
 _GPU_TOLERATIONS = ({"key": "role", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"})
+
+
+def _friend(friend: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``friends`` entry as Hatchery sends it: decoded into k8s.io/api's ``Container`` and
+    encoded again, so unknown (or misplaced) keys are dropped, quantities are canonical and
+    ``resources`` is always there. The config was checked with the same types at load."""
+    return dict(json.loads(marshal(K8S_CONTAINER, friend)))
 
 
 def _gpu(option: WorkspaceOption) -> tuple[dict[str, Any], dict[str, str], list[dict[str, Any]]]:
@@ -208,7 +231,7 @@ def pod_spec(user: str, option: WorkspaceOption, hatchery: HatcheryConfig, names
     containers = [c for c in (_sidecar(hatchery, shared_memory, gen3_endpoint, extra_env),) if c]
     if raw.get("image"):
         containers.append(_workspace(option, gen3_endpoint, gpu_limits, extra_env))
-    containers.extend(dict(friend) for friend in raw.get("friends") or [])
+    containers.extend(_friend(friend) for friend in raw.get("friends") or [])
     spec: dict[str, Any] = {
         "volumes": volumes,
         "containers": containers,
@@ -268,13 +291,14 @@ def service_spec(user: str, option: WorkspaceOption, namespace: str,
     }
 
 
-def claim_spec(user: str, pod: Mapping[str, Any], namespace: str, size: str) -> dict[str, Any]:
-    """The user's data volume, labelled and annotated as the pod (as Hatchery does)."""
+def claim_spec(user: str, pod: Mapping[str, Any], size: str) -> dict[str, Any]:
+    """The user's data volume, labelled and annotated as the pod; like Hatchery's, it names
+    no namespace (the API server takes the one in the request's path)."""
     meta = pod["metadata"]
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": claim_name(user), "namespace": namespace,
+        "metadata": {"name": claim_name(user),
                      "labels": dict(meta["labels"]), "annotations": dict(meta["annotations"])},
         "spec": {"accessModes": ["ReadWriteOnce"],
                  "resources": {"requests": {"storage": size or DEFAULT_VOLUME_SIZE}}},

@@ -28,6 +28,7 @@ import asyncio
 import collections
 import copy
 import datetime
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -179,6 +180,13 @@ class Emulator(kmock.KubernetesEmulator):
         return [obj.raw for (res, ns, _), obj in list(self.objects.items())
                 if res.plural == plural and (namespace is None or ns == namespace)
                 and not obj.deleted]
+
+    def sent(self, plural: str) -> list[dict[str, Any]]:
+        """The bodies of the creates of a resource, as the client sent them (before any
+        stamping): the real request, for tests comparing whole objects."""
+        return [json.loads(r.body) for r in list(self)
+                if r.action == kmock.action.CREATE and r.resource is not None
+                and r.resource.plural == plural]
 
     # -- write path: stamping, history, graceful deletion ---------------------------------
 

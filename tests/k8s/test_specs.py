@@ -86,8 +86,8 @@ def test_jupyter_pod_matches_hatchery_field_by_field() -> None:
         "env": [{"name": "HOSTNAME", "value": "commons.example.org"},
                 {"name": "NAMESPACE", "value": "commons"},
                 {"name": "GEN3_ENDPOINT", "value": "commons.example.org"}],
-        "resources": {"limits": {"cpu": "1.0", "memory": "256Mi"},
-                      "requests": {"cpu": "1.0", "memory": "256Mi"}},
+        "resources": {"limits": {"cpu": "1", "memory": "256Mi"},
+                      "requests": {"cpu": "1", "memory": "256Mi"}},
         "volumeMounts": [{"mountPath": "/data", "name": "shared-data",
                           "mountPropagation": "Bidirectional"},
                          {"mountPath": "/.gen3", "name": "gen3"}],
@@ -102,8 +102,8 @@ def test_jupyter_pod_matches_hatchery_field_by_field() -> None:
         "args": JUPYTER["args"],
         "env": [{"name": "FRAME_ANCESTORS", "value": "https://commons.example.org"},
                 {"name": "GEN3_ENDPOINT", "value": "commons.example.org"}],
-        "resources": {"limits": {"cpu": "1.0", "memory": "512Mi"},
-                      "requests": {"cpu": "1.0", "memory": "512Mi"}},
+        "resources": {"limits": {"cpu": "1", "memory": "512Mi"},
+                      "requests": {"cpu": "1", "memory": "512Mi"}},
         "volumeMounts": [{"mountPath": "/data", "name": "shared-data",
                           "mountPropagation": "HostToContainer"},
                          {"mountPath": "/home/jovyan/.gen3", "name": "gen3"},
@@ -145,11 +145,10 @@ def test_jupyter_service_matches_hatchery_field_by_field() -> None:
 
 def test_jupyter_claim_matches_hatchery_field_by_field() -> None:
     pod = pod_for()
-    claim = specs.claim_spec(USER, pod, "jupyter-pods", "10Gi")
+    claim = specs.claim_spec(USER, pod, "10Gi")
     assert claim == {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": f"claim-{ESC}", "namespace": "jupyter-pods",
-                     "labels": pod["metadata"]["labels"],
+        "metadata": {"name": f"claim-{ESC}", "labels": pod["metadata"]["labels"],
                      "annotations": pod["metadata"]["annotations"]},
         "spec": {"accessModes": ["ReadWriteOnce"],
                  "resources": {"requests": {"storage": "10Gi"}}},
@@ -193,6 +192,19 @@ def test_gpu_false_keeps_the_jupyter_placement() -> None:
     assert "nvidia.com/gpu" not in pod["spec"]["containers"][1]["resources"]["limits"]
 
 
+def test_quantities_are_sent_canonical_as_client_go_marshals_them() -> None:
+    pod = pod_for({**JUPYTER, "cpu-limit": "0.8", "memory-limit": "1024Mi"},
+                  sidecar={**SIDECAR, "cpu-limit": "0.1", "memory-limit": "0.5Gi"})
+    sidecar, main = pod["spec"]["containers"]
+    assert main["resources"]["limits"] == {"cpu": "800m", "memory": "1Gi"}
+    assert sidecar["resources"]["requests"] == {"cpu": "100m", "memory": "512Mi"}
+
+
+def test_a_quantity_kubernetes_cannot_read_is_left_for_the_api_server_to_refuse() -> None:
+    main = pod_for({**JUPYTER, "cpu-limit": "lots"})["spec"]["containers"][1]
+    assert main["resources"]["limits"]["cpu"] == "lots"
+
+
 def test_lifecycle_hooks_pull_policy_and_group_are_honoured() -> None:
     pod = pod_for({**JUPYTER, "lifecycle-pre-stop": ["stop.sh"],
                    "lifecycle-post-start": ["start.sh", "now"], "pull_policy": "Always",
@@ -211,8 +223,19 @@ def test_friends_are_appended_after_the_workspace_container() -> None:
     pod = pod_for({**JUPYTER, "friends": [friend]})
     assert [c["name"] for c in pod["spec"]["containers"]] == [
         "fuse-container", "hatchery-container", "db"]
-    assert pod["spec"]["containers"][2] == friend
+    assert pod["spec"]["containers"][2] == {**friend, "resources": {}}  # Go's empty struct
     validate(pod)
+
+
+def test_friends_are_sent_as_go_reencodes_a_kubernetes_container() -> None:
+    friend = {"image": "ubuntu:18.04", "name": "f", "resources": {"requests": {"cpu": 0.25},
+                                                                  "limits": {"cpu": 2}},
+              "readinessProbe": {"exec": {"command": ["true"], "periodSeconds": 10}},
+              "notAField": 1}
+    (sent,) = pod_for({**JUPYTER, "friends": [friend]})["spec"]["containers"][2:]
+    assert sent == {"name": "f", "image": "ubuntu:18.04",
+                    "resources": {"limits": {"cpu": "2"}, "requests": {"cpu": "250m"}},
+                    "readinessProbe": {"exec": {"command": ["true"]}}}
 
 
 def test_no_sidecar_without_a_sidecar_image() -> None:

@@ -324,6 +324,27 @@ async def test_a_scripts_lowercase_bearer_header_is_its_identity_through_nginx(
     assert json.loads(body)["headers"]["REMOTE_USER"] == "bob"
 
 
+# -- hatchway's own pages behind the hatchery location -------------------------------------------
+
+async def test_the_launch_page_is_served_at_the_hatchery_locations_root(
+        commons: Commons, browser: aiohttp.ClientSession) -> None:
+    """``/lw-workspace/`` reaches hatchway as ``/`` (Hatchery answers its home page there)."""
+    async with browser.get(commons.base + "/lw-workspace/", headers=commons.browser("alice"),
+                           allow_redirects=False) as r:
+        assert r.status == 200, await r.text()
+        assert r.content_type == "text/html"
+        assert '"user": "alice"' in await r.text()
+
+
+async def test_the_launch_pages_progress_stream_flows_through_nginx(
+        commons: Commons, browser: aiohttp.ClientSession) -> None:
+    async with browser.get(commons.base + "/lw-workspace/progress",
+                           headers=commons.browser("alice")) as r:
+        assert (r.status, r.content_type) == (200, "text/event-stream")
+        first = await asyncio.wait_for(r.content.readline(), 10)
+    assert first.startswith(b"data: ") and b"launch one first" in first
+
+
 # -- the Envoy-mode variant ----------------------------------------------------------------------
 
 def test_the_envoy_mode_locations_load_in_the_stock_server_block(tmp_path: Path) -> None:

@@ -59,7 +59,8 @@ class ArboristContract:
         self.grants.setdefault(user.lower(), []).extend(grants)
 
     def app(self) -> web.Application:
-        app = web.Application()
+        # Go's net/http reads heads up to 1 MiB (http.DefaultMaxHeaderBytes)
+        app = web.Application(handler_args={"max_field_size": 1 << 20, "max_line_size": 1 << 20})
         app.router.add_get("/auth/proxy", self._auth_proxy)
         return app
 

@@ -154,13 +154,16 @@ async def browser() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def raw(port: int, head: str) -> tuple[int, dict[str, str], bytes]:
-    """The exact bytes to nginx; returns (status, headers, body)."""
+async def raw(port: int, head: str, *, head_only: bool = False
+              ) -> tuple[int, dict[str, str], bytes]:
+    """The exact bytes to nginx; returns (status, headers, body). ``head_only``: read the
+    answer's head and stop (for a connection nginx keeps open)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(head.replace("\n", "\r\n").encode() + b"\r\n")
         await writer.drain()
-        data = await asyncio.wait_for(reader.read(), 10)
+        data = await asyncio.wait_for(
+            reader.readuntil(b"\r\n\r\n") if head_only else reader.read(), 10)
     finally:
         writer.close()
     head_bytes, _, body = data.partition(b"\r\n\r\n")
@@ -232,6 +235,18 @@ async def test_the_ambassador_location_reaches_the_users_own_workspace(
     assert seen["headers"]["REMOTE_USER"] == "alice"
     assert seen["path"] == PROXY + "headers?x=1"
 
+
+
+async def test_a_users_traffic_through_nginx_is_the_users_activity(
+        commons: Commons, browser: aiohttp.ClientSession,
+        demo_workspace: Callable[[], Any]) -> None:
+    """The culler reads it: a workspace in use behind revproxy must not look idle."""
+    commons.gw.publish("alice", await demo_workspace())
+    assert commons.gw.gateway.activity.last_ms("alice") == 0
+    async with browser.get(commons.base + PROXY + "headers",
+                           headers=commons.browser("alice")) as r:
+        assert r.status == 200
+    assert commons.gw.gateway.activity.last_ms("alice") > 0
 
 async def test_a_websocket_reaches_the_users_own_workspace(
         commons: Commons, browser: aiohttp.ClientSession) -> None:
@@ -323,6 +338,29 @@ async def test_a_scripts_lowercase_bearer_header_is_its_identity_through_nginx(
     assert status_code == 200, body
     assert json.loads(body)["headers"]["REMOTE_USER"] == "bob"
 
+
+
+async def test_a_large_cookie_header_passes_nginx_and_hatchway(
+        commons: Commons, browser: aiohttp.ClientSession) -> None:
+    """revproxy takes header lines up to 128 KiB (large_client_header_buffers); a browser
+    carrying 30 KB of a commons' cookies must still reach the API."""
+    headers = commons.browser("alice")
+    headers["Cookie"] += "; " + "; ".join(f"c{i}={'x' * 1000}" for i in range(30))
+    async with browser.get(commons.base + "/lw-workspace/status", headers=headers) as r:
+        assert r.status == 200, await r.text()
+        assert (await r.json())["status"] == "Not Found"
+
+
+async def test_a_cross_site_websocket_is_refused_and_nginx_redirects_the_refusal(
+        commons: Commons, demo_workspace: Callable[[], Any]) -> None:
+    """hatchway's 403 (foreign Origin) meets ``error_page 403 = @errorworkspace``."""
+    commons.gw.publish("alice", await demo_workspace())
+    status_code, headers, _ = await raw(commons.port, (
+        f"GET {PROXY}echo HTTP/1.1\nHost: {HOST}\nOrigin: https://evil.example\n"
+        "Upgrade: websocket\nConnection: Upgrade\nSec-WebSocket-Version: 13\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\n"
+        f"Cookie: access_token={commons.token('alice')}\n"), head_only=True)
+    assert (status_code, headers["location"]) == (302, f"https://{HOST}/no-workspace-access")
 
 # -- hatchway's own pages behind the hatchery location -------------------------------------------
 

@@ -396,3 +396,31 @@ def test_the_envoy_mode_locations_load_in_the_stock_server_block(tmp_path: Path)
                           timeout=20, check=False)
     assert done.returncode == 0, done.stderr
     assert "test is successful" in done.stderr
+
+
+async def test_the_envoy_mode_api_location_never_carries_a_clients_remote_user(
+        commons: Commons, browser: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """The same file run: its ``/lw-workspace/`` location (to hatchway's main port, prefix
+    kept) in the stock server block, hatchway even trusting nginx's address. nginx sends no
+    ``REMOTE_USER`` there, so alice's token decides whatever she claims."""
+    await running(commons, browser, "victim")  # through the stock locations
+    envoy_conf = ((REPO / "deploy" / "envoy" / "revproxy-workspace.conf").read_text()
+                  .replace("hatchway-service.$namespace.svc.cluster.local:80",
+                           f"127.0.0.1:{commons.gw.server.port}")
+                  .replace("hatchway-envoy-service.$namespace.svc.cluster.local:8000",
+                           f"127.0.0.1:{free_port()}"))  # no Envoy here: API location only
+    port = free_port()
+    conf = render(tmp_path / "envoy-nginx", {
+        "USER": getpass.getuser(), "TMP": str(tmp_path / "envoy-nginx"), "PORT": str(port),
+        "ARBORIST_PORT": str(free_port())}, gen3_conf={"revproxy-workspace.conf": envoy_conf})
+    token = commons.token("alice")
+    with nginx_running(conf, port):
+        for spelling in SPELLINGS:
+            status_code, _, body = await raw(port, (
+                f"GET /lw-workspace/status HTTP/1.1\nHost: {HOST}\n{spelling}: victim\n"
+                f"Cookie: access_token={token}\nConnection: close\n"))
+            assert status_code == 200, (spelling, body)
+            assert json.loads(body)["status"] == "Not Found", spelling  # alice's
+    # hatchway asked Arborist itself, with alice's token (nginx asks nothing here)
+    assert {a["authorization"] for a in commons.arborist.asked} >= {f"Bearer {token}"}
+

@@ -143,6 +143,10 @@ def build_app(settings: Settings) -> web.Application:
     app.router.add_get(f"{prefix}/", launchpage.launch_page)
     if prefix:
         app.router.add_get(prefix, _to_launch_page)
+        # and as the stock revproxy sends them (prefix stripped): its /lw-workspace/ location
+        # reaches hatchery-service's "/", where Hatchery has its home page
+        app.router.add_get("/", launchpage.launch_page)
+        app.router.add_get("/progress", progress.progress)
     envoy_writer = None
     envoy_activity = None
     if settings.mode == "envoy":

@@ -177,6 +177,22 @@ async def test_an_untrusted_peer_cannot_use_the_ambassador_listener_by_header(
     assert status == 401
 
 
+
+SPOOFED_PEER = (f"X-Forwarded-For: {TRUSTED}\nX-Real-IP: {TRUSTED}\nForwarded: for={TRUSTED}\n"
+                f"X-Forwarded-Host: {TRUSTED}\n")
+
+
+@pytest.mark.parametrize("listener", ["main", "ambassador"])
+async def test_forwarding_headers_naming_a_trusted_peer_make_no_peer_trusted(
+        gen3: GatewayUnderTest, listener: str) -> None:
+    """Trust is the TCP peer's address; headers any client can write never stand in for it."""
+    port = gen3.server.port if listener == "main" else gen3.server.ambassador_port
+    assert port is not None
+    status, body = await raw(port, UNTRUSTED,
+                             f"GET {PROXY if listener == 'main' else '/'}headers HTTP/1.1\n"
+                             f"Host: x\n{SPOOFED_PEER}REMOTE_USER: alice\nConnection: close\n")
+    assert status == 401 and b"alice" not in body
+
 async def test_an_untrusted_peers_remote_user_is_stripped_and_its_token_decides(
         gen3: GatewayUnderTest, demo_workspace: Callable[[], Any],
         from_addr: Callable[[str], aiohttp.ClientSession]) -> None:

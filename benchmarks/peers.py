@@ -141,12 +141,16 @@ class Direct(Peer):
 
 
 class Hatchway(Peer):
-    """``hatchway serve`` with ``static_routes``: sessions on, one process."""
+    """``hatchway serve`` with ``static_routes``: sessions on, one process. With ``metrics``
+    (peer ``hatchway-metrics``): its Prometheus listener on too, scraped every 5 s as
+    Prometheus would (``benchmarks/scrape.py``), to show what metrics cost the hot path."""
 
     name = "hatchway"
 
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, metrics: bool = False) -> None:
         self.workers = workers
+        self.metrics = metrics
+        self.name = "hatchway-metrics" if metrics else "hatchway"
 
     def unavailable(self) -> str | None:
         exe = VENV_BIN / "hatchway"
@@ -181,13 +185,25 @@ class Hatchway(Peer):
         port = free_port()
         tag = f"hatchway-{port}"
         config = env.work / f"{tag}.json"  # JSON is YAML, and 10,000 routes load faster
-        config.write_text(json.dumps(self.settings(env, port, users)))
+        settings = self.settings(env, port, users)
+        metrics_url = ""
+        if self.metrics:
+            settings["metrics_port"] = metrics_port = free_port()
+            metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        config.write_text(json.dumps(settings))
         log = env.work / f"{tag}.log"
         proc = env.children.spawn([str(env.hatchway_bin), "serve", "--config", str(config),
                                    "--port", str(port), "--log-level", "WARNING"],
                                   log=log, role="proxy", cwd=env.work)
         _wait_http(f"http://127.0.0.1:{port}/_status", proc, START_TIMEOUT, log)
-        return Target(self.name, port, PROXY_PREFIX, env.headers(bench_user), proc)
+        target = Target(self.name, port, PROXY_PREFIX, env.headers(bench_user), proc)
+        if metrics_url:
+            _wait_http(metrics_url, proc, START_TIMEOUT, log)
+            target.extra["companion"] = env.children.spawn(  # stopped with the proxy
+                [sys.executable, "-m", "benchmarks.scrape", metrics_url],
+                log=env.work / f"{tag}-scrape.log", role="load", cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)})
+        return target
 
 
 def mint_token(env: Env, user: str, ttl: int = 6 * 3600) -> str:

@@ -70,6 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "proxy's figure in a, or 1000)")
     ap.add_argument("--launch-option", help="workspace option name for g (default: the first)")
     ap.add_argument("--hatchway-workers", type=int, default=1, help="hatchway serve --workers")
+    ap.add_argument("--hatchway-metrics", default="off",
+                    help="comma list from: off (peer hatchway: no metrics listener, the "
+                    "default), on (peer hatchway-metrics: metrics listener on, scraped every "
+                    "5 s); on,off runs both side by side")
     ap.add_argument("--upstream-procs", type=int, default=1, help="upstream processes")
     ap.add_argument("--pin", action="store_true", help="pin the proxy to CPU 1 and the load "
                     "generators and upstream to the other CPUs (taskset)")
@@ -228,8 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="hatchway-bench-"))
     logs = work
 
-    peers: list[Peer] = [Hatchway(args.hatchway_workers) if name == "hatchway"
-                         else ALL_PEERS[name]() for name in peer_names]
+    variants = pick(args.hatchway_metrics, ["off", "on"], {}, "--hatchway-metrics value")
+    peers: list[Peer] = []
+    for name in peer_names:
+        if name == "hatchway":  # one peer per metrics variant, in the order given
+            peers += [Hatchway(args.hatchway_workers, metrics=v == "on") for v in variants]
+        else:
+            peers.append(ALL_PEERS[name]())
+    peer_names = [p.name for p in peers]
     skipped: dict[str, str] = {}
     if "chp" in peer_names:
         why = ensure_chp()
@@ -255,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(cfg=cfg, env=env, logs=logs)
         try:
             env.upstream_port = start_upstream(children, work, args.upstream_procs)
-            checkers = [p for p in ("hatchway", "envoy-mode")  # peers that verify the token
+            # peers that verify the token
+            checkers = [p for p in ("hatchway", "hatchway-metrics", "envoy-mode")
                         if p in peer_names and p not in skipped]
             if checkers:
                 try:

@@ -4,12 +4,14 @@ terminations and culls, and the services it calls.
 
 Two kinds of source, so the hot path pays nearly nothing:
 
-* the fast path keeps plain ``int`` attributes on its ``FastPath`` object, incremented inline;
-  ``GatewayCollector`` reads them, the route table's size and the watches' health only when
-  Prometheus scrapes;
+* the fast path keeps plain ``int`` attributes on its ``FastPath`` object, incremented inline,
+  and bytes each way and time to first byte in a ``fastpath.traffic.Traffic`` (ints, and a
+  fixed-bucket histogram as a list of counts); ``GatewayCollector`` reads them, the route
+  table's size and the watches' health only when Prometheus scrapes;
 * the aiohttp path (every refusal, every handed-off request, the API) updates
   prometheus-client metrics in one middleware; it already costs tens of microseconds per
-  request, so a counter increment there is noise.
+  request, so a counter increment there is noise. Its bytes and time to first byte go to a
+  ``Traffic`` of its own, so both paths export one family each with a ``path`` label.
 
 Every gateway has its own ``CollectorRegistry``: two gateways in one process (the tests) never
 share or collide on a metric.
@@ -26,8 +28,15 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+
+from .fastpath.traffic import TTFB_BUCKETS, Traffic
 
 if TYPE_CHECKING:
     from launcher.routes import RouteTable
@@ -43,8 +52,7 @@ FAMILIES = frozenset({"api", "lab", "tree", "notebooks", "static", "files", "ter
                       "kernelspecs", "nbextensions", "custom", "edit", "view", "rstudio",
                       "p", "s", "session", "favicon.ico", "login", "logout"})
 API_FAMILIES = ("kernels", "contents", "sessions", "terminals", "status", "events")
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                   10.0)
+LATENCY_BUCKETS = TTFB_BUCKETS
 LAUNCH_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 300, 600, 900)
 
 
@@ -88,13 +96,8 @@ class Metrics:
             "hatchway_proxy_requests", "Workspace proxy requests answered on the aiohttp path "
             "(every refusal, and what the fast path hands over), by outcome and path family",
             ["outcome", "family"], registry=r)
-        self.ttfb = Histogram(
-            "hatchway_proxy_time_to_first_byte_seconds", "From the request reaching the "
-            "aiohttp relay to the workspace's answer head going out", buckets=LATENCY_BUCKETS,
-            registry=r)
-        self.bytes = Counter("hatchway_proxy_bytes", "Bytes relayed on the aiohttp path: "
-                             "request bodies to workspaces, answers (head and body) to browsers",
-                             ["direction"], registry=r)
+        # the aiohttp relay's bytes and time to first byte (GatewayCollector exports them)
+        self.aiohttp_traffic = Traffic()
         self.websockets = Gauge("hatchway_aiohttp_websockets_open",
                                 "WebSockets open on the aiohttp relay", registry=r)
         self.launches = Counter("hatchway_launches", "Workspace launches accepted, by option",
@@ -122,7 +125,7 @@ class Metrics:
 
     def attach(self, gateway: Gateway, fast_path: Callable[[], FastPath | None]) -> None:
         """Read the gateway's route table, watches and fast path at scrape time."""
-        self.collector = GatewayCollector(gateway, fast_path)
+        self.collector = GatewayCollector(gateway, fast_path, self.aiohttp_traffic)
         self.registry.register(self.collector)
         gateway.routes.subscribe(self._routes_changed)
         self._routes = gateway.routes
@@ -164,12 +167,15 @@ class Metrics:
 
 
 class GatewayCollector(Collector):
-    """What is read only at scrape time: the fast path's counters, open WebSockets, the route
-    table and the Kubernetes watches' health."""
+    """What is read only at scrape time: the fast path's counters, both relays' bytes and
+    time to first byte, open WebSockets, the route table and the Kubernetes watches'
+    health."""
 
-    def __init__(self, gateway: Gateway, fast_path: Callable[[], FastPath | None]) -> None:
+    def __init__(self, gateway: Gateway, fast_path: Callable[[], FastPath | None],
+                 aiohttp_traffic: Traffic) -> None:
         self.gateway = gateway
         self.fast_path = fast_path
+        self.aiohttp_traffic = aiohttp_traffic
 
     def describe(self) -> list[Metric]:
         return []  # names depend on the backend; the registry learns them from collect()
@@ -179,6 +185,10 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily("hatchway_routes", "Routes in the route table",
                                 value=len(gateway.routes))
         fast = self.fast_path()
+        paths = [("aiohttp", self.aiohttp_traffic)]
+        if fast is not None:
+            paths.append(("fast", fast.traffic))
+        yield from _traffic_families(paths)
         if fast is not None:
             requests = CounterMetricFamily(
                 "hatchway_fastpath_requests", "Requests the fast path relayed itself, "
@@ -218,9 +228,27 @@ class GatewayCollector(Collector):
             yield from (up, age, relists, errors)
 
 
+def _traffic_families(paths: list[tuple[str, Traffic]]) -> Iterator[Metric]:
+    ttfb = HistogramMetricFamily(
+        "hatchway_proxy_time_to_first_byte_seconds", "From a proxied request being admitted "
+        "(session checked, workspace found) to the workspace's answer head, by relay path "
+        "(fast: the fast path; aiohttp: handed-off connections and the fallback relay)",
+        labels=["path"])
+    moved = CounterMetricFamily(
+        "hatchway_proxy_bytes", "Bytes relayed, by direction (to_workspace: request bodies "
+        "as sent; to_browser: answers, head and body, as written; on the fast path also "
+        "WebSocket frames both ways) and relay path", labels=["direction", "path"])
+    for path, traffic in paths:
+        ttfb.add_metric([path], traffic.cumulative(), sum_value=traffic.ttfb_sum_ns / 1e9)
+        moved.add_metric(["to_workspace", path], traffic.to_workspace)
+        moved.add_metric(["to_browser", path], traffic.to_browser)
+    yield ttfb
+    yield moved
+
+
 # -- the aiohttp side ---------------------------------------------------------------------
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
-_STARTED: web.RequestKey[float] = web.RequestKey("metrics_started", float)
+_STARTED: web.RequestKey[int] = web.RequestKey("metrics_started", int)
 _WS_COUNTED: web.RequestKey[bool] = web.RequestKey("metrics_ws", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -257,7 +285,7 @@ def middleware_for(metrics: Metrics, proxy_prefix: str, ext_authz_mount: str,
             return response
         if not path.startswith(proxy_prefix):
             return await handler(request)
-        request[_STARTED] = time.monotonic()
+        request[_STARTED] = time.monotonic_ns()
         family = path_family(path, proxy_prefix)
         try:
             response = await handler(request)
@@ -271,12 +299,11 @@ def middleware_for(metrics: Metrics, proxy_prefix: str, ext_authz_mount: str,
             if request.get(_WS_COUNTED):
                 metrics.websockets.dec()
         metrics.requests.labels(_outcome(response), family).inc()
-        body_in = request.content.total_bytes if request.body_exists else 0
-        if body_in:
-            metrics.bytes.labels("to_workspace").inc(body_in)
-        sent = response.body_length if response.prepared else 0
-        if sent:
-            metrics.bytes.labels("to_browser").inc(sent)
+        traffic = metrics.aiohttp_traffic
+        if request.body_exists:
+            traffic.to_workspace += request.content.total_bytes
+        if response.prepared:
+            traffic.to_browser += response.body_length
         return response
 
     return count
@@ -297,7 +324,7 @@ def on_prepare_for(metrics: Metrics) -> Callable[[web.Request, web.StreamRespons
         from .responses import RelayedResponse
 
         if isinstance(response, RelayedResponse):
-            metrics.ttfb.observe(time.monotonic() - started)
+            metrics.aiohttp_traffic.first_byte(time.monotonic_ns() - started)
 
     return on_prepare
 

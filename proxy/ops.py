@@ -112,7 +112,7 @@ def _fast_access(front: Any, up: Any) -> None:
         path=req.target.decode("latin-1") if req is not None else "-",
         status=resp.status if resp is not None else 0,
         bytes_sent=resp.content_length if resp is not None else -1,
-        seconds=time.monotonic() - front.began,
+        seconds=(time.monotonic_ns() - front.began) / 1e9,
         route=f"{route.host}:{route.port}" if route is not None else "-", via="fast")
 
 

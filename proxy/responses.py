@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Mapping
+from http import HTTPStatus
 from urllib.parse import quote
 
 from aiohttp import web
@@ -34,6 +36,24 @@ def wants_html(request: web.Request) -> bool:
     return "text/html" in accept and "application/json" not in accept.split(",")[0]
 
 
+# Said where no workspace takes a signed-in user's request: by the built-in proxy, and in
+# Envoy mode by hatchway's check or Envoy's own config (the same words in both modes).
+NO_WORKSPACE = "no workspace — launch one"
+LAUNCH_LINK = "Launch one"  # the 404 page's link to the launch page
+LAUNCHING = "your workspace is still launching; retry shortly"
+LAUNCHING_RETRY_AFTER = "2"
+
+
+def error_page(status: int, message: str, link: tuple[str, str] | None = None) -> str:
+    """The page ``error`` shows a browser (Envoy mode writes the same bytes into its config)."""
+    return _page(f"{status} {HTTPStatus(status).phrase}", message, link)
+
+
+def error_json(message: str) -> str:
+    """The JSON ``error`` answers a script with (``web.json_response``'s exact bytes)."""
+    return json.dumps({"error": message})
+
+
 def _page(title: str, message: str, link: tuple[str, str] | None = None) -> str:
     extra = ""
     if link:
@@ -56,10 +76,10 @@ def error(
 ) -> web.Response:
     """One error answer: ``{"error": message}`` or, for browsers, a small page."""
     if wants_html(request):
-        title = f"{status} {web.Response(status=status).reason}"
-        return web.Response(status=status, text=_page(title, message, link),
+        return web.Response(status=status, text=error_page(status, message, link),
                             content_type="text/html", headers=headers)
-    return web.json_response({"error": message}, status=status, headers=headers)
+    return web.Response(status=status, text=error_json(message),
+                        content_type="application/json", headers=headers)
 
 
 def unauthenticated(

@@ -12,6 +12,8 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from launcher.routes import Route
+
 from . import responses, stopped
 from .gateway import GATEWAY, Gateway
 from .headers import names_framing, upstream_request_headers
@@ -47,6 +49,22 @@ def origin_allowed(settings: Settings, origin: str | None, host: str) -> bool:
         return origin == f"{parts.scheme}://{parts.netloc}"
     parsed = urlsplit(origin)
     return bool(host) and parsed.netloc == host and parsed.scheme in ("http", "https")
+
+
+def unrouted(request: web.Request, settings: Settings, user: str,
+             route: Route | None) -> web.Response:
+    """What a signed-in user whose workspace cannot take the request sees: 410 + Retry-After
+    when this gateway stopped it (proxy.stopped), 404 when there is none, 503 while it
+    launches; a page for browsers, JSON for scripts. Envoy mode's check answers with this
+    too (proxy.envoy.ext_authz), so both modes show the same pages."""
+    if route is None:
+        gone = stopped.answer(request, user, settings.prefix.rstrip("/") + "/")
+        if gone is not None:  # terminated or culled
+            return gone
+        return responses.error(request, 404, responses.NO_WORKSPACE,
+                               link=(settings.prefix + "/", responses.LAUNCH_LINK))
+    return responses.error(request, 503, responses.LAUNCHING,
+                           headers={"Retry-After": responses.LAUNCHING_RETRY_AFTER})
 
 
 async def proxy_handler(request: web.Request) -> web.StreamResponse:
@@ -86,15 +104,8 @@ async def _relay(request: web.Request, raw_target: str) -> web.StreamResponse:
         return responses.error(request, 400, "the request path leaves the workspace proxy")
     user = identity.user
     route = gateway.routes.get(user)
-    if route is None:
-        gone = stopped.answer(request, user, settings.prefix.rstrip("/") + "/")
-        if gone is not None:  # terminated or culled: 410 + Retry-After (proxy.stopped)
-            return gone
-        return responses.error(
-            request, 404, "no workspace — launch one", link=(settings.prefix + "/", "Launch one"))
-    if not route.ready:
-        return responses.error(request, 503, "your workspace is still launching; retry shortly",
-                               headers={"Retry-After": "2"})
+    if route is None or not route.ready:
+        return unrouted(request, settings, user, route)
     touch = _no_touch
     if identity.token:  # a REMOTE_USER-only caller (the hatchery-reaper) is not the user at work
         touch = lambda: gateway.activity.touch(user)  # noqa: E731

@@ -86,10 +86,54 @@ async def test_the_aiohttp_relay_reports_time_to_first_byte_and_bytes(
     samples = await scrape(gw)
     assert value(samples, "hatchway_proxy_requests_total", outcome="relayed",
                  family="other") == 1
-    assert value(samples, "hatchway_proxy_time_to_first_byte_seconds_count") == 1
-    assert value(samples, "hatchway_proxy_bytes_total", direction="to_workspace") == 1000
-    sent = value(samples, "hatchway_proxy_bytes_total", direction="to_browser")
+    assert value(samples, "hatchway_proxy_time_to_first_byte_seconds_count",
+                 path="aiohttp") == 1
+    assert value(samples, "hatchway_proxy_bytes_total", direction="to_workspace",
+                 path="aiohttp") == 1000
+    sent = value(samples, "hatchway_proxy_bytes_total", direction="to_browser", path="aiohttp")
     assert len(body) < sent < len(body) + 1024  # the answer as written: head and body
+
+
+async def test_the_fast_path_reports_time_to_first_byte_and_bytes(
+        start_gateway: Callable[..., Any], demo_workspace: Callable[[], Any],
+        client: aiohttp.ClientSession) -> None:
+    gw = await start_gateway(metrics_port=0)
+    gw.publish("alice", await demo_workspace())
+    received = 0
+    for _ in range(3):
+        async with client.post(gw.url(PROXY + "upload"), data=b"x" * 1000,
+                               cookies=gw.cookies("alice")) as r:
+            assert r.status == 200
+            received += len(await r.read())
+    samples = await scrape(gw)
+    assert value(samples, "hatchway_fastpath_requests_total", result="relayed") == 3
+    ttfb = "hatchway_proxy_time_to_first_byte_seconds"
+    assert value(samples, ttfb + "_count", path="fast") == 3
+    assert value(samples, ttfb + "_bucket", path="fast", le="+Inf") == 3
+    assert value(samples, ttfb + "_bucket", path="fast", le="0.001") <= value(
+        samples, ttfb + "_bucket", path="fast", le="10.0") == 3  # cumulative, all under 10 s
+    assert 0 < value(samples, ttfb + "_sum", path="fast") < 30
+    assert value(samples, ttfb + "_count", path="aiohttp") == 0
+    assert value(samples, "hatchway_proxy_bytes_total", direction="to_workspace",
+                 path="fast") == 3000
+    sent = value(samples, "hatchway_proxy_bytes_total", direction="to_browser", path="fast")
+    assert received < sent < received + 3 * 1024  # the answers as written: heads and bodies
+
+
+async def test_fast_path_websocket_frames_count_as_bytes_both_ways(
+        start_gateway: Callable[..., Any], demo_workspace: Callable[[], Any],
+        client: aiohttp.ClientSession) -> None:
+    gw = await start_gateway(metrics_port=0)
+    gw.publish("alice", await demo_workspace())
+    async with client.ws_connect(gw.url(PROXY + "echo"),
+                                 headers=gw.cookie_header("alice")) as ws:
+        await ws.send_str("x" * 5000)
+        assert (await ws.receive()).data == "x" * 5000
+        samples = await scrape(gw)
+    up = value(samples, "hatchway_proxy_bytes_total", direction="to_workspace", path="fast")
+    down = value(samples, "hatchway_proxy_bytes_total", direction="to_browser", path="fast")
+    assert 5000 < up < 5100  # one masked frame
+    assert 5000 < down < 5000 + 1024  # the 101 head and one frame
 
 
 async def test_a_launch_and_its_termination_are_counted_and_timed(

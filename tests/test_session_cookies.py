@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from launcher.routes import Route
+
 from .conftest import PROXY, GatewayUnderTest
 
 
@@ -133,6 +135,8 @@ async def test_bearer_header_outranks_the_cookie_on_every_path(
 async def test_bearer_header_outranks_the_cookie_in_the_ext_authz_check(
         start_gateway: Callable[..., Any]) -> None:
     gw = await start_gateway(mode="envoy")
+    for user in ("alice", "bob"):  # both have a workspace: only the user decides the answer
+        gw.gateway.routes.set(user, Route("127.0.0.1", 9, "/", source="test"))
     both = (f"Authorization: Bearer {gw.token('alice')}\r\n"
             f"Cookie: access_token={gw.token('bob')}\r\n")
     status, headers, _ = await exchange(

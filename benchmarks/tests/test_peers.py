@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import http.client
+import time
 from dataclasses import replace
 
 import pytest
 
 from benchmarks import loadgen
-from benchmarks.peers import Chp, Env, Envoy, EnvoyMode, Nginx, Peer, Target, mint_token
+from benchmarks.peers import (
+    Chp,
+    Env,
+    Envoy,
+    EnvoyMode,
+    Hatchway,
+    Nginx,
+    Peer,
+    Target,
+    mint_token,
+)
 
 
 def _status(target: Target, path: str) -> int:
@@ -56,3 +67,28 @@ def test_envoy_mode_peer_admits_the_session_and_only_its_user(env: Env) -> None:
         for proc in (target.proc, target.extra["companion"]):
             if proc is not None:
                 env.children.stop(proc)
+
+
+def test_hatchway_metrics_peer_serves_and_is_scraped_like_prometheus_would(env: Env) -> None:
+    """``--hatchway-metrics on``: the same proxy, its metrics listener on, and a scraper on it
+    from the start (stopped with the proxy)."""
+    peer = Hatchway(metrics=True)
+    why = peer.unavailable()
+    if why:
+        pytest.skip(why)
+    env = replace(env, token=mint_token(env, "bob"))
+    target = peer.start(env, ["alice", "bob"], "bob")
+    scraper = target.extra["companion"]
+    try:
+        assert target.peer == "hatchway-metrics"
+        loadgen.sanity_check(target)
+        log = env.work / f"hatchway-{target.port}-scrape.log"
+        deadline = time.monotonic() + 10
+        while "status 200" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "no scrape answered"
+            time.sleep(0.1)
+    finally:
+        for proc in (target.proc, scraper):
+            if proc is not None:
+                env.children.stop(proc)
+    assert scraper.poll() is not None

@@ -38,6 +38,7 @@ from launcher.errors import ConfigError
 from launcher.names import escape
 from launcher.routes import Route, RouteTable
 
+from .. import responses
 from ..headers import IDENTITY
 from . import jwt as envoy_jwt
 from .admin import EnvoyAdminUnreachable, served_routes_version
@@ -172,12 +173,40 @@ def _file_source(path: Path) -> dict[str, Any]:
     }
 
 
-def _json_reply(status: int, message: str) -> dict[str, Any]:
-    return {"status": status, "body": {"inline_string": json.dumps({"error": message})}}
+def _header(key: str, value: str) -> dict[str, Any]:
+    return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
 
 
-_JSON_HEADER = [{"header": {"key": "content-type", "value": "application/json"},
-                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+# Browsers navigating, as ``responses.wants_html`` tells them: text/html accepted, and the
+# first media range not application/json (Envoy's safe_regex matches the whole value).
+_WANTS_HTML = [{"name": "accept", "string_match": {"contains": "text/html"}},
+               {"name": "accept", "string_match": {"safe_regex": {
+                   "regex": "[^,]*application/json.*"}}, "invert_match": True}]
+
+
+def answered(entry: dict[str, Any], status: int, message: str, *,
+             link: tuple[str, str] | None = None, retry_after: str = ""
+             ) -> list[dict[str, Any]]:
+    """``entry`` answered by Envoy itself with builtin mode's ``responses.error``: its page for
+    a browser (a copy of ``entry`` that also matches the Accept header), its JSON otherwise;
+    same bytes, content types and headers."""
+    extra = [_header("x-content-type-options", "nosniff")]
+    if retry_after:
+        extra.append(_header("retry-after", retry_after))
+    page = {**entry, "name": entry["name"] + "_page",
+            "match": {**entry["match"],
+                      "headers": [*entry["match"].get("headers", ()), *_WANTS_HTML]},
+            "direct_response": {"status": status, "body": {
+                "inline_string": responses.error_page(status, message, link)}},
+            "response_headers_to_add": [_header("content-type", "text/html; charset=utf-8"),
+                                        *extra]}
+    data = {**entry, "direct_response": {"status": status, "body": {
+                "inline_string": responses.error_json(message)}},
+            "response_headers_to_add": [
+                _header("content-type", "application/json; charset=utf-8"), *extra]}
+    return [page, data]
+
+
 _AUTHZ_OFF = {"envoy.filters.http.ext_authz": {"@type": _EXT_AUTHZ_PER_ROUTE, "disabled": True}}
 
 
@@ -349,7 +378,7 @@ class EnvoyConfigWriter:
                  proxy_prefix: str = DEFAULT_PROXY_PREFIX, idle_timeout_s: float = 3600,
                  connect_timeout_s: float = 5, api_passthrough: bool = True,
                  debounce_s: float = 0.05, retry_s: float = 2.0, admin_url: str = "",
-                 jwt_lane: Callable[[str], bool] | None = None) -> None:
+                 jwt_lane: Callable[[str], bool] | None = None, launch_url: str = "") -> None:
         self._routes = routes
         # jwt mode (proxy.envoy.jwt): which users Envoy admits on their token alone; None
         # is ext_authz mode (hatchway checks every request).
@@ -357,6 +386,8 @@ class EnvoyConfigWriter:
         self._dir = Path(dynamic_dir).resolve()
         self._user_header = user_header.lower()
         self._prefix = "/" + proxy_prefix.strip("/") + "/"
+        # the launch page the "no workspace" page links to (<prefix>/, the proxy's parent)
+        self._launch_url = launch_url or (self._prefix.rstrip("/").rpartition("/")[0] + "/")
         self._idle = idle_timeout_s
         self._connect = connect_timeout_s
         self._api_passthrough = api_passthrough
@@ -381,18 +412,17 @@ class EnvoyConfigWriter:
         self._written_event = asyncio.Event()
 
     # -- building ---------------------------------------------------------------------------
-    def _user_route(self, user: str, route: Route) -> dict[str, Any]:
+    def _user_routes(self, user: str, route: Route) -> list[dict[str, Any]]:
+        """The entries routing ``user``'s requests by the user header (ext_authz mode's
+        route): to the workspace, or while it launches builtin mode's 503 (page or JSON)."""
         entry: dict[str, Any] = {
             "name": f"user_{cluster_name(user)}",
             "match": {"prefix": self._prefix, "headers": [
                 {"name": self._user_header, "string_match": {"exact": user}}]},
         }
         if not route.ready:
-            entry["direct_response"] = _json_reply(503, "your workspace is still starting")
-            entry["response_headers_to_add"] = _JSON_HEADER + [
-                {"header": {"key": "retry-after", "value": "2"},
-                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
-            return entry
+            return answered(entry, 503, responses.LAUNCHING,
+                            retry_after=responses.LAUNCHING_RETRY_AFTER)
         entry["route"] = {
             "cluster": cluster_name(user),
             "prefix_rewrite": route.rewrite or "/",
@@ -401,26 +431,25 @@ class EnvoyConfigWriter:
             "upgrade_configs": [{"upgrade_type": "websocket"}],
         }
         if route.auth:  # the workspace's secret (local backend), in place of the client's
-            entry["request_headers_to_add"] = [
-                {"header": {"key": "authorization", "value": route.auth},
-                 "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
-        return entry
+            entry["request_headers_to_add"] = [_header("authorization", route.auth)]
+        return [entry]
 
     def route_configuration(self, items: Iterable[tuple[str, Route]]) -> dict[str, Any]:
         routes: list[dict[str, Any]] = []
         for user, route in sorted(items):
-            entry = self._user_route(user, route)
-            if self._jwt_lane is None:
-                routes.append(entry)
-            else:
-                routes += envoy_jwt.user_routes(entry, user, user_header=self._user_header,
-                                                ask_hatchway=not self._jwt_lane(user))
+            for entry in self._user_routes(user, route):
+                if self._jwt_lane is None:
+                    routes.append(entry)
+                else:
+                    routes += envoy_jwt.user_routes(entry, user, user_header=self._user_header,
+                                                    ask_hatchway=not self._jwt_lane(user))
         routes.append({"name": "proxy_root", "match": {"path": self._prefix.rstrip("/")},
                        "redirect": {"path_redirect": self._prefix},
                        "typed_per_filter_config": _AUTHZ_OFF})
-        routes.append({"name": "no_workspace", "match": {"prefix": self._prefix},
-                       "direct_response": _json_reply(404, "no workspace — launch one"),
-                       "response_headers_to_add": _JSON_HEADER})
+        # Signed-in users with no workspace get hatchway's own answer from its check (404 or
+        # 410 "workspace stopped"); this is for a route hatchway has and Envoy not yet.
+        routes += answered({"name": "no_workspace", "match": {"prefix": self._prefix}}, 404,
+                           responses.NO_WORKSPACE, link=(self._launch_url, responses.LAUNCH_LINK))
         if self._api_passthrough:
             # Everything else is hatchway's (its API checks sessions itself).
             routes.append({"name": "hatchway_api", "match": {"prefix": "/"},
@@ -448,7 +477,7 @@ class EnvoyConfigWriter:
         if route is None:
             return ""
         lane = "" if self._jwt_lane is None else str(self._jwt_lane(user))
-        return lane + json.dumps(self._user_route(user, route), sort_keys=True)
+        return lane + json.dumps(self._user_routes(user, route), sort_keys=True)
 
     def _write_snapshot(self, items: list[tuple[str, Route]]) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)
@@ -599,7 +628,8 @@ def writer_for_settings(settings: Settings, routes: RouteTable) -> EnvoyConfigWr
                              idle_timeout_s=env.idle_timeout_s,
                              api_passthrough=env.api_passthrough,
                              admin_url=f"http://{_admin_client_host(env.admin_host)}:{env.admin_port}",
-                             jwt_lane=jwt_lane_for_settings(settings))
+                             jwt_lane=jwt_lane_for_settings(settings),
+                             launch_url=settings.prefix + "/")
 
 
 DEV_ISSUER_NAME = "hatchway-dev"  # proxy.app's dev issuer (launcher must not import proxy)

@@ -4,7 +4,10 @@ In Envoy mode a real Envoy relays the workspace traffic and asks hatchway first:
 request's method, Host, cookie and Authorization to ``<prefix>/_ext_authz`` followed by the
 original path. The answer is the same session check the built-in proxy makes: 200 with the user
 header Envoy adds upstream (and routes by), or the 401 / login redirect / 403 / 503 the client
-should get, which Envoy passes through unchanged.
+should get, which Envoy passes through unchanged (status, headers and body; a 5xx excepted,
+which Envoy replaces with an empty 503). A signed-in user with no workspace is answered here
+too, with builtin mode's own page or JSON (410 "workspace stopped", 404 "no workspace"): only
+hatchway knows which workspaces it stopped.
 
 As in the built-in proxy, the session credential does not travel on to the workspace: the
 answer hands Envoy the request's ``Cookie`` without the session cookie, and names the headers to
@@ -21,7 +24,7 @@ from ..gateway import GATEWAY
 from ..headers import strip_session_cookie
 from ..session_check import authenticate
 from ..sessions import Identity
-from ..workspace_proxy import _origin_allowed
+from ..workspace_proxy import _origin_allowed, unrouted
 
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
 
@@ -57,6 +60,11 @@ async def ext_authz_check(request: web.Request) -> web.StreamResponse:
     # transit, and "alice " routed as "alice".
     if not user.isprintable() or user != user.strip():
         return responses.error(client_view, 403, "this user name cannot be carried in a header")
+    if (client_view.raw_path.startswith(settings.proxy_prefix)
+            and gateway.routes.get(user) is None):
+        # 404 or 410, builtin mode's page or JSON. (A launching workspace is admitted: its
+        # Envoy route answers the 503, as Envoy turns a 5xx from here into an empty 503.)
+        return unrouted(client_view, settings, user, None)
     gateway.activity.touch(user)
     answer = {settings.envoy.user_header: user, **_credential_edits(request, identity,
                                                 settings.sessions.cookie_name)}

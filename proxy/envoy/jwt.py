@@ -194,7 +194,8 @@ def user_routes(entry: dict[str, Any], user: str, *, user_header: str, ask_hatch
       during a key rotation, is still admitted).
     """
     claims = [_exact(VERIFIED_PURPOSE, "access"), _exact(VERIFIED_USER, user)]
-    verified = {**entry["match"], "headers": claims}
+    others = [h for h in entry["match"]["headers"] if h["name"] != user_header]  # Accept
+    verified = {**entry["match"], "headers": claims + others}
     fast = {**entry, "name": entry["name"] + "_jwt", "match": verified,
             "request_headers_to_remove": [VERIFIED_USER, VERIFIED_PURPOSE]}
     if "route" in entry:  # the workspace sees who it serves, as Hatchery's Mapping tells it
@@ -208,6 +209,7 @@ def user_routes(entry: dict[str, Any], user: str, *, user_header: str, ask_hatch
         return [fast, entry]
     upgrade = {**entry, "name": entry["name"] + "_ws",
                "request_headers_to_remove": [VERIFIED_USER, VERIFIED_PURPOSE],
-               "match": {**verified, "headers": [*claims, {"name": "upgrade", "string_match": {
-                   "exact": "websocket", "ignore_case": True}}]}}
+               "match": {**verified, "headers": [*claims, *others, {
+                   "name": "upgrade",
+                   "string_match": {"exact": "websocket", "ignore_case": True}}]}}
     return [upgrade, fast, entry]

@@ -26,7 +26,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from functools import partial
-from time import monotonic
+from time import monotonic_ns
 from typing import TYPE_CHECKING, cast
 
 from .chunked import ChunkedError, ChunkedScanner
@@ -118,7 +118,7 @@ class Front(asyncio.Protocol):
         self.resp_started = False
         self.keep_alive = True
         self.retried = False
-        self.began = 0.0  # when the request was admitted, kept only for the access log
+        self.began = 0  # monotonic_ns when the request was admitted (time to first byte)
 
     # -- asyncio callbacks ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -169,6 +169,8 @@ class Front(asyncio.Protocol):
 
     def _detach(self) -> None:
         """Forget this connection and give back (discard) its upstream, if any."""
+        if self.state == BODY and self.chunks is None and self.body_left > 0:
+            self.fp.traffic.to_workspace -= self.body_left  # counted in full by _send
         self.state = GONE
         self.fp.forget(self)
         self._let_go()
@@ -301,8 +303,7 @@ class Front(asyncio.Protocol):
         route, target, user, websocket = plan
         fp.relayed += 1
         fp.touch(identity.user)
-        if fp.access is not None:  # the opt-in access log (proxy.ops)
-            self.began = monotonic()
+        self.began = monotonic_ns()
         self.route = route
         self.websocket = websocket
         self.user = identity.user
@@ -343,6 +344,7 @@ class Front(asyncio.Protocol):
         up.attach(self, self.transport, no_body=req.method == b"HEAD", upgrade=self.websocket)
         buf = self.buf
         head_len = self.head_len
+        traffic = self.fp.traffic
         if req.chunked:
             scanner = ChunkedScanner(drop_trailers=True)
             try:
@@ -351,6 +353,7 @@ class Front(asyncio.Protocol):
                 self._fail(b"400 Bad Request", f"malformed request body: {exc}")
                 return
             _write(up.transport, self.out_head, out)
+            traffic.to_workspace += len(out)
             if after is None:
                 self.chunks = scanner
                 self.replay = None
@@ -364,6 +367,9 @@ class Front(asyncio.Protocol):
                 self.buf = after
                 self.state = RESPONSE
         elif req.content_length > 0:
+            # the whole body counted once, here; a body cut short gives back what never
+            # came (_detach)
+            traffic.to_workspace += req.content_length
             end = head_len + req.content_length
             if len(buf) >= end:
                 _write(up.transport, self.out_head, buf[head_len:end])
@@ -399,6 +405,7 @@ class Front(asyncio.Protocol):
                 return
             if out:
                 up.transport.write(out)
+                self.fp.traffic.to_workspace += len(out)
             if after is None:
                 return
             self.chunks = None
@@ -515,7 +522,7 @@ class Front(asyncio.Protocol):
             self.placed = False
             release = partial(fp.places.give_back, self.client)
         splice(browser, up.transport, to_browser=to_browser, to_workspace=self.buf,
-               touch=fp.touch, user=self.user, live=fp.splices,
+               touch=fp.touch, user=self.user, live=fp.splices, traffic=fp.traffic,
                max_message=fp.gateway.settings.websocket_max_message_bytes, release=release)
         self.buf = b""
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .gate import Gate
     from .limits import Places
     from .splice import SpliceEnd
+    from .traffic import Traffic
 
 WRITE_HIGH_WATER = 512 * 1024  # a transport's write buffer above this pauses the other side
 
@@ -29,6 +30,7 @@ class Browser(Protocol):
     write_paused: bool  # the browser's transport is full: don't read from the workspace
     keep_alive: bool  # the browser's connection stays open after this response
     resp_started: bool  # response bytes were sent: the request can no longer be retried
+    began: int  # monotonic_ns when the request was admitted (time to first byte)
 
     def response_done(self, up: Workspace, reusable: bool) -> None:
         """The whole response went to the browser; ``up`` may be pooled if ``reusable``."""
@@ -89,6 +91,7 @@ class Listener(Protocol):
     handed_off: int  # connections it handed to aiohttp
     n_websockets: int  # WebSockets spliced (metrics)
     n_failed: int  # its own error answers: 502, 408, 400 (metrics)
+    traffic: Traffic  # bytes each way, time to first byte (metrics)
     # the opt-in access log (proxy.ops), called with the connection and its workspace side
     access: Callable[[Any, Any], None] | None
 

@@ -29,6 +29,7 @@ from .front import BODY, BUF_FULL, HANDOFF, HEAD, Front, final_answer
 from .gate import Gate
 from .limits import Places
 from .splice import SpliceEnd
+from .traffic import Traffic
 from .upstream import UpstreamPool
 
 POOL_IDLE_SECONDS = 30.0  # a pooled workspace connection idle this long is closed
@@ -75,7 +76,9 @@ class FastPath:
         self.head_ticks, self.keepalive_ticks, self.body_ticks = (
             max(1, math.ceil(t / sweep - 1e-9)) for t in timeouts)
         self.body_min_per_tick = int(limits.body_min_rate * sweep)
-        self.pool = UpstreamPool(idle_ticks=max(1, math.ceil(POOL_IDLE_SECONDS / sweep)))
+        self.traffic = Traffic()  # bytes each way, time to first byte (metrics)
+        self.pool = UpstreamPool(idle_ticks=max(1, math.ceil(POOL_IDLE_SECONDS / sweep)),
+                                 traffic=self.traffic)
         self.fronts: set[Front] = set()
         self.splices: set[SpliceEnd] = set()
         self._tasks: set[asyncio.Task[None]] = set()

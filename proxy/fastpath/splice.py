@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from .traffic import Traffic
 from .wsframes import CLOSE_TOO_BIG, FrameMeter, close_frame
 
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
@@ -27,11 +28,11 @@ class SpliceEnd(asyncio.Protocol):
     for the workspace's side (frames written to it must be masked)."""
 
     __slots__ = ("own", "peer", "touch", "user", "live", "meter", "to_server", "refused",
-                 "release")
+                 "release", "traffic")
 
     def __init__(self, own: asyncio.Transport, peer: asyncio.Transport,
                  touch: Callable[[str], None], user: str, live: set[SpliceEnd], *,
-                 max_message: int, to_server: bool,
+                 max_message: int, to_server: bool, traffic: Traffic,
                  release: Callable[[], None] | None = None) -> None:
         self.own = own
         self.peer = peer
@@ -42,6 +43,7 @@ class SpliceEnd(asyncio.Protocol):
         self.to_server = to_server
         self.refused = False
         self.release = release  # the browser end gives back the connection's place
+        self.traffic = traffic
         live.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -51,6 +53,10 @@ class SpliceEnd(asyncio.Protocol):
         if out:
             self.peer.write(out)
             self.touch(self.user)
+            if self.to_server:  # this end reads the workspace
+                self.traffic.to_browser += len(out)
+            else:
+                self.traffic.to_workspace += len(out)
         if over:
             self._refuse()
 
@@ -92,20 +98,21 @@ class SpliceEnd(asyncio.Protocol):
 
 def splice(browser: asyncio.Transport, workspace: asyncio.Transport, *,
            to_browser: bytes, to_workspace: bytes, touch: Callable[[str], None], user: str,
-           live: set[SpliceEnd], max_message: int = DEFAULT_MAX_MESSAGE,
+           live: set[SpliceEnd], traffic: Traffic, max_message: int = DEFAULT_MAX_MESSAGE,
            release: Callable[[], None] | None = None) -> None:
     """Turn two HTTP connections into one WebSocket pipe. ``to_browser`` is the workspace's
     101 head and any bytes read after it, ``to_workspace`` bytes the browser sent after its
     handshake. Each transport's reading must already be paused exactly when the other's write
     buffer is full."""
     from_browser = SpliceEnd(browser, workspace, touch, user, live, max_message=max_message,
-                             to_server=False, release=release)
+                             to_server=False, traffic=traffic, release=release)
     from_workspace = SpliceEnd(workspace, browser, touch, user, live, max_message=max_message,
-                               to_server=True)
+                               to_server=True, traffic=traffic)
     browser.set_protocol(from_browser)
     workspace.set_protocol(from_workspace)
     head_end = to_browser.find(b"\r\n\r\n") + 4  # the 101 head goes as is, frames metered
     browser.write(to_browser[:head_end])
+    traffic.to_browser += head_end
     if len(to_browser) > head_end:
         from_workspace.data_received(to_browser[head_end:])
     if to_workspace:

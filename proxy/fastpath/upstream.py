@@ -11,6 +11,7 @@ instead of filling memory.
 from __future__ import annotations
 
 import asyncio
+from time import monotonic_ns
 from typing import cast
 
 from .chunked import ChunkedError, ChunkedScanner
@@ -22,6 +23,7 @@ from .head import (
     parse_response_head,
 )
 from .interfaces import WRITE_HIGH_WATER, Browser
+from .traffic import Traffic
 
 CONNECT_TIMEOUT = 10.0
 MAX_IDLE_PER_UPSTREAM = 256
@@ -122,7 +124,9 @@ class Upstream(asyncio.Protocol):
             self._chunked(data)
         elif state == _UNTIL_CLOSE:
             assert self.down is not None
-            self.down.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            size = b"%x\r\n" % len(data)
+            self.down.writelines((size, data, b"\r\n"))
+            self.pool.traffic.to_browser += len(size) + len(data) + 2
         else:  # nothing asked: a workspace talking out of turn is not reused
             self.close()
 
@@ -130,11 +134,15 @@ class Upstream(asyncio.Protocol):
         self.closed = True  # never picked from the pool again
         if self.state == _UNTIL_CLOSE and self.down is not None:
             self.down.write(b"0\r\n\r\n")
+            self.pool.traffic.to_browser += 5
             self._finished(False)
         return None  # close; connection_lost tells the front if it was waiting
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.state == _LENGTH:  # an answer cut short: _head counted all of it
+            self.pool.traffic.to_browser -= self.left
+            self.state = _IDLE
         self.pool.forget(self)
         front = self.front
         if front is not None:
@@ -188,6 +196,7 @@ class Upstream(asyncio.Protocol):
                 return
             front.resp_started = True  # an interim answer (100 Continue, 103): pass it on
             down.write(head)
+            self.pool.traffic.to_browser += len(head)
         self.buf = b""
         if self.upgrade:
             self.front = None
@@ -196,15 +205,20 @@ class Upstream(asyncio.Protocol):
             front.upgrade_refused(status)
             return
         front.resp_started = True
+        traffic = self.pool.traffic
+        traffic.first_byte(monotonic_ns() - front.began)
         self.resp = resp
         self.reusable = resp.keep_alive
         close = not front.keep_alive
         if self.no_body or status == 204 or status == 304:
-            down.write(browser_response_head(head, resp, chunked=False, close=close))
+            out = browser_response_head(head, resp, chunked=False, close=close)
+            down.write(out)
+            traffic.to_browser += len(out)
             self._finished(self.reusable and not buf)
         elif resp.content_length >= 0:
             n = resp.content_length
             out = browser_response_head(head, resp, chunked=False, close=close)
+            traffic.to_browser += len(out) + n  # once; connection_lost gives back a shortfall
             if len(buf) < n:
                 down.write(out + buf)
                 self.left = n - len(buf)
@@ -213,17 +227,21 @@ class Upstream(asyncio.Protocol):
                 down.write(out + buf[:n])
                 self._finished(self.reusable and len(buf) == n)
         elif resp.chunked:
-            down.write(browser_response_head(head, resp, chunked=True, close=close))
+            out = browser_response_head(head, resp, chunked=True, close=close)
+            down.write(out)
+            traffic.to_browser += len(out)
             self.chunks = ChunkedScanner()
             self.state = _CHUNKED
             if buf:
                 self._chunked(buf)
         else:  # ends when the workspace closes: chunk-encode it for the browser
-            down.write(browser_response_head(head, resp, chunked=True, close=close))
+            out = browser_response_head(head, resp, chunked=True, close=close)
+            down.write(out)
+            traffic.to_browser += len(out)
             self.state = _UNTIL_CLOSE
             self.reusable = False
             if buf:
-                down.writelines((b"%x\r\n" % len(buf), buf, b"\r\n"))
+                self.data_received(buf)
 
     def _chunked(self, data: bytes) -> None:
         assert self.chunks is not None and self.down is not None
@@ -234,6 +252,7 @@ class Upstream(asyncio.Protocol):
             return
         if out:
             self.down.write(out)
+            self.pool.traffic.to_browser += len(out)
         if after is not None:
             self._finished(self.reusable and not after)
 
@@ -259,8 +278,9 @@ class Upstream(asyncio.Protocol):
 class UpstreamPool:
     """Idle keep-alive connections per (host, port), most recently used first."""
 
-    def __init__(self, *, idle_ticks: int) -> None:
+    def __init__(self, *, idle_ticks: int, traffic: Traffic | None = None) -> None:
         self.idle_ticks = idle_ticks  # sweeps an idle pooled connection survives
+        self.traffic = traffic if traffic is not None else Traffic()  # metrics
         self._idle: dict[tuple[str, int], list[Upstream]] = {}
         self.live: set[Upstream] = set()
 

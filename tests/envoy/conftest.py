@@ -9,6 +9,7 @@ its own base path so an answer shows whose workspace it came from.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,8 +25,14 @@ from aiohttp.test_utils import TestServer
 
 from launcher.demo import make_app as demo_app
 from launcher.routes import Route, RouteTable
-from proxy.envoy.config import EnvoyConfigWriter, envoy_binary, write_bootstrap
+from proxy.envoy.config import (
+    EnvoyConfigWriter,
+    bootstrap_for_settings,
+    envoy_binary,
+    write_bootstrap,
+)
 
+from ..conftest import GatewayUnderTest
 from ..helpers import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -181,3 +188,25 @@ async def envoy_stack(tmp_path: Path, aiohttp_server: Any) -> AsyncIterator[Envo
     async with running_envoy(tmp_path, authz_server.port, RouteTable(), aiohttp_server,
                              authz) as stack:
         yield stack
+
+
+def envoy_overrides(tmp_path: Path, **more: Any) -> dict[str, Any]:
+    """``envoy`` settings for a hatchway whose Envoy a test starts: loopback, free ports."""
+    return {"listen_host": "127.0.0.1", "listen_port": free_port(), "admin_port": free_port(),
+            "dynamic_dir": str(tmp_path / "envoy-dynamic"), **more}
+
+
+@asynccontextmanager
+async def envoy_in_front(gw: GatewayUnderTest, tmp_path: Path) -> AsyncIterator[str]:
+    """A stock Envoy on the bootstrap ``hatchway envoy-config`` writes for ``gw``'s settings
+    (with the port hatchway got); yields Envoy's origin."""
+    settings = dataclasses.replace(gw.gateway.settings, port=gw.server.port)
+    bootstrap = tmp_path / "bootstrap.yaml"
+    bootstrap.write_text(bootstrap_for_settings(settings), encoding="utf-8")
+    envoy = EnvoyProcess(bootstrap, settings.envoy.admin_port, tmp_path / "envoy.log")
+    async with aiohttp.ClientSession() as http:
+        try:
+            await envoy.start(http)
+            yield f"http://127.0.0.1:{settings.envoy.listen_port}"
+        finally:
+            await envoy.stop()

@@ -7,6 +7,8 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from proxy import responses
+
 from .conftest import PROXY, EnvoyStack
 
 ALICE = {"Authorization": "Bearer alice-token"}
@@ -40,6 +42,18 @@ async def test_removed_workspace_answers_404_json(envoy_stack: EnvoyStack) -> No
     async with envoy_stack.http.get(envoy_stack.url(PROXY + "headers"), headers=ALICE) as resp:
         assert resp.content_type == "application/json"
         assert "launch one" in (await resp.json())["error"]
+
+
+async def test_envoys_own_no_workspace_answer_is_builtin_modes_page_for_a_browser(
+        envoy_stack: EnvoyStack) -> None:
+    """What Envoy answers itself (hatchway's check admitted a route Envoy has not loaded yet):
+    the same page builtin mode shows, chosen by Accept."""
+    async with envoy_stack.http.get(envoy_stack.url(PROXY + "lab"),
+                                    headers={**ALICE, "Accept": "text/html,*/*;q=0.8"}) as resp:
+        assert (resp.status, resp.headers["Content-Type"]) == (404, "text/html; charset=utf-8")
+        page = await resp.text()
+    assert page == responses.error_page(404, responses.NO_WORKSPACE,
+                                        ("/lw-workspace/", responses.LAUNCH_LINK))
 
 
 async def test_request_body_streams_to_the_workspace(envoy_stack: EnvoyStack) -> None:

@@ -12,10 +12,23 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
+from launcher.routes import Route
+
 from ..conftest import GatewayUnderTest
+from ..helpers import API, auth, launch, status_becomes
 from .conftest import EXT_AUTHZ_PREFIX, PROXY, eventually, running_envoy
 
 CHECK = EXT_AUTHZ_PREFIX + PROXY + "tree?x=1"
+
+
+async def envoy_gateway(start_gateway: Callable[..., Any], **overrides: Any
+                        ) -> GatewayUnderTest:
+    """hatchway in Envoy mode with a workspace published for alice and bob, as a backend
+    does (the check answers a user with none itself: see the tests at the end)."""
+    gw: GatewayUnderTest = await start_gateway(mode="envoy", **overrides)
+    for user in ("alice", "bob"):
+        gw.gateway.routes.set(user, Route("127.0.0.1", 9, "/", source="test"))
+    return gw
 
 
 async def check(gw: GatewayUnderTest, headers: dict[str, str],
@@ -29,7 +42,7 @@ async def check(gw: GatewayUnderTest, headers: dict[str, str],
 
 async def test_valid_session_is_admitted_with_the_user_header(
         start_gateway: Callable[..., Any]) -> None:
-    gw = await start_gateway(mode="envoy")
+    gw = await envoy_gateway(start_gateway)
     resp = await check(gw, {"Authorization": f"Bearer {gw.token('alice')}"})
     assert resp.status == 200
     assert resp.headers["remote_user"] == "alice"
@@ -41,7 +54,7 @@ async def test_the_answer_carries_the_configured_user_header(
         start_gateway: Callable[..., Any], spelling: str) -> None:
     """Envoy routes on ``envoy.user_header``: the check must set that header, however the
     operator spelled the key, or every request misses its route."""
-    gw = await start_gateway(mode="envoy", envoy={spelling: "x-user"})
+    gw = await envoy_gateway(start_gateway, envoy={spelling: "x-user"})
     resp = await check(gw, {"Authorization": f"Bearer {gw.token('alice')}"})
     assert resp.status == 200
     assert resp.headers["x-user"] == "alice"
@@ -50,14 +63,14 @@ async def test_the_answer_carries_the_configured_user_header(
 
 async def test_bearer_session_token_is_marked_for_removal(
         start_gateway: Callable[..., Any]) -> None:
-    gw = await start_gateway(mode="envoy")
+    gw = await envoy_gateway(start_gateway)
     resp = await check(gw, {"Authorization": f"Bearer {gw.token('alice')}"})
     assert resp.headers["x-envoy-auth-headers-to-remove"] == "authorization"
 
 
 async def test_session_cookie_is_taken_out_of_the_forwarded_cookies(
         start_gateway: Callable[..., Any]) -> None:
-    gw = await start_gateway(mode="envoy")
+    gw = await envoy_gateway(start_gateway)
     resp = await check(gw, {"Cookie": f"_xsrf=abc; access_token={gw.token('alice')}; theme=1"})
     assert resp.status == 200
     assert resp.headers["Cookie"] == "_xsrf=abc; theme=1"
@@ -65,7 +78,7 @@ async def test_session_cookie_is_taken_out_of_the_forwarded_cookies(
 
 
 async def test_no_session_answers_401_json(start_gateway: Callable[..., Any]) -> None:
-    gw = await start_gateway(mode="envoy")
+    gw = await envoy_gateway(start_gateway)
     resp = await check(gw, {"remote_user": "alice"})
     assert resp.status == 401
     assert resp.content_type == "application/json"
@@ -73,7 +86,7 @@ async def test_no_session_answers_401_json(start_gateway: Callable[..., Any]) ->
 
 
 async def test_forged_token_answers_401(start_gateway: Callable[..., Any]) -> None:
-    gw = await start_gateway(mode="envoy")
+    gw = await envoy_gateway(start_gateway)
     token = gw.token("alice")
     resp = await check(gw, {"Authorization": f"Bearer {token[:-4]}AAAA"})
     assert resp.status == 401
@@ -81,7 +94,7 @@ async def test_forged_token_answers_401(start_gateway: Callable[..., Any]) -> No
 
 async def test_browser_without_session_goes_to_login_and_back_to_its_url(
         start_gateway: Callable[..., Any]) -> None:
-    gw = await start_gateway(mode="envoy")
+    gw = await envoy_gateway(start_gateway)
     resp = await check(gw, {"Accept": "text/html"})
     assert resp.status == 302
     location = urlsplit(resp.headers["Location"])
@@ -90,7 +103,7 @@ async def test_browser_without_session_goes_to_login_and_back_to_its_url(
 
 
 async def test_login_redirect_never_points_off_site(start_gateway: Callable[..., Any]) -> None:
-    gw = await start_gateway(mode="envoy")
+    gw = await envoy_gateway(start_gateway)
     resp = await check(gw, {"Accept": "text/html"},
                        path=EXT_AUTHZ_PREFIX + "//evil.example/lw-workspace/proxy/")
     redirect = parse_qs(urlsplit(resp.headers["Location"]).query)["redirect"]
@@ -98,7 +111,7 @@ async def test_login_redirect_never_points_off_site(start_gateway: Callable[...,
 
 
 async def test_login_redirect_is_on_the_public_url(start_gateway: Callable[..., Any]) -> None:
-    gw = await start_gateway(mode="envoy", public_url="https://commons.example.org",
+    gw = await envoy_gateway(start_gateway, public_url="https://commons.example.org",
                              sessions={"login_url": "https://commons.example.org/login"})
     resp = await check(gw, {"Accept": "text/html", "Host": "evil.example",
                             "X-Forwarded-Proto": "http"})
@@ -109,7 +122,7 @@ async def test_login_redirect_is_on_the_public_url(start_gateway: Callable[..., 
 
 async def test_login_redirect_never_names_the_client_host(
         start_gateway: Callable[..., Any]) -> None:
-    gw = await start_gateway(mode="envoy",
+    gw = await envoy_gateway(start_gateway,
                              sessions={"login_url": "https://commons.example.org/login"})
     resp = await check(gw, {"Accept": "text/html", "Host": "evil.example",
                             "X-Forwarded-Proto": "https"})
@@ -119,14 +132,14 @@ async def test_login_redirect_never_names_the_client_host(
 
 
 async def test_user_refused_by_authorization_gets_403(start_gateway: Callable[..., Any]) -> None:
-    gw = await start_gateway(mode="envoy", authz={"mode": "allowlist", "users": ["bob"]})
+    gw = await envoy_gateway(start_gateway, authz={"mode": "allowlist", "users": ["bob"]})
     resp = await check(gw, {"Authorization": f"Bearer {gw.token('alice')}"})
     assert resp.status == 403
     assert "remote_user" not in resp.headers
 
 
 async def test_admitted_check_counts_as_activity(start_gateway: Callable[..., Any]) -> None:
-    gw = await start_gateway(mode="envoy")
+    gw = await envoy_gateway(start_gateway)
     assert gw.gateway.activity.last_ms("alice") == 0
     await check(gw, {"Authorization": f"Bearer {gw.token('alice')}"})
     assert gw.gateway.activity.last_ms("alice") > 0
@@ -188,3 +201,34 @@ async def test_behind_envoy_two_session_cookies_are_refused_and_reach_no_workspa
         writer.close()
         assert answer.startswith(b"HTTP/1.1 400 ")
         assert b"REMOTE_USER" not in answer.upper()
+
+
+async def test_user_without_workspace_gets_builtin_modes_404_from_the_check(
+        start_gateway: Callable[..., Any]) -> None:
+    """Envoy passes a refusal through as it is: a browser gets the page, not Envoy's JSON."""
+    gw = await start_gateway(mode="envoy")
+    resp = await check(gw, {"Authorization": f"Bearer {gw.token('carol')}",
+                            "Accept": "text/html"})
+    assert (resp.status, resp.content_type) == (404, "text/html")
+    assert "remote_user" not in resp.headers
+
+
+async def test_user_whose_workspace_was_stopped_gets_410_from_the_check(
+        start_gateway: Callable[..., Any]) -> None:
+    gw = await start_gateway(mode="envoy")
+    async with aiohttp.ClientSession() as client:
+        await launch(client, gw)
+        await status_becomes(client, gw, "Running")
+        async with client.post(gw.url(API + "terminate"), headers=auth(gw)) as resp:
+            assert resp.status == 200
+    resp = await check(gw, {"Authorization": f"Bearer {gw.token('alice')}"})
+    assert (resp.status, resp.headers["Retry-After"]) == (410, "60")
+
+
+async def test_launching_user_is_admitted_for_envoys_own_503(
+        start_gateway: Callable[..., Any]) -> None:
+    """A 5xx from the check would reach the client as Envoy's empty 503."""
+    gw = await start_gateway(mode="envoy")
+    gw.gateway.routes.set("alice", Route("127.0.0.1", 9, "/", ready=False, source="test"))
+    resp = await check(gw, {"Authorization": f"Bearer {gw.token('alice')}"})
+    assert (resp.status, resp.headers["remote_user"]) == (200, "alice")

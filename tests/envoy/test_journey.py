@@ -10,10 +10,8 @@ WebSocket, other users, and terminate.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from proxy.envoy.config import bootstrap_for_settings
-
 from ..conftest import GatewayUnderTest
-from ..helpers import free_port
-from .conftest import PROXY, EnvoyProcess, eventually
+from .conftest import PROXY, envoy_in_front, envoy_overrides, eventually
 
 API = "/lw-workspace/"
 JOURNEY_S = 20  # the whole journey, for each mode
@@ -48,22 +43,6 @@ class Entry:
         return aiohttp.ClientSession(cookies=cookies)
 
 
-@asynccontextmanager
-async def _envoy_in_front(gw: GatewayUnderTest, tmp_path: Path) -> AsyncIterator[str]:
-    """A stock Envoy on the bootstrap ``hatchway envoy-config`` writes for ``gw``'s settings
-    (with the port hatchway got); yields Envoy's origin."""
-    settings = dataclasses.replace(gw.gateway.settings, port=gw.server.port)
-    bootstrap = tmp_path / "bootstrap.yaml"
-    bootstrap.write_text(bootstrap_for_settings(settings), encoding="utf-8")
-    envoy = EnvoyProcess(bootstrap, settings.envoy.admin_port, tmp_path / "envoy.log")
-    async with aiohttp.ClientSession() as http:
-        try:
-            await envoy.start(http)
-            yield f"http://127.0.0.1:{settings.envoy.listen_port}"
-        finally:
-            await envoy.stop()
-
-
 @pytest.fixture(params=["builtin", "envoy"])
 async def entry(request: pytest.FixtureRequest, start_gateway: Callable[..., Any],
                 tmp_path: Path) -> AsyncIterator[Entry]:
@@ -71,10 +50,8 @@ async def entry(request: pytest.FixtureRequest, start_gateway: Callable[..., Any
         gw = await start_gateway()
         yield Entry(gw.base, gw)
         return
-    gw = await start_gateway(mode="envoy", envoy={
-        "listen_host": "127.0.0.1", "listen_port": free_port(), "admin_port": free_port(),
-        "dynamic_dir": str(tmp_path / "envoy-dynamic")})
-    async with _envoy_in_front(gw, tmp_path) as origin:
+    gw = await start_gateway(mode="envoy", envoy=envoy_overrides(tmp_path))
+    async with envoy_in_front(gw, tmp_path) as origin:
         yield Entry(origin, gw)
 
 
@@ -146,7 +123,7 @@ async def test_launch_use_isolate_and_terminate_the_demo_workspace(entry: Entry)
             assert resp.status == 200, await resp.text()
         assert await _workspace_status(alice, entry) == "Not Found"
 
-        async def gone() -> bool:  # 410 "workspace stopped" where hatchway answers (builtin)
-            return await _status(alice, entry.url(PROXY)) in (404, 410)
+        async def gone() -> bool:  # "workspace stopped", in both modes (tests/envoy/test_pages)
+            return await _status(alice, entry.url(PROXY)) == 410
         await eventually(gone, within=3)
     assert time.monotonic() - started < JOURNEY_S

@@ -92,8 +92,8 @@ class LimitSettings:
                            check=_NOT_NEGATIVE)
     max_connections: int = s(0, "Browser connections at once; 0: half the fd limit "
                              "(RLIMIT_NOFILE).", check=_NOT_NEGATIVE)
-    max_connections_per_client: int = s(1000, "Per client address (0: no cap); behind a "
-                                        "proxy, raise.", check=_NOT_NEGATIVE)
+    max_connections_per_client: int = s(1000, "Per client address (0: no cap); the "
+                                        "trusted_proxies have none.", check=_NOT_NEGATIVE)
     max_pending_bytes: int = s(65536, "Pipelined bytes read ahead per connection while it "
                                "waits.", check=_POSITIVE)
     max_buffered_bytes: int = s(64 * 1024 * 1024, "Read-ahead bytes held over all connections.",

@@ -149,6 +149,16 @@ async def test_per_address_cap_refuses_the_next_connection_but_not_another_addre
     assert not any(r.at_eof() for r, _ in held)
 
 
+async def test_a_trusted_proxy_has_no_per_address_cap(start_gateway: Any, sockets: Any) -> None:
+    # Behind revproxy every user comes from revproxy's address.
+    gw = await start_gateway(limits={"max_connections_per_client": 5},
+                             trusted_proxies=["127.0.0.3"])
+    held = [await sockets(gw.server.port, source="127.0.0.3") for _ in range(8)]
+    for reader, writer in held:
+        writer.write(b"GET /_status HTTP/1.1\r\nHost: gw\r\n\r\n")
+        assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+
+
 async def test_pipelining_to_a_silent_workspace_is_bounded_and_sends_each_request_once(
         start_gateway: Any, sockets: Any) -> None:
     gw = await start_gateway(limits={"max_pending_bytes": 4096,

@@ -25,6 +25,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..gateway import Gateway
+from ..trusted import address_trusted
 from .front import BODY, BUF_FULL, HANDOFF, HEAD, Front, final_answer
 from .gate import Gate
 from .limits import Places
@@ -59,6 +60,7 @@ class FastPath:
         limits = gateway.settings.limits
         self.places = Places(max_total=limits.max_connections,
                              max_per_client=limits.max_connections_per_client)
+        self.trusted_nets = gateway.trusted_nets
         # connections that have not yet sent one whole head, oldest first: the ones given up
         # when every place is taken, so that attackers' idle sockets make room for new users
         self.fresh: OrderedDict[Front, None] = OrderedDict()
@@ -109,7 +111,9 @@ class FastPath:
         room; connections of users already served are never given up for a newcomer."""
         places = self.places
         client = front.client
-        if places.client_full(client):
+        # A trusted proxy (revproxy, a load balancer) is the address of many users: no
+        # per-address cap for it. Asked only at the cap, so the accept path pays nothing.
+        if places.client_full(client) and not address_trusted(client, self.trusted_nets):
             return _refuse(front, "too many connections from your address")
         if places.full():
             if not self.fresh:

@@ -21,6 +21,7 @@ from launcher.routes import RouteTable
 from proxy.settings import Settings, load_settings
 from proxy.settings import kube_settings as kube_config
 
+from ..fence_contract import FenceContract
 from ..helpers import NAMESPACE
 from .emulator import Emulator
 from .kubelet import DEMO_IMAGE, SIDECAR_IMAGE, Kubelet
@@ -69,6 +70,15 @@ class ApiServer:
         if self._server is not None:
             server, self._server = self._server, None
             await server.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def fence() -> AsyncIterator[FenceContract]:
+    """Fence's credentials and token endpoints on loopback (tests/fence_contract.py)."""
+    server = FenceContract()
+    await server.start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

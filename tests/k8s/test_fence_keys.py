@@ -4,7 +4,6 @@ against a Fence contract server on loopback and the emulated API server."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -20,14 +19,6 @@ from tests.helpers import env_of
 from .conftest import NAMESPACE, ApiServer, BackendFactory, api_write
 
 USER = "alice@example.org"
-
-
-@pytest.fixture
-async def fence() -> AsyncIterator[FenceContract]:
-    server = FenceContract()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def keyed_backend(make_backend: BackendFactory, fence: FenceContract) -> Any:

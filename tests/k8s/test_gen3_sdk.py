@@ -13,7 +13,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -41,14 +40,6 @@ def sdk_access_token(credentials: Path, home: Path) -> subprocess.CompletedProce
     return subprocess.run([str(SDK_PYTHON), "-c", SDK_GET_TOKEN, str(credentials)],
                           capture_output=True, text=True, timeout=60,
                           env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
-
-
-@pytest.fixture
-async def fence() -> AsyncIterator[FenceContract]:
-    server = FenceContract()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_the_gen3_sdk_gets_a_token_with_the_workspaces_key(

@@ -122,14 +122,6 @@ def with_server_defaults(pod: dict[str, Any]) -> dict[str, Any]:
 
 # -- launching through the real backend -----------------------------------------------------
 
-@pytest.fixture
-async def fence() -> AsyncIterator[FenceContract]:
-    server = FenceContract()
-    await server.start()
-    yield server
-    await server.stop()
-
-
 Launched = Callable[[str], Any]
 
 

@@ -42,14 +42,6 @@ LEASE_S, RENEW_S, ACTIVITY_S, CULL_S, IDLE_S = 2.0, 0.25, 0.25, 0.3, 3
 LEASE = "hatchway-culler"
 
 
-@pytest.fixture
-async def fence() -> AsyncIterator[FenceContract]:
-    server = FenceContract()
-    await server.start()
-    yield server
-    await server.stop()
-
-
 def settings_doc(kubeconfig: str, fence: FenceContract, identity: str) -> dict[str, Any]:
     return {
         "backend": "kubernetes", "cull_interval_seconds": CULL_S,

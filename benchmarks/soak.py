@@ -47,10 +47,21 @@ def _config(tmp: Path, upstream_port: int, users: list[str]) -> Path:
     return path
 
 
-def _start_gateway(children: Children, tmp: Path, config: Path, port: int) -> Any:
+def gateway_env(code: str = "") -> dict[str, str]:
+    """The gateway runs as deployed: its bytecode cached (an image built by pip has it),
+    whatever this shell says about writing .pyc files. ``code``: a directory holding another
+    checkout's ``proxy`` and ``launcher`` to run instead of this one's (a baseline)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if code:
+        env["PYTHONPATH"] = os.path.abspath(code)
+    return env
+
+
+def _start_gateway(children: Children, tmp: Path, config: Path, port: int,
+                   code: str = "") -> Any:
     return children.spawn([*HATCHWAY, "serve", "-c", str(config), "--port", str(port),
                            "--state-dir", str(tmp / "state"), "--log-level", "WARNING"],
-                          log=tmp / "hatchway.log", role="proxy")
+                          log=tmp / "hatchway.log", role="proxy", env=gateway_env(code))
 
 
 def load_average() -> str:
@@ -72,21 +83,25 @@ def traffic_rows(samples: list[Sample], tally: Tally) -> list[str]:
     ]
 
 
-def restart_rows(routes: int, runs: list[Restart]) -> list[str]:
-    mid = median(runs)
-    each = ", ".join(f"{r.served_s:.2f}" for r in runs)
-    return [
-        f"| restart with {routes} routes: listening after (s from process start, median of "
-        f"{len(runs)}) | {mid.listening_s:.2f} |",
-        f"| restart with {routes} routes: every route served after (s, median of {len(runs)}; "
-        f"runs: {each}) | {mid.served_s:.2f} |",
-        f"| restart with {routes} routes: gateway CPU until then (s, median) | "
-        f"{mid.cpu_s:.2f} |",
-    ]
+def restart_rows(routes: int, variants: dict[str, list[Restart]]) -> list[str]:
+    rows = []
+    for variant, runs in variants.items():
+        mid = median(runs)
+        each = ", ".join(f"{r.served_s:.2f}" for r in runs)
+        what = f"restart with {routes} routes ({variant})"
+        rows += [
+            f"| {what}: listening after (s from process start, median of {len(runs)}) | "
+            f"{mid.listening_s:.2f} |",
+            f"| {what}: every route served after (s, median of {len(runs)}; runs: {each}) | "
+            f"{mid.served_s:.2f} |",
+            f"| {what}: gateway CPU until then (s, median) | {mid.cpu_s:.2f} |",
+        ]
+    return rows
 
 
 def table(args: argparse.Namespace, samples: list[Sample], tally: Tally | None,
-          outage: list[str], restarts: list[Restart], load: tuple[str, str]) -> str:
+          outage: list[str], restarts: dict[str, list[Restart]], load: tuple[str, str]
+          ) -> str:
     lines = [f"# hatchway soak: {args.clients} clients, {args.minutes:g} min, loopback", "",
              f"Load average (1/5/15 min) before: {load[0]}; after: {load[1]} (a shared "
              "2-core machine: other engineers' tests ran alongside).", ""]
@@ -110,7 +125,7 @@ async def run(args: argparse.Namespace) -> str:
     samples: list[Sample] = []
     tally: Tally | None = None
     outage: list[str] = []
-    restarts: list[Restart] = []
+    restarts: dict[str, list[Restart]] = {}
     with tempfile.TemporaryDirectory(prefix="hatchway-soak-") as tmp_name, \
             managed(Children()) as children:
         tmp = Path(tmp_name)
@@ -151,9 +166,13 @@ async def run(args: argparse.Namespace) -> str:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
 
+            codes = {"this checkout": ""}
+            if args.baseline:
+                codes = {f"baseline {args.baseline_name}": args.baseline, **codes}
             restarts = await restart_times(
-                lambda: _start_gateway(children, tmp, config, port), stop, port,
-                {u: tokens[u] for u in users[:args.routes]}, args.restart_runs)
+                lambda variant: _start_gateway(children, tmp, config, port, codes[variant]),
+                stop, port, {u: tokens[u] for u in users[:args.routes]}, args.restart_runs,
+                list(codes))
     return table(args, samples, tally, outage, restarts, (load_before, load_average()))
 
 
@@ -164,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--routes", type=int, default=1000)
     parser.add_argument("--restart-runs", type=int, default=3)
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="restart: also time the proxy/ and launcher/ found in DIR (e.g. "
+                             "`git archive <rev> proxy launcher | tar -x -C DIR`), "
+                             "interleaved with this checkout's runs")
+    parser.add_argument("--baseline-name", default="", help="how the table names DIR")
     parser.add_argument("--outage-seconds", type=float, default=60.0)
     parser.add_argument("--outage-users", type=int, default=10,
                         help="users with a Running workspace during the outage")

@@ -99,22 +99,25 @@ async def serve_every_route(port: int, tokens: dict[str, str], started: float,
     return Restart(min(listening) - started, time.monotonic() - started)
 
 
-async def restart_times(spawn: Any, stop: Any, port: int, tokens: dict[str, str], runs: int
-                        ) -> list[Restart]:
-    """``runs`` cold starts: ``spawn()`` starts the gateway (returning its process),
+async def restart_times(spawn: Any, stop: Any, port: int, tokens: dict[str, str], runs: int,
+                        variants: list[str]) -> dict[str, list[Restart]]:
+    """``runs`` cold starts of each variant, interleaved (the machine's load then weighs on
+    every variant alike): ``spawn(variant)`` starts the gateway and returns its process,
     ``stop(proc)`` ends it."""
-    out = []
+    out: dict[str, list[Restart]] = {v: [] for v in variants}
     for _ in range(runs):
-        started = time.monotonic()
-        proc = spawn()
-        try:
-            result = await serve_every_route(port, tokens, started)
-            result.cpu_s = cpu_seconds(proc.pid)
-            out.append(result)
-        finally:
-            await asyncio.to_thread(stop, proc)
-        print(f"  listening after {out[-1].listening_s:.2f} s, every route served after "
-              f"{out[-1].served_s:.2f} s (gateway CPU {out[-1].cpu_s:.2f} s)", flush=True)
+        for variant in variants:
+            started = time.monotonic()
+            proc = spawn(variant)
+            try:
+                result = await serve_every_route(port, tokens, started)
+                result.cpu_s = cpu_seconds(proc.pid)
+            finally:
+                await asyncio.to_thread(stop, proc)
+            out[variant].append(result)
+            print(f"  {variant}: listening after {result.listening_s:.2f} s, every route "
+                  f"served after {result.served_s:.2f} s (gateway CPU {result.cpu_s:.2f} s)",
+                  flush=True)
     return out
 
 

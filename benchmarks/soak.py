@@ -30,11 +30,11 @@ from typing import Any
 import yaml
 
 from benchmarks.procs import Children, free_port, managed, raise_fd_limit, wait_port
+from benchmarks.soak_gateway import HATCHWAY, gateway_env
 from benchmarks.soak_restart import Restart, median, restart_times
 from benchmarks.soak_traffic import PROXY, Sample, Tally, soak
 from proxy.devissuer import DevIssuer
 
-HATCHWAY = [str(Path(sys.executable).with_name("hatchway"))]
 SCENARIOS = ("traffic", "outage", "restart")
 
 
@@ -45,16 +45,6 @@ def _config(tmp: Path, upstream_port: int, users: list[str]) -> Path:
         "limits": {"max_connections_per_client": 0},
         "drain": {"delay_seconds": 0, "websocket_grace_seconds": 1, "timeout_seconds": 5}}))
     return path
-
-
-def gateway_env(code: str = "") -> dict[str, str]:
-    """The gateway runs as deployed: its bytecode cached (an image built by pip has it),
-    whatever this shell says about writing .pyc files. ``code``: a directory holding another
-    checkout's ``proxy`` and ``launcher`` to run instead of this one's (a baseline)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    if code:
-        env["PYTHONPATH"] = os.path.abspath(code)
-    return env
 
 
 def _start_gateway(children: Children, tmp: Path, config: Path, port: int,

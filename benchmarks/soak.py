@@ -35,7 +35,7 @@ from benchmarks.soak_restart import Restart, median, restart_times
 from benchmarks.soak_traffic import PROXY, Sample, Tally, soak
 from proxy.devissuer import DevIssuer
 
-SCENARIOS = ("traffic", "outage", "restart")
+SCENARIOS = ("traffic", "outage", "restart", "restart-k8s")
 
 
 def _config(tmp: Path, upstream_port: int, users: list[str]) -> Path:
@@ -73,12 +73,12 @@ def traffic_rows(samples: list[Sample], tally: Tally) -> list[str]:
     ]
 
 
-def restart_rows(routes: int, variants: dict[str, list[Restart]]) -> list[str]:
+def restart_rows(routes: int, variants: dict[str, list[Restart]], kind: str) -> list[str]:
     rows = []
     for variant, runs in variants.items():
         mid = median(runs)
         each = ", ".join(f"{r.served_s:.2f}" for r in runs)
-        what = f"restart with {routes} routes ({variant})"
+        what = f"restart with {routes} {kind} ({variant})"
         rows += [
             f"| {what}: listening after (s from process start, median of {len(runs)}) | "
             f"{mid.listening_s:.2f} |",
@@ -90,8 +90,8 @@ def restart_rows(routes: int, variants: dict[str, list[Restart]]) -> list[str]:
 
 
 def table(args: argparse.Namespace, samples: list[Sample], tally: Tally | None,
-          outage: list[str], restarts: dict[str, list[Restart]], load: tuple[str, str]
-          ) -> str:
+          outage: list[str], restarts: dict[str, list[Restart]],
+          restarts_k8s: dict[str, list[Restart]], load: tuple[str, str]) -> str:
     lines = [f"# hatchway soak: {args.clients} clients, {args.minutes:g} min, loopback", "",
              f"Load average (1/5/15 min) before: {load[0]}; after: {load[1]} (a shared "
              "2-core machine: other engineers' tests ran alongside).", ""]
@@ -105,7 +105,9 @@ def table(args: argparse.Namespace, samples: list[Sample], tally: Tally | None,
         lines += traffic_rows(samples, tally)
     lines += outage
     if restarts:
-        lines += restart_rows(args.routes, restarts)
+        lines += restart_rows(args.routes, restarts, "static routes")
+    if restarts_k8s:
+        lines += restart_rows(args.routes, restarts_k8s, "routes from Kubernetes Services")
     return "\n".join(lines) + "\n"
 
 
@@ -116,6 +118,7 @@ async def run(args: argparse.Namespace) -> str:
     tally: Tally | None = None
     outage: list[str] = []
     restarts: dict[str, list[Restart]] = {}
+    restarts_k8s: dict[str, list[Restart]] = {}
     with tempfile.TemporaryDirectory(prefix="hatchway-soak-") as tmp_name, \
             managed(Children()) as children:
         tmp = Path(tmp_name)
@@ -148,22 +151,30 @@ async def run(args: argparse.Namespace) -> str:
             print(f"outage: Kubernetes API away for {args.outage_seconds:g} s", flush=True)
             outage = outage_rows(await run_outage(children, tmp, issuer, args))
 
+        def stop(proc: Any) -> None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+
+        codes = {"this checkout": ""}
+        if args.baseline:
+            codes = {f"baseline {args.baseline_name}": args.baseline, **codes}
+        routed = {u: tokens[u] for u in users[:args.routes]}
         if "restart" in args.scenarios:
-            print(f"restart with {args.routes} routes, {args.restart_runs} runs", flush=True)
+            print(f"restart with {args.routes} static routes, {args.restart_runs} runs",
+                  flush=True)
             config = _config(tmp, upstream_port, users[:args.routes])
-
-            def stop(proc: Any) -> None:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
-
-            codes = {"this checkout": ""}
-            if args.baseline:
-                codes = {f"baseline {args.baseline_name}": args.baseline, **codes}
             restarts = await restart_times(
                 lambda variant: _start_gateway(children, tmp, config, port, codes[variant]),
-                stop, port, {u: tokens[u] for u in users[:args.routes]}, args.restart_runs,
-                list(codes))
-    return table(args, samples, tally, outage, restarts, (load_before, load_average()))
+                stop, port, routed, args.restart_runs, list(codes))
+        if "restart-k8s" in args.scenarios:
+            from benchmarks.soak_k8s import restart_k8s
+
+            print(f"restart with {args.routes} routes from Kubernetes Services, "
+                  f"{args.restart_runs} runs", flush=True)
+            restarts_k8s = await restart_k8s(children, tmp, upstream_port, port, routed,
+                                             args.restart_runs, codes, stop)
+    return table(args, samples, tally, outage, restarts, restarts_k8s,
+                 (load_before, load_average()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,12 +12,15 @@ import multiprocessing
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.errors import ConfigError
 
 from . import __version__
 from .settings import Settings, load_settings, settings_table
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 EXIT_CONFIG = 2
 
@@ -111,7 +114,7 @@ def _install_uvloop() -> None:
 
 
 async def _serve_until_signalled(settings: Settings, reuse_port: bool,
-                                 app: Any = None) -> None:
+                                 app: web.Application | None = None) -> None:
     from .server import start
 
     if app is None:
@@ -137,7 +140,8 @@ async def _serve_until_signalled(settings: Settings, reuse_port: bool,
     await running.close()
 
 
-def _run_worker(settings: Settings, reuse_port: bool, app: Any = None) -> None:
+def _run_worker(settings: Settings, reuse_port: bool,
+                app: web.Application | None = None) -> None:
     """Serve ``app``, or (a spawned worker) an app of its own built from ``settings``."""
     if reuse_port:  # a spawned worker: its own process, its own log handler
         from .logs import configure

@@ -2,8 +2,9 @@
 #   make serve   – virtualenv + install, then run the embedded default on http://127.0.0.1:8080
 #   make test    – virtualenv + install (+ chromium, wrk, nginx from Debian), then every test
 #   make bench   – the proxy benchmark against Envoy, nginx and configurable-http-proxy
-#   make soak    – reliability figures: 10 min of mixed traffic from 200 clients, restart with
-#                  1,000 routes (loopback only; SOAK_ARGS="--minutes 2" for a short run)
+#   make soak    – reliability figures: 10 min of mixed traffic from 200 clients, a 60 s
+#                  Kubernetes API outage, restarts with 1,000 routes (loopback only; e.g.
+#                  SOAK_ARGS="--minutes 2 --outage-seconds 20" for a short run)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from . import yamlload
 from .names import escape, service_name
 from .options import WorkspaceOption
 
@@ -59,7 +60,7 @@ def _plain_or_quoted(value: str, *, allow_bool: bool = False) -> str:
     ``true``, ``123`` or ``a: b`` stays a string and cannot inject keys."""
     if "\n" not in value and value == value.strip():
         try:
-            parsed = yaml.safe_load(value)
+            parsed = yamlload.safe_load(value)
         except yaml.YAMLError:
             parsed = None
         if parsed == value or (allow_bool and isinstance(parsed, bool)):
@@ -126,7 +127,7 @@ def unfold(annotation_yaml: str) -> list[dict[str, Any]]:
     becomes ``getambassador.io/vN``, ``name``/``namespace`` go to ``metadata``, every other
     key to ``spec``. Raises ValueError for a document that is not a mapping."""
     resources: list[dict[str, Any]] = []
-    for doc in yaml.safe_load_all(annotation_yaml):
+    for doc in yamlload.safe_load_all(annotation_yaml):
         if doc is None:
             continue
         if not isinstance(doc, dict):

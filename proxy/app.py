@@ -64,13 +64,16 @@ def _backend(settings: Settings, routes: RouteTable, hatchery: HatcheryConfig) -
 
 
 def _static_routes(settings: Settings, routes: RouteTable) -> None:
+    """Every static route, into the table in one pass (one change, not one per route)."""
+    table: dict[str, Route] = {}
     for user, url in settings.static_routes.items():
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        host, tls = parts.hostname, parts.scheme == "https"
+        if parts.scheme not in ("http", "https") or not host:
             raise ConfigError("settings", f"static_routes.{user}", "an http(s):// URL", url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        routes.set(user, Route(parts.hostname, port, parts.path or "/",
-                               tls=parts.scheme == "https", source="static"))
+        port = parts.port or (443 if tls else 80)
+        table[user] = Route(host, port, parts.path or "/", tls=tls, source="static")
+    routes.replace_all(table, "static")
 
 
 def build_app(settings: Settings) -> web.Application:

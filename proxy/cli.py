@@ -12,12 +12,15 @@ import multiprocessing
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.errors import ConfigError
 
 from . import __version__
 from .settings import Settings, load_settings, settings_table
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 EXIT_CONFIG = 2
 
@@ -110,12 +113,15 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _serve_until_signalled(settings: Settings, reuse_port: bool) -> None:
-    from .app import build_app
+async def _serve_until_signalled(settings: Settings, reuse_port: bool,
+                                 app: web.Application | None = None) -> None:
     from .server import start
 
-    running = await start(build_app(settings), settings.host, settings.port,
-                          reuse_port=reuse_port)
+    if app is None:
+        from .app import build_app
+
+        app = build_app(settings)
+    running = await start(app, settings.host, settings.port, reuse_port=reuse_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     got: list[int] = []
@@ -134,13 +140,15 @@ async def _serve_until_signalled(settings: Settings, reuse_port: bool) -> None:
     await running.close()
 
 
-def _run_worker(settings: Settings, reuse_port: bool) -> None:
+def _run_worker(settings: Settings, reuse_port: bool,
+                app: web.Application | None = None) -> None:
+    """Serve ``app``, or (a spawned worker) an app of its own built from ``settings``."""
     if reuse_port:  # a spawned worker: its own process, its own log handler
         from .logs import configure
 
         configure(os.environ.get("HATCHWAY_LOG_LEVEL", "INFO"), settings.log_format)
     _install_uvloop()
-    asyncio.run(_serve_until_signalled(settings, reuse_port))
+    asyncio.run(_serve_until_signalled(settings, reuse_port, app))
 
 
 def _warn_unsupported(settings: Settings) -> None:
@@ -230,8 +238,8 @@ def serve(args: argparse.Namespace) -> int:
     app = build_app(settings)  # fail on bad config before printing the banner or forking
     print(_banner(settings), flush=True)
     _say_isolation(app)
-    if settings.workers <= 1:
-        _run_worker(settings, reuse_port=False)
+    if settings.workers <= 1:  # the app built above serves: built once (start-up time)
+        _run_worker(settings, reuse_port=False, app=app)
         return 0
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_run_worker, args=(settings, True), daemon=False)

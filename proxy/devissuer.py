@@ -80,7 +80,10 @@ def _load_or_create_key(path: Path) -> rsa.RSAPrivateKey:
         raise ConfigError(str(path), "(file)", "a readable, or creatable, dev signing key",
                           exc.strerror) from None
     try:
-        key = serialization.load_pem_private_key(pem, password=None)
+        # No RSA consistency check (~100 ms of start-up): the key only signs, and whoever
+        # can write this 0600 file can sign sessions anyway.
+        key = serialization.load_pem_private_key(pem, password=None,
+                                                 unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError):
         key = None
     if not isinstance(key, rsa.RSAPrivateKey):

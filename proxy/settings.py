@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
+from launcher import yamlload
 from launcher.errors import ConfigError
 from launcher.options import HatcheryConfig, load_hatchery_file, parse_hatchery_config
 from launcher.settings import KubeSettings, LocalSettings, PayModelSettings
@@ -233,7 +234,7 @@ def _read(path: str) -> Any:
     try:
         if path.endswith(".json"):
             return json.loads(text)
-        return yaml.safe_load(text)
+        return yamlload.safe_load(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(path, f"(line {exc.lineno}, column {exc.colno})", "valid JSON",
                           exc.msg) from None

@@ -12,6 +12,7 @@ Gone, which the backend and the watches act on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Callable
@@ -102,6 +103,21 @@ class KubeClient:
         self._timeout = aiohttp.ClientTimeout(total=cfg.request_timeout,
                                               connect=cfg.connect_timeout,
                                               sock_connect=cfg.connect_timeout)
+        self._answer: asyncio.Future[None] | None = None  # see until_answered
+
+    async def until_answered(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less: until any call of this client gets a healthy answer
+        (below 500) from the API server. A watch backing off after an outage then re-lists
+        as soon as the server is known to be back (a launch, a status read, the culler's
+        Lease renewal every few seconds), not after a backoff grown to ``backoff_max``."""
+        if self._answer is None or self._answer.done():
+            self._answer = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._answer), seconds)
+
+    def _answered(self, status: int) -> None:
+        if status < 500 and self._answer is not None and not self._answer.done():
+            self._answer.set_result(None)
 
     @classmethod
     async def connect(cls, cfg: KubeSettings, namespace: str) -> KubeClient:
@@ -130,6 +146,7 @@ class KubeClient:
                                 _request_timeout=self._timeout, **kwargs)
                 async with resp:
                     status, body = resp.status, await resp.read()
+                self._answered(status)
             except aiohttp.ClientConnectorError as exc:
                 error = str(exc) or type(exc).__name__
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -205,6 +222,7 @@ class KubeClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise BackendUnavailable(f"the Kubernetes API at {self.host} cannot be reached "
                                      f"({exc or type(exc).__name__})") from None
+        self._answered(resp.status)
         try:
             if resp.status >= 300:
                 raise api_error(resp.status, await resp.read())

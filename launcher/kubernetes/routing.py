@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from launcher import yamlload
 from launcher.names import service_name
 from launcher.routes import Route, RouteTable
 
@@ -71,7 +72,7 @@ def parse_mapping(text: str) -> dict[str, Any] | None:
     """The routing facts of a ``getambassador.io/config`` annotation: the first Mapping that
     matches a ``remote_user`` header (Ambassador v1/v2, Emissary v3alpha1 spellings)."""
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = list(yamlload.safe_load_all(text))
     except yaml.YAMLError:
         return None
     for doc in docs:

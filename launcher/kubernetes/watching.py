@@ -5,7 +5,9 @@ The discipline KubeSpawner's reflectors lacked (they could stop silently):
 * list, then watch from the list's resourceVersion, so no change between the two is missed;
 * a watch that ends (server timeout, dropped connection) resumes from the last version seen;
 * 410 Gone (the version was compacted away) or any error → re-list, with exponential backoff
-  and jitter after errors, so a sick API server is not hammered by every replica at once;
+  and jitter after errors, so a sick API server is not hammered by every replica at once; the
+  backoff ends early once any other call of this replica's client gets an answer (the API
+  server is back: re-list now, not up to ``backoff_max`` later);
 * a watch silent past its server timeout is a stalled connection: it is cut (socket read
   timeout) and re-listed;
 * a full re-list every ``relist_seconds`` heals anything a watch may ever have missed;
@@ -94,14 +96,19 @@ class Reflector:
                 self._state, self._error = DOWN, str(exc) or type(exc).__name__
                 log.warning("%s watch failed (%s): re-listing in %.1fs", self.kind,
                             self._error, backoff)
-                await asyncio.sleep(backoff * (0.5 + random.random()))
+                await self.client.until_answered(self._jittered(backoff))
                 backoff = min(backoff * 2, self.cfg.backoff_max)
             except Exception as exc:  # aiohttp's payload errors and the like
                 self.errors += 1
                 self._state, self._error = DOWN, repr(exc)
                 log.exception("%s watch failed: re-listing in %.1fs", self.kind, backoff)
-                await asyncio.sleep(backoff * (0.5 + random.random()))
+                await self.client.until_answered(self._jittered(backoff))
                 backoff = min(backoff * 2, self.cfg.backoff_max)
+
+    def _jittered(self, backoff: float) -> float:
+        """``backoff`` ±50 %, so replicas spread out, never past ``backoff_max``: the wait
+        after a long outage is what bounds recovery once the API server is back."""
+        return min(self.cfg.backoff_max, backoff * (0.5 + random.random()))
 
     async def _list(self) -> str:
         body = await self.client.list(self.kind, label_selector=self.label_selector)

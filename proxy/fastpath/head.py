@@ -48,7 +48,7 @@ class RequestHead:
 
     __slots__ = ("target", "headers", "complete", "method", "keep_alive", "upgrade",
                  "content_length", "chunked", "host", "cookie", "authorization", "upgrade_to",
-                 "origin", "connection", "remote_user", "credentials_repeated")
+                 "origin", "connection", "named", "remote_user", "credentials_repeated")
 
     def __init__(self) -> None:
         self.target = b""
@@ -63,6 +63,9 @@ class RequestHead:
         self.upgrade_to: bytes | None = None
         self.origin: bytes | None = None
         self.connection: list[bytes] | None = None
+        # the names listed in Connection (connection_tokens), read once by parse_request_head
+        # for its checks and again by the rewrite
+        self.named: frozenset[bytes] | None = None
         # REMOTE_USER present: identity may come from a trusted peer, which only aiohttp
         # decides (proxy.trusted), so such a request is always handed off
         self.remote_user = False
@@ -144,7 +147,7 @@ def parse_request_head(head: bytes) -> RequestHead | None:
             or req.credentials_repeated):
         return None
     if req.connection is not None:
-        named = connection_tokens(req.connection)
+        req.named = named = connection_tokens(req.connection)
         if not _FRAMING.isdisjoint(named):
             return None
         # (llhttp's should_keep_alive() forgets Connection: close once a message is complete)
@@ -171,7 +174,7 @@ def upstream_request_head(req: RequestHead, target: bytes, *, user: bytes, clien
     out, hatchway's X-Forwarded-* and REMOTE_USER in. ``cookie_out`` is the first Cookie
     header already stripped (``session_cookie_out``). A WebSocket handshake keeps its
     Sec-WebSocket-* headers: the workspace answers the browser's own handshake."""
-    drop = connection_tokens(req.connection) if req.connection is not None else None
+    drop = req.named
     out = [req.method, b" ", target, b" HTTP/1.1\r\n"]
     prior_xff = b""
     first_cookie = req.cookie
@@ -216,7 +219,7 @@ class ResponseHead:
     """One response head as llhttp parsed it; also the parser's callback target."""
 
     __slots__ = ("headers", "complete", "status", "keep_alive", "content_length", "chunked",
-                 "connection")
+                 "connection", "named")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes, bytes]] = []
@@ -225,6 +228,7 @@ class ResponseHead:
         self.status = 0
         self.content_length = -1
         self.connection: list[bytes] | None = None
+        self.named: frozenset[bytes] | None = None  # as RequestHead.named
 
     def on_header(self, name: bytes, value: bytes) -> None:
         low = name.lower()
@@ -255,7 +259,8 @@ def parse_response_head(head: bytes) -> ResponseHead | None:
         return None
     if not resp.complete or resp.content_length == -2:
         return None
-    named = connection_tokens(resp.connection) if resp.connection is not None else None
+    named = resp.named = (connection_tokens(resp.connection) if resp.connection is not None
+                          else None)
     if named is not None and not _FRAMING.isdisjoint(named):
         return None
     resp.status = parser.get_status_code()
@@ -267,7 +272,7 @@ def browser_response_head(head: bytes, resp: ResponseHead, *, chunked: bool,
                           close: bool) -> bytes:
     """The head for the browser: the workspace's status, its headers minus hop-by-hop and
     Connection-named ones, this hop's own framing and Connection."""
-    drop = connection_tokens(resp.connection) if resp.connection is not None else None
+    drop = resp.named
     out = [b"HTTP/1.1", head[8:head.find(b"\r\n") + 2]]  # " 200 OK\r\n"
     for name, low, value in resp.headers:
         if low in _RESPONSE_DROP or (drop is not None and low in drop):

@@ -97,7 +97,7 @@ class Front(asyncio.Protocol):
         self.placed = False  # holds a place in the caps, to be given back once
         self.held = 0  # bytes of ``buf`` counted in the gateway's read-ahead total
         self.mark = 0  # body_left at the last sweep: how far a request body moved since
-        self.trusted = False  # a trusted peer: its REMOTE_USER requests are aiohttp's
+        self.trusted = False  # a trusted peer (Gate.trusts), asked once on accept
         # the session credential last seen on this connection (it rarely changes), as read
         # from (Authorization, Cookie): the token, and the Cookie header to forward
         self.cred: tuple[bytes | None, bytes | None] = (None, None)

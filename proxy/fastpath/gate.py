@@ -48,8 +48,10 @@ class Gate:
 
     def trusts(self, client: str) -> bool:
         """Whether this peer's ``REMOTE_USER`` is believed (``proxy.trusted``): its requests
-        carrying one are aiohttp's. From anyone else the header is no identity, only a header
-        the rewrite drops, so the fast path serves them (the benchmark peers all send one)."""
+        carrying one are aiohttp's, and it has no per-address connection cap (it speaks for
+        many users). From anyone else the header is no identity, only a header the rewrite
+        drops, so the fast path serves them (the benchmark peers all send one). Asked once
+        per connection (``Front.trusted``)."""
         return address_trusted(client, self._trusted_nets)
 
     def token(self, req: RequestHead) -> str | None:

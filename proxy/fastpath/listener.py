@@ -25,7 +25,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from ..gateway import Gateway
-from ..trusted import address_trusted
 from .front import BODY, BUF_FULL, HANDOFF, HEAD, Front, final_answer
 from .gate import Gate
 from .limits import Places
@@ -60,7 +59,6 @@ class FastPath:
         limits = gateway.settings.limits
         self.places = Places(max_total=limits.max_connections,
                              max_per_client=limits.max_connections_per_client)
-        self.trusted_nets = gateway.trusted_nets
         # connections that have not yet sent one whole head, oldest first: the ones given up
         # when every place is taken, so that attackers' idle sockets make room for new users
         self.fresh: OrderedDict[Front, None] = OrderedDict()
@@ -112,8 +110,8 @@ class FastPath:
         places = self.places
         client = front.client
         # A trusted proxy (revproxy, a load balancer) is the address of many users: no
-        # per-address cap for it. Asked only at the cap, so the accept path pays nothing.
-        if places.client_full(client) and not address_trusted(client, self.trusted_nets):
+        # per-address cap for it (``front.trusted``: the gate asked once, on accept).
+        if places.client_full(client) and not front.trusted:
             return _refuse(front, "too many connections from your address")
         if places.full():
             if not self.fresh:

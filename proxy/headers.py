@@ -51,9 +51,9 @@ def connection_named(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> froze
     return frozenset(names)
 
 
-def names_framing(connection_values: Iterable[str]) -> bool:
-    """Whether ``Connection`` header values name a FRAMING header (the message is refused)."""
-    return any(t.strip().lower() in FRAMING for v in connection_values for t in v.split(","))
+def names_framing(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> bool:
+    """Whether ``Connection`` names a FRAMING header (the message is refused)."""
+    return not FRAMING.isdisjoint(connection_named(headers))
 
 
 def strip_session_cookie(cookie_header: str, cookie_name: str) -> str:

@@ -55,7 +55,7 @@ def refusal(upstream: aiohttp.ClientResponse) -> str | None:
     strict mode, as the fast path reads every head."""
     if upstream.status < 200:
         return f"an unasked-for {upstream.status} answer"
-    if names_framing(upstream.headers.getall("Connection", ())):
+    if names_framing(upstream.headers):
         return "its Connection header names a framing header"
     if any(v.strip().lower() != "chunked" for v in upstream.headers.getall("Transfer-Encoding",
                                                                            ())):

@@ -83,7 +83,7 @@ async def stripped_proxy_handler(request: web.Request) -> web.StreamResponse:
 async def _relay(request: web.Request, raw_target: str) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     settings = gateway.settings
-    if names_framing(request.headers.getall("Connection", ())):
+    if names_framing(request.headers):
         # The fast path refuses these too (it hands them here): see headers.FRAMING.
         response = responses.error(request, 400, "the Connection header names Content-Length, "
                                    "Transfer-Encoding or Host")

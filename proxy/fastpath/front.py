@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, cast
 from .chunked import ChunkedError, ChunkedScanner
 from .head import (
     HEAD_END,
-    MAX_HEAD,
     RequestHead,
+    head_never_ends,
     parse_request_head,
     session_cookie_out,
     upstream_request_head,
@@ -233,7 +233,7 @@ class Front(asyncio.Protocol):
         buf = self.buf
         end = buf.find(HEAD_END)
         if end < 0:
-            if len(buf) > MAX_HEAD or b"\n\n" in buf or b"\n\r\n" in buf:
+            if head_never_ends(buf):
                 self._handoff(buf)  # too long or bare-LF lines: aiohttp answers
             return
         head_len = end + 4

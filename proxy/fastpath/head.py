@@ -121,6 +121,13 @@ def connection_tokens(values: list[bytes]) -> frozenset[bytes]:
     return frozenset(t.strip().lower() for v in values for t in v.split(b","))
 
 
+def head_never_ends(partial: bytes) -> bool:
+    """A head without its CRLFCRLF yet that the fast path will never relay: longer than
+    MAX_HEAD, or a line ended by a bare LF (llhttp's strict mode refuses those, and its blank
+    line may never be CRLFCRLF, so waiting for one could hang the connection)."""
+    return len(partial) > MAX_HEAD or b"\n\n" in partial or b"\n\r\n" in partial
+
+
 def _feed(parser: httptools.HttpRequestParser | httptools.HttpResponseParser,
           head: bytes) -> bool:
     """Run llhttp over a whole head; False when it is malformed (an upgrade is not an error:

@@ -17,9 +17,9 @@ from typing import cast
 from .chunked import ChunkedError, ChunkedScanner
 from .head import (
     HEAD_END,
-    MAX_HEAD,
     ResponseHead,
     browser_response_head,
+    head_never_ends,
     parse_response_head,
 )
 from .interfaces import WRITE_HIGH_WATER, Browser
@@ -169,7 +169,7 @@ class Upstream(asyncio.Protocol):
         while True:
             end = buf.find(HEAD_END)
             if end < 0:
-                if len(buf) > MAX_HEAD or b"\n\n" in buf or b"\n\r\n" in buf:
+                if head_never_ends(buf):
                     self._broken()  # too long, or lines ended by a bare LF
                 else:
                     self.buf = buf

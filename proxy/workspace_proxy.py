@@ -6,6 +6,7 @@ so no spelling of a request can reach another user's workspace.
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -106,10 +107,9 @@ async def _relay(request: web.Request, raw_target: str) -> web.StreamResponse:
     route = gateway.routes.get(user)
     if route is None or not route.ready:
         return unrouted(request, settings, user, route)
-    touch = _no_touch
-    if identity.token:  # a REMOTE_USER-only caller (the hatchery-reaper) is not the user at work
-        touch = lambda: gateway.activity.touch(user)  # noqa: E731
-        touch()
+    # a REMOTE_USER-only caller (the hatchery-reaper) is not the user at work
+    touch = partial(gateway.activity.touch, user) if identity.token else _no_touch
+    touch()
     target = f"{route.rewrite}{path[len(prefix):]}{query}"
     scheme = "https" if route.tls else "http"
     # encoded=True: the target goes out byte for byte as normalised, never re-quoted.

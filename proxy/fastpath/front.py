@@ -418,7 +418,6 @@ class Front(asyncio.Protocol):
                 return
             up.transport.write(data if n == left else data[:left])
             after = data[left:]
-            self.body_left = 0
         self.state = RESPONSE
         self.body_left = 0
         self.buf = after

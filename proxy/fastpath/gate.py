@@ -95,10 +95,11 @@ class Gate:
         route = self.routes.get(identity.user)
         if user is None or route is None or not route.ready or route.tls:
             return None
-        websocket = req.upgrade_to is not None
-        if websocket:
-            if not (req.upgrade and req.method == b"GET" and req.upgrade_to is not None
-                    and req.upgrade_to.strip().lower() == b"websocket"
+        upgrade_to = req.upgrade_to
+        websocket = upgrade_to is not None
+        if upgrade_to is not None:
+            if not (req.upgrade and req.method == b"GET"
+                    and upgrade_to.strip().lower() == b"websocket"
                     and req.content_length <= 0 and not req.chunked):
                 return None
             origin = req.origin.decode("utf-8", "surrogateescape") if req.origin else None

@@ -13,10 +13,8 @@ rows at all the default pay model is current. ``pay-models`` from the config cou
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
-import struct
 import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -25,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import ConfigError
+from .gojson import float32, go_float32, go_string
 
 log = logging.getLogger("hatchway.paymodels")
 
@@ -43,39 +42,6 @@ _FIELDS: tuple[tuple[str, str, str], ...] = (
 
 class PayModelError(Exception):
     """Pay models could not be read or written (Hatchery answers these with 500 and the text)."""
-
-
-def float32(x: float) -> float:
-    """``x`` rounded to the nearest float32, as Go stores a PayModel's limits."""
-    return float(struct.unpack("f", struct.pack("f", x))[0])
-
-
-def go_float32(x: float) -> str:
-    """Go's ``json.Marshal`` of a float32: the shortest decimal that reads back as the same
-    float32, in 'f' layout, or 'e' layout (``1e-7``) below 1e-6 and from 1e21 up."""
-    if x == 0:
-        return "0"
-    f = float32(x)
-    for digits in range(1, 10):
-        text = f"{f:.{digits}g}"
-        if float32(float(text)) == f:
-            break
-    d = Decimal(text)
-    if 1e-6 <= abs(f) < 1e21:
-        out = format(d, "f")
-        return out.rstrip("0").rstrip(".") if "." in out else out
-    sign, digs, exp = d.normalize().as_tuple()
-    assert isinstance(exp, int)
-    mantissa = "".join(map(str, digs))
-    exponent = exp + len(mantissa) - 1
-    body = mantissa[0] + ("." + mantissa[1:] if len(mantissa) > 1 else "")
-    return f"{'-' if sign else ''}{body}e{'+' if exponent >= 0 else '-'}{abs(exponent)}"
-
-
-def go_string(s: str) -> str:
-    """A JSON string as Go writes it (HTML-safe: <, > and & escaped)."""
-    return (json.dumps(s, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
-            .replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
 @dataclass(frozen=True)

@@ -69,9 +69,7 @@ class Owners:
         entry = names.get(name)
         if entry is not None:
             if entry["user"] != user:
-                raise NameTaken(f"the workspace name {name!r} belongs to another user: "
-                                "user names that differ only in escaped characters cannot "
-                                "both have a workspace here")
+                raise NameTaken(name)
             return Owner(user, name, int(entry["uid"]))
         uid = max((int(e["uid"]) for e in names.values()), default=self._first_uid - 1) + 1
         names[name] = {"user": user, "uid": uid}

@@ -53,14 +53,6 @@ class Owners:
     def users(self) -> list[str]:
         return [str(entry["user"]) for entry in self._load().values()]
 
-    def find(self, user: str) -> Owner | None:
-        """``user``'s record, or None (also when the name is another user's)."""
-        name = escape(user)
-        entry = self._load().get(name)
-        if entry is None or entry["user"] != user:
-            return None
-        return Owner(user, name, int(entry["uid"]))
-
     def claim(self, user: str) -> Owner:
         """``user``'s record, made on first use. Raises NameTaken when another user holds the
         same escaped name."""

@@ -10,13 +10,12 @@ of the two decides; a workspace neither knows anything about is left alone.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from .backend import RUNNING, Backend
+from .periodic import Periodic
 from .routes import RouteTable
 
 log = logging.getLogger("hatchway.culling")
@@ -33,20 +32,16 @@ class IdleCuller:
         self._backend = backend
         self._routes = routes
         self._last = last_activity_ms
-        self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("idle sweep", self.sweep, interval_seconds, log=log)
         self._is_leader, self._default_limit = is_leader, default_limit_ms
         self._on_cull = on_cull  # (user, why): metrics, the log line, the stopped page
         self._workspace_last = workspace_last_ms  # asked only once the gateway's record is idle
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="idle culler")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._loop.stop()
 
     async def sweep(self) -> list[str]:
         """Terminate every running workspace idle past its limit; returns whose."""
@@ -83,11 +78,3 @@ class IdleCuller:
                     self._on_cull(user, why)
                 culled.append(user)
         return culled
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.sweep()
-            except Exception:
-                log.exception("idle sweep failed")

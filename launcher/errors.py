@@ -31,6 +31,11 @@ class NameTaken(BackendError):
     """The user's workspace name (Hatchery's escaping of the user name) is held by another
     user whose name escapes the same way: 409, never the other user's workspace or volume."""
 
+    def __init__(self, name: str) -> None:
+        super().__init__(f"the workspace name {name!r} belongs to another user: user names "
+                         "that differ only in escaped characters cannot both have a "
+                         "workspace here")
+
 
 class NotIsolated(BackendError):
     """The local backend cannot keep users apart here and is not told they may share: 403."""

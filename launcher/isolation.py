@@ -51,7 +51,7 @@ def choose_mode() -> str:
     return SANDBOX if shutil.which("bwrap") else UID
 
 
-def _as_owner(argv: list[str], owner: Owner, data_limit: int | None) -> list[str]:
+def uid_argv(argv: list[str], *, owner: Owner, data_limit: int | None) -> list[str]:
     """``argv`` run as the owner's uid and gid, no other groups, no way back up, umask 077,
     and the memory limit set before it runs (set from outside, it would race the wrapper's
     fork of the workspace)."""
@@ -61,12 +61,9 @@ def _as_owner(argv: list[str], owner: Owner, data_limit: int | None) -> list[str
             *argv]
 
 
-def uid_argv(argv: list[str], *, owner: Owner, data_limit: int | None) -> list[str]:
-    return _as_owner(argv, owner, data_limit)
-
-
 def _blocked_ancestor(path: Path) -> Path | None:
-    """The first directory on the way to ``path`` that other users may not pass."""
+    """The first directory on the way to ``path`` that other users may not pass; None also
+    where the way stops existing (nothing to judge yet)."""
     for parent in reversed(path.parents):
         try:
             if not parent.stat().st_mode & stat.S_IXOTH:
@@ -110,24 +107,20 @@ def sandbox_argv(argv: list[str], *, home: Path, state_dir: Path, owner: Owner,
             wrapped += ["--ro-bind", str(path), str(path)]
     passable(home)
     wrapped += ["--bind", str(home), str(home), "--chdir", str(home), "--die-with-parent",
-                "--", *_as_owner(argv, owner, data_limit)]
+                "--", *uid_argv(argv, owner=owner, data_limit=data_limit)]
     return wrapped
 
 
 def check_reachable(path: Path) -> None:
     """Every existing ancestor of ``path`` must let other users through (o+x), or an isolated
     workspace cannot reach its HOME; a ConfigError names the first one that does not."""
-    for parent in reversed(path.absolute().parents):
-        try:
-            mode = parent.stat().st_mode
-        except FileNotFoundError:
-            return
-        if not mode & stat.S_IXOTH:
-            raise ConfigError(
-                "settings", "state_dir",
-                f"a directory whose parents other users may traverse (o+x), because each "
-                f"user's workspace runs as its own uid with its HOME under it; {parent} is "
-                f"mode {stat.S_IMODE(mode):04o}", str(path))
+    blocked = _blocked_ancestor(path.absolute())
+    if blocked is not None:
+        raise ConfigError(
+            "settings", "state_dir",
+            f"a directory whose parents other users may traverse (o+x), because each "
+            f"user's workspace runs as its own uid with its HOME under it; {blocked} is "
+            f"mode {stat.S_IMODE(blocked.stat().st_mode):04o}", str(path))
 
 
 def secure_state_dir(state_dir: Path, log_dir: Path, mode: str) -> None:

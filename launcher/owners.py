@@ -53,14 +53,6 @@ class Owners:
     def users(self) -> list[str]:
         return [str(entry["user"]) for entry in self._load().values()]
 
-    def find(self, user: str) -> Owner | None:
-        """``user``'s record, or None (also when the name is another user's)."""
-        name = escape(user)
-        entry = self._load().get(name)
-        if entry is None or entry["user"] != user:
-            return None
-        return Owner(user, name, int(entry["uid"]))
-
     def claim(self, user: str) -> Owner:
         """``user``'s record, made on first use. Raises NameTaken when another user holds the
         same escaped name."""
@@ -69,9 +61,7 @@ class Owners:
         entry = names.get(name)
         if entry is not None:
             if entry["user"] != user:
-                raise NameTaken(f"the workspace name {name!r} belongs to another user: "
-                                "user names that differ only in escaped characters cannot "
-                                "both have a workspace here")
+                raise NameTaken(name)
             return Owner(user, name, int(entry["uid"]))
         uid = max((int(e["uid"]) for e in names.values()), default=self._first_uid - 1) + 1
         names[name] = {"user": user, "uid": uid}

@@ -13,10 +13,8 @@ rows at all the default pay model is current. ``pay-models`` from the config cou
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
-import struct
 import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -25,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import ConfigError
+from .gojson import float32, go_float32, go_string
 
 log = logging.getLogger("hatchway.paymodels")
 
@@ -43,39 +42,6 @@ _FIELDS: tuple[tuple[str, str, str], ...] = (
 
 class PayModelError(Exception):
     """Pay models could not be read or written (Hatchery answers these with 500 and the text)."""
-
-
-def float32(x: float) -> float:
-    """``x`` rounded to the nearest float32, as Go stores a PayModel's limits."""
-    return float(struct.unpack("f", struct.pack("f", x))[0])
-
-
-def go_float32(x: float) -> str:
-    """Go's ``json.Marshal`` of a float32: the shortest decimal that reads back as the same
-    float32, in 'f' layout, or 'e' layout (``1e-7``) below 1e-6 and from 1e21 up."""
-    if x == 0:
-        return "0"
-    f = float32(x)
-    for digits in range(1, 10):
-        text = f"{f:.{digits}g}"
-        if float32(float(text)) == f:
-            break
-    d = Decimal(text)
-    if 1e-6 <= abs(f) < 1e21:
-        out = format(d, "f")
-        return out.rstrip("0").rstrip(".") if "." in out else out
-    sign, digs, exp = d.normalize().as_tuple()
-    assert isinstance(exp, int)
-    mantissa = "".join(map(str, digs))
-    exponent = exp + len(mantissa) - 1
-    body = mantissa[0] + ("." + mantissa[1:] if len(mantissa) > 1 else "")
-    return f"{'-' if sign else ''}{body}e{'+' if exponent >= 0 else '-'}{abs(exponent)}"
-
-
-def go_string(s: str) -> str:
-    """A JSON string as Go writes it (HTML-safe: <, > and & escaped)."""
-    return (json.dumps(s, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e")
-            .replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
 @dataclass(frozen=True)
@@ -170,6 +136,10 @@ class AllPayModels:
                 f'"all_pay_models":[{",".join(p.to_json() for p in self.all)}]}}')
 
 
+def _rows(items: list[dict[str, Any]]) -> list[PayModel]:
+    return [PayModel.from_item(item) for item in items]
+
+
 class PayModels:
     """Where a commons keeps its pay models: the config and, optionally, a DynamoDB table.
 
@@ -227,30 +197,36 @@ class PayModels:
         Raises PayModelError when the table cannot be read or holds several current rows."""
         if not self.table:
             return self.default
-        current = await self._scan(user, current_only=True)
-        if not current:
-            if await self._scan(user, current_only=False):
-                return None  # the user has pay models but has chosen none
-            return self.default
+        return self._current(await self._scan(user))
+
+    def _current(self, items: list[dict[str, Any]]) -> PayModel | None:
+        """The current pay model among the user's rows. Hatchery scans twice, for the rows
+        flagged current and, when there is none, for all of them; the flag is in every row, so
+        one scan answers both, each row read as the scan asking for it would read it."""
+        current = [PayModel.from_item(item) for item in items
+                   if item.get("current_pay_model") == {"BOOL": True}]
         if len(current) > 1:
             raise PayModelError("multiple current pay models set")
-        return current[0]
+        if current:
+            return current[0]
+        if not items:
+            return self.default
+        _rows(items)  # the second scan reads every row: one it cannot read is an error
+        return None  # the user has pay models but has chosen none
 
     async def for_user(self, user: str) -> AllPayModels | None:
         """``{current_pay_model, all_pay_models}``; None where Hatchery has nothing to say."""
         if not user:
             raise PayModelError("no username sent in header")
-        rows = await self._scan(user, current_only=False) if self.table else None
-        current = await self.current_pay_model(user)
-        if current is not None and not rows:
-            rows = [current]
-        if current is None and rows is None:
-            return None
-        return AllPayModels(current, rows or [])
+        if not self.table:
+            return None if self.default is None else AllPayModels(self.default, [self.default])
+        items = await self._scan(user)
+        rows, current = _rows(items), self._current(items)
+        return AllPayModels(current, rows or ([current] if current is not None else []))
 
     async def set_current(self, user: str, pay_model_id: str) -> PayModel:
         """Make ``pay_model_id`` the user's current pay model (Hatchery's setCurrentPaymodel)."""
-        rows = await self._scan(user, current_only=False)
+        rows = _rows(await self._scan(user))
         chosen = self._configured.get(user)
         if chosen is not None and chosen.id == pay_model_id:
             await self.reset_current(user, rows)
@@ -264,38 +240,33 @@ class PayModels:
 
     async def reset_current(self, user: str, rows: list[PayModel] | None = None) -> None:
         """No pay model of the user's is current any more."""
-        for row in rows if rows is not None else await self._scan(user, current_only=False):
+        for row in rows if rows is not None else _rows(await self._scan(user)):
             await self._flag(user, row.id, False)
 
     # --- DynamoDB ------------------------------------------------------------------------------
 
-    async def _scan(self, user: str, *, current_only: bool) -> list[PayModel]:
-        """The user's active and above-limit rows (Hatchery's payModelsFromDatabase). Every
-        page is read; Hatchery reads only the first 1 MB of the table."""
+    async def _scan(self, user: str) -> list[dict[str, Any]]:
+        """The user's active and above-limit rows as DynamoDB items (Hatchery's
+        payModelsFromDatabase, before unmarshalling). Every page is read; Hatchery reads only
+        the first 1 MB of the table."""
         if not self.table:
             raise PayModelError("no 'pay-models-dynamodb-table' in the configuration")
         expr = "#u = :u AND (#s = :active OR #s = :above)"
         names = {"#u": "user_id", "#s": "request_status"}
         values: dict[str, Any] = {":u": {"S": user}, ":active": {"S": ACTIVE},
                                   ":above": {"S": ABOVE_LIMIT}}
-        if current_only:
-            expr += " AND #c = :t"
-            names["#c"] = "current_pay_model"
-            values[":t"] = {"BOOL": True}
         client = await self._dynamodb()
-        rows: list[PayModel] = []
+        items: list[dict[str, Any]] = []
         args: dict[str, Any] = {"TableName": self.table, "FilterExpression": expr,
                                 "ExpressionAttributeNames": names,
                                 "ExpressionAttributeValues": values}
         try:
             while True:
                 page = await client.scan(**args)
-                rows.extend(PayModel.from_item(item) for item in page.get("Items", []))
+                items.extend(page.get("Items", []))
                 if "LastEvaluatedKey" not in page:
-                    return rows
+                    return items
                 args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except PayModelError:
-            raise
         except Exception as exc:  # botocore's ClientError, connection errors
             raise PayModelError(f"reading pay models failed: {exc}") from exc
 

@@ -18,7 +18,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from launcher.defaults import demo_container
-from launcher.paymodels import PayModel, go_float32
+from launcher.gojson import go_float32
+from launcher.paymodels import PayModel
 
 from .conftest import GatewayUnderTest
 

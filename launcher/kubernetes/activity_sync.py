@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from launcher.errors import BackendError
+from launcher.periodic import Periodic
 
 from .client import KubeClient
 from .specs import GEN3_USER_ANNOTATION, USER_ANNOTATION
@@ -48,8 +49,7 @@ class ActivitySync:
     def __init__(self, client: KubeClient, services: Reflector,
                  local_ms: Callable[[str], int], *, interval_seconds: float) -> None:
         self._client, self._services, self._local = client, services, local_ms
-        self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("publishing activity", self.publish, interval_seconds, log=log)
         self._by_user: dict[str, str] = {}  # user → Service name, rebuilt each round
 
     def _service_of(self, user: str) -> Mapping[str, Any] | None:
@@ -69,24 +69,13 @@ class ActivitySync:
         return max(self._local(user), published_ms(self._service_of(user)))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="activity sync")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.publish(), timeout=5)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.publish()
-            except Exception:  # one bad round must not end the publishing
-                log.exception("publishing activity failed")
+        """Stop, publishing once more so an orderly restart loses no activity."""
+        await self._loop.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.publish(), timeout=5)
 
     async def publish(self) -> int:
         """Patch each Service whose user was active here later than it says; returns how

@@ -173,25 +173,22 @@ class KubernetesBackend:
         pod = specs.pod_spec(user, option, self.hatchery, self.namespace, self.gen3_endpoint,
                              extra_env=launch_env(option, key),
                              workspace_id=workspace_id(pay_model_id))
-        taken = NameTaken(f"the workspace name {pod_name(user)!r} belongs to another user: "
-                          "user names that differ only in escaped characters cannot both "
-                          "have a workspace here")
         try:
-            claim = await self.client.get("persistentvolumeclaims", claim_name(user)) \
-                if specs.needs_claim(option) else None
-            if claim is not None and not specs.owned_by(claim, user):
-                raise taken  # never mount another user's volume
-            if specs.needs_claim(option) and claim is None:
-                size = str(self.hatchery.raw.get("user-volume-size") or
-                           self.cfg.user_volume_size or specs.DEFAULT_VOLUME_SIZE)
-                with contextlib.suppress(Conflict):  # another replica made it just now
-                    await self.client.create("persistentvolumeclaims",
-                                             specs.claim_spec(user, pod, size))
+            if specs.needs_claim(option):
+                claim = await self.client.get("persistentvolumeclaims", claim_name(user))
+                if claim is None:
+                    size = str(self.hatchery.raw.get("user-volume-size") or
+                               self.cfg.user_volume_size or specs.DEFAULT_VOLUME_SIZE)
+                    with contextlib.suppress(Conflict):  # another replica made it just now
+                        await self.client.create("persistentvolumeclaims",
+                                                 specs.claim_spec(user, pod, size))
+                elif not specs.owned_by(claim, user):
+                    raise NameTaken(pod_name(user))  # never mount another user's volume
             try:
                 await self.client.create("pods", pod)
             except Conflict:
                 if await self._own_pod(user) is None:
-                    raise taken from None
+                    raise NameTaken(pod_name(user)) from None
                 raise WorkspaceExists(f"a workspace for {user} already exists") from None
             service = specs.service_spec(
                 user, option, self.namespace,

@@ -13,7 +13,6 @@ releases the Lease (empty holder), so a rolling update hands over at once.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import logging
@@ -23,6 +22,7 @@ import time
 from typing import Any
 
 from launcher.errors import BackendError
+from launcher.periodic import Periodic
 
 from .client import KubeClient
 
@@ -42,26 +42,23 @@ class LeaderElector:
     def __init__(self, client: KubeClient, *, name: str, identity: str, lease_seconds: float,
                  renew_seconds: float) -> None:
         self._client, self.name, self.identity = client, name, identity
-        self._lease_seconds, self._renew_seconds = lease_seconds, renew_seconds
+        self._lease_seconds = lease_seconds
         self._renewed_at = -float("inf")  # monotonic time of our last successful write
         self._seen: tuple[str, str] | None = None  # (holder, renewTime) last observed
         self._seen_at = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic(f"lease {name}", self._round, renew_seconds, log=log,
+                              at_once=True)
 
     @property
     def is_leader(self) -> bool:
         return time.monotonic() - self._renewed_at < self._lease_seconds
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"lease {self.name}")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop trying, and release the Lease when we hold it."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         if self.is_leader:
             with contextlib.suppress(BackendError):
                 lease = await self._client.get("leases", self.name)
@@ -72,17 +69,15 @@ class LeaderElector:
                     log.info("%s released the lease %s", self.identity, self.name)
         self._renewed_at = -float("inf")
 
-    async def _run(self) -> None:
-        while True:
-            was = self.is_leader
-            try:
-                await self.try_acquire_or_renew()
-            except BackendError as exc:  # a 409 or an unreachable API: try again next round
-                log.debug("lease %s: %s", self.name, exc)
-            if self.is_leader != was:
-                log.info("%s %s the lease %s", self.identity,
-                         "holds" if self.is_leader else "lost", self.name)
-            await asyncio.sleep(self._renew_seconds)
+    async def _round(self) -> None:
+        was = self.is_leader
+        try:
+            await self.try_acquire_or_renew()
+        except BackendError as exc:  # a 409 or an unreachable API: try again next round
+            log.debug("lease %s: %s", self.name, exc)
+        if self.is_leader != was:
+            log.info("%s %s the lease %s", self.identity,
+                     "holds" if self.is_leader else "lost", self.name)
 
     async def try_acquire_or_renew(self) -> bool:
         """One round; True when this replica holds the Lease afterwards."""

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from launcher import yamlload
-from launcher.names import service_name
+from launcher.names import hatchery_user, service_name
 from launcher.routes import Route, RouteTable
 
 from .specs import (
@@ -38,7 +38,6 @@ from .specs import (
     TLS_ANNOTATION,
     USER_ANNOTATION,
     USER_ID_LABEL,
-    go_html_escape,
     user_id,
 )
 from .watching import Reflector
@@ -109,7 +108,7 @@ def _disagrees(svc: Mapping[str, Any], user: str, own: bool) -> str:
     if own and meta.get("name") != service_name(user):
         return f"it is not named {service_name(user)!r}, as {user!r}'s Service would be"
     recorded = annotations.get(GEN3_USER_ANNOTATION)
-    if recorded is not None and recorded not in (user, go_html_escape(user)):
+    if recorded is not None and recorded not in (user, hatchery_user(user)):
         return f"its {GEN3_USER_ANNOTATION} annotation names another user"
     if own and USER_ID_LABEL in labels and labels[USER_ID_LABEL] != user_id(user):
         return f"its {USER_ID_LABEL} label is another user's"

@@ -32,7 +32,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from launcher.gojson import K8S_CONTAINER, GoDecodeError, canonical_quantity, marshal
-from launcher.names import app_label, claim_name, escape, pod_name, service_name
+from launcher.names import (
+    app_label,
+    claim_name,
+    escape,
+    hatchery_user,
+    pod_name,
+    service_name,
+)
 from launcher.options import HatcheryConfig, WorkspaceOption
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -67,12 +74,6 @@ def user_id(user: str) -> str:
     return hashlib.sha256(user.encode()).hexdigest()[:40]
 
 
-def go_html_escape(text: str) -> str:
-    """Go's ``html.EscapeString``: how Hatchery records a user name."""
-    return (text.replace("&", "&amp;").replace("'", "&#39;").replace("<", "&lt;")
-            .replace(">", "&gt;").replace('"', "&#34;"))
-
-
 def owned_by(obj: Mapping[str, Any] | None, user: str) -> bool:
     """Whether ``obj`` (a pod, Service or PVC named after ``user``) is ``user``'s, by the
     user it records: hatchway's annotation exactly, or Hatchery's ``gen3username`` (the
@@ -81,7 +82,7 @@ def owned_by(obj: Mapping[str, Any] | None, user: str) -> bool:
     if USER_ANNOTATION in annotations:
         return bool(annotations[USER_ANNOTATION] == user)
     if GEN3_USER_ANNOTATION in annotations:
-        return annotations[GEN3_USER_ANNOTATION] in (user, go_html_escape(user))
+        return annotations[GEN3_USER_ANNOTATION] in (user, hatchery_user(user))
     return True
 
 

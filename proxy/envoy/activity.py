@@ -9,14 +9,13 @@ WebSocket frames either way count, as in builtin mode, at no cost per request.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 
 import aiohttp
 
 from launcher.activity import ActivityTracker
+from launcher.periodic import Periodic
 from launcher.routes import RouteTable
 
 from .config import cluster_name
@@ -44,11 +43,12 @@ class EnvoyActivityPoller:
         self._routes = routes
         self._activity = activity
         self._url = admin_url.rstrip("/") + "/stats"
-        self._interval = interval_s
         self._seen: dict[str, int] = {}  # cluster → counter sum last read
         self._users: dict[str, str] = {}  # cluster → user, rebuilt when the table changes
         self._users_for: object = None
-        self._task: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._loop = Periodic("Envoy activity poll", self._poll, interval_s, log=log,
+                              at_once=True)
         self.polls = 0  # successful reads (health and tests)
 
     def _cluster_users(self) -> dict[str, str]:
@@ -75,21 +75,16 @@ class EnvoyActivityPoller:
         self.observe(cluster_totals(text))
         self.polls += 1
 
-    async def _run(self) -> None:
-        async with aiohttp.ClientSession() as http:
-            while True:
-                try:
-                    await self.poll_once(http)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    log.debug("Envoy admin not readable for activity: %s", exc)
-                await asyncio.sleep(self._interval)
+    async def _poll(self) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        await self.poll_once(self._http)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="envoy-activity")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

@@ -165,7 +165,7 @@ async def run_outage(children: Children, tmp: Path, issuer: DevIssuer,
         node = Kubelet(api.url, NAMESPACE)
         await node.start()
         try:
-            kubeconfig = write_kubeconfig(tmp, api.url)
+            kubeconfig = write_kubeconfig(tmp / "kubeconfig", api.url)
             (tmp / "hatchery.json").write_text(json.dumps(HATCHERY))
             settings = k8s_settings(tmp, kubeconfig, tmp / "hatchery.json")
             port = free_port()

@@ -162,6 +162,44 @@ def get(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
         conn.close()
 
 
+# -- pay models: moto's DynamoDB on loopback (tests/test_paymodels.py, test_hatchery_fixtures.py)
+
+def aws_env(nowhere: Path) -> dict[str, str]:
+    """Fake credentials for moto, and no profile of this machine's (``nowhere`` is no file)."""
+    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(nowhere),
+            "AWS_SHARED_CREDENTIALS_FILE": str(nowhere)}
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server mode: a real HTTP DynamoDB on 127.0.0.1; yields its URL. (moto and boto3
+    are imported here: they take ~0.4 s, and most test runs never need them.)"""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def create_paymodel_table(url: str, name: str) -> Any:
+    """A pay-model table with Hatchery's keys (user_id, bmh_workspace_id); its boto3 client."""
+    import boto3
+
+    db = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=url,
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    db.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"},
+                   {"AttributeName": "bmh_workspace_id", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
+                              {"AttributeName": "bmh_workspace_id", "AttributeType": "S"}])
+    return db
+
 
 # -- Kubernetes: what a Go Hatchery creates ---------------------------------------------------
 

@@ -105,23 +105,18 @@ async def restart_k8s(children: Children, tmp: Path, upstream_port: int, port: i
                       stop: Callable[[Any], None]) -> dict[str, list[Restart]]:
     """Cold starts on the Kubernetes backend, as deployed (``deployed_only``): the routes
     come from the first list of the Service and EndpointSlice watches."""
-    api = ApiServer()
-    async with api.emulator:
-        await api.start()
-        try:
-            await publish_routes(api, list(tokens), upstream_port)
-            hatchery = tmp / "hatchery.json"
-            hatchery.write_text(json.dumps(HATCHERY))
-            settings = k8s_settings(tmp, write_kubeconfig(tmp / "kubeconfig", api.url), hatchery)
-            shim = deployed_only(tmp)
+    async with ApiServer() as api:
+        await publish_routes(api, list(tokens), upstream_port)
+        hatchery = tmp / "hatchery.json"
+        hatchery.write_text(json.dumps(HATCHERY))
+        settings = k8s_settings(tmp, write_kubeconfig(tmp / "kubeconfig", api.url), hatchery)
+        shim = deployed_only(tmp)
 
-            def spawn(variant: str) -> Any:
-                return children.spawn(
-                    [*HATCHWAY, "serve", "-c", str(settings), "--port", str(port),
-                     "--state-dir", str(tmp / "state"), "--log-level", "WARNING"],
-                    log=tmp / "hatchway-k8s.log", role="proxy",
-                    env=gateway_env(codes[variant], shim))
+        def spawn(variant: str) -> Any:
+            return children.spawn(
+                [*HATCHWAY, "serve", "-c", str(settings), "--port", str(port),
+                 "--state-dir", str(tmp / "state"), "--log-level", "WARNING"],
+                log=tmp / "hatchway-k8s.log", role="proxy",
+                env=gateway_env(codes[variant], shim))
 
-            return await restart_times(spawn, stop, port, tokens, runs, list(codes))
-        finally:
-            await api.stop()
+        return await restart_times(spawn, stop, port, tokens, runs, list(codes))

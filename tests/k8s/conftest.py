@@ -55,13 +55,8 @@ async def fence() -> AsyncIterator[FenceContract]:
 
 @pytest.fixture
 async def api() -> AsyncIterator[ApiServer]:
-    server = ApiServer()
-    async with server.emulator:
-        await server.start()
-        try:
-            yield server
-        finally:
-            await server.stop()
+    async with ApiServer() as server:
+        yield server
 
 
 @pytest.fixture
@@ -76,12 +71,8 @@ def kubeconfig(api: ApiServer, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def kubelet(api: ApiServer) -> AsyncIterator[Kubelet]:
-    node = Kubelet(api.url, NAMESPACE)
-    await node.start()
-    try:
+    async with Kubelet(api.url, NAMESPACE) as node:
         yield node
-    finally:
-        await node.close()
 
 
 @pytest.fixture

@@ -37,7 +37,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp.web
 import attrs
@@ -402,6 +402,21 @@ class ApiServer:
         if self._server is not None:
             server, self._server = self._server, None
             await server.__aexit__(None, None, None)
+
+    async def __aenter__(self) -> Self:
+        await self.emulator.__aenter__()
+        try:
+            await self.start()
+        except BaseException:
+            await self.emulator.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self.stop()
+        finally:
+            await self.emulator.__aexit__(*exc)
 
 
 def write_kubeconfig(path: Path, url: str) -> Path:

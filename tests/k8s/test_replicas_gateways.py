@@ -100,16 +100,12 @@ async def jupyter_node(api: ApiServer, tmp_path: Path) -> AsyncIterator[Kubelet]
     """The test kubelet with an image whose entrypoint is jupyter_server, no token."""
     pytest.importorskip("jupyter_server")
     (tmp_path / "home").mkdir()
-    node = Kubelet(api.url, NAMESPACE, images={**DEFAULT_IMAGES, JUPYTER_IMAGE: [
-        sys.executable, "-m", "jupyter_server", "--ServerApp.port={port}",
-        "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
-        "--ServerApp.disable_check_xsrf=True", "--no-browser", "--allow-root",
-        f"--ServerApp.root_dir={tmp_path / 'home'}"]})
-    await node.start()
-    try:
+    async with Kubelet(api.url, NAMESPACE, images={**DEFAULT_IMAGES, JUPYTER_IMAGE: [
+            sys.executable, "-m", "jupyter_server", "--ServerApp.port={port}",
+            "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+            "--ServerApp.disable_check_xsrf=True", "--no-browser", "--allow-root",
+            f"--ServerApp.root_dir={tmp_path / 'home'}"]}) as node:
         yield node
-    finally:
-        await node.close()
 
 
 @pytest.fixture

@@ -76,6 +76,25 @@ async def status_becomes(client: aiohttp.ClientSession, gw: GatewayUnderTest, wa
         await asyncio.sleep(0.1)
 
 
+async def exchange(port: int, request: str | bytes, *, source: str = "127.0.0.1",
+                   head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` exactly as written over a raw loopback socket (from ``source``; no
+    client normalises anything) and read the answer until the server closes, or only its head
+    (``head_only``, for a connection kept open); returns (status, lower-cased headers, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    try:
+        writer.write(request.encode() if isinstance(request, str) else request)
+        await writer.drain()
+        data = await asyncio.wait_for(
+            reader.readuntil(b"\r\n\r\n") if head_only else reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip()
+               for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split(" ", 2)[1]), headers, body
+
 
 # -- the hatchway command, as an operator runs it ---------------------------------------------
 

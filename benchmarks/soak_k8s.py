@@ -1,7 +1,7 @@
-"""The emulated Kubernetes API for the soak (tests/k8s's kmock emulator, served on a fixed
-port so it can go away and come back), and the restart with many routes on the Kubernetes
-backend: ``--routes`` users' Services and EndpointSlices in the emulator, hatchway started
-cold, until every user's route has answered 200 once through it."""
+"""The emulated Kubernetes API for the soak (tests/k8s/emulator.py's ApiServer, the one the
+tests start, on a port fixed up front so it can go away and come back), and the restart with
+many routes on the Kubernetes backend: ``--routes`` users' Services and EndpointSlices in the
+emulator, hatchway started cold, until every user's route has answered 200 once through it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import kmock
 import yaml
 
 from benchmarks.procs import Children, free_port
@@ -21,7 +20,8 @@ from benchmarks.soak_gateway import HATCHWAY, deployed_only, gateway_env
 from benchmarks.soak_restart import Restart, restart_times
 from launcher.kubernetes.specs import service_spec
 from launcher.options import parse_hatchery_config
-from tests.k8s.emulator import Emulator
+from tests.k8s import emulator as emulated
+from tests.k8s.emulator import endpoint_slice, write_kubeconfig
 from tests.k8s.kubelet import DEMO_IMAGE, SIDECAR_IMAGE
 
 PROXY = "/lw-workspace/proxy/"
@@ -37,29 +37,13 @@ HATCHERY = {
 }
 
 
-class ApiServer:
-    """The emulator on a fixed port; ``stop`` closes the listening socket (connections are
-    refused) and ends every watch, ``start`` serves the same objects on the same port."""
+class ApiServer(emulated.ApiServer):
+    """The tests' API server on a port chosen up front below the ephemeral range, so no
+    outgoing connection takes it while it is away (``stop`` refuses connections, ``start``
+    serves the same objects on the same port)."""
 
     def __init__(self) -> None:
-        self.emulator = Emulator()
-        self.port = free_port()
-        self._server: kmock.Server | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self.emulator.reopen_watches()
-        self._server = kmock.Server(self.emulator, port=self.port)
-        await self._server.__aenter__()
-
-    async def stop(self) -> None:
-        self.emulator.close_watches()
-        if self._server is not None:
-            server, self._server = self._server, None
-            await server.__aexit__(None, None, None)
+        super().__init__(port=free_port())
 
     def forget_requests(self) -> None:
         """Empty kmock's request log: kmock matches each request against the whole log (its
@@ -76,19 +60,6 @@ class ApiServer:
             return True
         except OSError:
             return False
-
-
-
-
-def write_kubeconfig(tmp: Path, url: str) -> Path:
-    path = tmp / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
-        "clusters": [{"name": "emulator", "cluster": {"server": url}}],
-        "users": [{"name": "hatchway", "user": {"token": "not-checked"}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator",
-                                                       "user": "hatchway"}}]}))
-    return path
 
 
 async def publish_routes(api: ApiServer, users: list[str], upstream_port: int) -> None:
@@ -108,14 +79,8 @@ async def publish_routes(api: ApiServer, users: list[str], upstream_port: int) -
         service = service_spec(user, option, NAMESPACE, None)
         name = service["metadata"]["name"]
         await post(http, f"{core}/services", service)
-        await post(http, f"{discovery}/endpointslices", {
-            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": f"{name}-abcde",
-                         "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}],
-            "ports": [{"name": service["spec"]["ports"][0].get("name", ""),
-                       "protocol": "TCP", "port": upstream_port}]})
+        await post(http, f"{discovery}/endpointslices", endpoint_slice(
+            name, upstream_port, port_name=service["spec"]["ports"][0].get("name", "")))
 
     async with aiohttp.ClientSession() as http:
         for at in range(0, len(users), 50):
@@ -140,23 +105,18 @@ async def restart_k8s(children: Children, tmp: Path, upstream_port: int, port: i
                       stop: Callable[[Any], None]) -> dict[str, list[Restart]]:
     """Cold starts on the Kubernetes backend, as deployed (``deployed_only``): the routes
     come from the first list of the Service and EndpointSlice watches."""
-    api = ApiServer()
-    async with api.emulator:
-        await api.start()
-        try:
-            await publish_routes(api, list(tokens), upstream_port)
-            hatchery = tmp / "hatchery.json"
-            hatchery.write_text(json.dumps(HATCHERY))
-            settings = k8s_settings(tmp, write_kubeconfig(tmp, api.url), hatchery)
-            shim = deployed_only(tmp)
+    async with ApiServer() as api:
+        await publish_routes(api, list(tokens), upstream_port)
+        hatchery = tmp / "hatchery.json"
+        hatchery.write_text(json.dumps(HATCHERY))
+        settings = k8s_settings(tmp, write_kubeconfig(tmp / "kubeconfig", api.url), hatchery)
+        shim = deployed_only(tmp)
 
-            def spawn(variant: str) -> Any:
-                return children.spawn(
-                    [*HATCHWAY, "serve", "-c", str(settings), "--port", str(port),
-                     "--state-dir", str(tmp / "state"), "--log-level", "WARNING"],
-                    log=tmp / "hatchway-k8s.log", role="proxy",
-                    env=gateway_env(codes[variant], shim))
+        def spawn(variant: str) -> Any:
+            return children.spawn(
+                [*HATCHWAY, "serve", "-c", str(settings), "--port", str(port),
+                 "--state-dir", str(tmp / "state"), "--log-level", "WARNING"],
+                log=tmp / "hatchway-k8s.log", role="proxy",
+                env=gateway_env(codes[variant], shim))
 
-            return await restart_times(spawn, stop, port, tokens, runs, list(codes))
-        finally:
-            await api.stop()
+        return await restart_times(spawn, stop, port, tokens, runs, list(codes))

@@ -159,28 +159,20 @@ async def _watch_health(users: Users) -> dict[str, Any]:
 async def run_outage(children: Children, tmp: Path, issuer: DevIssuer,
                      args: argparse.Namespace) -> Outage:
     result = Outage(users=args.outage_users, seconds=args.outage_seconds)
-    api = ApiServer()
-    async with api.emulator:
-        await api.start()
-        node = Kubelet(api.url, NAMESPACE)
-        await node.start()
-        try:
-            kubeconfig = write_kubeconfig(tmp, api.url)
-            (tmp / "hatchery.json").write_text(json.dumps(HATCHERY))
-            settings = k8s_settings(tmp, kubeconfig, tmp / "hatchery.json")
-            port = free_port()
-            gateway = children.spawn(
-                [*HATCHWAY, "serve", "-c", str(settings), "--port", str(port),
-                 "--state-dir", str(tmp / "state"), "--log-level", "WARNING"],
-                log=tmp / "hatchway-k8s.log", role="proxy", env=gateway_env(deployed_only(tmp)))
-            await asyncio.to_thread(wait_port, port, 60, gateway)
-            await _scenario(api, Users(aiohttp.ClientSession(
-                cookie_jar=aiohttp.DummyCookieJar()), f"http://127.0.0.1:{port}", issuer),
-                result)
-            children.stop(gateway)
-        finally:
-            await node.close()
-            await api.stop()
+    async with ApiServer() as api, Kubelet(api.url, NAMESPACE):
+        kubeconfig = write_kubeconfig(tmp / "kubeconfig", api.url)
+        (tmp / "hatchery.json").write_text(json.dumps(HATCHERY))
+        settings = k8s_settings(tmp, kubeconfig, tmp / "hatchery.json")
+        port = free_port()
+        gateway = children.spawn(
+            [*HATCHWAY, "serve", "-c", str(settings), "--port", str(port),
+             "--state-dir", str(tmp / "state"), "--log-level", "WARNING"],
+            log=tmp / "hatchway-k8s.log", role="proxy", env=gateway_env(deployed_only(tmp)))
+        await asyncio.to_thread(wait_port, port, 60, gateway)
+        await _scenario(api, Users(aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar()), f"http://127.0.0.1:{port}", issuer),
+            result)
+        children.stop(gateway)
     return result
 
 

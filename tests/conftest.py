@@ -6,7 +6,6 @@ exactly as a backend publishes them; nothing under test is patched.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ from proxy.gateway import GATEWAY, Gateway
 from proxy.server import Running, start
 from proxy.settings import Settings, load_settings
 
-from .helpers import JWKSServer, public_jwk
+from .helpers import JWKSServer, exchange, public_jwk
 
 PROXY = "/lw-workspace/proxy/"
 
@@ -120,15 +119,8 @@ async def client() -> AsyncIterator[aiohttp.ClientSession]:
 async def raw_request(port: int, head: str, body: bytes = b"") -> tuple[int, bytes]:
     """Send a request exactly as written (no client normalises the path) and read the answer;
     returns (status, body)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(), 10)
-    finally:
-        writer.close()
-    status = int(data.split(b" ", 2)[1])
-    return status, data.partition(b"\r\n\r\n")[2]
+    status, _, answer = await exchange(port, head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+    return status, answer
 
 
 @pytest.fixture

@@ -76,6 +76,25 @@ async def status_becomes(client: aiohttp.ClientSession, gw: GatewayUnderTest, wa
         await asyncio.sleep(0.1)
 
 
+async def exchange(port: int, request: str | bytes, *, source: str = "127.0.0.1",
+                   head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
+    """Send ``request`` exactly as written over a raw loopback socket (from ``source``; no
+    client normalises anything) and read the answer until the server closes, or only its head
+    (``head_only``, for a connection kept open); returns (status, lower-cased headers, body)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    try:
+        writer.write(request.encode() if isinstance(request, str) else request)
+        await writer.drain()
+        data = await asyncio.wait_for(
+            reader.readuntil(b"\r\n\r\n") if head_only else reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip()
+               for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split(" ", 2)[1]), headers, body
+
 
 # -- the hatchway command, as an operator runs it ---------------------------------------------
 
@@ -161,6 +180,44 @@ def get(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
     finally:
         conn.close()
 
+
+# -- pay models: moto's DynamoDB on loopback (tests/test_paymodels.py, test_hatchery_fixtures.py)
+
+def aws_env(nowhere: Path) -> dict[str, str]:
+    """Fake credentials for moto, and no profile of this machine's (``nowhere`` is no file)."""
+    return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": str(nowhere),
+            "AWS_SHARED_CREDENTIALS_FILE": str(nowhere)}
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server mode: a real HTTP DynamoDB on 127.0.0.1; yields its URL. (moto and boto3
+    are imported here: they take ~0.4 s, and most test runs never need them.)"""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def create_paymodel_table(url: str, name: str) -> Any:
+    """A pay-model table with Hatchery's keys (user_id, bmh_workspace_id); its boto3 client."""
+    import boto3
+
+    db = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=url,
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    db.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"},
+                   {"AttributeName": "bmh_workspace_id", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
+                              {"AttributeName": "bmh_workspace_id", "AttributeType": "S"}])
+    return db
 
 
 # -- Kubernetes: what a Go Hatchery creates ---------------------------------------------------

@@ -23,14 +23,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from launcher.gojson import canonical_quantity
 from launcher.names import escape
 from launcher.options import load_hatchery_file
-from tests.helpers import HATCHWAY, clean_env, free_port
+from tests.helpers import (
+    HATCHWAY,
+    aws_env,
+    clean_env,
+    create_paymodel_table,
+    free_port,
+    moto_server,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hatchery"
 CONFIGS = sorted(FIXTURES.glob("*.json"))
@@ -64,26 +69,11 @@ def token(state_dir: Path) -> str:
 def dynamodb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     """moto's DynamoDB on loopback holding every fixture's (empty) pay-model table, so commons
     that name one read it as they would in AWS; and the fake credentials to reach it."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    none = str(tmp_path_factory.mktemp("aws") / "none")
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": none,
-           "AWS_SHARED_CREDENTIALS_FILE": none}
-    db = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=url,
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
     tables = {json.loads(c.read_text()).get("pay-models-dynamodb-table") for c in CONFIGS}
-    for name in sorted(t for t in tables if t):
-        db.create_table(
-            TableName=name, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"},
-                       {"AttributeName": "bmh_workspace_id", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
-                                  {"AttributeName": "bmh_workspace_id", "AttributeType": "S"}])
-    yield url, env
-    server.stop()
+    with moto_server() as url:
+        for name in sorted(t for t in tables if t):
+            create_paymodel_table(url, name)
+        yield url, aws_env(tmp_path_factory.mktemp("aws") / "none")
 
 
 def serve(config: Path, state_dir: Path, log: Path,

@@ -58,9 +58,14 @@ def option(**entry: Any) -> WorkspaceOption:
 
 
 @pytest.fixture
-async def backend(tmp_path: Path) -> AsyncIterator[LocalBackend]:
+def routes() -> RouteTable:
+    return RouteTable()
+
+
+@pytest.fixture
+async def backend(tmp_path: Path, routes: RouteTable) -> AsyncIterator[LocalBackend]:
     DevIssuer(tmp_path)  # the gateway's key, where `hatchway serve` keeps it
-    b = LocalBackend(RouteTable(), LocalSettings(stop_grace_seconds=1.0), proxy_prefix=PREFIX,
+    b = LocalBackend(routes, LocalSettings(stop_grace_seconds=1.0), proxy_prefix=PREFIX,
                      state_dir=str(tmp_path))
     await b.start()
     yield b
@@ -201,18 +206,8 @@ pathlib.Path("knock.json").write_text(json.dumps(seen))
 """
 
 
-async def test_another_users_process_cannot_use_a_workspace_port(tmp_path: Path) -> None:
-    routes = RouteTable()
-    backend = LocalBackend(routes, LocalSettings(stop_grace_seconds=1.0), proxy_prefix=PREFIX,
-                           state_dir=str(tmp_path))
-    await backend.start()
-    try:
-        await knock_on_bobs_workspace(backend, routes)
-    finally:
-        await backend.close()
-
-
-async def knock_on_bobs_workspace(backend: LocalBackend, routes: RouteTable) -> None:
+async def test_another_users_process_cannot_use_a_workspace_port(
+        backend: LocalBackend, routes: RouteTable) -> None:
     demo = option(name="demo", command=[sys.executable, "-m", "launcher.demo"],
                   args=["--port", "{port}", "--base-url", "{base_url}"],
                   **{"path-rewrite": PREFIX, "ready-probe": PREFIX + "api/status"})

@@ -7,9 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import PROXY, GatewayUnderTest
+from .helpers import API, auth, launch, status_becomes
 
 
 async def scrape(gw: GatewayUnderTest) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -29,6 +32,25 @@ def value(samples: dict[Any, float], name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+@pytest.fixture
+async def metered(start_gateway: Callable[..., Any],
+                  demo_workspace: Callable[[], Any]) -> GatewayUnderTest:
+    """A gateway with its metrics listener on, and alice's workspace routed."""
+    gw: GatewayUnderTest = await start_gateway(metrics_port=0)
+    gw.publish("alice", await demo_workspace())
+    return gw
+
+
+async def scraped_during_echo(client: aiohttp.ClientSession, gw: GatewayUnderTest,
+                              text: str) -> dict[Any, float]:
+    """The samples while alice's WebSocket is still open, after one echo of ``text``."""
+    async with client.ws_connect(gw.url(PROXY + "echo"),
+                                 headers=gw.cookie_header("alice")) as ws:
+        await ws.send_str(text)
+        assert (await ws.receive()).data == text
+        return await scrape(gw)
+
+
 async def test_the_metrics_listener_is_not_the_users_listener(
         start_gateway: Callable[..., Any], client: aiohttp.ClientSession) -> None:
     gw = await start_gateway(metrics_port=0)
@@ -39,10 +61,8 @@ async def test_the_metrics_listener_is_not_the_users_listener(
 
 
 async def test_fast_path_relays_and_refusals_are_counted(
-        start_gateway: Callable[..., Any], demo_workspace: Callable[[], Any],
-        client: aiohttp.ClientSession) -> None:
-    gw = await start_gateway(metrics_port=0)
-    gw.publish("alice", await demo_workspace())
+        metered: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
+    gw = metered
     for _ in range(3):
         async with client.get(gw.url(PROXY + "api/status"), cookies=gw.cookies("alice")) as r:
             assert r.status == 200
@@ -61,17 +81,10 @@ async def test_fast_path_relays_and_refusals_are_counted(
 
 
 async def test_websockets_open_on_the_fast_path_are_a_gauge(
-        start_gateway: Callable[..., Any], demo_workspace: Callable[[], Any],
-        client: aiohttp.ClientSession) -> None:
-    gw = await start_gateway(metrics_port=0)
-    gw.publish("alice", await demo_workspace())
-    async with client.ws_connect(gw.url(PROXY + "echo"),
-                                 headers=gw.cookie_header("alice")) as ws:
-        await ws.send_str("hi")
-        assert (await ws.receive()).data == "hi"
-        samples = await scrape(gw)
-        assert value(samples, "hatchway_fastpath_websockets_open") == 1
-        assert value(samples, "hatchway_fastpath_websockets_total") == 1
+        metered: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
+    samples = await scraped_during_echo(client, metered, "hi")
+    assert value(samples, "hatchway_fastpath_websockets_open") == 1
+    assert value(samples, "hatchway_fastpath_websockets_total") == 1
 
 
 async def test_the_aiohttp_relay_reports_time_to_first_byte_and_bytes(
@@ -95,10 +108,8 @@ async def test_the_aiohttp_relay_reports_time_to_first_byte_and_bytes(
 
 
 async def test_the_fast_path_reports_time_to_first_byte_and_bytes(
-        start_gateway: Callable[..., Any], demo_workspace: Callable[[], Any],
-        client: aiohttp.ClientSession) -> None:
-    gw = await start_gateway(metrics_port=0)
-    gw.publish("alice", await demo_workspace())
+        metered: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
+    gw = metered
     received = 0
     for _ in range(3):
         async with client.post(gw.url(PROXY + "upload"), data=b"x" * 1000,
@@ -121,15 +132,8 @@ async def test_the_fast_path_reports_time_to_first_byte_and_bytes(
 
 
 async def test_fast_path_websocket_frames_count_as_bytes_both_ways(
-        start_gateway: Callable[..., Any], demo_workspace: Callable[[], Any],
-        client: aiohttp.ClientSession) -> None:
-    gw = await start_gateway(metrics_port=0)
-    gw.publish("alice", await demo_workspace())
-    async with client.ws_connect(gw.url(PROXY + "echo"),
-                                 headers=gw.cookie_header("alice")) as ws:
-        await ws.send_str("x" * 5000)
-        assert (await ws.receive()).data == "x" * 5000
-        samples = await scrape(gw)
+        metered: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
+    samples = await scraped_during_echo(client, metered, "x" * 5000)
     up = value(samples, "hatchway_proxy_bytes_total", direction="to_workspace", path="fast")
     down = value(samples, "hatchway_proxy_bytes_total", direction="to_browser", path="fast")
     assert 5000 < up < 5100  # one masked frame
@@ -138,8 +142,6 @@ async def test_fast_path_websocket_frames_count_as_bytes_both_ways(
 
 async def test_a_launch_and_its_termination_are_counted_and_timed(
         start_gateway: Callable[..., Any], client: aiohttp.ClientSession) -> None:
-    from .helpers import API, auth, launch, status_becomes
-
     gw = await start_gateway(metrics_port=0)
     await launch(client, gw)
     await status_becomes(client, gw, "Running")
@@ -154,8 +156,6 @@ async def test_a_launch_and_its_termination_are_counted_and_timed(
 async def test_service_calls_are_timed_by_service(
         start_gateway: Callable[..., Any], aiohttp_server: Any,
         client: aiohttp.ClientSession) -> None:
-    from aiohttp import web
-
     async def arborist(request: web.Request) -> web.Response:
         return web.json_response({"auth": True}) if request.method == "POST" \
             else web.Response(status=200)
@@ -165,8 +165,7 @@ async def test_service_calls_are_timed_by_service(
     server = await aiohttp_server(app, host="127.0.0.1")
     gw = await start_gateway(metrics_port=0, authz={
         "mode": "arborist", "arborist_url": f"http://127.0.0.1:{server.port}"})
-    async with client.get(gw.url("/lw-workspace/options"),
-                          headers={"Authorization": f"Bearer {gw.token('alice')}"}) as resp:
+    async with client.get(gw.url(API + "options"), headers=auth(gw)) as resp:
         assert resp.status == 200
     samples = await scrape(gw)
     assert value(samples, "hatchway_service_call_seconds_count", service="arborist",

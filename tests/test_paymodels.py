@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from launcher.defaults import demo_container
 from launcher.gojson import go_float32
 from launcher.paymodels import PayModel
 
 from .conftest import GatewayUnderTest
+from .helpers import aws_env, create_paymodel_table, moto_server
 
 API = "/lw-workspace/"
 DEFAULT = {"workspace_type": "Trial Workspace", "local": True}
@@ -29,20 +28,14 @@ DEFAULT = {"workspace_type": "Trial Workspace", "local": True}
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)
 def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Fake credentials for moto; no profile of this machine's leaks in."""
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1",
-                        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-                        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}.items():
+    for name, value in aws_env(tmp_path / "none").items():
         monkeypatch.setenv(name, value)
 
 
@@ -50,14 +43,7 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def table(moto_url: str) -> tuple[Any, str]:
     """A fresh table with Hatchery's keys (user_id, bmh_workspace_id), and a way to fill it."""
     name = f"paymodels-{uuid.uuid4().hex[:8]}"
-    db = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=moto_url)
-    db.create_table(
-        TableName=name, BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "user_id", "KeyType": "HASH"},
-                   {"AttributeName": "bmh_workspace_id", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": "user_id", "AttributeType": "S"},
-                              {"AttributeName": "bmh_workspace_id", "AttributeType": "S"}])
-    return db, name
+    return create_paymodel_table(moto_url, name), name
 
 
 def row(user: str, pm_id: str, *, name: str = "Direct Pay", status: str = "active",

@@ -63,6 +63,27 @@ async def silent_workspace() -> tuple[asyncio.Server, list[bytes], list[asyncio.
     return await asyncio.start_server(handle, "127.0.0.1", 0), heads, closed
 
 
+def route_alice_to(gw: GatewayUnderTest, server: asyncio.Server) -> None:
+    gw.gateway.routes.set("alice", Route("127.0.0.1", server.sockets[0].getsockname()[1],
+                                         PROXY))
+
+
+async def answer_while_trickling(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                                 chunk: bytes, times: int, within: float) -> bytes:
+    """Write ``chunk`` every 0.1 s (``times`` times at most) until the gateway closes; return
+    everything it sent (fails if it holds on past ``within`` seconds)."""
+    async def trickle() -> None:
+        for _ in range(times):
+            writer.write(chunk)
+            await asyncio.sleep(0.1)
+
+    task = asyncio.ensure_future(trickle())
+    try:
+        return await closed_within(reader, within)
+    finally:
+        task.cancel()
+
+
 def get(path: str, token: str) -> bytes:
     return (f"GET {PROXY}{path} HTTP/1.1\r\nHost: gw\r\nCookie: access_token={token}\r\n"
             "\r\n").encode()
@@ -98,17 +119,7 @@ async def test_trickling_head_is_cut_with_408_after_the_header_timeout(
     reader, writer = await sockets(gw.server.port)
     writer.write(f"GET {PROXY}x HTTP/1.1\r\nHost: gw\r\n".encode())
     start = time.monotonic()
-
-    async def trickle() -> None:
-        for _ in range(50):
-            writer.write(b"X-a: b\r\n")
-            await asyncio.sleep(0.1)
-
-    task = asyncio.ensure_future(trickle())
-    try:
-        answer = await closed_within(reader, 3)
-    finally:
-        task.cancel()
+    answer = await answer_while_trickling(reader, writer, b"X-a: b\r\n", 50, within=3)
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert 1.0 <= time.monotonic() - start <= 1.25 + 0.3
 
@@ -122,17 +133,8 @@ async def test_slow_request_body_is_cut_with_408(start_gateway: Any, demo_worksp
                   f"Cookie: access_token={gw.token('alice')}\r\nContent-Length: 100000\r\n"
                   "\r\n").encode())
     start = time.monotonic()
-
-    async def trickle() -> None:
-        for _ in range(100):
-            writer.write(b"x" * 10)  # 100 bytes/s, under body_min_rate (1024)
-            await asyncio.sleep(0.1)
-
-    task = asyncio.ensure_future(trickle())
-    try:
-        answer = await closed_within(reader, 4)
-    finally:
-        task.cancel()
+    # 100 bytes/s, under body_min_rate (1024)
+    answer = await answer_while_trickling(reader, writer, b"x" * 10, 100, within=4)
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert time.monotonic() - start <= 1.0 + 2 * 0.25 + 0.3
 
@@ -166,8 +168,7 @@ async def test_pipelining_to_a_silent_workspace_is_bounded_and_sends_each_reques
     fp = gw.server.fast_path
     assert fp is not None
     server, heads, closed = await silent_workspace()
-    gw.gateway.routes.set("alice", Route("127.0.0.1", server.sockets[0].getsockname()[1],
-                                         PROXY))
+    route_alice_to(gw, server)
     burst = get("x", gw.token("alice")) * 1000  # ~0.4 MB per connection
     clients = [await sockets(gw.server.port) for _ in range(40)]
     for _, writer in clients:
@@ -192,8 +193,7 @@ async def test_client_that_leaves_while_paused_is_closed_by_the_sweep(
     fp = gw.server.fast_path
     assert fp is not None
     server, heads, closed = await silent_workspace()
-    gw.gateway.routes.set("alice", Route("127.0.0.1", server.sockets[0].getsockname()[1],
-                                         PROXY))
+    route_alice_to(gw, server)
     _, writer = await sockets(gw.server.port)
     writer.write(get("x", gw.token("alice")) * 200)
     await asyncio.sleep(0.5)
@@ -214,8 +214,7 @@ async def test_request_is_not_sent_again_when_a_fresh_workspace_connection_drops
         writer.transport.abort()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    gw.gateway.routes.set("alice", Route("127.0.0.1", server.sockets[0].getsockname()[1],
-                                         PROXY))
+    route_alice_to(gw, server)
     reader, writer = await sockets(gw.server.port)
     writer.write(get("x", gw.token("alice")))
     assert (await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)).startswith(b"HTTP/1.1 502 ")
@@ -236,8 +235,7 @@ async def test_post_is_not_retried_on_a_stale_pooled_connection(
         writer.transport.abort()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    gw.gateway.routes.set("alice", Route("127.0.0.1", server.sockets[0].getsockname()[1],
-                                         PROXY))
+    route_alice_to(gw, server)
     reader, writer = await sockets(gw.server.port)
     token = gw.token("alice")
     writer.write(get("x", token))

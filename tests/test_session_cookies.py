@@ -5,7 +5,6 @@ refused with 400 everywhere. The attacker's bytes go over raw sockets."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ from aiohttp import web
 from launcher.routes import Route
 
 from .conftest import PROXY, GatewayUnderTest
+from .helpers import exchange
 
 
 @pytest.fixture(params=["fast", "aiohttp"])
@@ -35,21 +35,6 @@ async def recorded(gateway: GatewayUnderTest, recording_upstream: Callable[[], A
         server, seen[user] = await recording_upstream()
         gateway.publish(user, server)
     return seen
-
-
-async def exchange(port: int, raw: str) -> tuple[int, dict[str, str], bytes]:
-    """Send ``raw`` (a whole request, Connection: close) and read the answer."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(raw.encode())
-        data = await asyncio.wait_for(reader.read(), 10)
-    finally:
-        writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip()
-               for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split(" ")[1]), headers, body
 
 
 def request(path: str, credentials: str, version: str = "1.1") -> str:

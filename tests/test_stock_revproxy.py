@@ -30,7 +30,7 @@ import pytest
 
 from .arborist_contract import ArboristContract, Grant
 from .conftest import PROXY, GatewayUnderTest
-from .helpers import JWKSServer, free_port
+from .helpers import JWKSServer, exchange, free_port
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 pytestmark = pytest.mark.skipif(
@@ -158,19 +158,7 @@ async def raw(port: int, head: str, *, head_only: bool = False
               ) -> tuple[int, dict[str, str], bytes]:
     """The exact bytes to nginx; returns (status, headers, body). ``head_only``: read the
     answer's head and stop (for a connection nginx keeps open)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(head.replace("\n", "\r\n").encode() + b"\r\n")
-        await writer.drain()
-        data = await asyncio.wait_for(
-            reader.readuntil(b"\r\n\r\n") if head_only else reader.read(), 10)
-    finally:
-        writer.close()
-    head_bytes, _, body = data.partition(b"\r\n\r\n")
-    lines = head_bytes.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip()
-               for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split(" ", 2)[1]), headers, body
+    return await exchange(port, head.replace("\n", "\r\n") + "\r\n", head_only=head_only)
 
 
 async def demo_option(commons: Commons, browser: aiohttp.ClientSession, user: str) -> str:

@@ -7,7 +7,6 @@ that source address, so the gateway sees a real peer address, as it would a pod'
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -20,6 +19,7 @@ from proxy.settings import load_settings
 from proxy.trusted import go_html_escape
 
 from .conftest import PROXY, GatewayUnderTest
+from .helpers import exchange
 
 TRUSTED, UNTRUSTED = "127.0.0.2", "127.0.0.1"
 
@@ -57,14 +57,8 @@ def ambassador(gw: GatewayUnderTest, path: str) -> str:
 
 async def raw(port: int, source: str, head: str) -> tuple[int, bytes]:
     """The exact bytes, from ``source``; returns (status, body)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
-    try:
-        writer.write(head.replace("\n", "\r\n").encode() + b"\r\n")
-        await writer.drain()
-        data = await asyncio.wait_for(reader.read(), 10)
-    finally:
-        writer.close()
-    return int(data.split(b" ", 2)[1]), data.partition(b"\r\n\r\n")[2]
+    status, _, body = await exchange(port, head.replace("\n", "\r\n") + "\r\n", source=source)
+    return status, body
 
 
 # -- the hatchery-reaper's calls -------------------------------------------------------------

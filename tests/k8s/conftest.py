@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import kmock
 import pytest
-import yaml
 
 from launcher.kubernetes import KubernetesBackend
 from launcher.options import HatcheryConfig, parse_hatchery_config
@@ -23,7 +21,7 @@ from proxy.settings import kube_settings as kube_config
 
 from ..fence_contract import FenceContract
 from ..helpers import NAMESPACE
-from .emulator import Emulator
+from .emulator import ApiServer, Emulator, write_kubeconfig
 from .kubelet import DEMO_IMAGE, SIDECAR_IMAGE, Kubelet
 
 PROXY = "/lw-workspace/proxy/"
@@ -46,32 +44,6 @@ HATCHERY_DOC: dict[str, Any] = {
 }
 
 
-class ApiServer:
-    """The emulator served over HTTP; ``stop()``/``start()`` take the API server away and
-    bring it back on the same port, keeping every object."""
-
-    def __init__(self) -> None:
-        self.emulator = Emulator()
-        self._server: kmock.Server | None = None
-        self.port: int | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        self.emulator.reopen_watches()
-        self._server = kmock.Server(self.emulator, port=self.port)
-        await self._server.__aenter__()
-        self.port = self._server.port
-
-    async def stop(self) -> None:
-        self.emulator.close_watches()
-        if self._server is not None:
-            server, self._server = self._server, None
-            await server.__aexit__(None, None, None)
-
-
 @pytest.fixture
 async def fence() -> AsyncIterator[FenceContract]:
     """Fence's credentials and token endpoints on loopback (tests/fence_contract.py)."""
@@ -83,13 +55,8 @@ async def fence() -> AsyncIterator[FenceContract]:
 
 @pytest.fixture
 async def api() -> AsyncIterator[ApiServer]:
-    server = ApiServer()
-    async with server.emulator:
-        await server.start()
-        try:
-            yield server
-        finally:
-            await server.stop()
+    async with ApiServer() as server:
+        yield server
 
 
 @pytest.fixture
@@ -99,25 +66,13 @@ def emulator(api: ApiServer) -> Emulator:
 
 @pytest.fixture
 def kubeconfig(api: ApiServer, tmp_path: Path) -> str:
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
-        "clusters": [{"name": "emulator", "cluster": {"server": api.url}}],
-        "users": [{"name": "hatchway", "user": {"token": "not-checked"}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator",
-                                                       "user": "hatchway"}}],
-    }))
-    return str(path)
+    return str(write_kubeconfig(tmp_path / "kubeconfig", api.url))
 
 
 @pytest.fixture
 async def kubelet(api: ApiServer) -> AsyncIterator[Kubelet]:
-    node = Kubelet(api.url, NAMESPACE)
-    await node.start()
-    try:
+    async with Kubelet(api.url, NAMESPACE) as node:
         yield node
-    finally:
-        await node.close()
 
 
 @pytest.fixture
@@ -181,13 +136,3 @@ async def api_write(api: ApiServer, method: str, plural: str, body: dict[str, An
     async with aiohttp.ClientSession() as http, http.request(method, url, json=body) as resp:
         assert resp.status < 300, await resp.text()
         return dict(await resp.json())
-
-
-def endpoint_slice(service: str, port: int, ready: bool = True, port_name: str = ""
-                   ) -> dict[str, Any]:
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": f"{service}-abcde",
-                         "labels": {"kubernetes.io/service-name": service}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": ready}}],
-            "ports": [{"name": port_name, "protocol": "TCP", "port": port}]}

@@ -20,6 +20,10 @@ the real ``kubernetes_asyncio`` client is used unchanged:
   compare-and-swap a Lease is built on; ``coordination.k8s.io/v1`` Leases are served);
 * deleting a Pod with a grace period only marks it (``deletionTimestamp``), as the API server
   does; the kubelet removes it for good with ``gracePeriodSeconds=0``.
+
+``ApiServer`` serves it over HTTP on 127.0.0.1 and can go away and come back on the same port;
+``write_kubeconfig`` points a client at it. The tests (tests/k8s/conftest.py) and the soak
+(benchmarks/soak_k8s.py) both start it through these.
 """
 
 from __future__ import annotations
@@ -32,11 +36,13 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 import aiohttp.web
 import attrs
 import kmock
+import yaml
 from kmock import Bus
 
 RESOURCES = (
@@ -369,3 +375,68 @@ class Emulator(kmock.KubernetesEmulator):
         nxt = asyncio.ensure_future(anext(stream))
         done = await self._first(nxt, drop.wait(), self._closing.wait(), within=remaining)
         return nxt.result() if nxt in done else None
+
+
+class ApiServer:
+    """The emulator served over HTTP; ``stop()``/``start()`` take the API server away (its
+    listening socket closed, every watch ended) and bring it back on the same port, keeping
+    every object. ``port`` None lets the first start pick one."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.emulator = Emulator()
+        self._server: kmock.Server | None = None
+        self.port = port
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.emulator.reopen_watches()
+        self._server = kmock.Server(self.emulator, port=self.port)
+        await self._server.__aenter__()
+        self.port = self._server.port
+
+    async def stop(self) -> None:
+        self.emulator.close_watches()
+        if self._server is not None:
+            server, self._server = self._server, None
+            await server.__aexit__(None, None, None)
+
+    async def __aenter__(self) -> Self:
+        await self.emulator.__aenter__()
+        try:
+            await self.start()
+        except BaseException:
+            await self.emulator.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self.stop()
+        finally:
+            await self.emulator.__aexit__(*exc)
+
+
+def write_kubeconfig(path: Path, url: str) -> Path:
+    """A kubeconfig whose one context is the API server at ``url`` (the token is not checked)."""
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+        "clusters": [{"name": "emulator", "cluster": {"server": url}}],
+        "users": [{"name": "hatchway", "user": {"token": "not-checked"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator",
+                                                       "user": "hatchway"}}],
+    }))
+    return path
+
+
+def endpoint_slice(service: str, port: int, ready: bool = True, port_name: str = ""
+                   ) -> dict[str, Any]:
+    """The EndpointSlice the controller keeps for ``service``: one endpoint on 127.0.0.1."""
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{service}-abcde",
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": ready}}],
+            "ports": [{"name": port_name, "protocol": "TCP", "port": port}]}

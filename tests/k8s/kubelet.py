@@ -99,6 +99,13 @@ class Kubelet:
         self._tasks = [asyncio.create_task(self._watch("pods", self._on_pod)),
                        asyncio.create_task(self._watch("services", self._on_service))]
 
+    async def __aenter__(self) -> Kubelet:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -28,9 +28,9 @@ from .conftest import (
     ApiServer,
     BackendFactory,
     api_write,
-    endpoint_slice,
     eventually,
 )
+from .emulator import endpoint_slice
 
 API = "/lw-workspace/"
 

@@ -139,15 +139,11 @@ async def test_unpullable_image_fails_within_seconds_with_the_reason(
 
 async def test_unschedulable_pod_fails_with_the_schedulers_words(
         api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig) -> None:
-    node = Kubelet(api.url, NAMESPACE, node_labels={"role": "default"})
-    await node.start()
-    try:
+    async with Kubelet(api.url, NAMESPACE, node_labels={"role": "default"}):
         backend = await make_backend()
         await backend.launch(USER, hatchery.options[0], None)
         msgs = await asyncio.wait_for(collect(backend.progress(USER)), 10)
         assert msgs[-1]["failed"] and "node affinity/selector" in msgs[-1]["message"]
-    finally:
-        await node.close()
 
 
 async def test_progress_for_nobody_says_so(api: ApiServer, make_backend: BackendFactory) -> None:

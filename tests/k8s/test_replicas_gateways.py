@@ -100,16 +100,12 @@ async def jupyter_node(api: ApiServer, tmp_path: Path) -> AsyncIterator[Kubelet]
     """The test kubelet with an image whose entrypoint is jupyter_server, no token."""
     pytest.importorskip("jupyter_server")
     (tmp_path / "home").mkdir()
-    node = Kubelet(api.url, NAMESPACE, images={**DEFAULT_IMAGES, JUPYTER_IMAGE: [
-        sys.executable, "-m", "jupyter_server", "--ServerApp.port={port}",
-        "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
-        "--ServerApp.disable_check_xsrf=True", "--no-browser", "--allow-root",
-        f"--ServerApp.root_dir={tmp_path / 'home'}"]})
-    await node.start()
-    try:
+    async with Kubelet(api.url, NAMESPACE, images={**DEFAULT_IMAGES, JUPYTER_IMAGE: [
+            sys.executable, "-m", "jupyter_server", "--ServerApp.port={port}",
+            "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+            "--ServerApp.disable_check_xsrf=True", "--no-browser", "--allow-root",
+            f"--ServerApp.root_dir={tmp_path / 'home'}"]}) as node:
         yield node
-    finally:
-        await node.close()
 
 
 @pytest.fixture
@@ -131,42 +127,36 @@ async def replica(api: ApiServer, kubeconfig: str, fence: FenceContract, hatcher
         await running.close()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        yield session
-
-
 def auth(fence: FenceContract) -> dict[str, str]:
     return {"Authorization": f"Bearer {fence.user_token(USER)}"}
 
 
-async def launch(http: aiohttp.ClientSession, r: Replica, fence: FenceContract,
+async def launch(client: aiohttp.ClientSession, r: Replica, fence: FenceContract,
                  name: str = "Demo workspace") -> tuple[int, str]:
-    async with http.get(r.base + API + "options", headers=auth(fence)) as resp:
+    async with client.get(r.base + API + "options", headers=auth(fence)) as resp:
         option = next(o["id"] for o in await resp.json() if o["name"] == name)
-    async with http.post(f"{r.base}{API}launch?id={option}", headers=auth(fence)) as resp:
+    async with client.post(f"{r.base}{API}launch?id={option}", headers=auth(fence)) as resp:
         return resp.status, await resp.text()
 
 
-async def status(http: aiohttp.ClientSession, r: Replica, fence: FenceContract
+async def status(client: aiohttp.ClientSession, r: Replica, fence: FenceContract
                  ) -> dict[str, Any]:
-    async with http.get(r.base + API + "status", headers=auth(fence)) as resp:
+    async with client.get(r.base + API + "status", headers=auth(fence)) as resp:
         assert resp.status == 200, await resp.text()
         return dict(await resp.json())
 
 
-async def use(http: aiohttp.ClientSession, r: Replica, fence: FenceContract) -> None:
+async def use(client: aiohttp.ClientSession, r: Replica, fence: FenceContract) -> None:
     """One request to the workspace through ``r``'s proxy (the traffic a browser makes)."""
-    async with http.get(r.base + PROXY + "api/status", headers=auth(fence)) as resp:
+    async with client.get(r.base + PROXY + "api/status", headers=auth(fence)) as resp:
         assert resp.status == 200, await resp.text()
 
 
-async def running_through(http: aiohttp.ClientSession, fence: FenceContract,
+async def running_through(client: aiohttp.ClientSession, fence: FenceContract,
                           *replicas: Replica) -> None:
     async def reachable() -> bool:
         for r in replicas:
-            if (await status(http, r, fence))["status"] != "Running":
+            if (await status(client, r, fence))["status"] != "Running":
                 return False
             route = r.gateway.routes.get(USER)
             if route is None or not route.ready:
@@ -190,16 +180,16 @@ def lease_holder(api: ApiServer) -> str:
 
 async def test_traffic_only_through_b_keeps_the_workspace_while_a_leads_and_a_culls_it_once_idle(
         api: ApiServer, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
-        http: aiohttp.ClientSession) -> None:
+        client: aiohttp.ClientSession) -> None:
     a = await replica("a")
     await eventually(lambda: a.leads)
     b = await replica("b")
-    assert await launch(http, b, fence) == (200, "Success")
-    await running_through(http, fence, a, b)
+    assert await launch(client, b, fence) == (200, "Success")
+    await running_through(client, fence, a, b)
 
     active_until = time.monotonic() + IDLE_S + 2  # well past the limit: ~16 of A's sweeps
     while time.monotonic() < active_until:
-        await use(http, b, fence)
+        await use(client, b, fence)
         idle_since = time.monotonic()
         await asyncio.sleep(0.25)
         assert live_pods(api), "culled while in use through B"
@@ -268,51 +258,54 @@ async def test_a_killed_leader_is_replaced_by_b_once_its_lease_expires(
 
 # -- lastActivityTime, the same from every replica --------------------------------------------
 
-async def test_both_replicas_answer_the_same_last_activity_time(
-        api: ApiServer, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
-        http: aiohttp.ClientSession) -> None:
+async def launched_through_a_used_through_b(replica: StartReplica, client: aiohttp.ClientSession,
+                                            fence: FenceContract) -> tuple[Replica, Replica]:
+    """Replicas A and B; alice's workspace launched through A, Running on both, then used
+    through B only, once B's coarse clock has moved past the launch A recorded."""
     a = await replica("a")
     b = await replica("b")
-    assert await launch(http, a, fence) == (200, "Success")
-    await running_through(http, fence, a, b)
-    await asyncio.sleep(1.1)  # B's coarse clock moves past the launch A recorded
-    await use(http, b, fence)  # used through B only
+    assert await launch(client, a, fence) == (200, "Success")
+    await running_through(client, fence, a, b)
+    await asyncio.sleep(1.1)
+    await use(client, b, fence)
+    return a, b
+
+
+async def test_both_replicas_answer_the_same_last_activity_time(
+        api: ApiServer, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
+        client: aiohttp.ClientSession) -> None:
+    a, b = await launched_through_a_used_through_b(replica, client, fence)
     stamp = b.gateway.activity.last_ms(USER)
     assert stamp > a.gateway.activity.last_ms(USER)
 
     async def same() -> bool:
-        seen = [(await status(http, r, fence))["lastActivityTime"] for r in (a, b)]
+        seen = [(await status(client, r, fence))["lastActivityTime"] for r in (a, b)]
         return seen == [stamp, stamp]
     await eventually(same, within=3 * ACTIVITY_S + 1, interval=0.05)
 
 
 async def test_a_restarted_replica_answers_the_last_activity_time_it_answered_before(
         api: ApiServer, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
-        http: aiohttp.ClientSession) -> None:
-    a = await replica("a")
-    b = await replica("b")
-    assert await launch(http, a, fence) == (200, "Success")
-    await running_through(http, fence, a, b)
-    await asyncio.sleep(1.1)
-    await use(http, b, fence)
-    before = (await status(http, b, fence))["lastActivityTime"]
+        client: aiohttp.ClientSession) -> None:
+    a, b = await launched_through_a_used_through_b(replica, client, fence)
+    before = (await status(client, b, fence))["lastActivityTime"]
     assert before == b.gateway.activity.last_ms(USER)  # B's own, maybe not published yet
     await b.running.close()  # B restarts: its process memory is gone
     restarted = await replica("b2")
-    await running_through(http, fence, restarted)
+    await running_through(client, fence, restarted)
     assert restarted.gateway.activity.last_ms(USER) == 0  # nothing of B's in its memory
-    assert (await status(http, restarted, fence))["lastActivityTime"] == before
-    assert (await status(http, a, fence))["lastActivityTime"] == before
+    assert (await status(client, restarted, fence))["lastActivityTime"] == before
+    assert (await status(client, a, fence))["lastActivityTime"] == before
 
 
 # -- one launch, one workspace ----------------------------------------------------------------
 
 async def test_a_launch_sent_to_both_replicas_at_once_creates_one_workspace_and_leaks_no_key(
         api: ApiServer, replica: StartReplica, fence: FenceContract,
-        http: aiohttp.ClientSession) -> None:
+        client: aiohttp.ClientSession) -> None:
     a = await replica("a")
     b = await replica("b")
-    answers = await asyncio.gather(launch(http, a, fence), launch(http, b, fence))
+    answers = await asyncio.gather(launch(client, a, fence), launch(client, b, fence))
     assert sorted(code for code, _ in answers) == [200, 500]
     assert any("already exists" in text for code, text in answers if code == 500)
     pods = api.emulator.items("pods", NAMESPACE)
@@ -345,29 +338,29 @@ async def work_in_jupyter(node: Kubelet, api: ApiServer) -> None:
 
 async def test_last_activity_time_is_jupyters_when_jupyter_saw_activity_later(
         api: ApiServer, jupyter_node: Kubelet, replica: StartReplica, fence: FenceContract,
-        http: aiohttp.ClientSession) -> None:
+        client: aiohttp.ClientSession) -> None:
     a = await replica("a")
-    assert await launch(http, a, fence, "Jupyter Notebook") == (200, "Success")
-    await running_through(http, fence, a)
+    assert await launch(client, a, fence, "Jupyter Notebook") == (200, "Success")
+    await running_through(client, fence, a)
     await asyncio.sleep(1.1)
     await work_in_jupyter(jupyter_node, api)
     jupyters = await jupyter_last_activity_ms(jupyter_node, api)
     ours = a.backend.last_activity_ms(USER)
     assert 0 < ours < jupyters
-    answer = await status(http, a, fence)
+    answer = await status(client, a, fence)
     assert answer["idleTimeLimit"] == 3_600_000
     assert answer["lastActivityTime"] == jupyters
 
 
 async def test_last_activity_time_is_the_gateways_when_it_saw_activity_later(
         api: ApiServer, jupyter_node: Kubelet, replica: StartReplica, fence: FenceContract,
-        http: aiohttp.ClientSession) -> None:
+        client: aiohttp.ClientSession) -> None:
     a = await replica("a")
-    assert await launch(http, a, fence, "Jupyter Notebook") == (200, "Success")
-    await running_through(http, fence, a)
+    assert await launch(client, a, fence, "Jupyter Notebook") == (200, "Success")
+    await running_through(client, fence, a)
     await work_in_jupyter(jupyter_node, api)
     await asyncio.sleep(2.1)  # past Jupyter's stamp by more than the gateway's 1 s clock
-    await use(http, a, fence)  # Jupyter's api/status: traffic Jupyter does not count
+    await use(client, a, fence)  # Jupyter's api/status: traffic Jupyter does not count
     ours = a.backend.last_activity_ms(USER)
     assert ours > await jupyter_last_activity_ms(jupyter_node, api)
-    assert (await status(http, a, fence))["lastActivityTime"] == ours
+    assert (await status(client, a, fence))["lastActivityTime"] == ours

@@ -14,9 +14,9 @@ from .conftest import (
     ApiServer,
     BackendFactory,
     api_write,
-    endpoint_slice,
     eventually,
 )
+from .emulator import endpoint_slice
 
 
 def test_hatchery_annotation_gives_user_upstream_rewrite_and_tls() -> None:

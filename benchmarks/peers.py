@@ -114,9 +114,13 @@ def _version(argv: list[str]) -> str:
 
 
 class Peer:
-    """Base: ``unavailable`` says why it cannot run here (None = it can)."""
+    """Base: ``prepare`` installs what the peer needs and is missing, ``unavailable`` says why
+    it cannot run here (each None = fine)."""
 
     name = ""
+
+    def prepare(self) -> str | None:
+        return None
 
     def unavailable(self) -> str | None:
         return None
@@ -294,14 +298,19 @@ class Envoy(Peer):
         port, admin = free_port(), free_port()
         config = env.work / f"envoy-{port}.yaml"
         config.write_text(json.dumps(self.bootstrap(env, port, admin, users)))
-        log = env.work / f"envoy-{port}.log"
-        proc = env.children.spawn([self.binary(), "-c", str(config), "--concurrency", "1",
+        proc = self.run_envoy(env, config, port, admin, env.work / f"envoy-{port}.log")
+        return Target(self.name, port, PROXY_PREFIX, env.headers(bench_user), proc,
+                      extra={"admin_port": admin})
+
+    def run_envoy(self, env: Env, bootstrap: Path, port: int, admin: int,
+                  log: Path) -> subprocess.Popen[bytes]:
+        """One Envoy worker on ``bootstrap``, once it is ready and listening on ``port``."""
+        proc = env.children.spawn([self.binary(), "-c", str(bootstrap), "--concurrency", "1",
                                    "--disable-hot-restart", "--log-level", "warn"],
                                   log=log, role="proxy")
         _wait_http(f"http://127.0.0.1:{admin}/ready", proc, START_TIMEOUT, log)
         _wait_listen(port, proc, log)
-        return Target(self.name, port, PROXY_PREFIX, env.headers(bench_user), proc,
-                      extra={"admin_port": admin})
+        return proc
 
 
 class EnvoyMode(Envoy):
@@ -337,11 +346,7 @@ class EnvoyMode(Envoy):
         if done.returncode != 0:
             raise RuntimeError(f"`hatchway envoy-config` failed: {done.stderr[-300:]}")
         log = env.work / f"{tag}.log"
-        proc = env.children.spawn([self.binary(), "-c", str(bootstrap), "--concurrency", "1",
-                                   "--disable-hot-restart", "--log-level", "warn"],
-                                  log=log, role="proxy")
-        _wait_http(f"http://127.0.0.1:{admin}/ready", proc, START_TIMEOUT, log)
-        _wait_listen(port, proc, log)
+        proc = self.run_envoy(env, bootstrap, port, admin, log)
         target = Target(self.name, port, PROXY_PREFIX, env.headers(bench_user), proc,
                         extra={"admin_port": admin, "companion": hatchway})
         _wait_routed(target, proc, log)
@@ -468,6 +473,24 @@ class Chp(Peer):
     through its REST API."""
 
     name = "chp"
+
+    def prepare(self, timeout: float = 300.0) -> str | None:
+        """``npm install`` configurable-http-proxy into benchmarks/.node/ when it is missing."""
+        if CHP_BIN.exists():
+            return None
+        if not shutil.which("npm") or not shutil.which("node"):
+            return "node/npm not installed (apt-get install nodejs npm)"
+        NODE_DIR.mkdir(parents=True, exist_ok=True)
+        try:
+            done = subprocess.run(
+                ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(NODE_DIR),
+                 CHP_PACKAGE], capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return f"npm install {CHP_PACKAGE} timed out after {timeout:.0f} s"
+        if done.returncode != 0 or not CHP_BIN.exists():
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            return f"npm install {CHP_PACKAGE} failed: {last[0][:200]}"
+        return None
 
     def unavailable(self) -> str | None:
         if not shutil.which("node"):

@@ -38,7 +38,7 @@ from benchmarks.peers import (  # noqa: E402
     mint_token,
     stand_in_token,
 )
-from benchmarks.prereqs import MissingTool, ensure_chp, require_load_generator  # noqa: E402
+from benchmarks.prereqs import MissingTool, require_load_generator  # noqa: E402
 from benchmarks.procs import Children, free_port, managed, raise_fd_limit, rss_kib, wait_port  # noqa: E402
 from benchmarks.scenarios import ALIASES, SCENARIOS, Bench, Config, Scenario  # noqa: E402
 
@@ -241,15 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             peers.append(ALL_PEERS[name]())
     peer_names = [p.name for p in peers]
     skipped: dict[str, str] = {}
-    if "chp" in peer_names:
-        why = ensure_chp()
-        if why:
-            skipped["chp"] = why
     for peer in peers:
-        if peer.name not in skipped:
-            why = peer.unavailable()
-            if why:
-                skipped[peer.name] = why
+        why = peer.prepare() or peer.unavailable()
+        if why:
+            skipped[peer.name] = why
     versions = {**tool_versions(), **{p.name: (p.version() if p.name not in skipped
                                                      else f"skipped: {skipped[p.name]}")
                                             for p in peers}}

@@ -35,7 +35,7 @@ def _status(target: Target, path: str) -> int:
 
 @pytest.mark.parametrize("peer", [Envoy(), Nginx(), Chp()], ids=lambda p: p.name)
 def test_peer_routes_the_bench_user_and_refuses_an_unknown_one(peer: Peer, env: Env) -> None:
-    why = peer.unavailable()
+    why = peer.prepare() or peer.unavailable()  # as benchmarks.run does
     if why:
         pytest.skip(why)
     target = peer.start(env, ["alice", "bob"], "bob")
@@ -52,7 +52,7 @@ def test_peer_routes_the_bench_user_and_refuses_an_unknown_one(peer: Peer, env: 
 def test_envoy_mode_peer_admits_the_session_and_only_its_user(env: Env) -> None:
     """Envoy mode as configured: the session cookie decides, not the remote_user header."""
     peer = EnvoyMode()
-    why = peer.unavailable()
+    why = peer.prepare() or peer.unavailable()  # as benchmarks.run does
     if why:
         pytest.skip(why)
     env = replace(env, token=mint_token(env, "bob"))
@@ -73,7 +73,7 @@ def test_hatchway_metrics_peer_serves_and_is_scraped_like_prometheus_would(env: 
     """``--hatchway-metrics on``: the same proxy, its metrics listener on, and a scraper on it
     from the start (stopped with the proxy)."""
     peer = Hatchway(metrics=True)
-    why = peer.unavailable()
+    why = peer.prepare() or peer.unavailable()  # as benchmarks.run does
     if why:
         pytest.skip(why)
     env = replace(env, token=mint_token(env, "bob"))

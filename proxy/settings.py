@@ -32,6 +32,7 @@ from .trusted import parse_networks
 __all__ = ["AuthzSettings", "EnvoySettings", "KubeSettings", "LimitSettings", "LocalSettings",
            "PayModelSettings", "SessionSettings", "Settings", "load_settings"]
 
+DEV_ISSUER_NAME = "hatchway-dev"  # the dev issuer's default name
 _HEADER_NAME = (lambda v: re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", v) is not None,
                 "an HTTP header name")
 
@@ -201,6 +202,17 @@ class Settings:
     @property
     def dev_sessions(self) -> bool:
         return self.sessions.mode == "dev"
+
+    @property
+    def session_issuer(self) -> str:
+        """The ``iss`` sessions must carry, for hatchway's check and Envoy's alike:
+        ``sessions.issuer``, else the dev issuer's name, else Fence's (its base URL, the JWKS
+        URL without /.well-known/jwks)."""
+        if self.sessions.issuer:
+            return self.sessions.issuer
+        if self.dev_sessions:
+            return DEV_ISSUER_NAME
+        return self.sessions.jwks_url.removesuffix("/.well-known/jwks")
 
 
 def kube_settings(settings: Settings) -> KubeSettings:

@@ -634,9 +634,6 @@ def writer_for_settings(settings: Settings, routes: RouteTable) -> EnvoyConfigWr
                              launch_url=settings.prefix + "/")
 
 
-DEV_ISSUER_NAME = "hatchway-dev"  # proxy.app's dev issuer (launcher must not import proxy)
-
-
 def jwt_check_for_settings(settings: Settings) -> envoy_jwt.JwtCheck | None:
     """What Envoy checks in jwt mode: the same issuer, audience, keys, cookie and leeway as
     hatchway's own SessionValidator (None in ext_authz mode)."""
@@ -644,19 +641,16 @@ def jwt_check_for_settings(settings: Settings) -> envoy_jwt.JwtCheck | None:
     if env.authorization != "jwt":
         return None
     sessions = settings.sessions
+    jwks_url = sessions.jwks_url
     if settings.dev_sessions:  # hatchway serves its dev keys itself
         jwks_url = (f"http://{_admin_client_host(env.hatchway_host)}:{env.hatchway_port}"
                     f"{settings.prefix.rstrip('/')}/.well-known/jwks")
-        issuer = sessions.issuer or DEV_ISSUER_NAME
-    else:
-        jwks_url = sessions.jwks_url
-        issuer = sessions.issuer or jwks_url.removesuffix("/.well-known/jwks")
     try:
         envoy_jwt.jwks_endpoint(jwks_url)
     except ValueError:
         raise ConfigError("settings", "sessions.jwks_url", "an http(s):// URL", jwks_url) from None
     return envoy_jwt.JwtCheck(
-        issuer=issuer, jwks_url=jwks_url, audience=sessions.audience,
+        issuer=settings.session_issuer, jwks_url=jwks_url, audience=sessions.audience,
         cookie_name=sessions.cookie_name, leeway_s=sessions.leeway_seconds,
         jwks_cache_s=sessions.jwks_cache_seconds, proxy_prefix=settings.proxy_prefix,
         user_header=env.user_header.lower())

@@ -133,17 +133,15 @@ def build_app(settings: Settings) -> web.Application:
         if settings.dev_login is not False:
             app.router.add_route("*", f"{prefix}/login", devlogin.login_page)
             app.router.add_get(f"{prefix}/logout", devlogin.logout)
-    api.add_routes(app, prefix)
-    if prefix:  # the API as the stock revproxy sends it to hatchery-service: prefix stripped
-        api.add_routes(app, "")
-    app.router.add_get(f"{prefix}/progress", progress.progress)
-    app.router.add_get(f"{prefix}/", launchpage.launch_page)
+    # Under the prefix, and as the stock revproxy sends them to hatchery-service (prefix
+    # stripped: its /lw-workspace/ location reaches Hatchery's "/", its home page).
+    for mount in dict.fromkeys((prefix, "")):
+        api.add_routes(app, mount)
+        ops.add_routes(app, mount)  # /_ready, /favicon.ico
+        app.router.add_get(f"{mount}/progress", progress.progress)
+        app.router.add_get(f"{mount}/", launchpage.launch_page)
     if prefix:
         app.router.add_get(prefix, _to_launch_page)
-        # and as the stock revproxy sends them (prefix stripped): its /lw-workspace/ location
-        # reaches hatchery-service's "/", where Hatchery has its home page
-        app.router.add_get("/", launchpage.launch_page)
-        app.router.add_get("/progress", progress.progress)
     envoy_writer = None
     envoy_activity = None
     if settings.mode == "envoy":

@@ -52,10 +52,13 @@ def install(app: web.Application, settings: Settings, keys: KeyStore) -> None:
         app.middlewares.append(access_middleware(settings.proxy_prefix))
     app.on_response_prepare.append(metrics.on_prepare_for(m))
     app.on_response_prepare.append(drain.on_prepare)
-    for p in {prefix, ""}:
-        app.router.add_get(f"{p}/_ready", health.ready)
-        app.router.add_get(f"{p}/favicon.ico", favicon)
     app.cleanup_ctx.append(_background)
+
+
+def add_routes(app: web.Application, mount: str) -> None:
+    """Readiness and the favicon at ``mount`` (build_app mounts them with the API)."""
+    app.router.add_get(f"{mount}/_ready", health.ready)
+    app.router.add_get(f"{mount}/favicon.ico", favicon)
 
 
 def trace_configs(app: web.Application, settings: Settings) -> list[aiohttp.TraceConfig]:

@@ -23,10 +23,11 @@ from launcher.errors import (
 )
 from launcher.names import pod_name
 from launcher.options import WorkspaceOption
-from launcher.paymodels import ABOVE_LIMIT, ACTIVE, PayModelError
+from launcher.paymodels import ABOVE_LIMIT, ACTIVE, PayModel, PayModelError
 
 from . import __version__, ops, paymodels_api, responses
 from .authz import AuthzUnavailable, may_launch_option
+from .failures import RETRY_AFTER
 from .gateway import GATEWAY, Gateway
 from .health import readiness
 from .last_activity import last_activity_ms
@@ -85,9 +86,11 @@ async def options(request: web.Request) -> web.StreamResponse:
     return web.json_response(allowed or None)
 
 
-async def _pay_model_refusal(request: web.Request, gateway: Gateway,
-                             user: str) -> web.Response | None:
-    """Hatchery's pay-model checks before a launch; None when the launch may go on."""
+async def _launch_pay_model(request: web.Request, gateway: Gateway,
+                            user: str) -> PayModel | web.Response | None:
+    """Hatchery's pay-model checks before a launch, in one read: the refusal, or the current
+    pay model, whose id is the workspace's ``bmh_workspace_id`` (None: no pay models here,
+    the workspace gets a fresh UUID)."""
     pay = gateway.paymodels
     if pay is None or not pay.configured:
         return None
@@ -95,7 +98,7 @@ async def _pay_model_refusal(request: web.Request, gateway: Gateway,
         everything = await pay.for_user(user)
     except PayModelError as exc:  # Hatchery launches anyway; hatchway fails closed
         return responses.error(request, 503, f"pay models unavailable: {exc}",
-                               headers={"Retry-After": "5"})
+                               headers=RETRY_AFTER)
     if everything is None:
         return None
     current = everything.current
@@ -108,18 +111,7 @@ async def _pay_model_refusal(request: web.Request, gateway: Gateway,
         return responses.hatchery_text(
             500, f"Pay model '{current.name}' runs workspaces in {where}, which hatchway "
                  "does not support. Launch forbidden")
-    return None
-
-
-async def _pay_model_id(gateway: Gateway, user: str) -> str | None:
-    """The current pay model's id, Hatchery's ``bmh_workspace_id`` (None: a fresh UUID)."""
-    if gateway.paymodels is None:
-        return None
-    try:
-        current = await gateway.paymodels.current_pay_model(user)
-    except PayModelError:
-        return None
-    return current.id if current is not None else None
+    return current
 
 
 async def launch(request: web.Request) -> web.StreamResponse:
@@ -136,12 +128,12 @@ async def launch(request: web.Request) -> web.StreamResponse:
         return _invalid_id(option_id)
     if not await _may_launch(gateway, who, option):  # AuthzUnavailable: 503 (proxy.failures)
         return _invalid_id(option_id)
-    refusal = await _pay_model_refusal(request, gateway, who.user)
-    if refusal is not None:
-        return refusal
+    pay_model = await _launch_pay_model(request, gateway, who.user)
+    if isinstance(pay_model, web.Response):
+        return pay_model
     try:
         await gateway.backend.launch(who.user, option, who.token,
-                                     pay_model_id=await _pay_model_id(gateway, who.user))
+                                     pay_model_id=pay_model.id if pay_model else None)
     except NameTaken as exc:  # another user's name escapes like this one: never theirs
         ops.launch_failed(request.app, who.user, option.name, exc, "name_taken")
         return responses.error(request, 409, str(exc))

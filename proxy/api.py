@@ -32,15 +32,10 @@ from .gateway import GATEWAY, Gateway
 from .health import readiness
 from .last_activity import last_activity_ms
 from .paymodels_api import reset_pay_model_when_gone
-from .session_check import authenticate
 from .sessions import Identity
+from .signed_in import signed_in
 
 log = logging.getLogger("hatchway.api")
-
-
-async def _who(request: web.Request) -> tuple[Gateway, Identity | web.Response]:
-    gateway = request.app[GATEWAY]
-    return gateway, await authenticate(request, gateway)
 
 
 async def _may_launch(gateway: Gateway, identity: Identity, option: WorkspaceOption) -> bool:
@@ -70,10 +65,8 @@ def _invalid_id(option_id: str) -> web.Response:
     return responses.hatchery_text(400, f"Invalid 'id' parameter '{option_id}'")
 
 
-async def options(request: web.Request) -> web.StreamResponse:
-    gateway, who = await _who(request)
-    if isinstance(who, web.StreamResponse):
-        return who
+@signed_in()
+async def options(request: web.Request, gateway: Gateway, who: Identity) -> web.StreamResponse:
     wanted = request.query.get("id", "")
     if wanted:  # AuthzUnavailable: 503 (proxy.failures)
         opt = gateway.hatchery.option(wanted)
@@ -114,12 +107,8 @@ async def _launch_pay_model(request: web.Request, gateway: Gateway,
     return current
 
 
-async def launch(request: web.Request) -> web.StreamResponse:
-    if request.method != "POST":
-        return responses.hatchery_text(405, "Method Not Allowed")
-    gateway, who = await _who(request)
-    if isinstance(who, web.StreamResponse):
-        return who
+@signed_in("POST")
+async def launch(request: web.Request, gateway: Gateway, who: Identity) -> web.StreamResponse:
     option_id = request.query.get("id", "")
     if not option_id:
         return responses.hatchery_text(400, "Missing 'id' parameter")
@@ -164,10 +153,8 @@ async def workspace_status(gateway: Gateway, user: str) -> WorkspaceStatus:
         return WorkspaceStatus(status=NOT_FOUND)
 
 
-async def status(request: web.Request) -> web.StreamResponse:
-    gateway, who = await _who(request)
-    if isinstance(who, web.StreamResponse):
-        return who
+@signed_in()
+async def status(request: web.Request, gateway: Gateway, who: Identity) -> web.StreamResponse:
     pay = gateway.paymodels
     if pay is not None and pay.configured:
         try:  # Hatchery reads the pay models first and answers 500 when it cannot
@@ -181,12 +168,8 @@ async def status(request: web.Request) -> web.StreamResponse:
     return web.json_response(st.to_json(await last_activity_ms(gateway, who.user, st)))
 
 
-async def terminate(request: web.Request) -> web.StreamResponse:
-    if request.method != "POST":
-        return responses.hatchery_text(405, "Method Not Allowed")
-    gateway, who = await _who(request)
-    if isinstance(who, web.StreamResponse):
-        return who
+@signed_in("POST")
+async def terminate(request: web.Request, gateway: Gateway, who: Identity) -> web.StreamResponse:
     try:
         existed = await gateway.backend.terminate(who.user, who.token)  # revokes its API key
     except BackendUnavailable:

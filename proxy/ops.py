@@ -193,22 +193,6 @@ def access_middleware(proxy_prefix: str) -> Any:
     return access
 
 
-async def metrics_listener(app: web.Application, settings: Settings, reuse_port: bool
-                           ) -> tuple[web.AppRunner, asyncio.base_events.Server]:
-    """``/metrics`` on ``metrics_host:metrics_port``: its own socket, never the user's."""
-    import socket
-
-    runner = web.AppRunner(metrics.metrics_app(app[metrics.METRICS]), access_log=None,
-                           handle_signals=False, shutdown_timeout=1)
-    await runner.setup()
-    assert runner.server is not None
-    host = settings.metrics_host
-    server = await asyncio.get_running_loop().create_server(
-        runner.server, host, settings.metrics_port, reuse_port=reuse_port or None,
-        family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC)
-    return runner, server
-
-
 def share_with_ambassador(main: web.Application, app: web.Application) -> None:
     """The ambassador listener counts its proxied requests in the main app's metrics and
     its WebSockets are drained with the others'."""

@@ -275,7 +275,7 @@ def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, st
         layer: Settings = build(Settings, doc, source=path)  # errors name this file
         if layer.hatchery_config:
             hatchery = load_hatchery_file(str(Path(path).parent / layer.hatchery_config))
-        layers.append((path, doc))
+        merge(Settings, merged, doc)
     env = os.environ if environ is None else environ
     env_doc: dict[str, Any] = {name: env[var] for var, name in _ENV.items() if var in env}
     if "port" in env_doc:
@@ -285,7 +285,7 @@ def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, st
         layers.append(("environment (HATCHWAY_*)", env_doc))
     if overrides:
         layers.append(("command line", {k: v for k, v in overrides.items() if v is not None}))
-    for source, doc in layers:
+    for source, doc in layers:  # each checked alone first, so errors name it
         build(Settings, doc, source=source)
         merge(Settings, merged, doc)
     settings: Settings = build(Settings, merged, source="settings")

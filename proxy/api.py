@@ -23,23 +23,19 @@ from launcher.errors import (
 )
 from launcher.names import pod_name
 from launcher.options import WorkspaceOption
-from launcher.paymodels import ABOVE_LIMIT, ACTIVE, PayModelError
+from launcher.paymodels import ABOVE_LIMIT, ACTIVE, PayModel, PayModelError
 
 from . import __version__, ops, paymodels_api, responses
 from .authz import AuthzUnavailable, may_launch_option
+from .failures import RETRY_AFTER
 from .gateway import GATEWAY, Gateway
 from .health import readiness
 from .last_activity import last_activity_ms
 from .paymodels_api import reset_pay_model_when_gone
-from .session_check import authenticate
 from .sessions import Identity
+from .signed_in import signed_in
 
 log = logging.getLogger("hatchway.api")
-
-
-async def _who(request: web.Request) -> tuple[Gateway, Identity | web.Response]:
-    gateway = request.app[GATEWAY]
-    return gateway, await authenticate(request, gateway)
 
 
 async def _may_launch(gateway: Gateway, identity: Identity, option: WorkspaceOption) -> bool:
@@ -69,10 +65,8 @@ def _invalid_id(option_id: str) -> web.Response:
     return responses.hatchery_text(400, f"Invalid 'id' parameter '{option_id}'")
 
 
-async def options(request: web.Request) -> web.StreamResponse:
-    gateway, who = await _who(request)
-    if isinstance(who, web.StreamResponse):
-        return who
+@signed_in()
+async def options(request: web.Request, gateway: Gateway, who: Identity) -> web.StreamResponse:
     wanted = request.query.get("id", "")
     if wanted:  # AuthzUnavailable: 503 (proxy.failures)
         opt = gateway.hatchery.option(wanted)
@@ -85,9 +79,11 @@ async def options(request: web.Request) -> web.StreamResponse:
     return web.json_response(allowed or None)
 
 
-async def _pay_model_refusal(request: web.Request, gateway: Gateway,
-                             user: str) -> web.Response | None:
-    """Hatchery's pay-model checks before a launch; None when the launch may go on."""
+async def _launch_pay_model(request: web.Request, gateway: Gateway,
+                            user: str) -> PayModel | web.Response | None:
+    """Hatchery's pay-model checks before a launch, in one read: the refusal, or the current
+    pay model, whose id is the workspace's ``bmh_workspace_id`` (None: no pay models here,
+    the workspace gets a fresh UUID)."""
     pay = gateway.paymodels
     if pay is None or not pay.configured:
         return None
@@ -95,7 +91,7 @@ async def _pay_model_refusal(request: web.Request, gateway: Gateway,
         everything = await pay.for_user(user)
     except PayModelError as exc:  # Hatchery launches anyway; hatchway fails closed
         return responses.error(request, 503, f"pay models unavailable: {exc}",
-                               headers={"Retry-After": "5"})
+                               headers=RETRY_AFTER)
     if everything is None:
         return None
     current = everything.current
@@ -108,26 +104,11 @@ async def _pay_model_refusal(request: web.Request, gateway: Gateway,
         return responses.hatchery_text(
             500, f"Pay model '{current.name}' runs workspaces in {where}, which hatchway "
                  "does not support. Launch forbidden")
-    return None
+    return current
 
 
-async def _pay_model_id(gateway: Gateway, user: str) -> str | None:
-    """The current pay model's id, Hatchery's ``bmh_workspace_id`` (None: a fresh UUID)."""
-    if gateway.paymodels is None:
-        return None
-    try:
-        current = await gateway.paymodels.current_pay_model(user)
-    except PayModelError:
-        return None
-    return current.id if current is not None else None
-
-
-async def launch(request: web.Request) -> web.StreamResponse:
-    if request.method != "POST":
-        return responses.hatchery_text(405, "Method Not Allowed")
-    gateway, who = await _who(request)
-    if isinstance(who, web.StreamResponse):
-        return who
+@signed_in("POST")
+async def launch(request: web.Request, gateway: Gateway, who: Identity) -> web.StreamResponse:
     option_id = request.query.get("id", "")
     if not option_id:
         return responses.hatchery_text(400, "Missing 'id' parameter")
@@ -136,12 +117,12 @@ async def launch(request: web.Request) -> web.StreamResponse:
         return _invalid_id(option_id)
     if not await _may_launch(gateway, who, option):  # AuthzUnavailable: 503 (proxy.failures)
         return _invalid_id(option_id)
-    refusal = await _pay_model_refusal(request, gateway, who.user)
-    if refusal is not None:
-        return refusal
+    pay_model = await _launch_pay_model(request, gateway, who.user)
+    if isinstance(pay_model, web.Response):
+        return pay_model
     try:
         await gateway.backend.launch(who.user, option, who.token,
-                                     pay_model_id=await _pay_model_id(gateway, who.user))
+                                     pay_model_id=pay_model.id if pay_model else None)
     except NameTaken as exc:  # another user's name escapes like this one: never theirs
         ops.launch_failed(request.app, who.user, option.name, exc, "name_taken")
         return responses.error(request, 409, str(exc))
@@ -172,10 +153,8 @@ async def workspace_status(gateway: Gateway, user: str) -> WorkspaceStatus:
         return WorkspaceStatus(status=NOT_FOUND)
 
 
-async def status(request: web.Request) -> web.StreamResponse:
-    gateway, who = await _who(request)
-    if isinstance(who, web.StreamResponse):
-        return who
+@signed_in()
+async def status(request: web.Request, gateway: Gateway, who: Identity) -> web.StreamResponse:
     pay = gateway.paymodels
     if pay is not None and pay.configured:
         try:  # Hatchery reads the pay models first and answers 500 when it cannot
@@ -189,12 +168,8 @@ async def status(request: web.Request) -> web.StreamResponse:
     return web.json_response(st.to_json(await last_activity_ms(gateway, who.user, st)))
 
 
-async def terminate(request: web.Request) -> web.StreamResponse:
-    if request.method != "POST":
-        return responses.hatchery_text(405, "Method Not Allowed")
-    gateway, who = await _who(request)
-    if isinstance(who, web.StreamResponse):
-        return who
+@signed_in("POST")
+async def terminate(request: web.Request, gateway: Gateway, who: Identity) -> web.StreamResponse:
     try:
         existed = await gateway.backend.terminate(who.user, who.token)  # revokes its API key
     except BackendUnavailable:

@@ -32,13 +32,11 @@ from .trusted import parse_networks
 from .workspace_proxy import CLIENT, proxy_handler
 
 log = logging.getLogger("hatchway")
-DEV_ISSUER_NAME = "hatchway-dev"
 
 
 def dev_issuer(settings: Settings) -> DevIssuer:
     """The dev issuer the server and ``hatchway token`` share through the state dir."""
-    return DevIssuer(Path(settings.state_dir).expanduser(),
-                     issuer=settings.sessions.issuer or DEV_ISSUER_NAME)
+    return DevIssuer(Path(settings.state_dir).expanduser(), issuer=settings.session_issuer)
 
 
 def _hatchery(settings: Settings) -> HatcheryConfig:
@@ -91,16 +89,12 @@ def build_app(settings: Settings) -> web.Application:
         issuer = dev_issuer(settings)
         keys = KeyStore(issuer.fetch_jwks, cache_seconds=settings.sessions.jwks_cache_seconds,
                         refetch_min_seconds=settings.sessions.jwks_refetch_min_seconds)
-        expected_issuer = issuer.issuer
     else:
         keys = KeyStore(http_jwks_fetcher(settings.sessions.jwks_url, http),
                         cache_seconds=settings.sessions.jwks_cache_seconds,
                         refetch_min_seconds=settings.sessions.jwks_refetch_min_seconds)
-        # Fence's issuer is its base URL, the JWKS URL without /.well-known/jwks.
-        expected_issuer = settings.sessions.issuer or settings.sessions.jwks_url.removesuffix(
-            "/.well-known/jwks")
     sessions = SessionValidator(
-        keys, issuer=expected_issuer, audience=settings.sessions.audience,
+        keys, issuer=settings.session_issuer, audience=settings.sessions.audience,
         leeway_seconds=settings.sessions.leeway_seconds,
         cookie_name=settings.sessions.cookie_name)
     gateway = Gateway(
@@ -139,17 +133,15 @@ def build_app(settings: Settings) -> web.Application:
         if settings.dev_login is not False:
             app.router.add_route("*", f"{prefix}/login", devlogin.login_page)
             app.router.add_get(f"{prefix}/logout", devlogin.logout)
-    api.add_routes(app, prefix)
-    if prefix:  # the API as the stock revproxy sends it to hatchery-service: prefix stripped
-        api.add_routes(app, "")
-    app.router.add_get(f"{prefix}/progress", progress.progress)
-    app.router.add_get(f"{prefix}/", launchpage.launch_page)
+    # Under the prefix, and as the stock revproxy sends them to hatchery-service (prefix
+    # stripped: its /lw-workspace/ location reaches Hatchery's "/", its home page).
+    for mount in dict.fromkeys((prefix, "")):
+        api.add_routes(app, mount)
+        ops.add_routes(app, mount)  # /_ready, /favicon.ico
+        app.router.add_get(f"{mount}/progress", progress.progress)
+        app.router.add_get(f"{mount}/", launchpage.launch_page)
     if prefix:
         app.router.add_get(prefix, _to_launch_page)
-        # and as the stock revproxy sends them (prefix stripped): its /lw-workspace/ location
-        # reaches hatchery-service's "/", where Hatchery has its home page
-        app.router.add_get("/", launchpage.launch_page)
-        app.router.add_get("/progress", progress.progress)
     envoy_writer = None
     envoy_activity = None
     if settings.mode == "envoy":

@@ -1,8 +1,9 @@
 """Errors mapped to answers once, for every handler: a backend or the authorization service
 that cannot be reached is a 503 with ``Retry-After`` (the client may simply try again); any
-other backend failure is a JSON 500 that says what went wrong, never aiohttp's bare 500 or a
-traceback. Handlers that must answer as Hatchery does (its plain-text 500s) catch their
-errors themselves first; everything else is left to this middleware.
+other backend failure is a 500 that says what went wrong (JSON, or a short page for a browser,
+as every error answer: ``responses.error``), never aiohttp's bare 500 or a traceback.
+Handlers that must answer as Hatchery does (its plain-text 500s) catch their errors themselves
+first; everything else is left to this middleware.
 """
 
 from __future__ import annotations
@@ -35,4 +36,4 @@ async def map_failures(request: web.Request, handler: Handler) -> web.StreamResp
                                headers=RETRY_AFTER)
     except BackendError as exc:
         log.warning("%s %s: backend error: %s", request.method, request.path, exc)
-        return web.json_response({"error": f"workspace backend error: {exc}"}, status=500)
+        return responses.error(request, 500, f"workspace backend error: {exc}")

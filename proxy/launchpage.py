@@ -11,9 +11,11 @@ from aiohttp import web
 
 from launcher.paymodels import PayModelError
 
-from .gateway import GATEWAY, Gateway
+from .gateway import Gateway
 from .ops import running_option
-from .session_check import authenticate, login_url
+from .session_check import login_url
+from .sessions import Identity
+from .signed_in import signed_in
 
 _TEMPLATE = files("proxy").joinpath("static/launch.html").read_text(encoding="utf-8")
 
@@ -31,11 +33,9 @@ async def _current_pay_model(gateway: Gateway, user: str) -> Any:
     return None if current is None else json.loads(current.to_json())
 
 
-async def launch_page(request: web.Request) -> web.StreamResponse:
-    gateway = request.app[GATEWAY]
-    who = await authenticate(request, gateway)
-    if isinstance(who, web.StreamResponse):
-        return who
+@signed_in()
+async def launch_page(request: web.Request, gateway: Gateway,
+                      who: Identity) -> web.StreamResponse:
     settings = gateway.settings
     config = {"prefix": settings.prefix.rstrip("/"), "proxy": settings.proxy_prefix,
               "user": who.user, "dev": settings.dev_sessions, "login": login_url(gateway),

@@ -37,6 +37,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .fastpath.traffic import TTFB_BUCKETS, Traffic
+from .responses import RelayedResponse
 
 if TYPE_CHECKING:
     from launcher.routes import RouteTable
@@ -254,8 +255,6 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _outcome(response: web.StreamResponse) -> str:
-    from .responses import RelayedResponse
-
     if isinstance(response, RelayedResponse | web.WebSocketResponse):
         return "relayed"
     status = response.status
@@ -321,8 +320,6 @@ def on_prepare_for(metrics: Metrics) -> Callable[[web.Request, web.StreamRespons
             metrics.websockets.inc()
             request[_WS_COUNTED] = True
             return
-        from .responses import RelayedResponse
-
         if isinstance(response, RelayedResponse):
             metrics.aiohttp_traffic.first_byte(time.monotonic_ns() - started)
 

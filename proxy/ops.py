@@ -52,10 +52,13 @@ def install(app: web.Application, settings: Settings, keys: KeyStore) -> None:
         app.middlewares.append(access_middleware(settings.proxy_prefix))
     app.on_response_prepare.append(metrics.on_prepare_for(m))
     app.on_response_prepare.append(drain.on_prepare)
-    for p in {prefix, ""}:
-        app.router.add_get(f"{p}/_ready", health.ready)
-        app.router.add_get(f"{p}/favicon.ico", favicon)
     app.cleanup_ctx.append(_background)
+
+
+def add_routes(app: web.Application, mount: str) -> None:
+    """Readiness and the favicon at ``mount`` (build_app mounts them with the API)."""
+    app.router.add_get(f"{mount}/_ready", health.ready)
+    app.router.add_get(f"{mount}/favicon.ico", favicon)
 
 
 def trace_configs(app: web.Application, settings: Settings) -> list[aiohttp.TraceConfig]:
@@ -188,22 +191,6 @@ def access_middleware(proxy_prefix: str) -> Any:
                 route=f"{route.host}:{route.port}" if route is not None else "-", via="aiohttp")
 
     return access
-
-
-async def metrics_listener(app: web.Application, settings: Settings, reuse_port: bool
-                           ) -> tuple[web.AppRunner, asyncio.base_events.Server]:
-    """``/metrics`` on ``metrics_host:metrics_port``: its own socket, never the user's."""
-    import socket
-
-    runner = web.AppRunner(metrics.metrics_app(app[metrics.METRICS]), access_log=None,
-                           handle_signals=False, shutdown_timeout=1)
-    await runner.setup()
-    assert runner.server is not None
-    host = settings.metrics_host
-    server = await asyncio.get_running_loop().create_server(
-        runner.server, host, settings.metrics_port, reuse_port=reuse_port or None,
-        family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC)
-    return runner, server
 
 
 def share_with_ambassador(main: web.Application, app: web.Application) -> None:

@@ -19,9 +19,9 @@ from launcher.backend import NOT_FOUND, WorkspaceStatus
 from launcher.paymodels import PayModelError, PayModels
 
 from . import responses
-from .gateway import GATEWAY, Gateway
-from .session_check import authenticate
+from .gateway import Gateway
 from .sessions import Identity
+from .signed_in import signed_in
 
 log = logging.getLogger("hatchway.paymodels")
 
@@ -47,23 +47,15 @@ def _store(gateway: Gateway) -> PayModels:
     return gateway.paymodels
 
 
-async def _who(request: web.Request) -> tuple[Gateway, Identity | web.Response]:
-    gateway = request.app[GATEWAY]
-    return gateway, await authenticate(request, gateway)
-
-
 def _reader(read: Callable[[PayModels, str], Awaitable[_HasJson | None]],
             missing: str) -> Handler:
     """A GET that reads the user's pay models: 500 with the store's error, 404 ``missing``
     when there is nothing, else the Go-marshalled JSON; any other method 404 (sic: Hatchery's
     answer)."""
 
-    async def handler(request: web.Request) -> web.StreamResponse:
-        if request.method != "GET":
-            return responses.hatchery_text(404, "Not Found")
-        gateway, who = await _who(request)
-        if isinstance(who, web.StreamResponse):
-            return who
+    @signed_in("GET", other_method=404)
+    async def handler(request: web.Request, gateway: Gateway,
+                      who: Identity) -> web.StreamResponse:
         try:
             found = await read(_store(gateway), who.user)
         except PayModelError as exc:
@@ -81,12 +73,9 @@ allpaymodels = _reader(PayModels.for_user, "No paymodel set")
 
 def _changer(status_of: StatusOf, *, set_one: bool) -> Handler:
     """``/setpaymodel`` and ``/resetpaymodels``: refused while a workspace exists."""
-    async def handler(request: web.Request) -> web.StreamResponse:
-        if request.method != "POST":
-            return responses.hatchery_text(405, "Method Not Allowed")
-        gateway, who = await _who(request)
-        if isinstance(who, web.StreamResponse):
-            return who
+    @signed_in("POST")
+    async def handler(request: web.Request, gateway: Gateway,
+                      who: Identity) -> web.StreamResponse:
         wanted = request.query.get("id", "")
         if set_one and not wanted:
             return responses.hatchery_text(400, "Missing ID argument")

@@ -16,8 +16,9 @@ from aiohttp import web
 
 from launcher.backend import LAUNCHING, NOT_FOUND, RUNNING, STOPPED, Backend
 
-from .gateway import GATEWAY
-from .session_check import authenticate
+from .gateway import Gateway
+from .sessions import Identity
+from .signed_in import signed_in
 
 KEEPALIVE_SECONDS = 15.0
 POLL_SECONDS = 0.5
@@ -47,11 +48,8 @@ async def _polled(backend: Backend, user: str) -> AsyncIterator[dict[str, Any]]:
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def progress(request: web.Request) -> web.StreamResponse:
-    gateway = request.app[GATEWAY]
-    who = await authenticate(request, gateway)
-    if isinstance(who, web.StreamResponse):
-        return who
+@signed_in()
+async def progress(request: web.Request, gateway: Gateway, who: Identity) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     await resp.prepare(request)

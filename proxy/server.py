@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from . import logfilter, ops
+from . import logfilter, metrics, ops
 from .fastpath import FastPath
 from .gateway import GATEWAY
 from .responses import GatewayRequest
@@ -35,6 +35,24 @@ def _fast_path(app: web.Application, aiohttp_protocol: Callable[[], asyncio.Prot
     return fast
 
 
+async def _listen(factory: Callable[[], asyncio.BaseProtocol], host: str, port: int,
+                  reuse_port: bool) -> asyncio.base_events.Server:
+    return await asyncio.get_running_loop().create_server(
+        factory, host, port, reuse_port=reuse_port or None, backlog=1024,
+        family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC)
+
+
+async def _side_listener(app: web.Application, host: str, port: int, reuse_port: bool, *,
+                         shutdown_timeout: float) -> tuple[web.AppRunner,
+                                                           asyncio.base_events.Server]:
+    """A listener of its own for ``app`` beside the gateway's (ambassador, metrics)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                           shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    assert runner.server is not None
+    return runner, await _listen(runner.server, host, port, reuse_port)
+
+
 async def start(app: web.Application, host: str, port: int, *,
                 reuse_port: bool = False) -> Running:
     """Run ``app`` on host:port (0 picks a free port)."""
@@ -51,33 +69,23 @@ async def start(app: web.Application, host: str, port: int, *,
     runner.server.request_factory = functools.partial(app._make_request, _cls=GatewayRequest)
     fast = _fast_path(app, runner.server)
     factory: Callable[[], asyncio.BaseProtocol] = fast if fast is not None else runner.server
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        factory, host, port, reuse_port=reuse_port or None, backlog=1024,
-        family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC)
-    running = Running(runner, server, fast)
+    running = Running(runner, await _listen(factory, host, port, reuse_port), fast)
     ops.attach_fast_path(app, lambda: fast)  # metrics read its counters at scrape time
-    gateway = app.get(GATEWAY)
-    if gateway is not None and gateway.settings.ambassador_port is not None:
-        try:
-            amb_runner = web.AppRunner(ambassador_app(app), access_log=None,
-                                       handle_signals=False, shutdown_timeout=5)
-            await amb_runner.setup()
-            assert amb_runner.server is not None
-            amb_server = await loop.create_server(
-                amb_runner.server, host, gateway.settings.ambassador_port,
-                reuse_port=reuse_port or None, backlog=1024,
-                family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC)
-        except BaseException:
-            await running.close()
-            raise
-        running.ambassador = (amb_runner, amb_server)
-    if gateway is not None and gateway.settings.metrics_port is not None:
-        try:
-            running.metrics = await ops.metrics_listener(app, gateway.settings, reuse_port)
-        except BaseException:
-            await running.close()
-            raise
+    if gateway is None:
+        return running
+    settings = gateway.settings
+    try:
+        if settings.ambassador_port is not None:
+            running.ambassador = await _side_listener(
+                ambassador_app(app), host, settings.ambassador_port, reuse_port,
+                shutdown_timeout=5)
+        if settings.metrics_port is not None:  # /metrics: its own socket, never the user's
+            running.metrics = await _side_listener(
+                metrics.metrics_app(app[metrics.METRICS]), settings.metrics_host,
+                settings.metrics_port, reuse_port, shutdown_timeout=1)
+    except BaseException:
+        await running.close()
+        raise
     return running
 
 

@@ -32,6 +32,7 @@ from .trusted import parse_networks
 __all__ = ["AuthzSettings", "EnvoySettings", "KubeSettings", "LimitSettings", "LocalSettings",
            "PayModelSettings", "SessionSettings", "Settings", "load_settings"]
 
+DEV_ISSUER_NAME = "hatchway-dev"  # the dev issuer's default name
 _HEADER_NAME = (lambda v: re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", v) is not None,
                 "an HTTP header name")
 
@@ -202,6 +203,17 @@ class Settings:
     def dev_sessions(self) -> bool:
         return self.sessions.mode == "dev"
 
+    @property
+    def session_issuer(self) -> str:
+        """The ``iss`` sessions must carry, for hatchway's check and Envoy's alike:
+        ``sessions.issuer``, else the dev issuer's name, else Fence's (its base URL, the JWKS
+        URL without /.well-known/jwks)."""
+        if self.sessions.issuer:
+            return self.sessions.issuer
+        if self.dev_sessions:
+            return DEV_ISSUER_NAME
+        return self.sessions.jwks_url.removesuffix("/.well-known/jwks")
+
 
 def kube_settings(settings: Settings) -> KubeSettings:
     """``kubernetes:`` as the backend needs it: no flavor of its own means Envoy mode's."""
@@ -263,7 +275,7 @@ def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, st
         layer: Settings = build(Settings, doc, source=path)  # errors name this file
         if layer.hatchery_config:
             hatchery = load_hatchery_file(str(Path(path).parent / layer.hatchery_config))
-        layers.append((path, doc))
+        merge(Settings, merged, doc)
     env = os.environ if environ is None else environ
     env_doc: dict[str, Any] = {name: env[var] for var, name in _ENV.items() if var in env}
     if "port" in env_doc:
@@ -273,7 +285,7 @@ def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, st
         layers.append(("environment (HATCHWAY_*)", env_doc))
     if overrides:
         layers.append(("command line", {k: v for k, v in overrides.items() if v is not None}))
-    for source, doc in layers:
+    for source, doc in layers:  # each checked alone first, so errors name it
         build(Settings, doc, source=source)
         merge(Settings, merged, doc)
     settings: Settings = build(Settings, merged, source="settings")

@@ -16,6 +16,8 @@ from importlib.resources import files
 
 from aiohttp import web
 
+from .responses import wants_html
+
 KEEP_SECONDS = 24 * 3600.0
 MAX_USERS = 100_000
 RETRY_AFTER = "60"
@@ -58,8 +60,6 @@ def answer(request: web.Request, user: str, launch_url: str) -> web.Response | N
     said = _REASONS.get(reason, "it was stopped")
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when))
     headers = {"Retry-After": RETRY_AFTER, "Cache-Control": "no-store"}
-    from .responses import wants_html
-
     if wants_html(request):
         page = (_TEMPLATE.replace("{{reason}}", html.escape(said))
                 .replace("{{when}}", html.escape(stamp))

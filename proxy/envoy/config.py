@@ -61,7 +61,6 @@ _ROUTE_CONFIG = _T + "config.route.v3.RouteConfiguration"
 _CLUSTER = _T + "config.cluster.v3.Cluster"
 _HCM = _T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _EXT_AUTHZ = _T + "extensions.filters.http.ext_authz.v3.ExtAuthz"
-_EXT_AUTHZ_PER_ROUTE = _T + "extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
 _HEADER_MUTATION = _T + "extensions.filters.http.header_mutation.v3.HeaderMutation"
 _ROUTER = _T + "extensions.filters.http.router.v3.Router"
 _UPSTREAM_TLS = _T + "extensions.transport_sockets.tls.v3.UpstreamTlsContext"
@@ -205,9 +204,6 @@ def answered(entry: dict[str, Any], status: int, message: str, *,
             "response_headers_to_add": [
                 _header("content-type", "application/json; charset=utf-8"), *extra]}
     return [page, data]
-
-
-_AUTHZ_OFF = {"envoy.filters.http.ext_authz": {"@type": _EXT_AUTHZ_PER_ROUTE, "disabled": True}}
 
 
 def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
@@ -445,7 +441,7 @@ class EnvoyConfigWriter:
                                                     ask_hatchway=not self._jwt_lane(user))
         routes.append({"name": "proxy_root", "match": {"path": self._prefix.rstrip("/")},
                        "redirect": {"path_redirect": self._prefix},
-                       "typed_per_filter_config": _AUTHZ_OFF})
+                       "typed_per_filter_config": envoy_jwt.AUTHZ_OFF})
         # Signed-in users with no workspace get hatchway's own answer from its check (404 or
         # 410 "workspace stopped"); this is for a route hatchway has and Envoy not yet.
         routes += answered({"name": "no_workspace", "match": {"prefix": self._prefix}}, 404,
@@ -455,8 +451,9 @@ class EnvoyConfigWriter:
             routes.append({"name": "hatchway_api", "match": {"prefix": "/"},
                            "route": {"cluster": HATCHWAY_CLUSTER, "timeout": "0s",
                                      "idle_timeout": _duration(self._idle)},
-                           "typed_per_filter_config": _AUTHZ_OFF if self._jwt_lane is None
-                           else {**_AUTHZ_OFF, **envoy_jwt.LUA_OFF}})
+                           "typed_per_filter_config": {
+                               **envoy_jwt.AUTHZ_OFF,
+                               **(envoy_jwt.LUA_OFF if self._jwt_lane is not None else {})}})
         return {"@type": _ROUTE_CONFIG, "name": ROUTE_CONFIG_NAME,
                 "virtual_hosts": [{"name": "hatchway", "domains": ["*"], "routes": routes}]}
 
@@ -619,6 +616,11 @@ def _admin_client_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _admin_url(env: EnvoySettings) -> str:
+    """Where hatchway reads Envoy's admin (applied route versions, activity counters)."""
+    return f"http://{_admin_client_host(env.admin_host)}:{env.admin_port}"
+
+
 def writer_for_settings(settings: Settings, routes: RouteTable) -> EnvoyConfigWriter:
     """The writer ``hatchway serve`` runs in Envoy mode (``await writer.start()`` on startup,
     ``await writer.stop()`` on shutdown)."""
@@ -627,12 +629,9 @@ def writer_for_settings(settings: Settings, routes: RouteTable) -> EnvoyConfigWr
                              proxy_prefix=settings.proxy_prefix,
                              idle_timeout_s=env.idle_timeout_s,
                              api_passthrough=env.api_passthrough,
-                             admin_url=f"http://{_admin_client_host(env.admin_host)}:{env.admin_port}",
+                             admin_url=_admin_url(env),
                              jwt_lane=jwt_lane_for_settings(settings),
                              launch_url=settings.prefix + "/")
-
-
-DEV_ISSUER_NAME = "hatchway-dev"  # proxy.app's dev issuer (launcher must not import proxy)
 
 
 def jwt_check_for_settings(settings: Settings) -> envoy_jwt.JwtCheck | None:
@@ -642,19 +641,16 @@ def jwt_check_for_settings(settings: Settings) -> envoy_jwt.JwtCheck | None:
     if env.authorization != "jwt":
         return None
     sessions = settings.sessions
+    jwks_url = sessions.jwks_url
     if settings.dev_sessions:  # hatchway serves its dev keys itself
         jwks_url = (f"http://{_admin_client_host(env.hatchway_host)}:{env.hatchway_port}"
                     f"{settings.prefix.rstrip('/')}/.well-known/jwks")
-        issuer = sessions.issuer or DEV_ISSUER_NAME
-    else:
-        jwks_url = sessions.jwks_url
-        issuer = sessions.issuer or jwks_url.removesuffix("/.well-known/jwks")
     try:
         envoy_jwt.jwks_endpoint(jwks_url)
     except ValueError:
         raise ConfigError("settings", "sessions.jwks_url", "an http(s):// URL", jwks_url) from None
     return envoy_jwt.JwtCheck(
-        issuer=issuer, jwks_url=jwks_url, audience=sessions.audience,
+        issuer=settings.session_issuer, jwks_url=jwks_url, audience=sessions.audience,
         cookie_name=sessions.cookie_name, leeway_s=sessions.leeway_seconds,
         jwks_cache_s=sessions.jwks_cache_seconds, proxy_prefix=settings.proxy_prefix,
         user_header=env.user_header.lower())
@@ -683,4 +679,4 @@ def activity_poller_args(settings: Settings) -> tuple[str, float] | None:
     env = envoy_settings(settings)
     if env.authorization != "jwt":
         return None
-    return f"http://{_admin_client_host(env.admin_host)}:{env.admin_port}", env.activity_poll_s
+    return _admin_url(env), env.activity_poll_s

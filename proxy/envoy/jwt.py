@@ -38,13 +38,11 @@ LUA_FILTER = "envoy.filters.http.lua"
 EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
 JWKS_CLUSTER = "session_jwks"
 PROVIDER = "session"
-AUTHORIZATION_MODES = ("jwt", "ext_authz")
 
 _T = "type.googleapis.com/envoy."
 _JWT_AUTHN = _T + "extensions.filters.http.jwt_authn.v3.JwtAuthentication"
 _LUA = _T + "extensions.filters.http.lua.v3.Lua"
 _LUA_PER_ROUTE = _T + "extensions.filters.http.lua.v3.LuaPerRoute"
-_HEADER_MUTATION = _T + "extensions.filters.http.header_mutation.v3.HeaderMutation"
 _EXT_AUTHZ_PER_ROUTE = _T + "extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
 _EARLY_MUTATION = _T + "extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"
 

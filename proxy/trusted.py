@@ -16,16 +16,9 @@ from collections.abc import Iterable
 from aiohttp import web
 
 from launcher.errors import ConfigError
+from launcher.names import hatchery_user
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-_GO_HTML = str.maketrans({"<": "&lt;", ">": "&gt;", "&": "&amp;", "'": "&#39;", '"': "&#34;"})
-
-
-def go_html_escape(s: str) -> str:
-    """Go's ``html.EscapeString``: ``<``, ``>``, ``&``, ``'`` (``&#39;``), ``"`` (``&#34;``)."""
-    return s.translate(_GO_HTML)
-
 
 def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
     """``trusted_proxies`` as networks; a wrong entry stops start-up naming it."""
@@ -75,4 +68,4 @@ def trusted_user(request: web.Request, nets: tuple[Network, ...]) -> str | None:
     if len(values) > 1:
         raise Ambiguous("more than one REMOTE_USER header")
     user = values[0].strip()
-    return go_html_escape(user) if user else None
+    return hatchery_user(user) if user else None

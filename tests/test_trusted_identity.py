@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from launcher.errors import ConfigError
+from launcher.names import hatchery_user
 from proxy.settings import load_settings
-from proxy.trusted import go_html_escape
 
 from .conftest import PROXY, GatewayUnderTest
 from .helpers import exchange
@@ -130,8 +130,8 @@ async def test_a_trusted_remote_user_is_html_escaped_as_hatchery_does(
         assert (await r.json())["headers"]["REMOTE_USER"] == escaped
 
 
-def test_go_html_escape_matches_gos_html_escapestring() -> None:
-    assert go_html_escape("a<b>&'\"é") == "a&lt;b&gt;&amp;&#39;&#34;é"
+def test_hatchery_user_escapes_as_gos_html_escapestring() -> None:
+    assert hatchery_user("a<b>&'\"é") == "a&lt;b&gt;&amp;&#39;&#34;é"
 
 
 async def test_a_trusted_remote_user_outranks_the_forwarded_token_even_on_the_fast_path(

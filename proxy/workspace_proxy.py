@@ -31,7 +31,8 @@ def _no_touch() -> None:
     pass
 
 
-def _origin_allowed(gateway: Gateway, request: web.Request) -> bool:
+def request_origin_allowed(gateway: Gateway, request: web.Request) -> bool:
+    """``origin_allowed`` for an aiohttp request (builtin mode's relay and Envoy's check)."""
     return origin_allowed(gateway.settings, request.headers.get("Origin"),
                           request.headers.get("Host", ""))
 
@@ -123,7 +124,7 @@ async def _relay(request: web.Request, raw_target: str) -> web.StreamResponse:
     client = request.app[CLIENT]
     try:
         if is_ws:
-            if not _origin_allowed(gateway, request):
+            if not request_origin_allowed(gateway, request):
                 return responses.error(request, 403, "cross-origin WebSocket refused")
             return await relay_websocket(request, client, url, headers, touch,
                                          settings.websocket_max_message_bytes)

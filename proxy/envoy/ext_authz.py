@@ -24,7 +24,7 @@ from ..gateway import GATEWAY
 from ..headers import strip_session_cookie
 from ..session_check import authenticate
 from ..sessions import Identity
-from ..workspace_proxy import _origin_allowed, unrouted
+from ..workspace_proxy import request_origin_allowed, unrouted
 
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
 
@@ -53,7 +53,7 @@ async def ext_authz_check(request: web.Request) -> web.StreamResponse:
     # As in the built-in proxy: a page on another site must not open a WebSocket that rides
     # on the user's cookie (Envoy forwards Upgrade, Origin and the client's Host).
     if (request.headers.get("Upgrade", "").lower() == "websocket"
-            and not _origin_allowed(gateway, client_view)):
+            and not request_origin_allowed(gateway, client_view)):
         return responses.error(client_view, 403, "cross-origin WebSocket refused")
     user = identity.user
     # A header can't carry it (and it is not a real name); edge whitespace would be trimmed in

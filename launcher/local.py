@@ -208,6 +208,9 @@ class LocalBackend:
             status.status = TERMINATING
         elif ws.exited:
             status.status = STOPPED
+            # Reported Stopped means not routed, even before the watcher has run: the
+            # proxy must not answer "launching" for a workspace the user is told has ended.
+            self._unpublish(ws)
             code = ws.returncode
             terminated: dict[str, Any] = {"exitCode": code} if code >= 0 else {"signal": -code}
             terminated["reason"] = "Completed" if code == 0 else "Error"

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .options import WorkspaceOption
+
+if TYPE_CHECKING:
+    from .paymodels import PayModels
 
 NOT_FOUND, LAUNCHING, RUNNING, STOPPED, TERMINATING = (
     "Not Found", "Launching", "Running", "Stopped", "Terminating",
@@ -82,6 +85,15 @@ class Backend(Protocol):
     async def terminate(self, user: str, token: str | None = None) -> bool:
         """Stop ``user``'s workspace; False when there was none. ``token`` (the user's, absent
         when culled) revokes what was minted with it at launch."""
+
+
+@runtime_checkable
+class TracksCosts(Protocol):
+    """A backend that charges workspaces' runtime to pay models, as Hatchery's PodTracker
+    (Kubernetes). The local backend charges nothing."""
+
+    def attach_costs(self, paymodels: PayModels, *, hold_seconds: float) -> None:
+        """The commons' pay models (before ``start``)."""
 
 
 @runtime_checkable

@@ -432,12 +432,16 @@ _DEC = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 
 _DEC_SUFFIX = {e: s for s, e in _DEC.items()}
 
 
-def canonical_quantity(v: Any, path: str) -> str:
-    """``resource.Quantity`` as Kubernetes marshals it (ParseQuantity, then CanonicalizeBytes):
-    the value is kept, its form normalised ("1024Mi" → "1Gi", "0.5" → "500m", "1000" → "1k").
-    Sub-nano precision, which Kubernetes rounds up, is rounded up to the nano here too."""
+def quantity_amount(v: Any, path: str) -> Decimal:
+    """The exact value of a ``resource.Quantity`` (ParseQuantity: sub-nano precision rounded
+    up to the nano, as Kubernetes rounds it). Raises GoDecodeError."""
+    return _parse_quantity(v, path)[1]
+
+
+def _parse_quantity(v: Any, path: str) -> tuple[str, Decimal]:
+    """(format, amount): "bin", "exp" or "dec", as ParseQuantity records the format."""
     if v is None:
-        return "0"
+        return "dec", Decimal(0)
     text = v.strip() if isinstance(v, str) else (
         repr(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
     m = _QTY.match(text) if text is not None else None
@@ -455,8 +459,16 @@ def canonical_quantity(v: Any, path: str) -> str:
     else:
         fmt, amount = "dec", number.scaleb(_DEC[suffix or ""])
     amount = (amount * 10**9).to_integral_value(rounding="ROUND_CEILING") / 10**9
-    if sign == "-":
-        amount = -amount
+    return fmt, -amount if sign == "-" else amount
+
+
+def canonical_quantity(v: Any, path: str) -> str:
+    """``resource.Quantity`` as Kubernetes marshals it (ParseQuantity, then CanonicalizeBytes):
+    the value is kept, its form normalised ("1024Mi" → "1Gi", "0.5" → "500m", "1000" → "1k").
+    Sub-nano precision, which Kubernetes rounds up, is rounded up to the nano here too."""
+    if v is None:
+        return "0"
+    fmt, amount = _parse_quantity(v, path)
     if amount == 0:
         return "0"
     if fmt == "bin" and (abs(amount) < 1024 or amount != amount.to_integral_value()):

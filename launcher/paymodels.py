@@ -122,6 +122,25 @@ class PayModel:
                     f"cannot unmarshal pay model attribute {key!r}: {av!r}") from None
         return cls(**values)
 
+    def to_item(self) -> dict[str, Any]:
+        """The row as Hatchery's ``dynamodbattribute.MarshalMap`` writes it (costTracker.go
+        ``createDefaultTrialPayPayModel``): every field; an empty string NULL (the SDK's
+        ``NullEmptyString``); a float32 widened to float64 and printed shortest, no exponent
+        (``strconv.FormatFloat(float64(v), 'f', -1, 64)``: 0.1 is 0.10000000149011612)."""
+        item: dict[str, Any] = {}
+        for attr, key, kind in _FIELDS:
+            v = getattr(self, attr)
+            if kind == "s":
+                item[key] = {"S": v} if v else {"NULL": True}
+            elif kind == "b":
+                item[key] = {"BOOL": bool(v)}
+            elif kind == "i":
+                item[key] = {"N": str(int(v))}
+            else:
+                text = format(Decimal(repr(float32(v))), "f")
+                item[key] = {"N": text.rstrip("0").rstrip(".") if "." in text else text}
+        return item
+
 
 @dataclass(frozen=True)
 class AllPayModels:
@@ -242,6 +261,16 @@ class PayModels:
         """No pay model of the user's is current any more."""
         for row in rows if rows is not None else _rows(await self._scan(user)):
             await self._flag(user, row.id, False)
+
+    # --- for the table's other writer (launcher.costs.ledger) ----------------------------------
+
+    async def rows(self, user: str) -> list[PayModel]:
+        """The user's active and above-limit rows (Hatchery's ``payModelsFromDatabase``)."""
+        return _rows(await self._scan(user))
+
+    async def table_client(self) -> Any:
+        """The pooled DynamoDB client (as ``pay-models-dynamodb-arn``'s role, when set)."""
+        return await self._dynamodb()
 
     # --- DynamoDB ------------------------------------------------------------------------------
 

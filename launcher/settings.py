@@ -112,3 +112,7 @@ class PayModelSettings:
     region: str = setting("us-east-1", "AWS region (Hatchery's, fixed in its code).")
     endpoint_url: str = setting("", "DynamoDB/STS endpoint override (a local emulator); "
                                 "empty: AWS's.")
+    charge_hold_seconds: float = setting(
+        900.0, "Kubernetes cost tracking: a deleted workspace pod is kept (Terminating) at most "
+        "this long while its charge cannot reach the table; then it goes, the charge logged "
+        "as lost.", check=non_negative())

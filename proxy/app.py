@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from launcher.activity import ActivityTracker
-from launcher.backend import Backend, SharedActivity
+from launcher.backend import Backend, SharedActivity, TracksCosts
 from launcher.culling import IdleCuller
 from launcher.errors import ConfigError
 from launcher.options import HatcheryConfig
@@ -109,6 +109,9 @@ def build_app(settings: Settings) -> web.Application:
     # On Kubernetes the replicas share activity (a Service annotation) and elect one culler
     # (a Lease); the local backend has neither and culls alone.
     backend = gateway.backend
+    if gateway.paymodels is not None and isinstance(backend, TracksCosts):
+        backend.attach_costs(gateway.paymodels,
+                             hold_seconds=settings.paymodels.charge_hold_seconds)
     last_activity = gateway.activity.last_ms
     is_leader: Callable[[], bool] = lambda: True  # noqa: E731
     default_limit_ms = 0

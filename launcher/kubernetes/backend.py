@@ -10,6 +10,9 @@ Service with Hatchery's 20 s grace, never the PVC.
 
 Routes: a Service reflector and an EndpointSlice reflector feed the Router; nothing about a
 route lives only in this process, so every replica and every restart sees the same table.
+
+Costs: with a pay-model table, a pod reflector feeds Hatchery's cost tracking
+(cost_tracking.py), which the Lease leader runs.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from launcher.backend import WorkspaceStatus
+from launcher.costs.ledger import UsageLedger
+from launcher.costs.pricing import Pricing
 from launcher.errors import BackendError, BackendUnavailable, NameTaken, WorkspaceExists
 from launcher.fence_keys import ApiKey, FenceKeys, api_key_of, fence_url, key_id_of
 from launcher.names import claim_name, pod_name, service_name
@@ -33,6 +38,7 @@ from . import specs
 from .activity_sync import ActivitySync
 from .client import ApiError, Conflict, Gone, KubeClient
 from .config import DEFAULT_NAMESPACE, KubeSettings
+from .cost_tracking import FINALIZER, PodCostTracker, held_pods
 from .leader import LeaderElector, default_identity
 from .progress import ProgressTracker, message
 from .routing import Router
@@ -41,6 +47,7 @@ from .watching import DOWN, OK, STALE, Reflector
 from .workspace_env import launch_env, workspace_id
 
 if TYPE_CHECKING:
+    from launcher.paymodels import PayModels
     from launcher.routes import RouteTable
 
 log = logging.getLogger("hatchway.kubernetes")
@@ -79,6 +86,12 @@ class KubernetesBackend:
         self.activity: ActivitySync | None = None
         self.elector: LeaderElector | None = None
         self.default_idle_ms = self.cfg.default_idle_seconds * 1000
+        # -- issue 20: Hatchery's PodTracker (cost_tracking.py) ----------------------------
+        self._paymodels: PayModels | None = None
+        self._charge_hold_seconds = 0.0
+        self.pods: Reflector | None = None
+        self.costs: PodCostTracker | None = None
+        self._costs_start: asyncio.Task[None] | None = None
 
     def _fence_http(self) -> aiohttp.ClientSession:
         if self._http is None:
@@ -94,6 +107,15 @@ class KubernetesBackend:
         if self.activity is not None:
             return self.activity.last_ms(user)
         return self._local_activity(user) if self._local_activity else 0
+
+    def attach_costs(self, paymodels: PayModels, *, hold_seconds: float) -> None:
+        """The commons' pay models, to charge workspace pods to (before ``start``); tracking
+        runs when they live in a table, as Hatchery's does."""
+        self._paymodels, self._charge_hold_seconds = paymodels, hold_seconds
+
+    @property
+    def tracks_costs(self) -> bool:
+        return self._paymodels is not None and bool(self._paymodels.table)
 
     @property
     def is_leader(self) -> bool:
@@ -125,19 +147,58 @@ class KubernetesBackend:
                                      lease_seconds=self.cfg.lease_seconds,
                                      renew_seconds=self.cfg.lease_renew_seconds)
         self.elector.start()
+        if self.tracks_costs:
+            self._start_costs(tracking=True)
+        else:
+            self._costs_start = asyncio.create_task(self._release_held_pods())
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.cfg.request_timeout):
                 await asyncio.gather(self.services.synced.wait(), self.slices.synced.wait())
 
+    def _start_costs(self, *, tracking: bool) -> None:
+        assert self._client is not None
+        self.pods = Reflector(self._client, "pods", self.cfg)
+        ledger = None
+        if tracking:
+            assert self._paymodels is not None
+            ledger = UsageLedger(self._paymodels)
+        self.costs = PodCostTracker(
+            self._client, self.pods, ledger=ledger,
+            pricing=Pricing.from_hatchery(self.hatchery.raw, self.hatchery.source),
+            is_leader=lambda: self.is_leader, hold_seconds=self._charge_hold_seconds,
+            interval_seconds=self.cfg.lease_renew_seconds)
+        self.pods.start()
+        self.costs.start()
+
+    async def _release_held_pods(self) -> None:
+        """Tracking off: pods an earlier run held for their charge must still go."""
+        delay = self.cfg.retry_backoff
+        while True:
+            try:
+                if await held_pods(self.client):
+                    log.info("pods hold the cost-tracking finalizer: letting go of them")
+                    self._start_costs(tracking=False)
+                return
+            except BackendError as exc:
+                log.debug("listing pods for held ones: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.cfg.backoff_max)
+
     async def close(self) -> None:
         """Stop watching. Pods keep running: they are the cluster's, not this process's."""
+        if self._costs_start is not None:
+            self._costs_start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._costs_start
+        if self.costs is not None:
+            await self.costs.stop()
         for part in (self.activity, self.elector):  # publish the last activity, release
             if part is not None:
                 await part.stop()
         if self._http is not None:
             await self._http.close()
             self._http = None
-        for reflector in (self.services, self.slices):
+        for reflector in (self.services, self.slices, self.pods):
             if reflector is not None:
                 await reflector.stop()
         if self._client is not None:
@@ -173,6 +234,8 @@ class KubernetesBackend:
         pod = specs.pod_spec(user, option, self.hatchery, self.namespace, self.gen3_endpoint,
                              extra_env=launch_env(option, key),
                              workspace_id=workspace_id(pay_model_id))
+        if self.tracks_costs:  # the API server keeps it, once deleted, until it is charged
+            pod["metadata"]["finalizers"] = [FINALIZER]
         try:
             if specs.needs_claim(option):
                 claim = await self.client.get("persistentvolumeclaims", claim_name(user))
@@ -240,20 +303,22 @@ class KubernetesBackend:
     # -- what Hatchery lacks -----------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
-        parts = {r.kind: r.health() for r in (self.services, self.slices) if r is not None}
+        watched = (self.services, self.slices, self.pods)
+        parts = {r.kind: r.health() for r in watched if r is not None}
         worst = max((p["state"] for p in parts.values()), key=_STATE_RANK.__getitem__,
                     default="starting")
         return {
             "watch": worst,
             # An unreachable API server is reported but is not "unhealthy": routes keep
             # serving, and restarting replicas would not bring the API server back.
-            "healthy": all(r.alive for r in (self.services, self.slices) if r is not None),
+            "healthy": all(r.alive for r in watched if r is not None),
             "namespace": self.namespace,
             "route_to": self.cfg.route_to,
             "last_event_age_s": min((p["last_event_age_s"] for p in parts.values()),
                                     default=None),
             "relists": sum(p["relists"] for p in parts.values()),
             "watches": parts,
+            **({"costs": self.costs.health()} if self.costs is not None else {}),
         }
 
     def routes_pending(self) -> list[str]:

@@ -30,7 +30,7 @@ from .config import KubeSettings
 # Every (API group, resource) hatchway touches and the verbs it uses. The Role in deploy/
 # grants exactly these (tests/k8s checks), and the client refuses any other call.
 PERMISSIONS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("", "pods"): ("get", "list", "watch", "create", "delete"),
+    ("", "pods"): ("get", "list", "watch", "create", "delete", "patch"),  # patch: finalizer
     ("", "services"): ("list", "watch", "create", "delete", "patch"),  # patch: activity
     ("", "persistentvolumeclaims"): ("get", "create"),
     ("", "events"): ("list", "watch"),

@@ -32,6 +32,7 @@ from .config import KubeSettings
 log = logging.getLogger("hatchway.kubernetes")
 STARTING, OK, STALE, DOWN = "starting", "ok", "stale", "down"
 Listener = Callable[[str | None], None]  # a changed object's name; None after a re-list
+Farewell = Callable[[dict[str, Any]], None]  # a deleted object, as the DELETED event had it
 
 
 class Reflector:
@@ -43,6 +44,7 @@ class Reflector:
         self.cache: dict[str, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self._listeners: list[Listener] = [on_change] if on_change else []
+        self._farewells: list[Farewell] = []
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
         self._state, self._error = STARTING, ""
@@ -51,6 +53,11 @@ class Reflector:
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def subscribe_deleted(self, farewell: Farewell) -> None:
+        """``farewell`` gets each object a DELETED event removes, in its last state (the
+        cache no longer has it then)."""
+        self._farewells.append(farewell)
 
     def start(self) -> None:
         if self._task is None:
@@ -134,6 +141,8 @@ class Reflector:
                 continue
             if kind == "DELETED":
                 self.cache.pop(name, None)
+                for farewell in self._farewells:
+                    farewell(obj)
             elif kind in ("ADDED", "MODIFIED"):
                 self.cache[name] = obj
             else:

@@ -18,8 +18,11 @@ the real ``kubernetes_asyncio`` client is used unchanged:
 * a replace (PUT) is served as an update, and an update or patch that carries
   ``metadata.resourceVersion`` is refused with 409 unless that version is current (the
   compare-and-swap a Lease is built on; ``coordination.k8s.io/v1`` Leases are served);
-* deleting a Pod with a grace period only marks it (``deletionTimestamp``), as the API server
-  does; the kubelet removes it for good with ``gracePeriodSeconds=0``.
+* deleting a Pod with a grace period only marks it (``deletionTimestamp`` = now + grace), as
+  the API server does; the kubelet removes it for good with ``gracePeriodSeconds=0``, which
+  moves ``deletionTimestamp`` back by the grace it cuts. A pod with finalizers stays, marked
+  with grace 0, until an update removes the last one (kmock then deletes it);
+* ``now`` (a test may set it) is the time creation and deletion timestamps are stamped with.
 
 ``ApiServer`` serves it over HTTP on 127.0.0.1 and can go away and come back on the same port;
 ``write_kubeconfig`` points a client at it. The tests (tests/k8s/conftest.py) and the soak
@@ -55,8 +58,12 @@ _KINDS = {"pods": "Pod", "services": "Service", "events": "Event",
           "leases": "Lease"}
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _stamp(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _rv_of(obj: Mapping[str, Any]) -> int:
@@ -123,6 +130,7 @@ class _StampingBus(Bus[Any]):
 @attrs.define(kw_only=True)
 class Emulator(kmock.KubernetesEmulator):
     history_limit: int = 2000
+    now: Callable[[], datetime.datetime] = _utc_now
     _rv: int = attrs.field(default=0, init=False)
     _write_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
     _history: dict[Any, collections.deque[tuple[int, dict[str, Any]]]] = attrs.field(
@@ -238,7 +246,7 @@ class Emulator(kmock.KubernetesEmulator):
                 if request.action == kmock.action.CREATE:
                     meta.setdefault("namespace", request.namespace)
                     meta.setdefault("uid", str(uuid.uuid4()))
-                    meta.setdefault("creationTimestamp", _now())
+                    meta.setdefault("creationTimestamp", _stamp(self.now()))
                     request.data.setdefault("kind", _KINDS.get(request.resource.plural or ""))
             if request.action == kmock.action.DELETE and request.resource.plural == "pods":
                 graceful = await self._mark_deleting(request)
@@ -265,18 +273,32 @@ class Emulator(kmock.KubernetesEmulator):
             status=409)
 
     async def _mark_deleting(self, request: kmock.Request) -> aiohttp.web.Response | None:
-        """A Pod deleted with a grace period is only marked; its kubelet finishes the job."""
+        """A Pod deleted with a grace period, or holding finalizers, is only marked (its
+        kubelet, or whoever holds the finalizer, finishes the job); a shorter grace period
+        moves the mark earlier, as the API server's BeforeDelete does."""
         body = request.data if isinstance(request.data, dict) else {}
-        grace = request.params.get("gracePeriodSeconds", body.get("gracePeriodSeconds", 30))
+        grace = int(request.params.get("gracePeriodSeconds", body.get("gracePeriodSeconds", 30)))
         key = (request.resource, request.namespace, request.name)
-        if int(grace) <= 0 or key not in self.objects or self.objects[key].deleted:
+        if key not in self.objects or self.objects[key].deleted:
             return None
         obj = self.objects[key]
-        if not obj.get("metadata", {}).get("deletionTimestamp"):
-            obj.patch({"metadata": {"deletionTimestamp": _now(),
-                                    "deletionGracePeriodSeconds": int(grace),
-                                    "resourceVersion": str(self._rv)}})
-            await self._buses[request.resource].put({"type": "MODIFIED", "object": obj.raw})
+        meta = obj.get("metadata", {})
+        marked, old = meta.get("deletionTimestamp"), meta.get("deletionGracePeriodSeconds")
+        gone = grace <= 0 and not meta.get("finalizers")  # kmock then removes it
+        if marked and (old is None or grace >= old):  # only a shorter grace changes a mark
+            return None if gone else aiohttp.web.json_response(obj.raw)
+        if gone and not marked:
+            return None
+        start = (datetime.datetime.fromisoformat(marked.replace("Z", "+00:00"))
+                 - datetime.timedelta(seconds=old)) if marked else self.now()
+        obj.patch({"metadata": {"deletionTimestamp": _stamp(start + datetime.timedelta(
+                                    seconds=max(grace, 0))),
+                                "deletionGracePeriodSeconds": max(grace, 0),
+                                "resourceVersion": str(self._rv)}})
+        await self._buses[request.resource].put({"type": "MODIFIED", "object": obj.raw})
+        if gone:  # removed now (kmock) in the state just written, as the API server does:
+            self._rv += 1  # its DELETED event is a revision of its own
+            return None
         return aiohttp.web.json_response(obj.raw)
 
     # -- read path: selectors, resourceVersions, resumable watches ------------------------

@@ -1,0 +1,142 @@
+"""Shared parts of the cost-tracking tests: moto's DynamoDB server with Hatchery's key schema
+(tests/helpers.py), backends (replicas) that charge to it, pods written as another actor would
+write them, and the table read back. Imported by the test modules that use them."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from launcher.kubernetes import KubernetesBackend
+from launcher.options import parse_hatchery_config
+from launcher.paymodels import PayModels
+from launcher.routes import RouteTable
+from proxy.settings import Settings
+from proxy.settings import kube_settings as kube_config
+
+from ..helpers import NAMESPACE, aws_env, create_paymodel_table, moto_server
+from .conftest import HATCHERY_DOC, api_write
+from .emulator import ApiServer
+
+PRICING = {"cpu": 0.0425, "memory": 0.00575}
+TRIAL = {"workspace_type": "Trial Workspace", "local": True, "hard-limit": 100}
+Row = dict[str, Any]
+
+
+def at(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name, value in aws_env(tmp_path / "none").items():
+        monkeypatch.setenv(name, value)
+
+
+class Table:
+    """One fresh pay-model table: rows in and out as DynamoDB items."""
+
+    def __init__(self, url: str) -> None:
+        self.name = f"paymodels-{uuid.uuid4().hex[:8]}"
+        self.db = create_paymodel_table(url, self.name)
+
+    def put(self, *items: Row) -> None:
+        for item in items:
+            self.db.put_item(TableName=self.name, Item=item)
+
+    def rows(self) -> list[Row]:
+        return list(self.db.scan(TableName=self.name)["Items"])
+
+    def row(self, user: str, pay_model_id: str) -> Row | None:
+        item = self.db.get_item(TableName=self.name, Key={
+            "user_id": {"S": user}, "bmh_workspace_id": {"S": pay_model_id}}).get("Item")
+        return None if item is None else dict(item)
+
+    def usage(self, user: str, pay_model_id: str) -> Decimal | None:
+        row = self.row(user, pay_model_id)
+        return None if row is None or "total-usage" not in row else Decimal(
+            row["total-usage"]["N"])
+
+
+@pytest.fixture
+def table(moto_url: str) -> Table:
+    return Table(moto_url)
+
+
+BackendMaker = Callable[..., Any]
+
+
+@pytest.fixture
+async def cost_backend(kube_settings: Callable[..., Settings], moto_url: str, table: Table
+                       ) -> AsyncIterator[BackendMaker]:
+    """Start a replica whose hatchery.json names ``table`` (pass ``table=""`` for none)
+    and its pricing; closed (Lease released) at teardown unless closed before."""
+    started: list[tuple[KubernetesBackend, PayModels]] = []
+
+    async def make(*, identity: str = "", hold_seconds: float = 60.0,
+                   hatchery: dict[str, Any] | None = None, table_name: str | None = None,
+                   **kubernetes: Any) -> KubernetesBackend:
+        doc = {**HATCHERY_DOC, "pricing": PRICING, "default-pay-model": TRIAL,
+               **(hatchery or {}),
+               "pay-models-dynamodb-table": table.name if table_name is None else table_name}
+        config = parse_hatchery_config(doc, "test hatchery.json")
+        pay = PayModels.from_hatchery(config.raw, config.source, endpoint_url=moto_url)
+        settings = {"lease_seconds": 1.0, "lease_renew_seconds": 0.2, **kubernetes}
+        backend = KubernetesBackend(RouteTable(), kube_config(kube_settings(
+            identity=identity or f"replica-{len(started)}", **settings)), config)
+        backend.attach_costs(pay, hold_seconds=hold_seconds)
+        await backend.start()
+        started.append((backend, pay))
+        return backend
+
+    yield make
+    for backend, pay in started:
+        await backend.close()
+        await pay.close()
+
+
+def pod_body(name: str, *, user: str, pay_model_id: str | None, created: str,
+             containers: list[dict[str, Any]], init: list[dict[str, Any]] | None = None,
+             hatchway: bool = True) -> dict[str, Any]:
+    """A workspace pod as a launcher writes it: Hatchery's annotations, each container's
+    requests (= limits); hatchway's own also carry its user annotation and finalizer."""
+    notes = {"gen3username": user}
+    if pay_model_id is not None:
+        notes["bmh_workspace_id"] = pay_model_id
+    meta: dict[str, Any] = {"name": name, "annotations": notes, "creationTimestamp": created}
+    if hatchway:
+        meta["annotations"]["hatchway.gen3.org/user"] = user
+        meta["finalizers"] = ["hatchway.gen3.org/cost-tracking"]
+
+    def container(c: dict[str, Any]) -> dict[str, Any]:
+        return {"name": c["name"], "image": "registry.invalid/x:1",
+                "resources": {"requests": c["requests"], "limits": c["requests"]}}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+            "spec": {"containers": [container(c) for c in containers],
+                     "initContainers": [container(c) for c in init or []]}}
+
+
+async def delete_at(api: ApiServer, name: str, when: str, *, confirm: bool = True) -> None:
+    """Delete a pod at ``when``, as an operator does (grace 30); ``confirm``: then as its
+    kubelet does once the containers stopped (grace 0), which dates the deletion back to
+    ``when``."""
+    api.emulator.now = lambda: at(when)
+    await api_write(api, "DELETE", "pods", {"gracePeriodSeconds": 30}, name=name)
+    if confirm:
+        await api_write(api, "DELETE", "pods", {"gracePeriodSeconds": 0}, name=name)
+
+
+def live_pods(api: ApiServer) -> list[str]:
+    return [p["metadata"]["name"] for p in api.emulator.items("pods", NAMESPACE)]

@@ -177,8 +177,6 @@ def _unsupported(doc: Mapping[str, Any], options: list[WorkspaceOption],
         out.append("nextflow-global: no Nextflow AWS set-up")
     if (doc.get("prisma") or {}).get("enable") is True:
         out.append("prisma: Prisma Cloud agents are not deployed")
-    if doc.get("pricing"):
-        out.append("pricing: /allCosts is not served")
     models = [doc.get("default-pay-model") or {}, *(doc.get("pay-models") or [])]
     if any(isinstance(m, Mapping) and m.get("ecs") is True for m in models):
         out.append("pay models with ecs: true: ECS workspaces (in other AWS accounts) are "

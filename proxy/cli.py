@@ -155,7 +155,10 @@ def _warn_unsupported(settings: Settings) -> None:
     """One start-up warning naming every Hatchery feature the config uses that hatchway does not
     provide, and (local backend) the fields local workspaces ignore: never a crash."""
     assert settings.hatchery is not None
+    from launcher.costs.notes import unsupported as cost_notes
+
     notes = list(settings.hatchery.unsupported)
+    notes += cost_notes(settings.hatchery.raw, settings.backend)
     if settings.hatchery.unused_fields:
         notes.append("unknown fields (Hatchery ignores them too): "
                      + ", ".join(settings.hatchery.unused_fields))

@@ -302,6 +302,17 @@ async def test_a_launch_on_a_pay_model_above_its_limit_is_refused(
     assert await launch(client, gw) == (500, "Paymodel is not active. Launch forbidden\n")
 
 
+async def test_the_launch_check_reads_request_status_not_total_usage(
+        pay_gateway: Callable[..., Any], client: aiohttp.ClientSession,
+        table: tuple[Any, str]) -> None:
+    """Hatchery's launch (hatchery.go 581-619) never compares total-usage with hard-limit:
+    a row turns ``above limit`` by a write (hatchway's cost tracking makes it when a charge
+    reaches the limit: tests/k8s/test_cost_tracking.py), and only that status refuses."""
+    put(table, row("alice", "w1", current=True, usage="150", limit="100"))
+    gw = await pay_gateway(**{"pay-models-dynamodb-table": table[1]})
+    assert await launch(client, gw) == (200, "Success")
+
+
 async def test_a_launch_on_an_ecs_pay_model_is_refused(
         pay_gateway: Callable[..., Any], client: aiohttp.ClientSession,
         table: tuple[Any, str]) -> None:

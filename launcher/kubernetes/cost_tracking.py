@@ -15,13 +15,14 @@ Only once, and nothing lost:
 * Only the Lease leader (the culler's, launcher/kubernetes/leader.py) writes, so replicas
   never both charge one pod; a replica that gains the Lease sweeps every pod, as Hatchery's
   restart does.
-* hatchway's pods carry a finalizer (``hatchway.gen3.org/cost-tracking``) while tracking is on:
-  the API server keeps a deleted pod (containers stopped, marked with its final
-  ``deletionTimestamp``, grace period 0) until the leader has charged it and removed the
+* hatchway launches its pods with a finalizer (``hatchway.gen3.org/cost-tracking``) while
+  tracking is on: the API server keeps a deleted pod (containers stopped, marked with its
+  final ``deletionTimestamp``, grace period 0) until the leader has charged it and removed the
   finalizer. A pod deleted while no gateway runs (a restart, a rollout, an outage) is charged
-  when one is back; Hatchery loses it (its memory and its watch start over). A pod Hatchery
-  launched gets the finalizer when first seen; until then it is charged from its DELETED
-  event, as Hatchery charges it.
+  when one is back; Hatchery loses it (its memory and its watch start over). Pods another
+  launcher made (a Go Hatchery before the switch) are left as they are, never held: they are
+  charged from their DELETED event, as Hatchery charges them, and one deleted while no
+  leader watches goes uncharged, as with Hatchery.
 * The charge records the pod's uid in the row and is refused when that pod was the row's
   last charge (launcher.costs.ledger), so one lost answer, a crash between the charge and the
   finalizer's removal, or a leader change never adds a pod twice. (A user's next pod cannot
@@ -199,13 +200,9 @@ class PodCostTracker:
                 return True  # its DELETED event follows at once
             if tracked and uid not in self._charged and not await self._charge(pod):
                 return False
-            return await self._set_hold(pod, False)
-        if not tracked:
-            return True
-        if uid not in self._ensured and not await self._ensure(pod):
-            return False
-        if not holds(pod) and not meta.get("deletionTimestamp"):
-            return await self._set_hold(pod, True)
+            return await self._let_go(pod)
+        if tracked and uid not in self._ensured:
+            return await self._ensure(pod)
         return True
 
     async def _ensure(self, pod: dict[str, Any]) -> bool:
@@ -259,20 +256,20 @@ class PodCostTracker:
                      meta.get("deletionTimestamp") or "now", user, pay_model_id)
         return True
 
-    async def _set_hold(self, pod: dict[str, Any], hold: bool) -> bool:
-        """Add or remove our finalizer, as a compare-and-swap on the pod's resourceVersion
-        (a 409 means the pod changed: the next event brings it back here)."""
+    async def _let_go(self, pod: dict[str, Any]) -> bool:
+        """Remove our finalizer, as a compare-and-swap on the pod's resourceVersion (a 409
+        means the pod changed: its next event brings it back here); the API server then
+        deletes the pod."""
         meta = pod["metadata"]
         others = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
-        body = {"metadata": {"finalizers": [*others, FINALIZER] if hold else others,
+        body = {"metadata": {"finalizers": others,
                              "resourceVersion": meta.get("resourceVersion")}}
         try:
             await self.client.patch("pods", meta["name"], body)
         except (Conflict, NotFound):
             return True
         except BackendError as exc:
-            self._failed(f"finalizer of pod {meta['name']} not {'added' if hold else 'removed'}"
-                         f": {exc}")
+            self._failed(f"finalizer of pod {meta['name']} not removed: {exc}")
             return False
         return True
 

@@ -89,7 +89,7 @@ class KubeSettings:
         30.0, "Each replica publishes users' activity (a Service annotation) at most this "
         "often: a restart loses at most this much.", check=positive())
     lease_name: str = setting("hatchway-culler", "The coordination.k8s.io Lease that elects "
-                              "the one replica that culls.")
+                              "the one replica that culls and charges workspace costs.")
     lease_seconds: float = setting(15.0, "A leader that has not renewed this long is replaced.",
                                    check=positive())
     lease_renew_seconds: float = setting(5.0, "How often the leader renews (and the others "

@@ -1,7 +1,7 @@
 """Pricing a pod as Hatchery's PodTracker does (costTracker.go ``calculatePodPrice``), its
 ``pricing`` config, and what the start-up warning says about cost tracking per backend. The
 amounts Hatchery adds for whole pod lifetimes are checked against a golden in
-tests/k8s/test_cost_golden.py."""
+tests/k8s/costs/test_golden.py."""
 
 from __future__ import annotations
 

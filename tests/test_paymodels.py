@@ -307,7 +307,7 @@ async def test_the_launch_check_reads_request_status_not_total_usage(
         table: tuple[Any, str]) -> None:
     """Hatchery's launch (hatchery.go 581-619) never compares total-usage with hard-limit:
     a row turns ``above limit`` by a write (hatchway's cost tracking makes it when a charge
-    reaches the limit: tests/k8s/test_cost_tracking.py), and only that status refuses."""
+    reaches the limit: tests/k8s/costs/test_tracking.py), and only that status refuses."""
     put(table, row("alice", "w1", current=True, usage="150", limit="100"))
     gw = await pay_gateway(**{"pay-models-dynamodb-table": table[1]})
     assert await launch(client, gw) == (200, "Success")

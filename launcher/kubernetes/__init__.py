@@ -4,7 +4,8 @@ route table every replica builds from watches. Settings: see ``config`` (``kuber
 Modules, one job each: ``config`` (settings), ``client`` (API access, timeouts, retries),
 ``specs`` (object builders), ``pods`` (ready? failed, why?), ``status`` (Hatchery's status),
 ``progress`` (launch progress messages), ``watching`` (list-then-watch reflectors),
-``routing`` (Services → routes, incl. Ambassador drop-in), ``backend`` (KubernetesBackend).
+``routing`` (Services → routes, incl. Ambassador drop-in), ``cost_tracking`` (Hatchery's
+PodTracker: pods charged to pay models), ``backend`` (KubernetesBackend).
 """
 
 from .backend import KubernetesBackend

@@ -1,6 +1,6 @@
-"""Shared parts of the cost-tracking tests: moto's DynamoDB server with Hatchery's key schema
+"""Cost tracking's test parts: moto's DynamoDB server with Hatchery's key schema
 (tests/helpers.py), backends (replicas) that charge to it, pods written as another actor would
-write them, and the table read back. Imported by the test modules that use them."""
+write them, and the table read back."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from launcher.routes import RouteTable
 from proxy.settings import Settings
 from proxy.settings import kube_settings as kube_config
 
-from ..helpers import NAMESPACE, aws_env, create_paymodel_table, moto_server
-from .conftest import HATCHERY_DOC, api_write
-from .emulator import ApiServer
+from ...helpers import NAMESPACE, aws_env, create_paymodel_table, moto_server
+from ..conftest import HATCHERY_DOC, api_write
+from ..emulator import ApiServer
 
 PRICING = {"cpu": 0.0425, "memory": 0.00575}
 TRIAL = {"workspace_type": "Trial Workspace", "local": True, "hard-limit": 100}

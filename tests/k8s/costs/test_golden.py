@@ -26,21 +26,11 @@ from typing import Any
 
 from launcher.costs.pricing import Pricing, parse_time, pod_cost, runtime_ns
 
-from .conftest import api_write, eventually
-from .costs_support import (  # noqa: F401  (fixtures)
-    Table,
-    at,
-    aws_credentials,
-    cost_backend,
-    delete_at,
-    live_pods,
-    moto_url,
-    pod_body,
-    table,
-)
-from .emulator import ApiServer
+from ..conftest import api_write, eventually
+from ..emulator import ApiServer
+from .conftest import Table, at, delete_at, live_pods, pod_body
 
-GOLDEN = json.loads((Path(__file__).parents[1] / "fixtures" / "hatchery" / "golden" / "costs"
+GOLDEN = json.loads((Path(__file__).parents[2] / "fixtures" / "hatchery" / "golden" / "costs"
                      / "paymodel-rows.json").read_text())
 CHARGED = "hatchway-charged-pod"
 
@@ -72,6 +62,21 @@ def test_hatchways_price_of_each_lifetime_is_the_amount_hatchery_adds() -> None:
         assert pod_cost(pod_of(case), ns, pricing).increment == write[":inc"], write["case"]
 
 
+async def play(api: ApiServer, table: Table, case: dict[str, Any]) -> None:
+    """One pod's life: created at its creationTimestamp, deleted at its deletionTimestamp,
+    then waited for until gone (and, with a pay-model id, charged)."""
+    body = pod_of(case)
+    name = body["metadata"]["name"]
+    api.emulator.now = lambda: at(case["creationTimestamp"])
+    uid = (await api_write(api, "POST", "pods", body))["metadata"]["uid"]
+    await delete_at(api, name, case["deletionTimestamp"])
+    await eventually(lambda: name not in live_pods(api))
+    if "bmh_workspace_id" in case["annotations"]:  # charged: the row names the pod
+        user, pay_model_id = case["annotations"].values()
+        await eventually(lambda: (table.row(user, pay_model_id) or {}).get(CHARGED) ==
+                         {"S": uid})
+
+
 async def test_the_table_ends_as_hatchery_leaves_it(
         api: ApiServer, table: Table, cost_backend: Any) -> None:
     table.put(*GOLDEN["table_before"])
@@ -79,15 +84,7 @@ async def test_the_table_ends_as_hatchery_leaves_it(
     assert tracker is not None
     await eventually(lambda: tracker.health()["leader"])
     for case in GOLDEN["pods"]:
-        body = pod_of(case)
-        api.emulator.now = lambda: at(case["creationTimestamp"])  # noqa: B023
-        created = await api_write(api, "POST", "pods", body)
-        await delete_at(api, body["metadata"]["name"], case["deletionTimestamp"])
-        await eventually(lambda: body["metadata"]["name"] not in live_pods(api))  # noqa: B023
-        if "bmh_workspace_id" in case["annotations"]:  # charged: the row names the pod
-            user, pay_model_id = case["annotations"].values()
-            await eventually(lambda: (table.row(user, pay_model_id) or {}).get(  # noqa: B023
-                CHARGED) == {"S": created["metadata"]["uid"]})
+        await play(api, table, case)
 
     hatchery = keyed(GOLDEN["table_after"])
     ours = keyed(table.rows())

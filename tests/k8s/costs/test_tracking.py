@@ -24,24 +24,12 @@ from proxy.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY
 from proxy.settings import load_settings
 
-from ..conftest import GatewayUnderTest
-from ..helpers import NAMESPACE, create_paymodel_table
-from .conftest import HATCHERY_DOC, api_write, eventually
-from .costs_support import (  # noqa: F401  (fixtures)
-    PRICING,
-    TRIAL,
-    Table,
-    at,
-    aws_credentials,
-    cost_backend,
-    delete_at,
-    live_pods,
-    moto_url,
-    pod_body,
-    table,
-)
-from .emulator import ApiServer
-from .kubelet import Kubelet
+from ...conftest import GatewayUnderTest
+from ...helpers import NAMESPACE, create_paymodel_table
+from ..conftest import HATCHERY_DOC, api_write, eventually
+from ..emulator import ApiServer
+from ..kubelet import Kubelet
+from .conftest import PRICING, TRIAL, Table, at, delete_at, live_pods, pod_body
 
 T0, T1 = "2026-03-02T09:00:00Z", "2026-03-02T10:30:00Z"  # 1.5 h
 # The demo option (0.5 CPU, 256Mi) and its sidecar (0.1 CPU, 64Mi) for 1.5 h:

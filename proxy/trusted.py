@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Iterable
+from typing import Any
 from weakref import WeakKeyDictionary
 
 from aiohttp import web
@@ -79,12 +80,14 @@ class TrustedPeers:
     def __bool__(self) -> bool:
         return bool(self.nets)
 
-    def trusts(self, transport: asyncio.BaseTransport | None) -> bool:
+    def trusts(self, transport: asyncio.BaseTransport | None, peer: Any = None) -> bool:
         """Whether the peer on this connection is trusted (the fast path asks on accept, and
-        aiohttp, serving the same connection after a handoff, gets the same answer)."""
+        aiohttp, serving the same connection after a handoff, gets the same answer).
+        ``peer``: the transport's ``peername``, when the caller has it already."""
         if not self.nets or transport is None:
             return False
-        peer = transport.get_extra_info("peername")
+        if peer is None:
+            peer = transport.get_extra_info("peername")
         if not peer or not address_trusted(str(peer[0]), self.nets):
             return False
         if self.first_workspace_uid is None:

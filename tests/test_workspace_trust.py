@@ -148,6 +148,19 @@ async def test_a_workspaces_remote_user_does_not_outrank_its_own_token(scene: Sc
     assert b'"REMOTE_USER": "alice"' in body and b"bob" not in body
 
 
+async def test_envoys_check_does_not_believe_a_workspaces_remote_user(
+        start_gateway: Callable[..., Any], demo_workspace: Callable[[], Any]) -> None:
+    """Envoy mode: a workspace asking hatchway's ext_authz check itself, as Envoy would."""
+    gw: GatewayUnderTest = await start_gateway(mode="envoy", trusted_proxies=["127.0.0.1"])
+    gw.publish("bob", await demo_workspace())
+    settings = gw.gateway.settings
+    alice = Owners(Path(settings.state_dir), settings.local.first_uid).claim("alice")
+    status, _ = await exchange_as(
+        alice.uid, gw.server.port, f"GET /lw-workspace/_ext_authz{PROXY}headers HTTP/1.1\n"
+        "Host: x\nREMOTE_USER: bob\nConnection: close\n", source="127.0.0.1")
+    assert status == 401
+
+
 # -- the API ------------------------------------------------------------------------------------
 
 async def test_a_workspace_cannot_launch_as_another_user(

@@ -9,6 +9,7 @@ so the two paths cannot drift apart in what they refuse or how.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from launcher.routes import Route
 
@@ -47,13 +48,13 @@ class Gate:
         self._user_bytes: dict[str, bytes | None] = {}
         self.trusted = gateway.trusted
 
-    def trusts(self, transport: asyncio.BaseTransport) -> bool:
+    def trusts(self, transport: asyncio.BaseTransport, peer: Any) -> bool:
         """Whether this peer's ``REMOTE_USER`` is believed (``proxy.trusted``): its requests
         carrying one are aiohttp's, and it has no per-address connection cap (it speaks for
         many users). From anyone else the header is no identity, only a header the rewrite
         drops, so the fast path serves them (the benchmark peers all send one). Asked once
         per connection, on accept (``Front.trusted``)."""
-        return self.trusted.trusts(transport)
+        return self.trusted.trusts(transport, peer)
 
     def token(self, req: RequestHead) -> str | None:
         """The session token by ``proxy.sessions.session_token``, the rule every path shares

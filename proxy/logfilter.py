@@ -7,7 +7,8 @@ servers of one gateway's listeners (all of them: ``proxy.server``) log through i
 ``RefusalLogger`` (a child of ``aiohttp.server``, so handlers and levels are unchanged), which
 turns those records (the exception is an ``HttpProcessingError``: bad request line, header,
 framing, too long) into one line naming the client and the reason, and drops them past
-``per_minute`` in a minute, saying in the next line how many were dropped. Errors of the gateway itself (any other exception) are left as they are.
+``per_minute`` in a minute, saying in the next line how many were dropped. Errors of the
+gateway itself (any other exception) are left as they are.
 """
 
 from __future__ import annotations

@@ -5,13 +5,15 @@ listener, in the proxy or the API; a peer that is no workspace (root here: the t
 revproxy or reaper) from the same address still is the user it names.
 
 The attacker is a real process running as the uid alice's real, launched workspace runs as
-(``setpriv``), sending its exact bytes over a raw socket. These run as root (this machine and
-CI do): that is where hatchway gives each workspace a uid of its own.
+(``setpriv``), sending its exact bytes over a raw socket; once, it is alice's workspace itself,
+launched as any workspace is (sandbox and all). These run as root (this machine and CI do):
+that is where hatchway gives each workspace a uid of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -28,6 +30,11 @@ import pytest
 from launcher.errors import ConfigError
 from launcher.owners import Owners
 from proxy import local_peers
+from proxy.app import build_app
+from proxy.devlogin import DEV_ISSUER
+from proxy.gateway import GATEWAY
+from proxy.server import start
+from proxy.settings import Settings
 from proxy.trusted import TrustedPeers, parse_networks, trusted_peers
 
 from .conftest import PROXY, GatewayUnderTest
@@ -48,13 +55,14 @@ SOURCES = [pytest.param("127.0.0.2", id="from-127.0.0.2"),
            pytest.param("127.0.0.1", id="from-127.0.0.1")]
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
-# The attacker: connect from argv[2] to 127.0.0.1:argv[1], send stdin, print the answer.
+# The attacker: connect from argv[2] to 127.0.0.1:argv[1], send argv[3] (else stdin), print
+# the answer.
 _ATTACK = """
 import socket, sys
 s = socket.socket()
 s.bind((sys.argv[2], 0))
 s.connect(("127.0.0.1", int(sys.argv[1])))
-s.sendall(sys.stdin.buffer.read())
+s.sendall(sys.argv[3].encode() if len(sys.argv) > 3 else sys.stdin.buffer.read())
 answer = b""
 while chunk := s.recv(65536):
     answer += chunk
@@ -159,6 +167,32 @@ async def test_envoys_check_does_not_believe_a_workspaces_remote_user(
         alice.uid, gw.server.port, f"GET /lw-workspace/_ext_authz{PROXY}headers HTTP/1.1\n"
         "Host: x\nREMOTE_USER: bob\nConnection: close\n", source="127.0.0.1")
     assert status == 401
+
+
+async def test_alices_own_workspace_sending_remote_user_from_loopback_is_not_bob(
+        make_settings: Callable[..., Settings], demo_workspace: Callable[[], Any],
+        client: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """The attack as alice would run it: a workspace option of hers whose command is it."""
+    port = free_port()
+    request = f"GET {PROXY}headers HTTP/1.1\r\nHost: x\r\nREMOTE_USER: bob\r\n" \
+              "Connection: close\r\n\r\n"
+    attack = {"name": "Attack", "command": [sys.executable, "-c", _ATTACK, str(port),
+                                            "127.0.0.1", request]}
+    config = tmp_path / "hatchery.json"
+    config.write_text(json.dumps({"containers": [attack]}))
+    app = build_app(make_settings(hatchery_config=str(config), trusted_proxies=["127.0.0.1"]))
+    running = await start(app, "127.0.0.1", port)
+    try:
+        gw = GatewayUnderTest(running, app[GATEWAY], app.get(DEV_ISSUER))
+        gw.publish("bob", await demo_workspace())
+        await launch(client, gw, "Attack", user="alice")
+        await status_becomes(client, gw, "Stopped", user="alice")
+        log = gw.gateway.backend.log_path("alice").read_bytes()  # type: ignore[attr-defined]
+    finally:
+        await running.close()
+    answer = log[log.find(b"HTTP/1.1 "):]  # after the backend's "--- launching" line
+    assert answer.startswith(b"HTTP/1.1 401 "), log[-600:]
+    assert b'"REMOTE_USER": "bob"' not in answer
 
 
 # -- the API ------------------------------------------------------------------------------------

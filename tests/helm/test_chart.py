@@ -91,7 +91,8 @@ def test_every_object_validates_against_the_kubernetes_schema(sets: dict[str, An
 
 def test_default_values_render_the_gateway_its_services_and_the_user_namespace(
         default: Rendered) -> None:
-    kinds = {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in default.docs}
+    kinds = {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace"))
+             for d in default.docs}
     assert kinds == {
         ("Namespace", USERS, None),
         ("ServiceAccount", "hatchery-service-account", NAMESPACE),
@@ -323,7 +324,8 @@ def test_hatchery_json_is_rendered_as_hatcherys_chart_does(default: Rendered) ->
 def test_a_whole_hatchery_json_is_passed_through_unchanged(tmp_path: Path) -> None:
     source = (Path(__file__).parents[2] / "deploy" / "config" / "hatchery.json")
     rendered = render(set_files={"hatchery.json": source})
-    assert rendered.get("ConfigMap", "manifest-hatchery")["data"]["json"] == source.read_text().strip()
+    rendered_json = rendered.get("ConfigMap", "manifest-hatchery")["data"]["json"]
+    assert rendered_json == source.read_text().strip()
 
 
 def test_an_existing_manifest_hatchery_is_read_not_rendered() -> None:
@@ -358,7 +360,8 @@ def test_an_explicit_role_arn_wins() -> None:
 
 
 def test_no_aws_no_annotation(default: Rendered) -> None:
-    assert "annotations" not in default.get("ServiceAccount", "hatchery-service-account")["metadata"]
+    account = default.get("ServiceAccount", "hatchery-service-account")
+    assert "annotations" not in account["metadata"]
 
 
 # -- Envoy mode ----------------------------------------------------------------------------------

@@ -471,3 +471,17 @@ def test_in_the_umbrella_the_swap_keeps_the_objects_that_hold_data(tmp_path: Pat
     assert {("Namespace", USERS), ("ConfigMap", "manifest-hatchery"),
             ("Service", "hatchery-service"), ("Service", "ambassador-service"),
             ("ServiceAccount", "hatchery-service-account")} <= kept
+
+
+def test_next_to_hatchery_no_object_is_rendered_twice(tmp_path: Path) -> None:
+    """hatchway replacing only Ambassador, with the values deploy/README.md gives for it: every
+    object has one owner (Helm refuses a release rendering one twice)."""
+    root = umbrella(tmp_path)
+    rendered = parse(template_text(chart=root, values=[SWAP_VALUES], sets={
+        "hatchery.enabled": True, "hatchway.userNamespace.create": False,
+        "hatchway.hatcheryConfig.existingConfigMap": "manifest-hatchery",
+        "hatchway.gen3Services.hatchery": False, "hatchway.serviceAccount.name": "hatchway"}))
+    ids = [(d["kind"], d["metadata"]["name"]) for d in rendered.docs]  # the stand-ins name
+    assert len(ids) == len(set(ids))  # no namespace: theirs is the release's too
+    assert rendered.get("Service", "ambassador-service")["spec"]["selector"] == {
+        "app.kubernetes.io/name": "hatchway", "app.kubernetes.io/instance": "gen3"}

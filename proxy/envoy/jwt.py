@@ -4,25 +4,24 @@ it must be.
 With ``envoy.authorization: jwt`` (the default) the listener runs, in order:
 
 1. the identity strip (``envoy_config``): no client-sent user header survives;
-2. ``session_pick`` (Lua): the session token by ``proxy.sessions.session_token``'s rule (the
-   ``Authorization: Bearer`` token or the session cookie; two different ones are refused with
-   builtin mode's 400) is copied into one private header, the only place ``jwt_authn`` looks.
-   One request is thus verified as one token: ``jwt_authn`` alone verifies every token it
-   finds (and finds ``Bearer `` anywhere in the header), and each verified token writes its
-   own claim headers, so two tokens' claims could make one user neither token names;
-3. ``jwt_authn``: that token is checked against the issuer's JWKS (fetched by Envoy, cached),
-   its issuer, audience and expiry (with hatchway's leeway; ``exp`` required). Only a token
-   that passes sets the verified-claim headers (``pur``, ``context.user.name``), whose
-   client-sent copies were removed before routing; the route is then picked again. A missing
-   or bad token sets nothing and the request goes on to routes that ask hatchway;
-4. ``ext_authz`` (hatchway's check), enabled per route: on WebSocket upgrades (the Origin rule,
+2. ``jwt_authn``: the access token (``Authorization: Bearer`` or the session cookie) is checked
+   against the issuer's JWKS (fetched by Envoy, cached), its issuer, audience and expiry (with
+   hatchway's leeway; ``exp`` required). Only a token that passes sets the verified-claim
+   headers (``pur``, ``context.user.name``), whose client-sent copies were removed before
+   routing; the route is then picked again. A missing or bad token sets nothing and the
+   request goes on to routes that ask hatchway. One request is verified as at most one token
+   (``jwt_authn_filter``'s rules): a request that may carry two goes unverified to hatchway,
+   whose ``session_token`` refuses two different ones (400), as in builtin mode;
+3. ``ext_authz`` (hatchway's check), enabled per route: on WebSocket upgrades (the Origin rule,
    once per socket), on every route matched by a header rather than verified claims (so a
    request Envoy could not admit gets hatchway's own precise 401 / login redirect / 403 / 503),
    and on every user route when gateway-level authorization needs hatchway (Arborist;
    users an allowlist leaves out);
-5. ``credential_strip`` (Lua): the session cookie, a bearer token and the private copy never
-   reach the workspace (hatchway's check, on the routes that ask it, reads the originals);
-6. the router. A user's fast route matches only when the verified ``pur`` is ``access`` and
+4. ``credential_strip`` (Lua): a request naming two different tokens is refused (400) where
+   Envoy's matchers cannot see it (a second Cookie header), and the session cookie and a
+   bearer token never reach the workspace (Envoy's ``forward: false`` cannot remove a cookie
+   JWT, and would hide the token from the check on the routes that ask hatchway);
+5. the router. A user's fast route matches only when the verified ``pur`` is ``access`` and
    the verified ``context.user.name`` equals the route's user.
 
 Activity for idle culling comes from Envoy's per-user cluster counters (``proxy.envoy.activity``),
@@ -31,6 +30,7 @@ not from a per-request call.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,13 +40,12 @@ from ..sessions import TWO_SESSIONS
 
 VERIFIED_USER = "x-hatchway-verified-user"  # jwt_authn's copy of context.user.name
 VERIFIED_PURPOSE = "x-hatchway-verified-purpose"  # and of pur
-SESSION_TOKEN = "x-hatchway-session"  # the one token jwt_authn verifies, as session_pick chose it
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 LUA_FILTER = "envoy.filters.http.lua"
-PICK_FILTER = "hatchway.session_pick"
 EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
 JWKS_CLUSTER = "session_jwks"
-PROVIDER = "session"
+HEADER_PROVIDER = "session_bearer"  # the same issuer and keys, read from one place each
+COOKIE_PROVIDER = "session_cookie"
 
 _T = "type.googleapis.com/envoy."
 _JWT_AUTHN = _T + "extensions.filters.http.jwt_authn.v3.JwtAuthentication"
@@ -56,7 +55,7 @@ _EXT_AUTHZ_PER_ROUTE = _T + "extensions.filters.http.ext_authz.v3.ExtAuthzPerRou
 _EARLY_MUTATION = _T + "extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"
 
 AUTHZ_OFF = {EXT_AUTHZ_FILTER: {"@type": _EXT_AUTHZ_PER_ROUTE, "disabled": True}}
-LUA_OFF = {name: {"@type": _LUA_PER_ROUTE, "disabled": True} for name in (PICK_FILTER, LUA_FILTER)}
+LUA_OFF = {LUA_FILTER: {"@type": _LUA_PER_ROUTE, "disabled": True}}
 
 
 @dataclass(frozen=True)
@@ -90,8 +89,65 @@ def jwks_endpoint(url: str) -> JwksEndpoint:
     return JwksEndpoint(parts.hostname, parts.port or (443 if tls else 80), tls, url)
 
 
+def _regex(name: str, pattern: str, *, invert: bool = False) -> dict[str, Any]:
+    """A header matcher: ``pattern`` matches the whole value (all of a repeated header's
+    values, joined with ",")."""
+    matcher: dict[str, Any] = {"name": name, "string_match": {"safe_regex": {"regex": pattern}}}
+    if invert:
+        matcher["invert_match"] = True
+    return matcher
+
+
+_PRESENT = {"present_match": True}
+_SINGLE_BEARER = "[Bb][Ee][Aa][Rr][Ee][Rr] +[^ ,]+"  # one Authorization header, one token
+
+
+def _one_token_rules(check: JwtCheck, header_provider: str, cookie_provider: str
+                     ) -> list[dict[str, Any]]:
+    """Which token jwt_authn verifies, first rule that matches wins: one request is verified as
+    at most one token. jwt_authn alone verifies every token it finds (both the Bearer header
+    and the cookie, ``Bearer `` anywhere in the header) and each verified token writes its own
+    claim headers, so two tokens' claims made one user (issue 21: a token with ``pur`` and
+    no name plus one naming bob without ``pur`` reached bob's workspace).
+
+    A request that may carry more than one token, or one spelt in a way ``session_token``
+    reads differently from Envoy (a quoted cookie, a token after another scheme), gets no
+    requirement: nothing is verified, so only the routes that ask hatchway match, and
+    hatchway's ``session_token`` decides (400 for two different tokens, as builtin mode). The
+    patterns over-approximate (``x=access_token=`` counts too): a false alarm costs one
+    hatchway check, never a wrong user."""
+    name = re.escape(check.cookie_name)
+    session_cookie = f".*{name}\\s*=.*"
+    prefix = check.proxy_prefix
+
+    def verify(provider: str) -> dict[str, Any]:
+        # The provider first, so verified tokens are cached (Envoy skips its cache under
+        # allow_missing_or_failed alone); then anything passes on unverified.
+        return {"requires_any": {"requirements": [
+            {"provider_name": provider}, {"allow_missing_or_failed": {}}]}}
+
+    return [
+        # a Bearer header (any Authorization header) and the session cookie
+        {"match": {"prefix": prefix, "headers": [
+            {"name": "authorization", **_PRESENT}, _regex("cookie", session_cookie)]}},
+        # two Authorization headers (Envoy joins them with ","), another scheme, two tokens
+        {"match": {"prefix": prefix, "headers": [
+            _regex("authorization", _SINGLE_BEARER, invert=True)]}},
+        {"match": {"prefix": prefix, "headers": [_regex("authorization", _SINGLE_BEARER)]},
+         "requires": verify(header_provider)},
+        # two session cookies, in one Cookie header or several; a quoted value (Envoy would
+        # unquote it, session_token does not)
+        {"match": {"prefix": prefix, "headers": [
+            _regex("cookie", f".*{name}\\s*=.*{name}\\s*=.*")]}},
+        {"match": {"prefix": prefix, "headers": [_regex("cookie", f'.*{name}\\s*=\\s*".*')]}},
+        {"match": {"prefix": prefix}, "requires": verify(cookie_provider)},
+    ]
+
+
 def jwt_authn_filter(check: JwtCheck) -> dict[str, Any]:
-    """Verify the session token; on success set the user and purpose headers from its claims."""
+    """Verify the session token; on success set the user and purpose headers from its claims.
+    Two providers that differ only in where they look (the header, the cookie), so that
+    ``_one_token_rules`` can let each request use at most one."""
     provider: dict[str, Any] = {
         "issuer": check.issuer,
         "audiences": [check.audience],
@@ -105,13 +161,9 @@ def jwt_authn_filter(check: JwtCheck) -> dict[str, Any]:
             "async_fetch": {},
             "retry_policy": {"num_retries": 3},
         },
-        # Only session_pick's copy: never the Authorization header or the cookie themselves
-        # (two tokens there would both be verified). Setting a location also turns off
-        # jwt_authn's default ones (Bearer header, access_token query parameter).
-        "from_headers": [{"name": SESSION_TOKEN}],
-        # The copy goes once verified; the originals stay for hatchway's check on the routes
-        # that ask it, and credential_strip takes them (and a copy that failed) out.
-        "forward": False,
+        # Kept in place for hatchway's check on the routes that ask it; the Lua filter takes
+        # the credential out before the workspace (Envoy cannot remove a cookie JWT itself).
+        "forward": True,
         # Routes match these two headers; the client's copies are gone before routing
         # (early_header_mutations). Claims in metadata would be exact too, but building them
         # per request costs Envoy a third of its throughput (measured).
@@ -121,23 +173,25 @@ def jwt_authn_filter(check: JwtCheck) -> dict[str, Any]:
         # A token seen before skips the signature check (as hatchway's own session cache).
         "jwt_cache_config": {"jwt_cache_size": 10_000},
     }
+    # Setting a location also turns off jwt_authn's defaults (Bearer, access_token parameter).
+    by_header = {**provider, "from_headers": [{"name": "Authorization",
+                                               "value_prefix": "Bearer "}]}
+    by_cookie = {**provider, "from_cookies": [check.cookie_name]}
     return {"name": JWT_FILTER, "typed_config": {
         "@type": _JWT_AUTHN,
-        "providers": {PROVIDER: provider},
-        "rules": [{"match": {"prefix": check.proxy_prefix},
-                   # The provider first, so verified tokens are cached (Envoy skips its cache
-                   # under allow_missing_or_failed alone); then anything passes on unverified.
-                   "requires": {"requires_any": {"requirements": [
-                       {"provider_name": PROVIDER}, {"allow_missing_or_failed": {}}]}}}],
+        "providers": {HEADER_PROVIDER: by_header, COOKIE_PROVIDER: by_cookie},
+        "rules": _one_token_rules(check, HEADER_PROVIDER, COOKIE_PROVIDER),
     }}
 
 
-_PICK_SOURCE = """\
--- One request, one session (proxy.sessions.session_token's rule): the Bearer token or the
--- %(cookie)s cookie; two different ones are refused (400). jwt_authn verifies only the
--- token copied into %(header)s here, so no request is verified as two tokens.
+_LUA_SOURCE = """\
+-- Builtin mode's two rules for the session credential (proxy.sessions.session_token,
+-- proxy.headers.strip_session_cookie), before the request goes upstream:
+-- one request, one session: a request naming two different tokens (Bearer headers, %(cookie)s
+-- cookies, in any Cookie header) is refused with builtin mode's 400 (Envoy's own header
+-- matchers see only the first Cookie header);
+-- the credential stays at the gateway: the bearer token and the %(cookie)s cookie go.
 local NAME = "%(cookie)s"
-local COPY = "%(header)s"
 local JSON = [===[%(json)s]===]
 local PAGE = [===[%(page)s]===]
 
@@ -158,12 +212,12 @@ end
 
 function envoy_on_request(handle)
   local headers = handle:headers()
-  headers:remove(COPY)
-  local found = nil
+  local found, bearer = nil, false
   for i = 0, headers:getNumValues("authorization") - 1 do
     local auth = trim(headers:getAtIndex("authorization", i))
     local space = string.find(auth, " ", 1, true)
     if space ~= nil and string.lower(string.sub(auth, 1, space - 1)) == "bearer" then
+      bearer = true
       local token = trim(string.sub(auth, space + 1))
       if token ~= "" then
         if found == nil then found = token
@@ -171,102 +225,61 @@ function envoy_on_request(handle)
       end
     end
   end
-  for i = 0, headers:getNumValues("cookie") - 1 do
-    local value = headers:getAtIndex("cookie", i)
-    if string.find(value, NAME, 1, true) ~= nil then
-      for part in string.gmatch(value, "[^;]+") do
-        local eq = string.find(part, "=", 1, true)
-        if eq ~= nil and trim(string.sub(part, 1, eq - 1)) == NAME then
-          local token = trim(string.sub(part, eq + 1))
-          if token ~= "" then
-            if found == nil then found = token
-            elseif token ~= found then return refuse(handle) end
-          end
-        end
-      end
-    end
-  end
-  if found ~= nil then headers:add(COPY, found) end
-end
-"""
-
-_STRIP_SOURCE = """\
--- The session credential stays at the gateway, as in builtin mode: drop the bearer token,
--- session_pick's copy and the %(cookie)s cookie (from every Cookie header) before the request
--- goes upstream.
-local NAME = "%(cookie)s"
-function envoy_on_request(handle)
-  local headers = handle:headers()
-  headers:remove("%(header)s")
-  local auth = headers:get("authorization")
-  if auth ~= nil and string.lower(string.sub(auth, 1, 7)) == "bearer " then
-    headers:remove("authorization")
-  end
-  local n = headers:getNumValues("cookie")
-  if n == 0 then return end
   local kept, dropped = {}, false
-  for i = 0, n - 1 do
-    local value = headers:getAtIndex("cookie", i)
-    for part in string.gmatch(value, "[^;]+") do
-      local crumb = string.match(part, "^%%s*(.-)%%s*$")
-      local name = string.match(crumb, "^([^=]*)")
-      if name == NAME then dropped = true
+  for i = 0, headers:getNumValues("cookie") - 1 do
+    for part in string.gmatch(headers:getAtIndex("cookie", i), "[^;]+") do
+      local crumb = trim(part)
+      local eq = string.find(crumb, "=", 1, true)
+      if trim(eq and string.sub(crumb, 1, eq - 1) or crumb) == NAME then
+        dropped = true
+        local token = eq and trim(string.sub(crumb, eq + 1)) or ""
+        if token ~= "" then
+          if found == nil then found = token
+          elseif token ~= found then return refuse(handle) end
+        end
       elseif crumb ~= "" then kept[#kept + 1] = crumb end
     end
   end
-  if not dropped then return end
-  headers:remove("cookie")
-  if #kept > 0 then headers:add("cookie", table.concat(kept, "; ")) end
+  if bearer then headers:remove("authorization") end
+  if dropped then
+    headers:remove("cookie")
+    if #kept > 0 then headers:add("cookie", table.concat(kept, "; ")) end
+  end
 end
 """
-
-
-def _lua(name: str, source: str) -> dict[str, Any]:
-    return {"name": name, "typed_config": {"@type": _LUA, "default_source_code": {
-        "inline_string": source}}}
-
-
-def _usable_cookie_name(cookie_name: str) -> str:
-    if not cookie_name or any(c in cookie_name for c in '"\\\n%;= []'):
-        raise ValueError(f"cookie name not usable in Envoy's config: {cookie_name!r}")
-    return cookie_name
 
 
 def _long_string(text: str) -> str:
     """``text`` as the inside of a Lua ``[===[ ... ]===]`` string."""
     if "]===]" in text:
-        raise ValueError("text would end the Lua string early")
+        raise ValueError("text would end a Lua long string early")
     return text
 
 
-def session_pick_filter(cookie_name: str) -> dict[str, Any]:
-    """``session_token``'s rule before ``jwt_authn`` (see the module docstring), with builtin
-    mode's 400 answers (``responses.error``'s bytes) for a request naming two tokens."""
-    return _lua(PICK_FILTER, _PICK_SOURCE % {
-        "cookie": _usable_cookie_name(cookie_name), "header": SESSION_TOKEN,
-        "json": _long_string(responses.error_json(TWO_SESSIONS)),
-        "page": _long_string(responses.error_page(400, TWO_SESSIONS))})
-
-
 def credential_strip_filter(cookie_name: str) -> dict[str, Any]:
-    return _lua(LUA_FILTER, _STRIP_SOURCE % {"cookie": _usable_cookie_name(cookie_name),
-                                             "header": SESSION_TOKEN})
+    """The session rules Envoy's own filters cannot state (see ``_LUA_SOURCE``), with builtin
+    mode's 400 answers (``responses.error``'s bytes)."""
+    if not cookie_name or any(c in cookie_name for c in '"\\\n%;= '):
+        raise ValueError(f"cookie name not usable in Envoy's config: {cookie_name!r}")
+    return {"name": LUA_FILTER, "typed_config": {
+        "@type": _LUA, "default_source_code": {"inline_string": _LUA_SOURCE % {
+            "cookie": cookie_name,
+            "json": _long_string(responses.error_json(TWO_SESSIONS)),
+            "page": _long_string(responses.error_page(400, TWO_SESSIONS))}}}}
 
 
 def http_filters(check: JwtCheck, strip: dict[str, Any], ext_authz: dict[str, Any],
                  router: dict[str, Any]) -> list[dict[str, Any]]:
     """The listener's filter chain in jwt mode (order matters: see the module docstring)."""
-    return [strip, session_pick_filter(check.cookie_name), jwt_authn_filter(check), ext_authz,
+    return [strip, jwt_authn_filter(check), ext_authz,
             credential_strip_filter(check.cookie_name), router]
 
 
 def early_header_mutations() -> list[dict[str, Any]]:
     """Before the route is picked (the connection manager picks it before any filter runs, and
     a route that skips hatchway's check must never be picked on a client's say-so): drop the
-    client's copies of the verified-claim headers and of session_pick's token copy, in both
-    spellings."""
-    names = [n for h in (VERIFIED_USER, VERIFIED_PURPOSE, SESSION_TOKEN)
-             for n in (h, h.replace("-", "_"))]
+    client's copies of the verified-claim headers, in both spellings."""
+    names = [n for h in (VERIFIED_USER, VERIFIED_PURPOSE) for n in (h, h.replace("-", "_"))]
     return [{"name": "hatchway.strip_verified", "typed_config": {
         "@type": _EARLY_MUTATION, "mutations": [{"remove": n} for n in names]}}]
 

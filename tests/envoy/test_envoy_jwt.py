@@ -323,6 +323,27 @@ async def test_the_same_token_as_bearer_and_cookie_is_one_user(stack: Stack) -> 
     assert token not in json.dumps(seen)  # neither copy of the credential reaches it
 
 
+async def checks_asked(stack: Stack) -> int:
+    """How many times Envoy has asked hatchway's check so far (its ext_authz counters)."""
+    admin = f"http://127.0.0.1:{stack.gw.gateway.settings.envoy.admin_port}/stats"
+    async with stack.http.get(admin, params={"filter": r"\.ext_authz\.", "format": "json"}
+                              ) as resp:
+        stats = (await resp.json())["stats"]
+    return sum(int(s.get("value", 0)) for s in stats if "value" in s)
+
+
+@pytest.mark.parametrize("credential", ["Authorization: Bearer {token}",
+                                        "Cookie: theme=1; access_token={token}"])
+async def test_one_token_is_verified_by_envoy_without_asking_hatchway(
+        stack: Stack, credential: str) -> None:
+    """The one-token rules leave the fast lane to every request with one credential."""
+    name, _, value = credential.format(token=stack.gw.token("alice")).partition(": ")
+    before = await checks_asked(stack)
+    status, body = await stack.get(PROXY + "headers", {name: value})
+    assert (status, body["path"]) == (200, "/alice/headers")
+    assert await checks_asked(stack) == before
+
+
 async def test_a_token_outside_the_bearer_scheme_is_not_verified(stack: Stack) -> None:
     """jwt_authn's own extractor finds ``Bearer `` anywhere in the header; the one token it
     may verify is the one hatchway's rule picks, so a token hidden after another scheme is no

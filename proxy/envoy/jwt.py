@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from .. import responses
 from ..sessions import TWO_SESSIONS
+from . import syntax
 
 VERIFIED_USER = "x-hatchway-verified-user"  # jwt_authn's copy of context.user.name
 VERIFIED_PURPOSE = "x-hatchway-verified-purpose"  # and of pur
@@ -309,8 +310,7 @@ def user_routes(entry: dict[str, Any], user: str, *, user_header: str, ask_hatch
     if "route" in entry:  # the workspace sees who it serves, as Hatchery's Mapping tells it
         fast["request_headers_to_add"] = [
             *entry.get("request_headers_to_add", ()),  # the workspace's secret, if any
-            {"header": {"key": user_header, "value": user},
-             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+            syntax.header(user_header, user)]
     if not ask_hatchway:
         fast["typed_per_filter_config"] = AUTHZ_OFF
     if "route" not in entry:  # a direct answer (workspace still starting): nothing to upgrade

@@ -304,6 +304,16 @@ async def test_two_users_tokens_in_one_request_are_refused(stack: Stack,
     assert headers["content-type"] == "application/json; charset=utf-8"
 
 
+async def test_two_authorization_headers_reach_no_workspace(stack: Stack) -> None:
+    """Envoy joins them into one value (``Bearer a,Bearer b``), which is no token at all to
+    hatchway's check (builtin mode, seeing two headers, says 400)."""
+    alice, bob = stack.gw.token("alice"), stack.gw.token("bob")
+    status, _, body = await exchange(stack.port, raw_get(
+        PROXY + "headers", f"Authorization: Bearer {alice}\r\nAuthorization: Bearer {bob}\r\n"))
+    assert status == 401
+    assert json.loads(body)["error"] == "malformed token"
+
+
 async def test_two_tokens_are_refused_with_the_page_for_a_browser(stack: Stack) -> None:
     alice, bob = stack.gw.token("alice"), stack.gw.token("bob")
     status, headers, body = await exchange(stack.port, raw_get(

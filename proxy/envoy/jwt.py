@@ -91,8 +91,9 @@ def jwks_endpoint(url: str) -> JwksEndpoint:
 
 
 def _regex(name: str, pattern: str, *, invert: bool = False) -> dict[str, Any]:
-    """A header matcher: ``pattern`` matches the whole value (all of a repeated header's
-    values, joined with ",")."""
+    """A header matcher: ``pattern`` matches the whole value. (Envoy joins repeated
+    Authorization headers with ","; of several Cookie headers its matchers see only the first,
+    which is why ``credential_strip`` checks them all again.)"""
     matcher: dict[str, Any] = {"name": name, "string_match": {"safe_regex": {"regex": pattern}}}
     if invert:
         matcher["invert_match"] = True
@@ -136,8 +137,8 @@ def _one_token_rules(check: JwtCheck, header_provider: str, cookie_provider: str
             _regex("authorization", _SINGLE_BEARER, invert=True)]}},
         {"match": {"prefix": prefix, "headers": [_regex("authorization", _SINGLE_BEARER)]},
          "requires": verify(header_provider)},
-        # two session cookies, in one Cookie header or several; a quoted value (Envoy would
-        # unquote it, session_token does not)
+        # two session cookies in one Cookie header (in a second one: credential_strip); a
+        # quoted value (Envoy would unquote it, session_token does not)
         {"match": {"prefix": prefix, "headers": [
             _regex("cookie", f".*{name}\\s*=.*{name}\\s*=.*")]}},
         {"match": {"prefix": prefix, "headers": [_regex("cookie", f'.*{name}\\s*=\\s*".*')]}},

@@ -132,6 +132,9 @@ class Cgroups:
             self.reason = "not running as root"
             return
         parent, self.reason = (Path(setting), "") if setting else _own_cgroup_v2()
+        if parent is not None and parent.name == GATEWAY_LEAF and all(
+                c in _read(parent.parent / "cgroup.subtree_control").split() for c in NEEDED):
+            parent = parent.parent  # hatchway already moved itself into the leaf
         if parent is not None:
             self.reason = self._prepare(parent)
             self.parent = None if self.reason else parent

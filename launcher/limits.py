@@ -87,11 +87,11 @@ def rlimit_argv(limits: Limits, *, cgroup: bool) -> list[str]:
     return ["prlimit", *options, "--"] if options else []
 
 
-def describe_rlimits(limits: Limits) -> str:
-    parts = [f"RLIMIT_NPROC {limits.pids} per workspace uid" if limits.pids else "",
-             "RLIMIT_DATA from memory-limit per process",
-             f"RLIMIT_FSIZE {limits.file_size}" if limits.file_size else ""]
-    return ", ".join(p for p in parts if p)
+def describe_rlimits(pids: int, file_size: str) -> str:
+    """The rlimits in force, for people (``file_size`` as the operator wrote it)."""
+    size = f", RLIMIT_FSIZE {file_size}" if file_size else ""
+    return (f"RLIMIT_NPROC {pids} per workspace uid, RLIMIT_DATA from memory-limit per "
+            f"process{size}")
 
 
 def _read(path: Path) -> str:
@@ -105,7 +105,7 @@ def _own_cgroup_v2() -> tuple[Path | None, str]:
     """The gateway's own cgroup directory on a pure cgroup v2 host, or why there is none."""
     lines = _read(Path("/proc/self/cgroup")).splitlines()
     if len(lines) != 1 or not lines[0].startswith("0::"):
-        return None, "the host mounts cgroup v1 controllers (v1 or hybrid): not supported"
+        return None, "a cgroup v1 or hybrid host (only cgroup v2 is used)"
     own = lines[0][3:]
     for line in _read(Path("/proc/self/mountinfo")).splitlines():
         fields = line.split(" - ", 1)
@@ -178,7 +178,7 @@ class Cgroups:
         (leaf / "cgroup.procs").write_text(str(os.getpid()))
         return []
 
-    def describe(self, pids: int, file_size: int | None) -> str:
+    def describe(self, pids: int, file_size: str) -> str:
         if self.parent is None:
             return ""
         cpu = "cpu.max and cpu.weight from cpu-limit, " if "cpu" in self.controllers else ""

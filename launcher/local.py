@@ -118,7 +118,7 @@ class LocalBackend:
         self._routes = routes
         self._settings = settings
         self._proxy_prefix = proxy_prefix
-        self._state_dir = Path(state_dir)
+        self._state_dir = Path(state_dir).absolute()  # HOME and the sandbox binds are absolute
         self._log_dir = Path(settings.log_dir) if settings.log_dir else self._state_dir / "logs"
         self._workspace_type = workspace_type
         self.isolation = isolation.choose_mode()
@@ -164,10 +164,10 @@ class LocalBackend:
                      f"{s.shm_size or 'half the RAM'}" if bounded else
                      "; private /tmp and /dev/shm unbounded (bubblewrap before 0.7)")
         if self._cgroups.parent is not None:
-            return self._cgroups.describe(s.pids_limit, self._file_size()) + sizes
+            return self._cgroups.describe(s.pids_limit, s.max_file_size) + sizes
         if not self._prlimit:
             return "none: no cgroup v2 (" + self._cgroups.reason + ") and no prlimit" + sizes
-        rlimits = describe_rlimits(Limits(pids=s.pids_limit, file_size=self._file_size()))
+        rlimits = describe_rlimits(s.pids_limit, s.max_file_size)
         return (f"rlimits: {rlimits}; no CPU limit (no cgroup v2: {self._cgroups.reason})"
                 + sizes)
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from launcher.errors import ConfigError
-from launcher.limits import cpu_max, cpu_weight, parse_cpu, shares_to_weight
+from launcher.limits import Cgroups, cpu_max, cpu_weight, parse_cpu, shares_to_weight
 from launcher.local import LocalBackend
 from launcher.options import WorkspaceOption, parse_hatchery_config
 from launcher.routes import RouteTable
@@ -161,3 +161,34 @@ async def test_a_delegated_cgroup_holds_the_workspace_with_its_options_limits(
     assert seen["RLIMIT_NPROC"] != 64 and seen["RLIMIT_DATA"] != 256 * 2**20
     assert seen["RLIMIT_FSIZE"] == 10 * 2**30
     assert f"cgroup v2 under {delegated}" in backend.health()["limits"]
+
+
+@root_only
+def test_hatchway_moves_itself_out_of_the_cgroup_its_workspaces_go_under(
+        delegated: Path) -> None:
+    """A cgroup whose children have controllers may hold no process: a delegated cgroup that
+    holds hatchway alone (systemd's Delegate=yes) is made usable by moving it into a leaf."""
+    (delegated / "cgroup.type").write_text("domain\n")  # not the root cgroup
+    (delegated / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    cgroups = Cgroups(str(delegated))
+    assert cgroups.parent == delegated and cgroups.reason == ""
+    assert (delegated / "gateway" / "cgroup.procs").read_text() == str(os.getpid())
+
+
+@root_only
+def test_a_cgroup_holding_other_processes_is_left_alone(delegated: Path) -> None:
+    (delegated / "cgroup.type").write_text("domain\n")
+    (delegated / "cgroup.procs").write_text(f"1\n{os.getpid()}\n")
+    cgroups = Cgroups(str(delegated))
+    assert cgroups.parent is None and "other than hatchway" in cgroups.reason
+    assert (delegated / "cgroup.subtree_control").read_text() == ""
+    assert not (delegated / "gateway").exists()
+
+
+@root_only
+def test_a_cgroup_without_memory_and_pids_is_not_used(delegated: Path) -> None:
+    (delegated / "cgroup.controllers").write_text("cpu io\n")
+    cgroups = Cgroups(str(delegated))
+    assert cgroups.parent is None
+    assert cgroups.reason == f"cgroup v2 at {delegated} does not delegate memory, pids " \
+        "(it has: cpu io)"

@@ -184,10 +184,16 @@ class PodCostTracker:
             if not await self._charge(pod):
                 return False  # in order: a later charge must not pass an earlier one
             self._departed.popleft()
-        for pod in list(self.pods.cache.values()):
+        pods = list(self.pods.cache.values())
+        for pod in pods:
             if not self._is_leader():
                 break
             calm = await self._reconcile(pod) and calm
+        known = {str((p.get("metadata") or {}).get("uid") or "")
+                 for p in [*pods, *self._departed]}
+        self._ensured &= known  # what is gone needs no memory (the charged set is bounded)
+        for uid in set(self._failing) - known:
+            del self._failing[uid]
         return calm
 
     async def _reconcile(self, pod: dict[str, Any]) -> bool:

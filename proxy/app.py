@@ -101,8 +101,7 @@ def build_app(settings: Settings) -> web.Application:
         settings=settings, hatchery=hatchery, routes=routes,
         backend=_backend(settings, routes, hatchery), sessions=sessions,
         authz=build_authorizer(settings.authz, http), activity=ActivityTracker(),
-        paymodels=PayModels.from_hatchery(hatchery.raw, hatchery.source,
-                                          region=settings.paymodels.region,
+        paymodels=PayModels.from_hatchery(hatchery, region=settings.paymodels.region,
                                           endpoint_url=settings.paymodels.endpoint_url),
         trusted_nets=parse_networks(settings.trusted_proxies))
 

@@ -177,8 +177,8 @@ class KubernetesBackend:
             if specs.needs_claim(option):
                 claim = await self.client.get("persistentvolumeclaims", claim_name(user))
                 if claim is None:
-                    size = str(self.hatchery.raw.get("user-volume-size") or
-                               self.cfg.user_volume_size or specs.DEFAULT_VOLUME_SIZE)
+                    size = (self.hatchery.user_volume_size or self.cfg.user_volume_size
+                            or specs.DEFAULT_VOLUME_SIZE)
                     with contextlib.suppress(Conflict):  # another replica made it just now
                         await self.client.create("persistentvolumeclaims",
                                                  specs.claim_spec(user, pod, size))

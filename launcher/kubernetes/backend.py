@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from launcher.backend import WorkspaceStatus
+from launcher.clock import REAL, Clock
 from launcher.errors import BackendError, BackendUnavailable, NameTaken, WorkspaceExists
 from launcher.fence_keys import ApiKey, FenceKeys, api_key_of, fence_url, key_id_of
 from launcher.names import claim_name, pod_name, service_name
@@ -59,10 +60,12 @@ class KubernetesBackend:
     name = "kubernetes"
     isolation = "pods"  # one pod per user: the cluster keeps them apart
 
-    def __init__(self, routes: RouteTable, cfg: KubeSettings, hatchery: HatcheryConfig) -> None:
+    def __init__(self, routes: RouteTable, cfg: KubeSettings, hatchery: HatcheryConfig, *,
+                 clock: Clock = REAL) -> None:
         """``cfg.mapping_flavor`` empty means Hatchery's v1 (the gateway fills in Envoy
-        mode's choice before it gets here)."""
+        mode's choice before it gets here); ``clock`` judges the culler's Lease."""
         self.routes, self.hatchery, self.cfg = routes, hatchery, cfg
+        self._clock = clock
         self.mapping_flavor = cfg.mapping_flavor or "v1"
         self.namespace = self.cfg.namespace or hatchery.user_namespace or DEFAULT_NAMESPACE
         self._client: KubeClient | None = None
@@ -123,7 +126,8 @@ class KubernetesBackend:
         self.elector = LeaderElector(self._client, name=self.cfg.lease_name,
                                      identity=self.cfg.identity or default_identity(),
                                      lease_seconds=self.cfg.lease_seconds,
-                                     renew_seconds=self.cfg.lease_renew_seconds)
+                                     renew_seconds=self.cfg.lease_renew_seconds,
+                                     clock=self._clock)
         self.elector.start()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.cfg.request_timeout):

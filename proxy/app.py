@@ -33,6 +33,7 @@ from .trusted import parse_networks
 from .workspace_proxy import CLIENT, proxy_handler
 
 log = logging.getLogger("hatchway")
+CULLER = web.AppKey("culler", IdleCuller)  # the app's idle culler (tests sweep it directly)
 
 
 def dev_issuer(settings: Settings) -> DevIssuer:
@@ -131,6 +132,7 @@ def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
                         on_cull=ops.on_cull(app),
                         workspace_last_ms=lambda user: jupyter_last_ms(gateway, user),
                         clock=clock)
+    app[CULLER] = culler
     prefix = settings.prefix.rstrip("/")
     if issuer is not None:
         app[devlogin.DEV_ISSUER] = issuer

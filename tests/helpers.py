@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +62,19 @@ async def launch(client: aiohttp.ClientSession, gw: GatewayUnderTest, name: str 
     oid = await option_id(client, gw, name)
     async with client.post(gw.url(f"{API}launch?id={oid}"), headers=auth(gw, user)) as resp:
         assert (resp.status, await resp.text()) == (200, "Success")
+
+
+async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = 5.0) -> float:
+    """Poll ``check`` until it holds; return how long that took (fails after ``within``
+    seconds). The one place tests wait for something they cannot be told about."""
+    start = time.monotonic()
+    while True:
+        held = check()
+        if held if isinstance(held, bool) else await held:
+            return time.monotonic() - start
+        if time.monotonic() - start > within:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.05)
 
 
 async def status_becomes(client: aiohttp.ClientSession, gw: GatewayUnderTest, wanted: str,

@@ -106,7 +106,8 @@ def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
     gateway = Gateway(
         settings=settings, hatchery=hatchery, routes=routes,
         backend=_backend(settings, routes, hatchery, clock), sessions=sessions,
-        authz=build_authorizer(settings.authz, http), activity=ActivityTracker(clock=clock),
+        authz=build_authorizer(settings.authz, http, clock=clock),
+        activity=ActivityTracker(clock=clock),
         paymodels=PayModels.from_hatchery(hatchery, region=settings.paymodels.region,
                                           endpoint_url=settings.paymodels.endpoint_url),
         trusted_nets=parse_networks(settings.trusted_proxies))

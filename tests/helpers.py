@@ -64,9 +64,11 @@ async def launch(client: aiohttp.ClientSession, gw: GatewayUnderTest, name: str 
         assert (resp.status, await resp.text()) == (200, "Success")
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = 5.0) -> float:
-    """Poll ``check`` until it holds; return how long that took (fails after ``within``
-    seconds). The one place tests wait for something they cannot be told about."""
+async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = 5.0,
+                     interval: float = 0.05) -> float:
+    """Poll ``check`` every ``interval`` seconds until it holds; return how long that took
+    (fails after ``within`` seconds). The one place tests wait for something they cannot be
+    told about."""
     start = time.monotonic()
     while True:
         held = check()
@@ -74,19 +76,22 @@ async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float 
             return time.monotonic() - start
         if time.monotonic() - start > within:
             raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(interval)
 
 
 async def status_becomes(client: aiohttp.ClientSession, gw: GatewayUnderTest, wanted: str,
                          within: float = 20.0, user: str = "alice") -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        body: dict[str, Any] = await get_json(client, gw, "status", user)
-        if body["status"] == wanted:
-            return body
-        assert loop.time() < deadline, f"status stayed {body['status']!r}, wanted {wanted!r}"
-        await asyncio.sleep(0.1)
+    seen: list[dict[str, Any]] = [{}]
+
+    async def reached() -> bool:
+        seen[0] = await get_json(client, gw, "status", user)
+        return bool(seen[0]["status"] == wanted)
+    try:
+        await eventually(reached, within, interval=0.1)
+    except AssertionError:
+        raise AssertionError(f"status stayed {seen[0].get('status')!r}, "
+                             f"wanted {wanted!r}") from None
+    return seen[0]
 
 
 async def exchange(port: int, request: str | bytes, *, source: str = "127.0.0.1",

@@ -23,6 +23,8 @@ from launcher.processes import parse_memory
 from launcher.routes import RouteTable
 from launcher.settings import LocalSettings
 
+from .helpers import eventually
+
 PREFIX = "/lw-workspace/proxy/"
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 PY = sys.executable
@@ -48,16 +50,15 @@ def alive(pid: int) -> bool:
 
 
 async def until(check: Callable[[], Any], within: float = 15.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
+    """``check``'s first truthy result (it may be a coroutine function)."""
+    found: list[Any] = [None]
+
+    async def holds() -> bool:
         result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+        found[0] = await result if asyncio.iscoroutine(result) else result
+        return bool(found[0])
+    await eventually(holds, within, interval=0.02)
+    return found[0]
 
 
 async def status_is(backend: LocalBackend, user: str, wanted: str,

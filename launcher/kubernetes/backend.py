@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -73,10 +72,13 @@ class KubernetesBackend:
         self.slices: Reflector | None = None
         self.router: Router | None = None
         # -- issue 11: Fence API keys, shared activity, one culler -------------------------
-        self.gen3_endpoint = self.cfg.gen3_endpoint or os.environ.get("GEN3_ENDPOINT", "")
-        self.fence = FenceKeys(fence_url(configured=self.cfg.fence_url, environ=os.environ,
+        commons = self.cfg.commons_endpoint  # GEN3_ENDPOINT, through the settings tree
+        self.gen3_endpoint = self.cfg.gen3_endpoint or commons or ""
+        self.fence = FenceKeys(fence_url(configured=self.cfg.fence_url,
+                                         environ={} if commons is None else
+                                         {"GEN3_ENDPOINT": commons},
                                          use_internal=hatchery.use_internal_services_url),
-                               self._fence_http, timeout_seconds=self.cfg.request_timeout)
+                               self._fence_http, timeout_seconds=self.cfg.request_timeout_seconds)
         self._http: aiohttp.ClientSession | None = None
         self._local_activity: Callable[[str], int] | None = None
         self.activity: ActivitySync | None = None
@@ -130,7 +132,7 @@ class KubernetesBackend:
                                      clock=self._clock)
         self.elector.start()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.cfg.request_timeout):
+            async with asyncio.timeout(self.cfg.request_timeout_seconds):
                 await asyncio.gather(self.services.synced.wait(), self.slices.synced.wait())
 
     async def close(self) -> None:

@@ -96,7 +96,7 @@ async def _start(start_gateway: Callable[..., Any], tmp_path: Path,
                  **overrides: Any) -> tuple[GatewayUnderTest, dict[str, Any]]:
     envoy = {"listen_host": "127.0.0.1", "listen_port": free_port(),
              "admin_port": free_port(), "dynamic_dir": str(tmp_path / "envoy-dynamic"),
-             "activity_poll_s": 0.1}
+             "activity_poll_seconds": 0.1}
     gw = await start_gateway(mode="envoy", envoy=envoy, **overrides)
     return gw, envoy
 

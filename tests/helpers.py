@@ -146,20 +146,37 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("HATCHWAY_")}
 
 
+def wait_until(check: Callable[[], bool], within: float, *, interval: float = 0.1,
+               failure: Callable[[], str] = lambda: "condition not met") -> None:
+    """``eventually`` for code without an event loop (starting a process in a fixture):
+    poll ``check`` until it holds, else fail with ``failure()`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, failure()
+        time.sleep(interval)
+
+
+def listening(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait_for_banner_url(out: Path, proc: subprocess.Popen[bytes], within: float = 20) -> str:
     """The URL ``hatchway serve`` tells a newcomer to open, once that URL answers."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+    banner = r"Open (http://([^:/\s]+):(\d+)/\S*) in a browser"
+
+    def answers() -> bool:
         assert proc.poll() is None, f"hatchway serve exited: {out.read_text()}"
-        found = re.search(r"Open (http://([^:/\s]+):(\d+)/\S*) in a browser", out.read_text())
-        if found:
-            try:
-                socket.create_connection((found[2], int(found[3])), timeout=1).close()
-                return found[1]
-            except OSError:
-                pass
-        time.sleep(0.1)
-    raise AssertionError(f"no URL to open in the banner: {out.read_text()!r}")
+        found = re.search(banner, out.read_text())
+        return found is not None and listening(found[2], int(found[3]))
+    wait_until(answers, within,
+               failure=lambda: f"no URL to open in the banner: {out.read_text()!r}")
+    found = re.search(banner, out.read_text())
+    assert found is not None
+    return found[1]
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,7 @@ from launcher.processes import parse_memory
 from launcher.routes import RouteTable
 from launcher.settings import LocalSettings
 
-from .helpers import eventually
+from .helpers import NEVER_READY, eventually
 
 PREFIX = "/lw-workspace/proxy/"
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -127,7 +127,7 @@ async def test_workspace_ports_lie_below_the_ephemeral_range_and_differ(
 
 async def test_launching_status_reports_conditions_and_no_idle_limit_yet(
         backend: LocalBackend) -> None:
-    await backend.launch("bob", option(command=["sleep", "30"], ready_probe="/",
+    await backend.launch("bob", option(command=NEVER_READY["command"], ready_probe="/",
                                        args=["--ServerApp.shutdown_no_activity_timeout=60"]),
                          None)
     st = await backend.status("bob")
@@ -218,9 +218,9 @@ async def test_workspace_killed_by_a_signal_says_which(backend: LocalBackend) ->
 
 
 async def test_second_launch_raises_workspace_exists(backend: LocalBackend) -> None:
-    await backend.launch("hank", option(command=["sleep", "30"]), None)
+    await backend.launch("hank", option(command=NEVER_READY["command"]), None)
     with pytest.raises(WorkspaceExists):
-        await backend.launch("hank", option(command=["sleep", "30"]), None)
+        await backend.launch("hank", option(command=NEVER_READY["command"]), None)
 
 
 async def test_stopped_workspace_can_be_launched_again(backend: LocalBackend) -> None:
@@ -248,7 +248,8 @@ async def test_workspace_not_ready_in_time_is_stopped(routes: RouteTable, tmp_pa
     settings = LocalSettings(stop_grace_seconds=0.5, ready_timeout_seconds=0.4,
                              probe_interval_seconds=0.05)
     backend = LocalBackend(routes, settings, proxy_prefix=PREFIX, state_dir=str(tmp_path))
-    await backend.launch("lee", option(command=["sleep", "300"], **{"ready-probe": "/x"}), None)
+    await backend.launch("lee", option(command=NEVER_READY["command"], **{"ready-probe": "/x"}),
+                         None)
     st = await status_is(backend, "lee", STOPPED, 5.0)
     assert "not ready within 0.4s" in st.detail
     assert routes.get("lee") is None

@@ -14,7 +14,6 @@ import getpass
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -30,7 +29,7 @@ import pytest
 
 from .arborist_contract import ArboristContract, Grant
 from .conftest import PROXY, GatewayUnderTest
-from .helpers import JWKSServer, eventually, exchange, free_port
+from .helpers import JWKSServer, eventually, exchange, free_port, listening, wait_until
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 pytestmark = pytest.mark.skipif(
@@ -81,15 +80,11 @@ def nginx_running(conf: Path, port: int) -> Iterator[Path]:
         proc = subprocess.Popen(nginx_command(conf, "-g", "daemon off;"),
                                 stdout=stdout, stderr=stderr)
     try:
-        deadline = time.monotonic() + 10
-        while True:
+        def listens() -> bool:
             assert proc.poll() is None, f"nginx exited: {err.read_text()}"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"nginx never listened: {err.read_text()}"
-                time.sleep(0.05)
+            return listening("127.0.0.1", port)
+        wait_until(listens, 10, interval=0.05,
+                   failure=lambda: f"nginx never listened: {err.read_text()}")
         yield err
     finally:
         proc.terminate()

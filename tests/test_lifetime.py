@@ -200,3 +200,24 @@ async def test_status_shows_the_portal_an_approaching_maximum_age(
 def catch_up(clock: ManualClock) -> None:
     """Bring the clock to the real time the demo workspace stamps its own activity with."""
     clock.advance(max(0.0, time.time() - clock.time()))
+
+
+# -- what counts as activity -----------------------------------------------------------------
+
+async def test_an_open_tabs_pings_and_pongs_do_not_keep_a_workspace_alive(
+        start_gateway: Any, tmp_path: Path, client: aiohttp.ClientSession,
+        clock: ManualClock) -> None:
+    gw = await _gateway(start_gateway, tmp_path, clock, demo("Short", **{"idle-time-limit": 1500}))
+    await launch(client, gw, "Short")
+    await status_becomes(client, gw, "Running")
+    catch_up(clock)
+    headers = {**gw.cookie_header("alice"), "Origin": gw.base}  # as a browser's tab sends
+    async with client.ws_connect(gw.url(PROXY + "echo"), headers=headers, autoping=False,
+                                 compress=0) as ws:
+        for _ in range(12):  # 3.6 s of keep-alive chatter, no message
+            await ws.pong(b"answering the workspace")
+            await ws.ping(b"still open")
+            reply = await ws.receive(timeout=5)  # the workspace's pong: both passed the relay
+            assert reply.type is aiohttp.WSMsgType.PONG
+            clock.advance(0.3)
+        assert await gw.server.runner.app[CULLER].sweep() == ["alice"]

@@ -1,5 +1,5 @@
-"""Pricing a pod as Hatchery's PodTracker does (costTracker.go ``calculatePodPrice``), its
-``pricing`` config, and what the start-up warning says about cost tracking per backend. The
+"""Pricing a pod as Hatchery's PodTracker does (costTracker.go ``calculatePodPrice``) at
+hatchery.json's ``pricing``, and what the start-up warning says about cost tracking per backend. The
 amounts Hatchery adds for whole pod lifetimes are checked against a golden in
 tests/k8s/costs/test_golden.py."""
 
@@ -11,7 +11,7 @@ import pytest
 
 from launcher.costs.notes import unsupported
 from launcher.costs.pricing import Pricing, pod_cost
-from launcher.errors import ConfigError
+from launcher.options import parse_hatchery_config
 
 HOUR = 3_600_000_000_000
 
@@ -44,7 +44,8 @@ def test_a_container_without_requests_costs_nothing() -> None:
 
 @pytest.mark.parametrize("ns", [0, -HOUR])
 def test_a_runtime_of_zero_or_less_costs_nothing(ns: int) -> None:
-    assert pod_cost(pod(requests("1", "1Gi")), ns, Pricing(1.0, 1.0)).increment == "0.0000"
+    cost = pod_cost(pod(requests("1", "1Gi")), ns, Pricing(cpu=1.0, memory=1.0))
+    assert cost.increment == "0.0000"
 
 
 def test_cpu_rounds_up_to_the_millicore_and_memory_to_the_byte() -> None:
@@ -54,22 +55,19 @@ def test_cpu_rounds_up_to_the_millicore_and_memory_to_the_byte() -> None:
                     Pricing(memory=float(1 << 30))).total == 1.0
 
 
-def test_pricing_keys_match_ignoring_case_as_gos_json_does() -> None:
-    assert Pricing.from_hatchery({"pricing": {"CPU": 0.5, "Memory": 2}}, "h") == Pricing(0.5, 2.0)
-    assert Pricing.from_hatchery({}, "h") == Pricing()
-
-
-def test_a_pricing_that_is_not_a_number_names_the_field() -> None:
-    with pytest.raises(ConfigError, match=r"h.json: field 'pricing.cpu': expected a number"):
-        Pricing.from_hatchery({"pricing": {"cpu": "0.04"}}, "h.json")
+def test_pricing_is_read_from_hatchery_json_ignoring_case_as_gos_json_does() -> None:
+    config = parse_hatchery_config({"pricing": {"CPU": 0.5, "Memory": 2}}, "h")
+    assert (config.pricing.cpu, config.pricing.memory) == (0.5, 2.0)
+    assert parse_hatchery_config({}, "h").pricing == Pricing()
 
 
 def test_the_warning_says_the_local_backend_charges_nothing() -> None:
-    notes = unsupported({"pay-models-dynamodb-table": "pm"}, "local")
+    with_table = parse_hatchery_config({"pay-models-dynamodb-table": "pm"}, "h")
+    notes = unsupported(with_table, "local")
     assert len(notes) == 1 and "local backend charges nothing" in notes[0]
-    assert unsupported({"pay-models-dynamodb-table": "pm"}, "kubernetes") == []
+    assert unsupported(with_table, "kubernetes") == []
 
 
 def test_the_warning_names_the_cost_endpoints_not_served() -> None:
-    [note] = unsupported({"pricing": {"cpu": 0.1}}, "kubernetes")
+    [note] = unsupported(parse_hatchery_config({"pricing": {"cpu": 0.1}}, "h"), "kubernetes")
     assert "/allCosts" in note and "/timetracker" in note

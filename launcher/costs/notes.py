@@ -3,17 +3,21 @@ warning: the local backend charges nothing, and Hatchery's cost endpoints are no
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
+
+from launcher.hatchery_types import Pricing
+
+if TYPE_CHECKING:
+    from launcher.options import HatcheryConfig
 
 
-def unsupported(doc: Mapping[str, Any], backend: str) -> list[str]:
+def unsupported(config: HatcheryConfig, backend: str) -> list[str]:
     notes = []
-    if doc.get("pay-models-dynamodb-table") and backend != "kubernetes":
+    if config.pay_models_dynamodb_table and backend != "kubernetes":
         notes.append("cost tracking: the local backend charges nothing to the pay-model table "
                      "(total-usage does not grow, so hard-limit never takes effect; the "
                      "kubernetes backend charges as Hatchery's PodTracker does)")
-    if doc.get("pricing"):
+    if config.pricing != Pricing():
         notes.append("pricing: /allCosts and /timetracker are not served (costs are charged "
                      "to total-usage, on the kubernetes backend with a pay-model table)")
     return notes

@@ -8,7 +8,9 @@ to the millicore), memory as ``Value() / 1024³`` GiB (rounded up to the byte); 
 ``amount × price × hours``, summed container by container, CPU and memory apart, then added.
 Hours are Go's ``Duration.Hours()`` of *deletion − creation* (whole hours plus the rest
 divided by 3.6e12 ns). A runtime of zero or less costs nothing. The table receives the total
-as Go's ``%.4f`` prints it: that text is what ``UpdatePayModelCost`` adds.
+as Go's ``%.4f`` prints it: that text is what ``UpdatePayModelCost`` adds. The prices are
+hatchery.json's ``pricing`` (``Pricing{Cpu, Memory}``: dollars per requested core-hour and
+GiB-hour; absent, every pod costs nothing).
 """
 
 from __future__ import annotations
@@ -19,35 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from launcher.errors import ConfigError
 from launcher.gojson import quantity_amount
+from launcher.hatchery_types import Pricing
 
 _NS_PER_HOUR = 3_600_000_000_000
 _GIB = 1024 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Pricing:
-    """hatchery.json ``pricing``: dollars per requested core-hour and per requested GiB-hour
-    (Go's ``Pricing{Cpu, Memory float64}``; absent: 0, so every pod costs nothing)."""
-
-    cpu: float = 0.0
-    memory: float = 0.0
-
-    @classmethod
-    def from_hatchery(cls, doc: Mapping[str, Any], source: str) -> Pricing:
-        raw = doc.get("pricing") or {}
-        if not isinstance(raw, Mapping):
-            raise ConfigError(source, "pricing", "an object", raw)
-        values: dict[str, float] = {}
-        for key, value in raw.items():  # Go's json matches field names ignoring case
-            name = key.lower()
-            if name not in ("cpu", "memory") or value is None:
-                continue
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise ConfigError(source, f"pricing.{key}", "a number", value)
-            values[name] = float(value)
-        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -160,8 +160,11 @@ class PodCostTracker:
             if not calm:  # the table or the API server is failing: retry at a steady pace
                 await asyncio.sleep(self._interval)
                 continue
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancel that
+            # comes as the wait ends (seen here: stop() then waited forever)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
 
     async def _pass(self) -> bool:
         """One sweep, as the leader; False when something failed and waits for a retry."""

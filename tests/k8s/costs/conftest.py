@@ -92,8 +92,7 @@ async def cost_backend(kube_settings: Callable[..., Settings], moto_url: str, ta
                **(hatchery or {}),
                "pay-models-dynamodb-table": table.name if table_name is None else table_name}
         config = parse_hatchery_config(doc, "test hatchery.json")
-        pay = PayModels.from_hatchery(config.raw, config.source,
-                                      endpoint_url=paymodels_url or moto_url)
+        pay = PayModels.from_hatchery(config, endpoint_url=paymodels_url or moto_url)
         settings = {"lease_seconds": 1.0, "lease_renew_seconds": 0.2, **kubernetes}
         backend = KubernetesBackend(RouteTable(), kube_config(kube_settings(
             identity=identity or f"replica-{len(started)}", **settings)), config)

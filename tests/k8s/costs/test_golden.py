@@ -24,7 +24,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from launcher.costs.pricing import Pricing, parse_time, pod_cost, runtime_ns
+from launcher.costs.pricing import parse_time, pod_cost, runtime_ns
+from launcher.options import parse_hatchery_config
 
 from ..conftest import api_write, eventually
 from ..emulator import ApiServer
@@ -53,7 +54,7 @@ def keyed(items: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def test_hatchways_price_of_each_lifetime_is_the_amount_hatchery_adds() -> None:
-    pricing = Pricing.from_hatchery(GOLDEN["hatchery"], "golden")
+    pricing = parse_hatchery_config(GOLDEN["hatchery"], "golden").pricing
     cases = {c["case"]: c for c in GOLDEN["pods"]}
     for write in (w for w in GOLDEN["writes"] if w["call"] == "UpdateItem"):
         case = cases[write["case"]]

@@ -235,8 +235,9 @@ async def test_a_charge_over_the_hard_limit_stops_the_next_launch(
     settings = load_settings([str(hatchery)], environ={}, overrides={
         "state_dir": str(tmp_path / "state"), "backend": "kubernetes",
         "paymodels": {"endpoint_url": moto_url},
-        "kubernetes": {"kubeconfig": kubeconfig, "api_keys": False, "request_timeout": 2,
-                       "retries": 1, "retry_backoff": 0.05, "lease_seconds": 1,
+        "kubernetes": {"kubeconfig": kubeconfig, "api_keys": False,
+                       "request_timeout_seconds": 2, "retries": 1,
+                       "retry_backoff_seconds": 0.05, "lease_seconds": 1,
                        "lease_renew_seconds": 0.2}})
     app = build_app(settings)
     gw = GatewayUnderTest(await aiohttp_server(app, host="127.0.0.1"), app[GATEWAY],

@@ -174,7 +174,7 @@ class KubernetesBackend:
             self._client, self.pods, ledger=ledger,
             pricing=self.hatchery.pricing,
             is_leader=lambda: self.is_leader, hold_seconds=self._charge_hold_seconds,
-            interval_seconds=self.cfg.lease_renew_seconds)
+            interval_seconds=self.cfg.lease_renew_seconds, clock=self._clock.monotonic)
         self.pods.start()
         self.costs.start()
 

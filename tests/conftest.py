@@ -26,6 +26,7 @@ from proxy.gateway import GATEWAY, Gateway
 from proxy.server import Running, start
 from proxy.settings import Settings, load_settings
 
+from .cluster import podnetwork
 from .cluster.controlplane import ControlPlane, ControlPlaneError
 from .helpers import JWKSServer, exchange, public_jwk
 
@@ -59,6 +60,12 @@ class GatewayUnderTest:
     def publish(self, user: str, server: TestServer | Running, rewrite: str = PROXY) -> None:
         assert server.port is not None
         self.gateway.routes.set(user, Route("127.0.0.1", server.port, rewrite, source="test"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session's own network namespace, with the test node's pod address
+    (tests/cluster/podnetwork.py); first, before anything opens a socket or a thread."""
+    podnetwork.enter_private_network()
 
 
 @pytest.fixture(scope="session")

@@ -164,7 +164,9 @@ async def status(request: web.Request, gateway: Gateway, who: Identity) -> web.S
     st = await workspace_status(gateway, who.user)
     envoy = gateway.envoy
     if st.status == RUNNING and envoy is not None and not envoy.applied(who.user):
-        st.status = LAUNCHING  # Running means reachable: Envoy has not loaded the route yet
+        # Running means reachable: Envoy has not loaded the route yet, or refused it
+        st.status = LAUNCHING
+        st.detail = envoy.route_problem(who.user) or st.detail
     return web.json_response(st.to_json(await last_activity_ms(gateway, who.user, st)))
 
 
@@ -201,7 +203,7 @@ async def health(request: web.Request) -> web.StreamResponse:
             status_code = 503
     envoy = gateway.envoy
     if envoy is not None:
-        body["envoy_config"] = envoy.last_error or "ok"
+        body["envoy_config"] = envoy.problem or "ok"
     fast = gateway.fast_path
     if fast is not None:  # which path answered (tests prove the fast path is taken)
         body["fast_path"] = {"relayed": fast.relayed, "handed_off": fast.handed_off}

@@ -31,7 +31,14 @@ class EnvoyRoutes(Protocol):
 
     last_error: str  # "" while Envoy's files are current
 
+    @property
+    def problem(self) -> str:
+        """Why Envoy does not serve hatchway's latest files ("" when it does)."""
+
     def applied(self, user: str) -> bool: ...
+
+    def route_problem(self, user: str) -> str:
+        """Why Envoy does not route this user's workspace ("" when it does, or soon will)."""
 
     async def wait_applied(self, user: str, timeout_s: float = 3.0) -> bool: ...
 

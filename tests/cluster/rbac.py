@@ -1,9 +1,9 @@
-"""hatchway's identity on the test cluster, from one place: the ServiceAccount and the
-Role/RoleBinding hatchway is deployed with. Every real-cluster test authenticates as that
+"""hatchway's identity on the test cluster, from one place: the ServiceAccount, Role and
+RoleBinding hatchway is deployed with. Every real-cluster test authenticates as that
 ServiceAccount, so a verb the Role lacks fails a test with the API server's own 403.
 
-``ROLE_SOURCE`` is deploy/rbac.yaml (kustomize) today; pointing it at the Helm chart's rendered
-Role is the one change that moves every test onto the chart's grants.
+``SOURCE`` is deploy/install.yaml, the Helm chart (deploy/helm/hatchway) rendered with its
+default values (deploy/render.sh keeps it current): the objects an operator applies.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import yaml
 
 from .controlplane import REPO, ControlPlane
 
-ROLE_SOURCE = REPO / "deploy" / "rbac.yaml"
-SERVICE_ACCOUNT_SOURCE = REPO / "deploy" / "serviceaccount.yaml"
+SOURCE = REPO / "deploy" / "install.yaml"
 Grant = tuple[str, str, str]  # (API group, resource, verb)
 
 
@@ -28,16 +27,16 @@ def _docs(path: Path) -> list[dict[str, Any]]:
 
 def service_account() -> tuple[str, str]:
     """(namespace, name) of the ServiceAccount hatchway runs as."""
-    (doc,) = [d for d in _docs(SERVICE_ACCOUNT_SOURCE) if d["kind"] == "ServiceAccount"]
+    (doc,) = [d for d in _docs(SOURCE) if d["kind"] == "ServiceAccount"]
     return str(doc["metadata"]["namespace"]), str(doc["metadata"]["name"])
 
 
 def hatchway_rbac(namespace: str, *, without: Iterable[Grant] = ()) -> list[dict[str, Any]]:
-    """The Role and RoleBinding from ``ROLE_SOURCE``, placed in ``namespace`` (the user
+    """The Role and RoleBinding from ``SOURCE``, placed in ``namespace`` (the user
     namespace), less the grants in ``without``."""
     drop = set(without)
     out = []
-    for doc in _docs(ROLE_SOURCE):
+    for doc in _docs(SOURCE):
         if doc["kind"] not in ("Role", "RoleBinding"):
             continue
         doc = copy.deepcopy(doc)

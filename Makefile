@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench soak clean debs cluster
+.PHONY: serve test lint bench soak clean debs cluster peers
 DEBS := chromium wrk nginx-light golang-go bubblewrap
 
 $(PY):
@@ -69,7 +69,15 @@ $(CLUSTER_BIN)/etcd: tests/cluster/etcd/go.mod tests/cluster/etcd/go.sum tests/c
 
 cluster: $(CLUSTER_BINS)
 
-test: $(STAMP) $(GEN3_SDK) debs cluster
+# The benchmark peers that install themselves (configurable-http-proxy from npm), before pytest
+# and as `make bench` would: the test session runs in a network namespace of its own
+# (tests/cluster/podnetwork.py) that reaches no registry. A peer that cannot be had is said
+# here and skipped by its test.
+peers: $(STAMP)
+	@$(PY) -c "from benchmarks.peers import ALL_PEERS; \
+	  [print(f'benchmark peer {n}: {w}') for n, p in ALL_PEERS.items() if (w := p().prepare())]"
+
+test: $(STAMP) $(GEN3_SDK) debs cluster peers
 	$(VENV)/bin/ruff check proxy launcher tests benchmarks
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q

@@ -6,8 +6,9 @@ took 127.0.0.1), and no container network exists here. So the test session moves
 starts anything, into a network namespace of its own (root only: ``unshare(CLONE_NEWNET)``)
 with loopback up and ``POD_ADDRESS`` on it: the workspaces the test node runs listen there,
 the node reports it as their pod IP, and hatchway reaches them through real EndpointSlices.
-Nothing in that namespace reaches beyond the machine; every other test is unaffected (they
-use loopback, which the namespace has).
+Nothing in that namespace reaches beyond the machine, no package registry either: what a test
+needs is installed before pytest (``make test``: the control plane, the benchmark peers); every
+other test is unaffected (they use loopback, which the namespace has).
 """
 
 from __future__ import annotations

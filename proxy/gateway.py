@@ -6,10 +6,12 @@ imports none of the modules that import it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
+
+from .trusted import TrustedPeers
 
 if TYPE_CHECKING:
     import aiohttp
@@ -23,7 +25,6 @@ if TYPE_CHECKING:
     from .authz import Authorizer
     from .sessions import SessionValidator
     from .settings import Settings
-    from .trusted import Network
 
 
 class EnvoyRoutes(Protocol):
@@ -73,7 +74,7 @@ class Gateway:
     envoy_activity: Poller | None = None  # Envoy mode, jwt authorization: Envoy's counters
     fast_path: RelayCounts | None = None  # builtin mode with the fast path on
     paymodels: PayModels | None = None  # the commons' pay models (None: none configured)
-    trusted_nets: tuple[Network, ...] = ()  # peers whose REMOTE_USER is believed
+    trusted: TrustedPeers = field(default_factory=TrustedPeers)  # whose REMOTE_USER counts
 
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)

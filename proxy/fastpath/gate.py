@@ -8,13 +8,15 @@ so the two paths cannot drift apart in what they refuse or how.
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from launcher.routes import Route
 
 from ..authz import AllowAll, Allowlist
 from ..gateway import Gateway
 from ..paths import PathError, normalize_path
 from ..sessions import Identity, SessionError, session_token
-from ..trusted import address_trusted
 from ..workspace_proxy import origin_allowed
 from .head import RequestHead
 
@@ -44,15 +46,15 @@ class Gate:
         self._allow_all = type(self.authz) is AllowAll
         self._allowlist = self.authz.users if type(self.authz) is Allowlist else None
         self._user_bytes: dict[str, bytes | None] = {}
-        self._trusted_nets = gateway.trusted_nets
+        self.trusted = gateway.trusted
 
-    def trusts(self, client: str) -> bool:
+    def trusts(self, transport: asyncio.BaseTransport, peer: Any) -> bool:
         """Whether this peer's ``REMOTE_USER`` is believed (``proxy.trusted``): its requests
         carrying one are aiohttp's, and it has no per-address connection cap (it speaks for
         many users). From anyone else the header is no identity, only a header the rewrite
         drops, so the fast path serves them (the benchmark peers all send one). Asked once
-        per connection (``Front.trusted``)."""
-        return address_trusted(client, self._trusted_nets)
+        per connection, on accept (``Front.trusted``)."""
+        return self.trusted.trusts(transport, peer)
 
     def token(self, req: RequestHead) -> str | None:
         """The session token by ``proxy.sessions.session_token``, the rule every path shares

@@ -80,6 +80,7 @@ peers: $(STAMP)
 test: $(STAMP) $(GEN3_SDK) debs cluster peers
 	$(VENV)/bin/ruff check proxy launcher tests benchmarks
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP) debs

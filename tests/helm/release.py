@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,6 @@ def live(plane: ControlPlane, doc: dict[str, Any], namespace: str) -> dict[str, 
 
 def apply_crds(plane: ControlPlane, files: Iterable[Path]) -> None:
     """Create the CRDs (as the admin) and wait until the API server serves them."""
-    import time
-
     for path in files:
         if not path.is_file():
             pytest.fail(f"{path} is missing: `make cluster` fetches the Prometheus Operator's "
@@ -98,9 +97,13 @@ def apply_crds(plane: ControlPlane, files: Iterable[Path]) -> None:
         where = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{doc['metadata']['name']}"
         deadline = time.monotonic() + 30
         while not any(c["type"] == "Established" and c["status"] == "True"
-                      for c in (plane.call("GET", where).get("status") or {}).get("conditions") or []):
+                      for c in _conditions(plane.call("GET", where))):
             assert time.monotonic() < deadline, f"{path.name} not established within 30 s"
             time.sleep(0.1)
+
+
+def _conditions(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return list((obj.get("status") or {}).get("conditions") or [])
 
 
 def ensure_namespace(plane: ControlPlane, name: str) -> None:

@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from launcher.backend import NOT_FOUND, RUNNING
+from launcher.kubernetes import KubernetesBackend
 from launcher.options import parse_hatchery_config
 from launcher.routes import RouteTable
 
@@ -138,8 +139,8 @@ def _pruned(value: Any) -> Any:
     return value
 
 
-async def _status_is(backend: object, status: str) -> bool:
-    return (await backend.status(USER)).status == status  # type: ignore[attr-defined]
+async def _status_is(backend: KubernetesBackend, status: str) -> bool:
+    return (await backend.status(USER)).status == status
 
 
 def test_upgrade_with_changed_values_keeps_the_user_namespace_and_every_volume(

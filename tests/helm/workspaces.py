@@ -28,7 +28,7 @@ async def start_backend(kubeconfig: Path, users: str, hatchery: HatcheryConfig, 
     settings = load_settings([], environ={}, overrides={
         "backend": "kubernetes", "state_dir": str(state),
         "kubernetes": {"kubeconfig": str(kubeconfig), "namespace": users,
-                       "route_to": "endpoints", "api_keys": False, "request_timeout": 5,
+                       "route_to": "endpoints", "api_keys": False, "request_timeout_seconds": 5,
                        "retries": 1, "watch_seconds": 30, **kubernetes}})
     backend = KubernetesBackend(routes, kube_settings(settings), hatchery)
     await backend.start()

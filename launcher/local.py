@@ -29,7 +29,15 @@ from typing import Any
 import aiohttp
 
 from . import isolation, sandbox
-from .backend import LAUNCHING, NOT_FOUND, RUNNING, STOPPED, TERMINATING, WorkspaceStatus
+from .backend import (
+    LAUNCHING,
+    NOT_FOUND,
+    RUNNING,
+    STOPPED,
+    TERMINATING,
+    WorkspaceRecord,
+    WorkspaceStatus,
+)
 from .errors import BackendError, ConfigError, NotIsolated, WorkspaceExists
 from .limits import Cgroups, Limits, describe_rlimits, parse_cpu, rlimit_argv
 from .names import escape
@@ -69,6 +77,7 @@ class _Workspace:
     route: Route
     probe_url: str
     started: float
+    started_at: float = 0.0  # wall clock, epoch seconds (the operator's view)
     ready: bool = False
     stopping: bool = False  # SIGTERM sent (terminate, ready timeout, or leftovers after exit)
     terminating: bool = False  # terminate() asked: forgotten once the group is gone
@@ -224,6 +233,15 @@ class LocalBackend:
         log.info("launched %r for %s: pid %d, port %d", option.name, user, ws.process.pid,
                  ws.route.port)
 
+    async def workspaces(self) -> list[WorkspaceRecord]:
+        """Every workspace this process holds, with the option it was launched from."""
+        return [WorkspaceRecord(user=ws.user, option_id=ws.option.id, option_name=ws.option.name,
+                                started_at=ws.started_at)
+                for ws in list(self._workspaces.values())]
+
+    def use_hatchery(self, config: HatcheryConfig) -> None:
+        """Nothing to keep: each launch is handed its option."""
+
     async def status(self, user: str) -> WorkspaceStatus:
         ws = self._workspaces.get(user)
         status = WorkspaceStatus(workspace_type=self._workspace_type)
@@ -360,6 +378,7 @@ class LocalBackend:
                       auth=f"token {secret}")
         return _Workspace(user=user, option=option, process=process, route=route,
                           probe_url=probe_url, started=asyncio.get_running_loop().time(),
+                          started_at=time.time(),
                           sandboxed=self.isolation == isolation.SANDBOX, cgroup=group)
 
     def _wrap(self, argv: list[str], owner: Owner, home: Path, env: dict[str, str],

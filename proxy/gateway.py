@@ -52,6 +52,13 @@ class Poller(Protocol):
     async def stop(self) -> None: ...
 
 
+class OptionsReload(Protocol):
+    """hatchery.json followed for changes (``launcher.hatchery_reload.HatcheryReloader``)."""
+
+    def health(self) -> dict[str, object]:
+        """Where the options come from and why the file on disk is not in use, if it is not."""
+
+
 class RelayCounts(Protocol):
     """The fast path's counters (``proxy.fastpath.listener.FastPath``): requests it relayed
     itself, and connections it handed to aiohttp."""
@@ -75,6 +82,7 @@ class Gateway:
     fast_path: RelayCounts | None = None  # builtin mode with the fast path on
     paymodels: PayModels | None = None  # the commons' pay models (None: none configured)
     trusted: TrustedPeers = field(default_factory=TrustedPeers)  # whose REMOTE_USER counts
+    hatchery_reload: OptionsReload | None = None  # hatchery.json read again when it changes
 
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)

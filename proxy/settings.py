@@ -180,6 +180,11 @@ class Settings:
         "(tornado's 10 MiB); the aiohttp relay holds up to about twice this per message.",
         check=((lambda v: v >= 126), "at least 126"))  # a control frame's payload must fit
     hatchery_config: str = s("", "Path to hatchery.json; default options when empty.")
+    hatchery_reload_seconds: float = s(
+        10.0, "How often hatchery.json is looked at for changes (a ConfigMap update, an edited "
+        "file): new launches and /options see the new list, running workspaces keep running, "
+        "a broken file keeps the old list (log and /_status say why); 0: never.",
+        check=((lambda v: v >= 0), "0 or more"))
     trusted_proxies: list[str] = s(
         factory=list, doc="Peers (addresses/CIDRs: Gen3's revproxy, the hatchery-reaper) whose "
         "REMOTE_USER header is believed. Empty: nobody's; REMOTE_USER is then ignored and "

@@ -50,6 +50,7 @@ class WorkspaceRecord:
     launched: the option may have left hatchery.json since), since when, on which pay model."""
 
     user: str
+    status: str = ""  # as /status says it (Running, Launching, Stopped, Terminating)
     option_id: str = ""
     option_name: str = ""  # "" when the backend did not record it (a pod from before)
     started_at: float = 0.0  # epoch seconds; 0: unknown

@@ -235,7 +235,8 @@ class LocalBackend:
 
     async def workspaces(self) -> list[WorkspaceRecord]:
         """Every workspace this process holds, with the option it was launched from."""
-        return [WorkspaceRecord(user=ws.user, option_id=ws.option.id, option_name=ws.option.name,
+        return [WorkspaceRecord(user=ws.user, status=(await self.status(ws.user)).status,
+                                option_id=ws.option.id, option_name=ws.option.name,
                                 started_at=ws.started_at)
                 for ws in list(self._workspaces.values())]
 

@@ -21,7 +21,7 @@ from launcher.options import HatcheryConfig
 from launcher.paymodels import PayModels
 from launcher.routes import Route, RouteTable
 
-from . import api, devlogin, launchpage, ops, progress
+from . import admin, api, devlogin, launchpage, ops, progress
 from .authz import build_authorizer
 from .devissuer import DevIssuer
 from .failures import map_failures
@@ -126,7 +126,8 @@ def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
         paymodels=PayModels.from_hatchery(hatchery, region=settings.paymodels.region,
                                           endpoint_url=settings.paymodels.endpoint_url),
         trusted=trusted_peers(settings.trusted_proxies, isolation=backend.isolation,
-                              first_workspace_uid=settings.local.first_uid))
+                              first_workspace_uid=settings.local.first_uid),
+        clock=clock)
 
     # On Kubernetes the replicas share activity (a Service annotation) and elect one culler
     # (a Lease); the local backend has neither and culls alone.
@@ -161,6 +162,7 @@ def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
     # stripped: its /lw-workspace/ location reaches Hatchery's "/", its home page).
     for mount in dict.fromkeys((prefix, "")):
         api.add_routes(app, mount)
+        admin.add_routes(app, mount)  # the operator's view (Arborist's admin grant)
         ops.add_routes(app, mount)  # /_ready, /favicon.ico
         app.router.add_get(f"{mount}/progress", progress.progress)
         app.router.add_get(f"{mount}/", launchpage.launch_page)

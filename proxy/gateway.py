@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
+from launcher.clock import REAL, Clock
+
 from .trusted import TrustedPeers
 
 if TYPE_CHECKING:
@@ -83,6 +85,7 @@ class Gateway:
     paymodels: PayModels | None = None  # the commons' pay models (None: none configured)
     trusted: TrustedPeers = field(default_factory=TrustedPeers)  # whose REMOTE_USER counts
     hatchery_reload: OptionsReload | None = None  # hatchery.json read again when it changes
+    clock: Clock = REAL  # what ages are judged by (the admin view)
 
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)

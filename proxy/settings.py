@@ -73,6 +73,17 @@ class AuthzSettings:
     timeout_seconds: float = s(5.0, "One Arborist call; past it: 503.", check=positive())
 
 
+@dataclass
+class AdminSettings:
+    """``admin:``: who may see every workspace and stop any (``<prefix>/admin/``)."""
+
+    resource: str = s("/services/hatchway/admin", "arborist mode: the resource an operator "
+                      "needs `method` on (service: authz.service).")
+    method: str = s("admin", "arborist mode: the method asked about.")
+    users: list[str] = s(factory=list, doc="Other authz modes: the operators (none by default: "
+                         "the admin view refuses everyone).")
+
+
 _POSITIVE = positive()
 _LOG_LEVEL = ((lambda v: v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
               "DEBUG, INFO, WARNING, ERROR or CRITICAL")
@@ -166,6 +177,7 @@ class Settings:
     dev_login: bool | None = s(None, "The dev login page; on by default only in dev sessions.")
     sessions: SessionSettings = s(factory=SessionSettings)
     authz: AuthzSettings = s(factory=AuthzSettings)
+    admin: AdminSettings = s(factory=AdminSettings)
     local: LocalSettings = s(factory=LocalSettings)
     limits: LimitSettings = s(factory=LimitSettings)
     kubernetes: KubeSettings = s(factory=KubeSettings)

@@ -35,6 +35,11 @@ def write(path: Path, containers: list[dict[str, Any]], **top: Any) -> None:
     os.replace(tmp, path)
 
 
+def overwrite(path: Path, text: str) -> None:
+    """Rewrite ``path`` in place (same inode), as ``echo > file`` does."""
+    path.write_text(text, encoding="utf-8")
+
+
 class ConfigMapVolume:
     """A directory laid out as the kubelet's atomic writer lays out a ConfigMap volume:
     ``hatchery.json`` → ``..data/hatchery.json``, ``..data`` → ``..<version>``; an update
@@ -104,7 +109,7 @@ async def test_a_file_rewritten_in_place_is_seen(
         reloading: GatewayUnderTest, hatchery_json: Path, clock: ManualClock,
         client: aiohttp.ClientSession) -> None:
     # same inode, same size (a one-letter rename), maybe the same mtime tick: the bytes differ
-    hatchery_json.write_text(json.dumps({"containers": [demo("Demo Z")]}), encoding="utf-8")
+    overwrite(hatchery_json, json.dumps({"containers": [demo("Demo Z")]}))
     clock.advance(POLL)
     assert await names(client, reloading) == ["Demo Z"]
 
@@ -148,7 +153,7 @@ async def test_a_broken_file_keeps_the_old_list_and_says_why_once(
         reloading: GatewayUnderTest, hatchery_json: Path, clock: ManualClock,
         client: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, "hatchway.options")
-    hatchery_json.write_text('{"containers": [', encoding="utf-8")
+    overwrite(hatchery_json, '{"containers": [')
     for _ in range(5):
         clock.advance(POLL)
     assert await names(client, reloading) == ["Demo A"]
@@ -178,7 +183,7 @@ async def test_an_invalid_field_is_named_and_a_fix_clears_the_problem(
 async def test_a_removed_file_keeps_the_old_list(
         reloading: GatewayUnderTest, hatchery_json: Path, clock: ManualClock,
         client: aiohttp.ClientSession) -> None:
-    hatchery_json.unlink()
+    os.unlink(hatchery_json)  # noqa: ASYNC230 - a local file, at once
     clock.advance(POLL)
     assert await names(client, reloading) == ["Demo A"]
     assert "the file is gone" in (await health(client, reloading))["hatchery_config"]["problem"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -252,7 +253,9 @@ class KubernetesBackend:
             pods = await self.client.list("pods", label_selector=specs.selector())
         except ApiError as exc:
             raise BackendError(f"listing workspaces failed: {exc}") from None
-        return [record for pod in pods.get("items") or []
+        return [dataclasses.replace(record, status=workspace_status(
+                    pod, self.cfg.fail_unschedulable).status)
+                for pod in pods.get("items") or []
                 if (record := specs.record(pod, self.hatchery)) is not None]
 
     def use_hatchery(self, config: HatcheryConfig) -> None:

@@ -149,6 +149,19 @@ async def test_a_running_workspace_outlives_its_option(
         assert (resp.status, await resp.text()) == (200, "Terminated workspace")
 
 
+async def test_the_admin_view_names_an_option_no_longer_offered(
+        start_gateway: Callable[..., Any], clock: ManualClock, hatchery_json: Path,
+        client: aiohttp.ClientSession) -> None:
+    gw = await start_gateway(clock=clock, hatchery_config=str(hatchery_json),
+                             hatchery_reload_seconds=POLL, admin={"users": ["ops"]})
+    old_id = await option_id(client, gw, "Demo A")
+    await launch(client, gw, "Demo A")
+    write(hatchery_json, [demo("Demo B")])
+    clock.advance(POLL)
+    [row] = (await get_json(client, gw, "admin/workspaces", "ops"))["workspaces"]
+    assert row["option"] == {"id": old_id, "name": "Demo A", "offered": False}
+
+
 async def test_a_broken_file_keeps_the_old_list_and_says_why_once(
         reloading: GatewayUnderTest, hatchery_json: Path, clock: ManualClock,
         client: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture) -> None:

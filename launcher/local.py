@@ -38,7 +38,9 @@ from .backend import (
     WorkspaceRecord,
     WorkspaceStatus,
 )
+from .clock import REAL, Clock
 from .errors import BackendError, ConfigError, NotIsolated, WorkspaceExists
+from .lifetime import max_age_ms
 from .limits import Cgroups, Limits, describe_rlimits, parse_cpu, rlimit_argv
 from .names import escape
 from .options import HatcheryConfig, WorkspaceOption
@@ -53,7 +55,8 @@ if sys.platform != "win32":
 
 # What the local backend reads of hatchery.json; everything else is for pods and is ignored.
 LOCAL_FIELDS = frozenset({"name", "cpu-limit", "memory-limit", "env", "args", "command",
-                          "path-rewrite", "ready-probe", "authz", "idle-time-limit"})
+                          "path-rewrite", "ready-probe", "authz", "idle-time-limit",
+                          "max-age-seconds"})
 LOCAL_TOP_FIELDS = frozenset({"containers", "sub-dir"})
 
 
@@ -76,8 +79,8 @@ class _Workspace:
     process: asyncio.subprocess.Process
     route: Route
     probe_url: str
-    started: float
-    started_at: float = 0.0  # wall clock, epoch seconds (the operator's view)
+    started: float  # the event loop's time (the ready deadline)
+    started_ms: int  # epoch ms by the backend's clock (the maximum age, the operator's view)
     ready: bool = False
     stopping: bool = False  # SIGTERM sent (terminate, ready timeout, or leftovers after exit)
     terminating: bool = False  # terminate() asked: forgotten once the group is gone
@@ -124,8 +127,10 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, routes: RouteTable, settings: LocalSettings, *, proxy_prefix: str,
-                 state_dir: str, workspace_type: str = "Local") -> None:
+                 state_dir: str, workspace_type: str = "Local", max_age_seconds: int = 0,
+                 clock: Clock = REAL) -> None:
         self._routes = routes
+        self._max_age_seconds, self._clock = max_age_seconds, clock
         self._settings = settings
         self._proxy_prefix = proxy_prefix
         self._state_dir = Path(state_dir).absolute()  # HOME and the sandbox binds are absolute
@@ -237,7 +242,7 @@ class LocalBackend:
         """Every workspace this process holds, with the option it was launched from."""
         return [WorkspaceRecord(user=ws.user, status=(await self.status(ws.user)).status,
                                 option_id=ws.option.id, option_name=ws.option.name,
-                                started_at=ws.started_at)
+                                started_at=ws.started_ms / 1000)
                 for ws in list(self._workspaces.values())]
 
     def use_hatchery(self, config: HatcheryConfig) -> None:
@@ -267,6 +272,8 @@ class LocalBackend:
         elif ws.ready:
             status.status = RUNNING
             status.idle_time_limit = ws.option.idle_time_limit  # Hatchery: only when Running
+            status.started_ms = ws.started_ms
+            status.max_age_ms = max_age_ms(ws.option.max_age_seconds, self._max_age_seconds)
         else:
             status.status = LAUNCHING
             status.conditions = [{"type": "Ready", "status": "False"}]
@@ -379,7 +386,7 @@ class LocalBackend:
                       auth=f"token {secret}")
         return _Workspace(user=user, option=option, process=process, route=route,
                           probe_url=probe_url, started=asyncio.get_running_loop().time(),
-                          started_at=time.time(),
+                          started_ms=int(self._clock.time() * 1000),
                           sandboxed=self.isolation == isolation.SANDBOX, cgroup=group)
 
     def _wrap(self, argv: list[str], owner: Owner, home: Path, env: dict[str, str],

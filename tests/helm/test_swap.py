@@ -2,9 +2,9 @@
 API server, by exactly the commands deploy/README.md gives (read out of it, run by bash with the
 helm and kubectl built by ``make cluster helm``).
 
-The cluster starts as gen3-helm leaves it: release ``gen3`` in namespace ``default`` of an
+The cluster starts as gen3-helm leaves it: release ``gen3`` in a commons namespace of an
 umbrella laid out as gen3-helm's (``helm/gen3`` with ``file://../<chart>`` subcharts; the
-hatchery and ambassador stand-ins of tests/helm/fixtures), and in ``jupyter-pods-default`` the
+hatchery and ambassador stand-ins of tests/helm/fixtures), and in its ``jupyter-pods-<ns>`` the
 objects a Go Hatchery made (tests/fixtures/hatchery/golden: its Pod, Service with the v1 Mapping
 annotation, and PVC, for alice; the workspace container runs the test node's demo program) plus
 bob's volume from a workspace since stopped. Then: no volume is lost either way,
@@ -196,8 +196,8 @@ def before_swap(plane: ControlPlane, where: Path, namespace: str) -> Commons:
 
 async def test_swap_to_hatchway_and_back_loses_no_volume_and_serves_hatcherys_workspace(
         control_plane: ControlPlane, tmp_path: Path) -> None:
-    commons = before_swap(control_plane, tmp_path / "operator", "default")
-    steps = readme_steps()
+    commons = before_swap(control_plane, tmp_path / "operator", "commons-swap")
+    steps = readme_steps(commons.namespace)
     images = {**DEFAULT_IMAGES, SIDECAR_IMAGE: None}
     async with Cluster(control_plane.url, commons.users, "",
                        control_plane.ssl_context()) as cluster, cluster.kubelet(images=images):

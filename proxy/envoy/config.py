@@ -38,7 +38,7 @@ from launcher.routes import Route, RouteTable
 from .. import responses
 from ..headers import IDENTITY
 from . import jwt as envoy_jwt
-from . import syntax
+from . import matcher, syntax
 from .applied import EnvoyApplied
 
 if TYPE_CHECKING:
@@ -433,33 +433,51 @@ class EnvoyConfigWriter:
         return [entry]
 
     def route_configuration(self, items: Iterable[tuple[str, Route]]) -> dict[str, Any]:
-        routes: list[dict[str, Any]] = []
+        """The one virtual host, looked up rather than scanned (``proxy.envoy.matcher``):
+
+        - under the proxy prefix, in jwt mode, a verified access token's user name picks that
+          user's ``verified_routes``;
+        - else the user header (hatchway's check sets it) picks that user's own routes;
+        - else "no workspace" (404), which asks hatchway's check first;
+        - outside the prefix: the prefix's redirect, and hatchway's API.
+        """
+        by_user: dict[str, dict[str, Any]] = {}
+        by_claim: dict[str, dict[str, Any]] = {}
         for user, route in sorted(items):
             if self._unroutable(user, route):
                 continue
-            for entry in self._user_routes(user, route):
-                if self._jwt_lane is None:
-                    routes.append(entry)
-                else:
-                    routes += envoy_jwt.user_routes(entry, user, user_header=self._user_header,
-                                                    ask_hatchway=not self._jwt_lane(user))
-        routes.append({"name": "proxy_root", "match": {"path": self._prefix.rstrip("/")},
-                       "redirect": {"path_redirect": self._prefix},
-                       "typed_per_filter_config": envoy_jwt.AUTHZ_OFF})
+            entries = self._user_routes(user, route)
+            by_user[user] = matcher.route_list(entries)
+            if self._jwt_lane is not None:
+                by_claim[user] = matcher.route_list([
+                    fast for entry in entries for fast in envoy_jwt.verified_routes(
+                        entry, user, user_header=self._user_header,
+                        ask_hatchway=not self._jwt_lane(user))])
         # Signed-in users with no workspace get hatchway's own answer from its check (404 or
         # 410 "workspace stopped"); this is for a route hatchway has and Envoy not yet.
-        routes += answered({"name": "no_workspace", "match": {"prefix": self._prefix}}, 404,
-                           responses.NO_WORKSPACE, link=(self._launch_url, responses.LAUNCH_LINK))
+        nobody = matcher.route_list(answered(
+            {"name": "no_workspace", "match": {"prefix": self._prefix}}, 404,
+            responses.NO_WORKSPACE, link=(self._launch_url, responses.LAUNCH_LINK)))
+        inside = matcher.by_header(self._user_header, by_user, nobody)
+        if self._jwt_lane is not None:
+            inside = matcher.by_header(envoy_jwt.VERIFIED_PURPOSE, {
+                "access": matcher.by_header(envoy_jwt.VERIFIED_USER, by_claim, nobody)},
+                inside)
+        outside = [{"name": "proxy_root", "match": {"path": self._prefix.rstrip("/")},
+                    "redirect": {"path_redirect": self._prefix},
+                    "typed_per_filter_config": envoy_jwt.AUTHZ_OFF}]
         if self._api_passthrough:
             # Everything else is hatchway's (its API checks sessions itself).
-            routes.append({"name": "hatchway_api", "match": {"prefix": "/"},
-                           "route": {"cluster": HATCHWAY_CLUSTER, "timeout": "0s",
-                                     "idle_timeout": _duration(self._idle)},
-                           "typed_per_filter_config": {
-                               **envoy_jwt.AUTHZ_OFF,
-                               **(envoy_jwt.LUA_OFF if self._jwt_lane is not None else {})}})
+            outside.append({"name": "hatchway_api", "match": {"prefix": "/"},
+                            "route": {"cluster": HATCHWAY_CLUSTER, "timeout": "0s",
+                                      "idle_timeout": _duration(self._idle)},
+                            "typed_per_filter_config": {
+                                **envoy_jwt.AUTHZ_OFF,
+                                **(envoy_jwt.LUA_OFF if self._jwt_lane is not None else {})}})
         return {"@type": _ROUTE_CONFIG, "name": ROUTE_CONFIG_NAME,
-                "virtual_hosts": [{"name": "hatchway", "domains": ["*"], "routes": routes}]}
+                "virtual_hosts": [{"name": "hatchway", "domains": ["*"],
+                                   "matcher": matcher.under_prefix(
+                                       self._prefix, inside, matcher.route_list(outside))}]}
 
     def clusters(self, items: Iterable[tuple[str, Route]]) -> dict[str, dict[str, Any]]:
         return {cluster_name(user): _cluster(cluster_name(user), route.host, route.port,

@@ -290,18 +290,20 @@ def _exact(name: str, value: str) -> dict[str, Any]:
     return {"name": name, "string_match": {"exact": value}}
 
 
-def user_routes(entry: dict[str, Any], user: str, *, user_header: str, ask_hatchway: bool
-                ) -> list[dict[str, Any]]:
-    """One user's routes in jwt mode, first match wins:
+def verified_routes(entry: dict[str, Any], user: str, *, user_header: str, ask_hatchway: bool
+                    ) -> list[dict[str, Any]]:
+    """One user's routes for a token Envoy verified, first match wins (``entry`` is ext_authz
+    mode's route, matched by the user header, which only hatchway's answer sets; it stays
+    the user's route for a session Envoy could not verify, e.g. during a key rotation):
 
     - ``_ws``: a verified access token naming ``user`` (``pur`` = ``access``,
       ``context.user.name`` = ``user``, compared as Envoy verified them) asking to upgrade:
       hatchway's check runs (the Origin rule; once per socket);
     - ``_jwt``: the same token, any other request: no check unless ``ask_hatchway``
-      (gateway-level authorization Envoy cannot decide);
-    - ``entry`` itself, ext_authz mode's route: the user header, which only hatchway's answer
-      sets here, so the check always runs on it (a session Envoy could not verify yet, e.g.
-      during a key rotation, is still admitted).
+      (gateway-level authorization Envoy cannot decide).
+
+    The route table reaches this list only for a request whose verified claims are exactly
+    these (``proxy.envoy.matcher``); the routes match the claims again all the same.
     """
     claims = [_exact(VERIFIED_PURPOSE, "access"), _exact(VERIFIED_USER, user)]
     others = [h for h in entry["match"]["headers"] if h["name"] != user_header]  # Accept
@@ -315,10 +317,10 @@ def user_routes(entry: dict[str, Any], user: str, *, user_header: str, ask_hatch
     if not ask_hatchway:
         fast["typed_per_filter_config"] = AUTHZ_OFF
     if "route" not in entry:  # a direct answer (workspace still starting): nothing to upgrade
-        return [fast, entry]
+        return [fast]
     upgrade = {**entry, "name": entry["name"] + "_ws",
                "request_headers_to_remove": [VERIFIED_USER, VERIFIED_PURPOSE],
                "match": {**verified, "headers": [*claims, *others, {
                    "name": "upgrade",
                    "string_match": {"exact": "websocket", "ignore_case": True}}]}}
-    return [upgrade, fast, entry]
+    return [upgrade, fast]

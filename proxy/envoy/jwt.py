@@ -197,8 +197,10 @@ local NAME = "%(cookie)s"
 local JSON = [===[%(json)s]===]
 local PAGE = [===[%(page)s]===]
 
+-- (".-" then "%%s*$" would retry the end at every character of a 1 KB token: a third of
+-- Envoy's time per request, measured; ".*%%S" backtracks only over trailing blanks)
 local function trim(s)
-  return string.match(s, "^%%s*(.-)%%s*$")
+  return string.match(s, "^%%s*(.*%%S)") or ""
 end
 
 local function refuse(handle)
@@ -214,6 +216,23 @@ end
 
 function envoy_on_request(handle)
   local headers = handle:headers()
+  -- The usual request first: no Authorization, one Cookie header, and in it the session
+  -- cookie alone (nothing to compare it with) or no session cookie at all.
+  if headers:getNumValues("authorization") == 0 then
+    local count = headers:getNumValues("cookie")
+    if count == 0 then return end
+    if count == 1 then
+      local cookie = headers:get("cookie")
+      if string.find(cookie, NAME, 1, true) == nil then return end
+      if string.find(cookie, ";", 1, true) == nil then
+        local eq = string.find(cookie, "=", 1, true)
+        if trim(eq and string.sub(cookie, 1, eq - 1) or cookie) == NAME then
+          headers:remove("cookie")
+        end
+        return
+      end
+    end
+  end
   local found, bearer = nil, false
   for i = 0, headers:getNumValues("authorization") - 1 do
     local auth = trim(headers:getAtIndex("authorization", i))

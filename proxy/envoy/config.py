@@ -59,7 +59,7 @@ _ROUTE_CONFIG = _T + "config.route.v3.RouteConfiguration"
 _CLUSTER = _T + "config.cluster.v3.Cluster"
 _HCM = _T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _EXT_AUTHZ = _T + "extensions.filters.http.ext_authz.v3.ExtAuthz"
-_HEADER_MUTATION = _T + "extensions.filters.http.header_mutation.v3.HeaderMutation"
+_EARLY_MUTATION = _T + "extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"
 _ROUTER = _T + "extensions.filters.http.router.v3.Router"
 _UPSTREAM_TLS = _T + "extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 
@@ -206,8 +206,12 @@ def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
     """The one listener: strip client identity headers, ask hatchway (ext_authz), route.
     With ``jwt``, Envoy checks sessions itself and asks hatchway only where it must
     (``proxy.envoy.jwt``)."""
-    strip = {"request_mutations": [{"remove": name}
-                                   for name in identity_header_names(user_header)]}
+    # Whatever the client claims about identity is gone before anything reads it (the route
+    # lookup, hatchway's check, whose answer adds the one header that counts): an early
+    # header mutation, which runs as the request is decoded and costs no filter per request.
+    early = [{"name": "hatchway.strip_identity", "typed_config": {
+        "@type": _EARLY_MUTATION,
+        "mutations": [{"remove": name} for name in identity_header_names(user_header)]}}]
     ext_authz = {
         "@type": _EXT_AUTHZ,
         "transport_api_version": "V3",
@@ -235,15 +239,12 @@ def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
         "clear_route_cache": True,
     }
     filters: list[dict[str, Any]] = [
-        # Before ext_authz: whatever the client claims about identity is gone before
-        # hatchway's answer adds the one header that counts.
-        {"name": "hatchway.strip_identity",
-         "typed_config": {"@type": _HEADER_MUTATION, "mutations": strip}},
         {"name": "envoy.filters.http.ext_authz", "typed_config": ext_authz},
         {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}},
     ]
     if jwt is not None:
         filters = envoy_jwt.http_filters(jwt, *filters)
+        early += envoy_jwt.early_header_mutations()
     hcm = {
         "@type": _HCM,
         "stat_prefix": "hatchway",
@@ -262,10 +263,9 @@ def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
         "upgrade_configs": [{"upgrade_type": "websocket"}],
         "rds": {"route_config_name": ROUTE_CONFIG_NAME,
                 "config_source": _file_source(dynamic_dir / RDS_FILE)},
+        "early_header_mutation_extensions": early,
         "http_filters": filters,
     }
-    if jwt is not None:
-        hcm["early_header_mutation_extensions"] = envoy_jwt.early_header_mutations()
     return [{
         "@type": _LISTENER,
         "name": LISTENER_NAME,

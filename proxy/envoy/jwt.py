@@ -3,7 +3,8 @@ it must be.
 
 With ``envoy.authorization: jwt`` (the default) the listener runs, in order:
 
-1. the identity strip (``envoy_config``): no client-sent user header survives;
+1. the identity strip (``envoy_config``, an early header mutation, before the route is first
+   looked up): no client-sent user header, nor copy of a verified-claim header, survives;
 2. ``jwt_authn``: the access token (``Authorization: Bearer`` or the session cookie) is checked
    against the issuer's JWKS (fetched by Envoy, cached), its issuer, audience and expiry (with
    hatchway's leeway; ``exp`` required). Only a token that passes sets the verified-claim
@@ -289,10 +290,10 @@ def credential_strip_filter(cookie_name: str) -> dict[str, Any]:
             "page": _long_string(responses.error_page(400, TWO_SESSIONS))}}}}
 
 
-def http_filters(check: JwtCheck, strip: dict[str, Any], ext_authz: dict[str, Any],
-                 router: dict[str, Any]) -> list[dict[str, Any]]:
+def http_filters(check: JwtCheck, ext_authz: dict[str, Any], router: dict[str, Any]
+                 ) -> list[dict[str, Any]]:
     """The listener's filter chain in jwt mode (order matters: see the module docstring)."""
-    return [strip, jwt_authn_filter(check), ext_authz,
+    return [jwt_authn_filter(check), ext_authz,
             credential_strip_filter(check.cookie_name), router]
 
 

@@ -46,7 +46,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LDS_FILE, RDS_FILE, CDS_FILE = "lds.yaml", "rds.yaml", "cds.yaml"
+# The route table and clusters are JSON (Envoy parses it directly, fast, with keys of any
+# length: its YAML reader refuses a mapping key over 1,024 characters, e.g. a long user name).
+LDS_FILE, RDS_FILE, CDS_FILE = "lds.yaml", "rds.json", "cds.json"
 ROUTE_CONFIG_NAME = "hatchway_routes"
 LISTENER_NAME = "hatchway_http"
 HATCHWAY_CLUSTER = "hatchway"  # hatchway itself: the ext_authz check, and its API
@@ -138,10 +140,13 @@ def _version_of(resources: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(resources, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _discovery(resources: list[dict[str, Any]], version: str = "") -> str:
-    """A DiscoveryResponse document as Envoy's path_config_source reads it."""
-    return syntax.dump({"version_info": version or _version_of(resources),
-                        "resources": resources})
+def _discovery(resources: list[dict[str, Any]], version: str = "", *, as_json: bool = True
+               ) -> str:
+    """A DiscoveryResponse document as Envoy's path_config_source reads it: JSON for the
+    route table and clusters (they grow with the users), YAML for the listener (people read
+    it)."""
+    document = {"version_info": version or _version_of(resources), "resources": resources}
+    return syntax.dump_json(document) if as_json else syntax.dump(document)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -312,7 +317,7 @@ def write_dynamic_files(dynamic_dir: str | os.PathLike[str], *, listen_host: str
     _atomic_write(ddir / LDS_FILE, _discovery(listener_resources(
         listen_host=listen_host, listen_port=listen_port, dynamic_dir=ddir,
         ext_authz_path_prefix=ext_authz_path_prefix, user_header=user_header,
-        idle_timeout_s=idle_timeout_s, jwt=jwt)))
+        idle_timeout_s=idle_timeout_s, jwt=jwt), as_json=False))
     if not (ddir / RDS_FILE).exists() or not (ddir / CDS_FILE).exists():
         EnvoyConfigWriter(RouteTable(), ddir, user_header=user_header, proxy_prefix=proxy_prefix,
                           idle_timeout_s=idle_timeout_s, api_passthrough=api_passthrough,
@@ -354,7 +359,7 @@ def cluster_name(user: str) -> str:
 
 
 class EnvoyConfigWriter:
-    """Keeps ``rds.yaml`` and ``cds.yaml`` in ``dynamic_dir`` equal to the RouteTable.
+    """Keeps ``rds.json`` and ``cds.json`` in ``dynamic_dir`` equal to the RouteTable.
 
     A burst of changes (a re-list of all Services) is written once, ``debounce_s`` after the
     first. Files are only replaced when their content changes. Clusters a new route needs are

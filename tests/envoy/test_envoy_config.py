@@ -50,8 +50,8 @@ def inlined(bootstrap: Path, dynamic: Path) -> Path:
     mode does not read file-based dynamic resources, so this is how Envoy checks them."""
     doc = yaml.safe_load(bootstrap.read_text())
     listeners = yaml.safe_load((dynamic / LDS_FILE).read_text())["resources"]
-    [route_config] = yaml.safe_load((dynamic / RDS_FILE).read_text())["resources"]
-    clusters = yaml.safe_load((dynamic / CDS_FILE).read_text())["resources"]
+    [route_config] = json.loads((dynamic / RDS_FILE).read_text())["resources"]
+    clusters = json.loads((dynamic / CDS_FILE).read_text())["resources"]
     route_config.pop("@type")
     for listener in listeners:
         listener.pop("@type")
@@ -103,8 +103,8 @@ def test_every_cluster_a_route_names_is_written(tmp_path: Path) -> None:
     for user, route in MIXED_ROUTES.items():
         routes.set(user, route)
     EnvoyConfigWriter(routes, tmp_path, jwt_lane=lambda user: True).write()
-    [route_config] = yaml.safe_load((tmp_path / RDS_FILE).read_text())["resources"]
-    clusters = {c["name"] for c in yaml.safe_load((tmp_path / CDS_FILE).read_text())["resources"]}
+    [route_config] = json.loads((tmp_path / RDS_FILE).read_text())["resources"]
+    clusters = {c["name"] for c in json.loads((tmp_path / CDS_FILE).read_text())["resources"]}
     named = {r["route"]["cluster"] for r in routes_in(route_config) if "route" in r}
     assert named - {"hatchway"} and named - {"hatchway"} <= clusters
 
@@ -200,8 +200,8 @@ async def test_burst_of_changes_is_written_once(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)
-        assert writer.writes - written == 2  # one cds.yaml, one rds.yaml
-        rds = yaml.safe_load((tmp_path / RDS_FILE).read_text())
+        assert writer.writes - written == 2  # one cds.json, one rds.json
+        rds = json.loads((tmp_path / RDS_FILE).read_text())
         routes_written = routes_in(rds["resources"][0])
         assert sum(r["name"].startswith("user_") for r in routes_written) == 200
     finally:

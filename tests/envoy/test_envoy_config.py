@@ -109,6 +109,33 @@ def test_every_cluster_a_route_names_is_written(tmp_path: Path) -> None:
     assert named - {"hatchway"} and named - {"hatchway"} <= clusters
 
 
+def test_users_routes_are_looked_up_by_exact_name_not_tried_in_order(tmp_path: Path) -> None:
+    """The virtual host has no ordered route list that grows with the users: a user's routes
+    sit in a hash table under their exact name (the verified claim's, and the user
+    header's), so Envoy's cost per request does not depend on how many users there are."""
+    routes = RouteTable()
+    for i in range(100):
+        routes.set(f"user{i}", Route("127.0.0.1", 9000 + i, "/"))
+    writer = EnvoyConfigWriter(routes, tmp_path, jwt_lane=lambda user: True)
+    [vhost] = writer.route_configuration(routes.items())["virtual_hosts"]
+    assert "routes" not in vhost
+    tables = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "exact_match_map" in node:
+                tables.append((node["input"]["name"], set(node["exact_match_map"]["map"])))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(vhost["matcher"])
+    users = {f"user{i}" for i in range(100)}
+    assert sorted(tables) == [("remote_user", users), ("x-hatchway-verified-purpose", {"access"}),
+                              ("x-hatchway-verified-user", users)]
+
+
 def test_envoy_config_command_output_validates(tmp_path: Path) -> None:
     settings = load_settings([], environ={}, overrides={
         "mode": "envoy", "state_dir": str(tmp_path / "state"), "host": "0.0.0.0",

@@ -72,18 +72,19 @@ async def test_session_cookie_picks_its_users_route_among_ten_thousand(crowd: St
                                                             _upstream_of(user))
 
 
-@pytest.mark.parametrize("claim", [
-    "x-hatchway-verified-user: {victim}\r\nx-hatchway-verified-purpose: access",
-    "x_hatchway_verified_user: {victim}\r\nx_hatchway_verified_purpose: access",
-    "remote_user: {victim}", "Remote-User: {victim}", "REMOTE_USER: {victim}"])
-async def test_a_client_naming_another_user_still_reaches_its_own(crowd: Stack,
-                                                                   claim: str) -> None:
+# Every header the route lookup reads, in each spelling a client might try, naming the victim.
+SPOOF = ("x-hatchway-verified-user: {victim}\r\nx-hatchway-verified-purpose: access\r\n"
+         "x_hatchway_verified_user: {victim}\r\nx_hatchway_verified_purpose: access\r\n"
+         "remote_user: {victim}\r\nRemote-User: {victim}\r\nREMOTE_USER: {victim}\r\n")
+
+
+async def test_a_client_naming_another_user_still_reaches_its_own(crowd: Stack) -> None:
     """The attacker's exact bytes: a valid token for one user, and the headers the route
-    lookup reads, naming another user (before and after the token)."""
+    lookup reads naming another user, before and after the token."""
     attacker, victim = USERS[1], USERS[5_000]
-    spoof = claim.format(victim=victim)
-    request = (f"GET {PROXY}x HTTP/1.1\r\nHost: 127.0.0.1\r\n{spoof}\r\n"
-               f"Authorization: Bearer {crowd.gw.token(attacker)}\r\n{spoof}\r\n"
+    spoof = SPOOF.format(victim=victim)
+    request = (f"GET {PROXY}x HTTP/1.1\r\nHost: 127.0.0.1\r\n{spoof}"
+               f"Authorization: Bearer {crowd.gw.token(attacker)}\r\n{spoof}"
                "Connection: close\r\n\r\n")
     status, _, body = await exchange(crowd.port, request)
     assert status == 200
@@ -91,14 +92,9 @@ async def test_a_client_naming_another_user_still_reaches_its_own(crowd: Stack,
                                 "remote_user": attacker}
 
 
-@pytest.mark.parametrize("claim", [
-    "x-hatchway-verified-user: {victim}\r\nx-hatchway-verified-purpose: access",
-    "x_hatchway_verified_user: {victim}\r\nx_hatchway_verified_purpose: access",
-    "remote_user: {victim}", "Remote-User: {victim}"])
-async def test_a_client_without_a_session_naming_a_user_reaches_no_one(crowd: Stack,
-                                                                       claim: str) -> None:
+async def test_a_client_without_a_session_naming_a_user_reaches_no_one(crowd: Stack) -> None:
     request = (f"GET {PROXY}x HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-               f"{claim.format(victim=USERS[5_000])}\r\nConnection: close\r\n\r\n")
+               f"{SPOOF.format(victim=USERS[5_000])}Connection: close\r\n\r\n")
     status, _, body = await exchange(crowd.port, request)
     assert status == 401
     assert b"upstream" not in body

@@ -353,9 +353,13 @@ def _everyone(user: str) -> bool:
 
 
 def cluster_name(user: str) -> str:
-    """Readable and collision-free (Hatchery's escaping alone is not: ``-1000`` is both
-    U+1000 and U+100 followed by ``0``)."""
-    return f"ws_{escape(user)[:40]}_{hashlib.sha256(user.encode()).hexdigest()[:16]}"
+    """Readable and collision-free: the whole SHA-256 of the name (Hatchery's escaping alone
+    is not injective, ``-1000`` is both U+1000 and U+100 followed by ``0``, and is cut to 40
+    characters here), so two users share a cluster only if their names collide in SHA-256.
+    Which user's routes a request gets never goes through this name: Envoy looks the exact
+    user name up (``proxy.envoy.matcher``)."""
+    digest = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"ws_{escape(user)[:40]}_{digest}"
 
 
 class EnvoyConfigWriter:

@@ -6,7 +6,7 @@ exactly as a backend publishes them; nothing under test is patched.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from launcher.clock import REAL, Clock, ManualClock
 from launcher.demo import make_app as demo_app
 from launcher.routes import Route
 from proxy.app import build_app
@@ -26,6 +27,8 @@ from proxy.gateway import GATEWAY, Gateway
 from proxy.server import Running, start
 from proxy.settings import Settings, load_settings
 
+from .cluster import podnetwork
+from .cluster.controlplane import ControlPlane, ControlPlaneError
 from .helpers import JWKSServer, exchange, public_jwk
 
 PROXY = "/lw-workspace/proxy/"
@@ -60,6 +63,25 @@ class GatewayUnderTest:
         self.gateway.routes.set(user, Route("127.0.0.1", server.port, rewrite, source="test"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The session's own network namespace, with the test node's pod address
+    (tests/cluster/podnetwork.py); first, before anything opens a socket or a thread."""
+    podnetwork.enter_private_network()
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """One real etcd + kube-apiserver for the whole session (tests/cluster/controlplane.py);
+    tests keep apart by namespace. Missing binaries fail the test with the make command that
+    builds them: CI builds them, so a skip would only hide a broken build."""
+    try:
+        plane = ControlPlane().start()
+    except ControlPlaneError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield plane
+    plane.stop()
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
@@ -74,11 +96,12 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 async def start_gateway(
     make_settings: Callable[..., Settings]
 ) -> AsyncIterator[Callable[..., Any]]:
-    """Start gateways exactly as ``hatchway serve`` does (proxy.server.start)."""
+    """Start gateways exactly as ``hatchway serve`` does (proxy.server.start), on the real
+    clock or the ``clock`` given."""
     started: list[Running] = []
 
-    async def start_one(**overrides: Any) -> GatewayUnderTest:
-        app = build_app(make_settings(**overrides))
+    async def start_one(clock: Clock = REAL, **overrides: Any) -> GatewayUnderTest:
+        app = build_app(make_settings(**overrides), clock=clock)
         running = await start(app, "127.0.0.1", 0)
         started.append(running)
         return GatewayUnderTest(running, app[GATEWAY], app.get(DEV_ISSUER))
@@ -86,6 +109,12 @@ async def start_gateway(
     yield start_one
     for running in started:
         await running.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """Time that moves only when the test says: ``clock.advance(seconds)``."""
+    return ManualClock()
 
 
 @pytest.fixture

@@ -17,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from launcher.backend import WorkspaceStatus
+from launcher.backend import RUNNING, WorkspaceStatus
+from launcher.clock import REAL, Clock
 from launcher.errors import BackendError, BackendUnavailable, NameTaken, WorkspaceExists
 from launcher.fence_keys import ApiKey, FenceKeys, api_key_of, fence_url, key_id_of
+from launcher.lifetime import enforced_idle_ms, max_age_ms
 from launcher.names import claim_name, pod_name, service_name
 from launcher.options import HatcheryConfig, WorkspaceOption
 
@@ -59,10 +60,13 @@ class KubernetesBackend:
     name = "kubernetes"
     isolation = "pods"  # one pod per user: the cluster keeps them apart
 
-    def __init__(self, routes: RouteTable, cfg: KubeSettings, hatchery: HatcheryConfig) -> None:
+    def __init__(self, routes: RouteTable, cfg: KubeSettings, hatchery: HatcheryConfig, *,
+                 clock: Clock = REAL, max_age_seconds: int = 0) -> None:
         """``cfg.mapping_flavor`` empty means Hatchery's v1 (the gateway fills in Envoy
-        mode's choice before it gets here)."""
+        mode's choice before it gets here); ``clock`` judges the culler's Lease;
+        ``max_age_seconds`` is the global maximum age (launcher.lifetime), 0: none."""
         self.routes, self.hatchery, self.cfg = routes, hatchery, cfg
+        self._clock = clock
         self.mapping_flavor = cfg.mapping_flavor or "v1"
         self.namespace = self.cfg.namespace or hatchery.user_namespace or DEFAULT_NAMESPACE
         self._client: KubeClient | None = None
@@ -70,15 +74,19 @@ class KubernetesBackend:
         self.slices: Reflector | None = None
         self.router: Router | None = None
         # -- issue 11: Fence API keys, shared activity, one culler -------------------------
-        self.gen3_endpoint = self.cfg.gen3_endpoint or os.environ.get("GEN3_ENDPOINT", "")
-        self.fence = FenceKeys(fence_url(configured=self.cfg.fence_url, environ=os.environ,
+        commons = self.cfg.commons_endpoint  # GEN3_ENDPOINT, through the settings tree
+        self.gen3_endpoint = self.cfg.gen3_endpoint or commons or ""
+        self.fence = FenceKeys(fence_url(configured=self.cfg.fence_url,
+                                         environ={} if commons is None else
+                                         {"GEN3_ENDPOINT": commons},
                                          use_internal=hatchery.use_internal_services_url),
-                               self._fence_http, timeout_seconds=self.cfg.request_timeout)
+                               self._fence_http, timeout_seconds=self.cfg.request_timeout_seconds)
         self._http: aiohttp.ClientSession | None = None
         self._local_activity: Callable[[str], int] | None = None
         self.activity: ActivitySync | None = None
         self.elector: LeaderElector | None = None
         self.default_idle_ms = self.cfg.default_idle_seconds * 1000
+        self.max_age_seconds = max_age_seconds  # the global maximum age, 0: none
 
     def _fence_http(self) -> aiohttp.ClientSession:
         if self._http is None:
@@ -123,10 +131,11 @@ class KubernetesBackend:
         self.elector = LeaderElector(self._client, name=self.cfg.lease_name,
                                      identity=self.cfg.identity or default_identity(),
                                      lease_seconds=self.cfg.lease_seconds,
-                                     renew_seconds=self.cfg.lease_renew_seconds)
+                                     renew_seconds=self.cfg.lease_renew_seconds,
+                                     clock=self._clock)
         self.elector.start()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.cfg.request_timeout):
+            async with asyncio.timeout(self.cfg.request_timeout_seconds):
                 await asyncio.gather(self.services.synced.wait(), self.slices.synced.wait())
 
     async def close(self) -> None:
@@ -177,8 +186,8 @@ class KubernetesBackend:
             if specs.needs_claim(option):
                 claim = await self.client.get("persistentvolumeclaims", claim_name(user))
                 if claim is None:
-                    size = str(self.hatchery.raw.get("user-volume-size") or
-                               self.cfg.user_volume_size or specs.DEFAULT_VOLUME_SIZE)
+                    size = (self.hatchery.user_volume_size or self.cfg.user_volume_size
+                            or specs.DEFAULT_VOLUME_SIZE)
                     with contextlib.suppress(Conflict):  # another replica made it just now
                         await self.client.create("persistentvolumeclaims",
                                                  specs.claim_spec(user, pod, size))
@@ -211,7 +220,20 @@ class KubernetesBackend:
             pod = await self._own_pod(user)
         except ApiError as exc:
             raise BackendError(f"reading {user}'s workspace failed: {exc}") from None
-        return workspace_status(pod, self.cfg.fail_unschedulable)
+        status = workspace_status(pod, self.cfg.fail_unschedulable)
+        if status.status == RUNNING:  # the limits in force (launcher.lifetime)
+            status.idle_time_limit = enforced_idle_ms(status.idle_time_limit,
+                                                      self.default_idle_ms)
+            option = self._option_of(pod)
+            status.max_age_ms = max_age_ms(option.max_age_seconds if option else None,
+                                           self.max_age_seconds)
+        return status
+
+    def _option_of(self, pod: Mapping[str, Any] | None) -> WorkspaceOption | None:
+        """The option the pod was launched from (its annotation), if this config has it."""
+        wanted = ((pod or {}).get("metadata") or {}).get("annotations", {}).get(
+            specs.OPTION_ANNOTATION)
+        return next((o for o in self.hatchery.options if o.id == wanted), None)
 
     async def terminate(self, user: str, token: str | None = None) -> bool:
         """Delete the pod and Service, then revoke the pod's API key (``API_KEY_ID``, also a Go

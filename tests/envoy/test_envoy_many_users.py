@@ -17,8 +17,8 @@ from aiohttp import web
 
 from launcher.routes import Route
 
-from ..helpers import exchange
-from .conftest import PROXY, eventually
+from ..helpers import eventually, exchange
+from .conftest import PROXY
 from .test_envoy_jwt import Stack, _stack, bearer
 
 USERS = [f"user{i:05d}" for i in range(10_000)]

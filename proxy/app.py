@@ -16,11 +16,12 @@ from launcher.backend import Backend, SharedActivity, TracksCosts
 from launcher.clock import REAL, Clock
 from launcher.culling import IdleCuller
 from launcher.errors import ConfigError
+from launcher.hatchery_reload import HatcheryReloader
 from launcher.options import HatcheryConfig
 from launcher.paymodels import PayModels
 from launcher.routes import Route, RouteTable
 
-from . import api, devlogin, launchpage, ops, progress
+from . import admin, api, devlogin, launchpage, ops, progress
 from .authz import build_authorizer
 from .devissuer import DevIssuer
 from .failures import map_failures
@@ -79,6 +80,20 @@ def _static_routes(settings: Settings, routes: RouteTable) -> None:
     routes.replace_all(table, "static")
 
 
+def _reloader(settings: Settings, gateway: Gateway, clock: Clock) -> HatcheryReloader | None:
+    """hatchery.json read again when it changes (a file only: the built-in defaults never
+    change); new launches and /options read ``gateway.hatchery``, so swapping it is enough."""
+    if settings.hatchery is None or settings.hatchery_reload_seconds <= 0:
+        return None
+
+    def apply(config: HatcheryConfig) -> None:
+        gateway.hatchery = config
+        gateway.backend.use_hatchery(config)
+
+    return HatcheryReloader(settings.hatchery, apply,
+                            interval_seconds=settings.hatchery_reload_seconds, clock=clock)
+
+
 def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
     """The whole gateway as one aiohttp app (no sockets opened until it starts); ``clock``
     is the time activity, culling, sessions and the Lease are judged by."""
@@ -113,7 +128,8 @@ def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
         paymodels=PayModels.from_hatchery(hatchery, region=settings.paymodels.region,
                                           endpoint_url=settings.paymodels.endpoint_url),
         trusted=trusted_peers(settings.trusted_proxies, isolation=backend.isolation,
-                              first_workspace_uid=settings.local.first_uid))
+                              first_workspace_uid=settings.local.first_uid),
+        clock=clock)
 
     # On Kubernetes the replicas share activity (a Service annotation) and elect one culler
     # (a Lease); the local backend has neither and culls alone.
@@ -139,6 +155,7 @@ def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
                         workspace_last_ms=lambda user: jupyter_last_ms(gateway, user),
                         clock=clock)
     app[CULLER] = culler
+    reloader = gateway.hatchery_reload = _reloader(settings, gateway, clock)
     prefix = settings.prefix.rstrip("/")
     if issuer is not None:
         app[devlogin.DEV_ISSUER] = issuer
@@ -150,6 +167,7 @@ def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
     # stripped: its /lw-workspace/ location reaches Hatchery's "/", its home page).
     for mount in dict.fromkeys((prefix, "")):
         api.add_routes(app, mount)
+        admin.add_routes(app, mount)  # the operator's view (Arborist's admin grant)
         ops.add_routes(app, mount)  # /_ready, /favicon.ico
         app.router.add_get(f"{mount}/progress", progress.progress)
         app.router.add_get(f"{mount}/", launchpage.launch_page)
@@ -195,7 +213,11 @@ def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
             envoy_activity.start()
         await gateway.backend.start()
         culler.start()
+        if reloader is not None:
+            reloader.start()
         yield
+        if reloader is not None:
+            reloader.stop()
         await culler.stop()
         await gateway.backend.close()
         if gateway.paymodels is not None:

@@ -260,15 +260,16 @@ def create_paymodel_table(url: str, name: str) -> Any:
 USER = "alice@example.org"
 ESC = "alice-40example-2eorg"
 SERVICE = f"h-{ESC}-s"
-# Hatchery's pods.go ambassadorYaml, filled in as it fills it (use-tls "false").
-HATCHERY_ANNOTATION = f"""---
+def hatchery_annotation(namespace: str = NAMESPACE) -> str:
+    """Hatchery's pods.go ambassadorYaml, filled in as it fills it (use-tls "false")."""
+    return f"""---
 apiVersion: ambassador/v1
 kind:  Mapping
 name:  {ESC}-mapping
 prefix: /
 headers:
   remote_user: {USER}
-service: {SERVICE}.{NAMESPACE}.svc.cluster.local:80
+service: {SERVICE}.{namespace}.svc.cluster.local:80
 bypass_auth: true
 timeout_ms: 300000
 use_websocket: true
@@ -277,11 +278,16 @@ tls: false
 """
 
 
-def hatchery_service() -> dict[str, object]:
-    """The Service a Go Hatchery creates (createLocalK8sPod), byte for byte in its fields."""
+HATCHERY_ANNOTATION = hatchery_annotation()
+
+
+def hatchery_service(namespace: str = NAMESPACE) -> dict[str, object]:
+    """The Service a Go Hatchery creates (createLocalK8sPod) in ``namespace``, byte for byte in
+    its fields."""
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": SERVICE, "labels": {"app": f"hatchery-{ESC}"},
-                         "annotations": {"getambassador.io/config": HATCHERY_ANNOTATION}},
+                         "annotations": {"getambassador.io/config":
+                                         hatchery_annotation(namespace)}},
             "spec": {"type": "ClusterIP", "selector": {"app": f"hatchery-{ESC}"},
                      "ports": [{"name": f"hatchery-{ESC}", "protocol": "TCP", "port": 80,
                                 "targetPort": 8888}]}}
@@ -341,3 +347,22 @@ def of_kind(kind: str, under: Path = DEPLOY / "install.yaml") -> list[dict[str, 
     """The objects of ``kind`` in one of deploy/'s files (default: the kustomize base)."""
     return [doc for doc in yaml.safe_load_all(under.read_text())
             if isinstance(doc, dict) and doc.get("kind") == kind]
+
+
+# -- Fence-shaped sessions for gateways in jwks mode (the admin view, the stock revproxy) --
+FENCE_ISSUER = "https://commons.example.org/user"
+
+
+def fence_token(key: Any, user: str, *, issuer: str = FENCE_ISSUER, kid: str = "rsa-1",
+                **claims: Any) -> str:
+    """A Fence access token for ``user``, claims as Fence writes them (no client: ``azp``
+    empty, so Arborist judges the user alone)."""
+    import uuid
+
+    import jwt
+
+    now = int(time.time())
+    body = {"pur": "access", "iss": issuer, "aud": ["gen3", "openid", "user"], "sub": "7",
+            "iat": now, "exp": now + 1200, "jti": uuid.uuid4().hex, "azp": "",
+            "scope": ["openid", "user", "data"], "context": {"user": {"name": user}}, **claims}
+    return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid})

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from launcher.backend import RUNNING, WorkspaceStatus
+from launcher.backend import RUNNING, WorkspaceRecord, WorkspaceStatus
 from launcher.clock import REAL, Clock
 from launcher.costs.ledger import UsageLedger
 from launcher.errors import BackendError, BackendUnavailable, NameTaken, WorkspaceExists
@@ -322,6 +323,23 @@ class KubernetesBackend:
         return bool(pod or svc)
 
     # -- what Hatchery lacks -----------------------------------------------------------
+
+    async def workspaces(self) -> list[WorkspaceRecord]:
+        """Every hatchway pod in the namespace, read from the API (so every replica lists
+        the same): the user, option and pay model it records, its creation time."""
+        try:
+            pods = await self.client.list("pods", label_selector=specs.selector())
+        except ApiError as exc:
+            raise BackendError(f"listing workspaces failed: {exc}") from None
+        return [dataclasses.replace(record, status=workspace_status(
+                    pod, self.cfg.fail_unschedulable).status)
+                for pod in pods.get("items") or []
+                if (record := specs.record(pod, self.hatchery)) is not None]
+
+    def use_hatchery(self, config: HatcheryConfig) -> None:
+        """Later launches build pods from ``config`` (sidecar, node selector, volume size);
+        the namespace and the Fence URL stay as started."""
+        self.hatchery = config
 
     def health(self) -> dict[str, Any]:
         watched = (self.services, self.slices, self.pods)

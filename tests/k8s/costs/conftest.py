@@ -1,10 +1,12 @@
 """Cost tracking's test parts: moto's DynamoDB server with Hatchery's key schema
 (tests/helpers.py), backends (replicas) that charge to it, pods written as another actor would
-write them, and the table read back."""
+write them, and the table read back. Pods go to the ``cluster`` fixture's API server: the real
+one unless a module is marked ``emulated``."""
 
 from __future__ import annotations
 
 import datetime
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
@@ -20,17 +22,31 @@ from launcher.routes import RouteTable
 from proxy.settings import Settings
 from proxy.settings import kube_settings as kube_config
 
-from ...helpers import NAMESPACE, aws_env, create_paymodel_table, moto_server
-from ..conftest import HATCHERY_DOC, api_write
-from ..emulator import ApiServer
+from ...helpers import aws_env, create_paymodel_table, moto_server
+from ..cluster import Cluster
+from ..conftest import eventually, hatchery_doc
 
-PRICING = {"cpu": 0.0425, "memory": 0.00575}
+# $1 a requested core-second: a 1-CPU pod's charge is its lifetime in seconds, which the API
+# server dates to the second (a real one sets both timestamps itself).
+PRICING = {"cpu": 3600.0, "memory": 0.0}
 TRIAL = {"workspace_type": "Trial Workspace", "local": True, "hard-limit": 100}
 Row = dict[str, Any]
 
 
 def at(text: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def lifetime(pod: dict[str, Any]) -> int:
+    """Whole seconds from a pod's creation to its deletion, as the API server dated them."""
+    meta = pod["metadata"]
+    return int((at(meta["deletionTimestamp"]) - at(meta["creationTimestamp"])).total_seconds())
+
+
+async def a_second_old(pod: dict[str, Any]) -> None:
+    """Until the pod is a whole second old, so its charge cannot be 0."""
+    born = at(pod["metadata"]["creationTimestamp"]).timestamp()
+    await eventually(lambda: time.time() >= born + 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +95,8 @@ BackendMaker = Callable[..., Any]
 
 
 @pytest.fixture
-async def cost_backend(kube_settings: Callable[..., Settings], moto_url: str, table: Table
-                       ) -> AsyncIterator[BackendMaker]:
+async def cost_backend(kube_settings: Callable[..., Settings], moto_url: str, table: Table,
+                       namespace: str) -> AsyncIterator[BackendMaker]:
     """Start a replica whose hatchery.json names ``table`` (pass ``table=""`` for none)
     and its pricing; closed (Lease released) at teardown unless closed before."""
     started: list[tuple[KubernetesBackend, PayModels]] = []
@@ -88,7 +104,7 @@ async def cost_backend(kube_settings: Callable[..., Settings], moto_url: str, ta
     async def make(*, identity: str = "", hold_seconds: float = 60.0,
                    hatchery: dict[str, Any] | None = None, table_name: str | None = None,
                    paymodels_url: str = "", **kubernetes: Any) -> KubernetesBackend:
-        doc = {**HATCHERY_DOC, "pricing": PRICING, "default-pay-model": TRIAL,
+        doc = {**hatchery_doc(namespace), "pricing": PRICING, "default-pay-model": TRIAL,
                **(hatchery or {}),
                "pay-models-dynamodb-table": table.name if table_name is None else table_name}
         config = parse_hatchery_config(doc, "test hatchery.json")
@@ -107,15 +123,18 @@ async def cost_backend(kube_settings: Callable[..., Settings], moto_url: str, ta
         await pay.close()
 
 
-def pod_body(name: str, *, user: str, pay_model_id: str | None, created: str,
+def pod_body(name: str, *, user: str, pay_model_id: str | None,
              containers: list[dict[str, Any]], init: list[dict[str, Any]] | None = None,
-             hatchway: bool = True) -> dict[str, Any]:
+             hatchway: bool = True, created: str = "") -> dict[str, Any]:
     """A workspace pod as a launcher writes it: Hatchery's annotations, each container's
-    requests (= limits); hatchway's own also carry its user annotation and finalizer."""
+    requests (= limits); hatchway's own also carry its user annotation and finalizer.
+    ``created`` only the emulator keeps (a real API server dates a pod itself)."""
     notes = {"gen3username": user}
     if pay_model_id is not None:
         notes["bmh_workspace_id"] = pay_model_id
-    meta: dict[str, Any] = {"name": name, "annotations": notes, "creationTimestamp": created}
+    meta: dict[str, Any] = {"name": name, "annotations": notes}
+    if created:
+        meta["creationTimestamp"] = created
     if hatchway:
         meta["annotations"]["hatchway.gen3.org/user"] = user
         meta["finalizers"] = ["hatchway.gen3.org/cost-tracking"]
@@ -128,15 +147,6 @@ def pod_body(name: str, *, user: str, pay_model_id: str | None, created: str,
                      "initContainers": [container(c) for c in init or []]}}
 
 
-async def delete_at(api: ApiServer, name: str, when: str, *, confirm: bool = True) -> None:
-    """Delete a pod at ``when``, as an operator does (grace 30); ``confirm``: then as its
-    kubelet does once the containers stopped (grace 0), which dates the deletion back to
-    ``when``."""
-    api.emulator.now = lambda: at(when)
-    await api_write(api, "DELETE", "pods", {"gracePeriodSeconds": 30}, name=name)
-    if confirm:
-        await api_write(api, "DELETE", "pods", {"gracePeriodSeconds": 0}, name=name)
-
-
-def live_pods(api: ApiServer) -> list[str]:
-    return [p["metadata"]["name"] for p in api.emulator.items("pods", NAMESPACE)]
+async def pods_left(cluster: Cluster) -> list[str]:
+    """Pods still in the namespace, being deleted or not."""
+    return await cluster.names("pods")

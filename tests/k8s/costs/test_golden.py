@@ -1,7 +1,8 @@
 """hatchway's cost tracking against the rows Hatchery's PodTracker writes for the same pod
 lifetimes (tests/fixtures/hatchery/golden/costs/: written by hand from costTracker.go, each
-step cited in its README). The pods go through the emulated API server (their timestamps
-dictated, which a real one does not allow) and the rows land in moto's DynamoDB.
+step cited in its README). The pods go through the emulated API server, marked ``emulated``:
+the golden's lifetimes need their timestamps dictated, which a real API server never allows
+(tests/k8s/costs/test_tracking.py charges real ones). The rows land in moto's DynamoDB.
 
 Where hatchway's rows may differ, each on purpose (launcher/costs/ledger.py, README):
 
@@ -24,13 +25,17 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from launcher.costs.pricing import parse_time, pod_cost, runtime_ns
 from launcher.options import parse_hatchery_config
 
+from ..cluster import Cluster
 from ..conftest import api_write, eventually
 from ..emulator import ApiServer
-from .conftest import Table, at, delete_at, live_pods, pod_body
+from .conftest import Table, at, pod_body, pods_left
 
+pytestmark = pytest.mark.emulated
 GOLDEN = json.loads((Path(__file__).parents[2] / "fixtures" / "hatchery" / "golden" / "costs"
                      / "paymodel-rows.json").read_text())
 CHARGED = "hatchway-charged-pod"
@@ -63,29 +68,37 @@ def test_hatchways_price_of_each_lifetime_is_the_amount_hatchery_adds() -> None:
         assert pod_cost(pod_of(case), ns, pricing).increment == write[":inc"], write["case"]
 
 
-async def play(api: ApiServer, table: Table, case: dict[str, Any]) -> None:
-    """One pod's life: created at its creationTimestamp, deleted at its deletionTimestamp,
-    then waited for until gone (and, with a pay-model id, charged)."""
+async def play(api: ApiServer, cluster: Cluster, table: Table, case: dict[str, Any]) -> None:
+    """One pod's life: created at its creationTimestamp; deleted at its deletionTimestamp as
+    an operator does (grace 30), then as its kubelet does once the containers stopped (grace
+    0, which dates the deletion back to the first); waited for until gone (and, with a
+    pay-model id, charged)."""
     body = pod_of(case)
     name = body["metadata"]["name"]
     api.emulator.now = lambda: at(case["creationTimestamp"])
-    uid = (await api_write(api, "POST", "pods", body))["metadata"]["uid"]
-    await delete_at(api, name, case["deletionTimestamp"])
-    await eventually(lambda: name not in live_pods(api))
+    uid = (await api_write(cluster, "POST", "pods", body))["metadata"]["uid"]
+    api.emulator.now = lambda: at(case["deletionTimestamp"])
+    await api_write(cluster, "DELETE", "pods", {"gracePeriodSeconds": 30}, name=name)
+    await api_write(cluster, "DELETE", "pods", {"gracePeriodSeconds": 0}, name=name)
+    await eventually(lambda: _gone(cluster, name))
     if "bmh_workspace_id" in case["annotations"]:  # charged: the row names the pod
         user, pay_model_id = case["annotations"].values()
         await eventually(lambda: (table.row(user, pay_model_id) or {}).get(CHARGED) ==
                          {"S": uid})
 
 
+async def _gone(cluster: Cluster, name: str) -> bool:
+    return name not in await pods_left(cluster)
+
+
 async def test_the_table_ends_as_hatchery_leaves_it(
-        api: ApiServer, table: Table, cost_backend: Any) -> None:
+        api: ApiServer, cluster: Cluster, table: Table, cost_backend: Any) -> None:
     table.put(*GOLDEN["table_before"])
     tracker = (await cost_backend(hatchery=GOLDEN["hatchery"], table_name=table.name)).costs
     assert tracker is not None
     await eventually(lambda: tracker.health()["leader"])
     for case in GOLDEN["pods"]:
-        await play(api, table, case)
+        await play(api, cluster, table, case)
 
     hatchery = keyed(GOLDEN["table_after"])
     ours = keyed(table.rows())

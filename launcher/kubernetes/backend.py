@@ -338,8 +338,11 @@ class KubernetesBackend:
 
     def use_hatchery(self, config: HatcheryConfig) -> None:
         """Later launches build pods from ``config`` (sidecar, node selector, volume size);
-        the namespace and the Fence URL stay as started."""
+        the namespace and the Fence URL stay as started; pods gone from then on are priced
+        at its ``pricing``."""
         self.hatchery = config
+        if self.costs is not None:
+            self.costs.pricing = config.pricing
 
     def health(self) -> dict[str, Any]:
         watched = (self.services, self.slices, self.pods)

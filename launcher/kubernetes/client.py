@@ -119,8 +119,11 @@ class KubeClient:
         Lease renewal every few seconds), not after a backoff grown to ``backoff_max_seconds``."""
         if self._answer is None or self._answer.done():
             self._answer = asyncio.get_running_loop().create_future()
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for returns instead of raising
+        # when a cancel meets an answer arriving, and the watch's stop() then waits forever
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._answer), seconds)
+            async with asyncio.timeout(seconds):
+                await asyncio.shield(self._answer)
 
     def _answered(self, status: int) -> None:
         if status < 500 and self._answer is not None and not self._answer.done():

@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 
 from launcher.kubernetes.cost_tracking import FINALIZER
+from launcher.options import parse_hatchery_config
 from proxy.app import build_app
 from proxy.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY
@@ -144,6 +145,17 @@ async def test_a_pod_deleted_while_no_gateway_runs_is_charged_once_when_one_is_b
     restarted = await cost_backend()  # and again: nothing is charged twice
     await eventually(lambda: restarted.costs is not None and restarted.costs.health()["leader"])
     assert table.usage("bob", "b-1") == lived
+
+
+async def test_a_reloaded_pricing_prices_the_pods_that_go_after_it(
+        cluster: Cluster, table: Table, cost_backend: Any) -> None:
+    backend = await cost_backend()
+    await create_aged(cluster, "jo", "j-1")
+    backend.use_hatchery(parse_hatchery_config(  # hatchery.json changed: $2 a core-second
+        {**hatchery_doc(cluster.namespace), "pricing": {"cpu": 7200.0}}, "hatchery.json"))
+    lived = await delete(cluster, "hatchery-jo")
+    await eventually(lambda: gone(cluster))
+    assert table.usage("jo", "j-1") == 2 * lived
 
 
 async def test_a_charge_repeated_after_a_crash_adds_nothing(

@@ -1,4 +1,4 @@
-"""Hatchery's API under ``<prefix>/``: options, launch, status, terminate, pay models, health.
+"""Hatchery's API under ``<prefix>/``: options, launch, status, terminate, pay models, version.
 
 Same methods, status codes, bodies and status strings as Hatchery, so an existing Gen3
 data-portal and the hatchery-reaper work unchanged; where hatchway answers differently on
@@ -28,8 +28,7 @@ from launcher.paymodels import ABOVE_LIMIT, ACTIVE, PayModel, PayModelError
 from . import __version__, ops, paymodels_api, responses
 from .authz import AuthzUnavailable, may_launch_option
 from .failures import RETRY_AFTER
-from .gateway import GATEWAY, Gateway
-from .health import readiness
+from .gateway import Gateway
 from .last_activity import last_activity_ms
 from .paymodels_api import reset_pay_model_when_gone
 from .sessions import Identity
@@ -188,27 +187,6 @@ async def terminate(request: web.Request, gateway: Gateway, who: Identity) -> we
     return web.Response(text="Terminated workspace")
 
 
-async def health(request: web.Request) -> web.StreamResponse:
-    gateway = request.app[GATEWAY]
-    body: dict[str, object] = {"status": "Healthy", "routes": len(gateway.routes),
-                               "backend": gateway.backend.name, "mode": gateway.settings.mode}
-    status_code = 200
-    detail = gateway.backend.health()
-    if detail is not None:
-        body["backend_health"] = detail
-        if detail.get("healthy") is False:
-            body["status"] = "Unhealthy"
-            status_code = 503
-    envoy = gateway.envoy
-    if envoy is not None:
-        body["envoy_config"] = envoy.last_error or "ok"
-    fast = gateway.fast_path
-    if fast is not None:  # which path answered (tests prove the fast path is taken)
-        body["fast_path"] = {"relayed": fast.relayed, "handed_off": fast.handed_off}
-    body.update(readiness(request.app)[1])  # which readiness check fails (/_ready)
-    return web.json_response(body, status=status_code)
-
-
 async def version(request: web.Request) -> web.StreamResponse:
     return web.json_response({"version": __version__, "commit": ""})
 
@@ -221,5 +199,4 @@ def add_routes(app: web.Application, prefix: str) -> None:
     app.router.add_route("*", f"{p}/status", status)
     app.router.add_route("*", f"{p}/terminate", terminate)
     paymodels_api.add_routes(app, p, workspace_status)
-    app.router.add_get(f"{p}/_status", health)
     app.router.add_get(f"{p}/_version", version)

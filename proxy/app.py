@@ -137,7 +137,7 @@ def build_app(settings: Settings) -> web.Application:
     # stripped: its /lw-workspace/ location reaches Hatchery's "/", its home page).
     for mount in dict.fromkeys((prefix, "")):
         api.add_routes(app, mount)
-        ops.add_routes(app, mount)  # /_ready, /favicon.ico
+        ops.add_routes(app, mount)  # /_status, /_ready, /favicon.ico
         app.router.add_get(f"{mount}/progress", progress.progress)
         app.router.add_get(f"{mount}/", launchpage.launch_page)
     if prefix:

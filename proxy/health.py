@@ -64,3 +64,25 @@ async def ready(request: web.Request) -> web.StreamResponse:
     is_ready, body = readiness(request.app)
     return web.json_response(body, status=200 if is_ready else 503,
                              headers={"Cache-Control": "no-store"})
+
+
+async def status(request: web.Request) -> web.StreamResponse:
+    """``/_status``: Hatchery's health path; 503 only when the backend says it is broken."""
+    gateway = request.app[GATEWAY]
+    body: dict[str, object] = {"status": "Healthy", "routes": len(gateway.routes),
+                               "backend": gateway.backend.name, "mode": gateway.settings.mode}
+    status_code = 200
+    detail = gateway.backend.health()
+    if detail is not None:
+        body["backend_health"] = detail
+        if detail.get("healthy") is False:
+            body["status"] = "Unhealthy"
+            status_code = 503
+    envoy = gateway.envoy
+    if envoy is not None:
+        body["envoy_config"] = envoy.last_error or "ok"
+    fast = gateway.fast_path
+    if fast is not None:  # which path answered (tests prove the fast path is taken)
+        body["fast_path"] = {"relayed": fast.relayed, "handed_off": fast.handed_off}
+    body.update(readiness(request.app)[1])  # which readiness check fails (/_ready)
+    return web.json_response(body, status=status_code)

@@ -56,7 +56,8 @@ def install(app: web.Application, settings: Settings, keys: KeyStore) -> None:
 
 
 def add_routes(app: web.Application, mount: str) -> None:
-    """Readiness and the favicon at ``mount`` (build_app mounts them with the API)."""
+    """Liveness, readiness and the favicon at ``mount`` (build_app mounts them with the API)."""
+    app.router.add_get(f"{mount}/_status", health.status)
     app.router.add_get(f"{mount}/_ready", health.ready)
     app.router.add_get(f"{mount}/favicon.ico", favicon)
 

@@ -25,7 +25,7 @@ from launcher.names import pod_name
 from launcher.options import WorkspaceOption
 from launcher.paymodels import ABOVE_LIMIT, ACTIVE, PayModel, PayModelError
 
-from . import __version__, ops, paymodels_api, responses
+from . import __version__, events, paymodels_api, responses
 from .authz import AuthzUnavailable, may_launch_option
 from .failures import RETRY_AFTER
 from .gateway import Gateway
@@ -123,22 +123,22 @@ async def launch(request: web.Request, gateway: Gateway, who: Identity) -> web.S
         await gateway.backend.launch(who.user, option, who.token,
                                      pay_model_id=pay_model.id if pay_model else None)
     except NameTaken as exc:  # another user's name escapes like this one: never theirs
-        ops.launch_failed(request.app, who.user, option.name, exc, "name_taken")
+        events.launch_failed(request.app, who.user, option.name, exc, "name_taken")
         return responses.error(request, 409, str(exc))
     except NotIsolated as exc:
-        ops.launch_failed(request.app, who.user, option.name, exc, "not_isolated")
+        events.launch_failed(request.app, who.user, option.name, exc, "not_isolated")
         return responses.error(request, 403, str(exc))
     except WorkspaceExists as exc:
         return responses.hatchery_text(500, str(exc))
     except BackendUnavailable as exc:
-        ops.launch_failed(request.app, who.user, option.name, exc, "backend_unavailable")
+        events.launch_failed(request.app, who.user, option.name, exc, "backend_unavailable")
         raise  # 503 with Retry-After (proxy.failures)
     except Exception as exc:  # a backend failure is Hatchery's plain 500, never a traceback
         log.exception("launch failed for %s", who.user)
-        ops.launch_failed(request.app, who.user, option.name, exc)
+        events.launch_failed(request.app, who.user, option.name, exc)
         return responses.hatchery_text(500, str(exc))
     gateway.activity.touch(who.user)
-    ops.launched(request.app, who.user, option.name)  # metrics + one structured line
+    events.launched(request.app, who.user, option.name)  # metrics + one structured line
     return web.Response(text="Success")
 
 
@@ -183,7 +183,7 @@ async def terminate(request: web.Request, gateway: Gateway, who: Identity) -> we
     if envoy is not None:  # answer once Envoy no longer routes to it
         await envoy.wait_applied(who.user)
     reset_pay_model_when_gone(gateway, who.user, workspace_status)
-    ops.terminated(request.app, who.user, "user")  # metrics, log line, stopped page
+    events.terminated(request.app, who.user, "user")  # metrics, log line, stopped page
     return web.Response(text="Terminated workspace")
 
 

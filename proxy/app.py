@@ -19,7 +19,7 @@ from launcher.options import HatcheryConfig
 from launcher.paymodels import PayModels
 from launcher.routes import Route, RouteTable
 
-from . import api, devlogin, launchpage, ops, progress
+from . import api, devlogin, events, launchpage, ops, progress
 from .authz import build_authorizer
 from .devissuer import DevIssuer
 from .failures import map_failures
@@ -124,7 +124,7 @@ def build_app(settings: Settings) -> web.Application:
     culler = IdleCuller(backend, routes, last_activity,
                         interval_seconds=settings.cull_interval_seconds,
                         is_leader=is_leader, default_limit_ms=default_limit_ms,
-                        on_cull=ops.on_cull(app),
+                        on_cull=events.on_cull(app),
                         workspace_last_ms=lambda user: jupyter_last_ms(gateway, user))
     prefix = settings.prefix.rstrip("/")
     if issuer is not None:

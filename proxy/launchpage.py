@@ -11,8 +11,8 @@ from aiohttp import web
 
 from launcher.paymodels import PayModelError
 
+from .events import running_option
 from .gateway import Gateway
-from .ops import running_option
 from .session_check import login_url
 from .sessions import Identity
 from .signed_in import signed_in

@@ -1,13 +1,12 @@
-"""Wiring for running hatchway in production, in one place so the app, server, API and CLI
-each carry a single hook line: metrics (proxy.metrics), readiness (proxy.health), the drain
-(proxy.drain), the workspace-stopped answer (proxy.stopped), the favicon and the structured
-lines for launches, terminations and culls (proxy.logs)."""
+"""Wiring for running hatchway in production, in one place so the app and server each carry a
+single hook line: metrics (proxy.metrics), readiness (proxy.health), the drain (proxy.drain),
+the workspace-stopped answer (proxy.stopped), the favicon, the access log and the follower that
+counts failed launches (the launcher's events themselves are proxy.events)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
@@ -18,7 +17,7 @@ from aiohttp import web
 
 from launcher.backend import NOT_FOUND, RUNNING, STOPPED
 
-from . import health, logs, metrics, stopped
+from . import events, health, logs, metrics, stopped
 from .drain import DRAIN, Drain
 from .gateway import GATEWAY
 from .jwks import KeyStore
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
     from .fastpath import FastPath
     from .settings import Settings
 
-log = logging.getLogger("hatchway.lifecycle")
 FOLLOW_SECONDS = 5.0  # how often pending launches are checked for an early failure
 LAUNCH_GIVE_UP_SECONDS = 900.0
 _FAVICON = files("proxy").joinpath("static/favicon.ico").read_bytes()
@@ -45,7 +43,7 @@ def install(app: web.Application, settings: Settings, keys: KeyStore) -> None:
     drain = app[DRAIN] = Drain()
     app[health.KEYS] = keys
     app[stopped.STOPPED] = stopped.StoppedWorkspaces()
-    app[RUNNING_OPTIONS] = {}
+    app[events.RUNNING_OPTIONS] = {}
     app.middlewares.append(metrics.middleware_for(m, settings.proxy_prefix,
                                                   f"{prefix}/_ext_authz"))
     if settings.access_log:
@@ -118,47 +116,6 @@ def _fast_access(front: Any, up: Any) -> None:
         bytes_sent=resp.content_length if resp is not None else -1,
         seconds=(time.monotonic_ns() - front.began) / 1e9,
         route=f"{route.host}:{route.port}" if route is not None else "-", via="fast")
-
-
-# -- the launcher's events, from the API and the culler -----------------------------------
-RUNNING_OPTIONS: web.AppKey[dict[str, str]] = web.AppKey("running_options", dict)
-
-
-def running_option(app: web.Application, user: str) -> str:
-    """The name of the option ``user`` launched through this process ("" when unknown: never
-    launched here, or terminated since); the launch page names it."""
-    return app[RUNNING_OPTIONS].get(user, "") if RUNNING_OPTIONS in app else ""
-
-
-def launched(app: web.Application, user: str, option: str) -> None:
-    app[metrics.METRICS].launched(user, option)
-    app[RUNNING_OPTIONS][user] = option
-    app[stopped.STOPPED].forget(user)
-    log.info("launched %r for %s", option, user,
-             extra={"event": "launch", "user": user, "option": option})
-
-
-def launch_failed(app: web.Application, user: str, option: str, exc: BaseException,
-                  cause: str | None = None) -> None:
-    app[metrics.METRICS].launch_failed(str(exc), cause)
-    log.info("launch of %r for %s failed: %s", option, user, exc,
-             extra={"event": "launch_failed", "user": user, "option": option,
-                    "reason": cause or metrics.launch_failure_cause(str(exc))})
-
-
-def terminated(app: web.Application, user: str, reason: str, detail: str = "") -> None:
-    """A workspace stopped by the gateway: ``user`` (Terminate) or ``idle`` (culled)."""
-    app[metrics.METRICS].terminated(user, reason)
-    app[RUNNING_OPTIONS].pop(user, None)
-    app[stopped.STOPPED].remember(user, reason)
-    log.info("terminated the workspace of %s (%s)%s", user, reason,
-             f": {detail}" if detail else "",
-             extra={"event": "cull" if reason == "idle" else "terminate", "user": user,
-                    "reason": reason, **({"detail": detail} if detail else {})})
-
-
-def on_cull(app: web.Application) -> Callable[[str, str], None]:
-    return lambda user, detail: terminated(app, user, "idle", detail)
 
 
 # -- the opt-in access log (aiohttp path) --------------------------------------------------

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterator, Sized
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -42,7 +42,6 @@ from .responses import RelayedResponse
 if TYPE_CHECKING:
     from launcher.routes import RouteTable
 
-    from .fastpath import FastPath
     from .gateway import Gateway
 
 log = logging.getLogger("hatchway.metrics")
@@ -55,6 +54,23 @@ FAMILIES = frozenset({"api", "lab", "tree", "notebooks", "static", "files", "ter
 API_FAMILIES = ("kernels", "contents", "sessions", "terminals", "status", "events")
 LATENCY_BUCKETS = TTFB_BUCKETS
 LAUNCH_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 300, 600, 900)
+
+
+class FastCounters(Protocol):
+    """What the collector reads of the fast path (``proxy.fastpath.FastPath``) at scrape time;
+    declared here so metrics, which the relay feeds, import nothing of the relay."""
+
+    relayed: int
+    handed_off: int
+    n_failed: int
+    n_websockets: int
+    traffic: Traffic
+
+    @property
+    def splices(self) -> Sized: ...
+
+    @property
+    def fronts(self) -> Sized: ...
 
 
 def path_family(path: str, proxy_prefix: str) -> str:
@@ -124,7 +140,7 @@ class Metrics:
         self._pending: dict[str, float] = {}  # user → monotonic time of an accepted launch
         self._routes: RouteTable | None = None  # set by attach
 
-    def attach(self, gateway: Gateway, fast_path: Callable[[], FastPath | None]) -> None:
+    def attach(self, gateway: Gateway, fast_path: Callable[[], FastCounters | None]) -> None:
         """Read the gateway's route table, watches and fast path at scrape time."""
         self.collector = GatewayCollector(gateway, fast_path, self.aiohttp_traffic)
         self.registry.register(self.collector)
@@ -172,7 +188,7 @@ class GatewayCollector(Collector):
     time to first byte, open WebSockets, the route table and the Kubernetes watches'
     health."""
 
-    def __init__(self, gateway: Gateway, fast_path: Callable[[], FastPath | None],
+    def __init__(self, gateway: Gateway, fast_path: Callable[[], FastCounters | None],
                  aiohttp_traffic: Traffic) -> None:
         self.gateway = gateway
         self.fast_path = fast_path

@@ -10,7 +10,7 @@ Arborist. When the authorizer can't decide, the caller answers 503: authorizatio
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from cachetools import TTLCache
@@ -18,6 +18,7 @@ from cachetools import TTLCache
 from launcher.errors import ConfigError
 from launcher.options import WorkspaceOption
 
+from .gateway import Authorizer
 from .sessions import Identity
 
 if TYPE_CHECKING:
@@ -26,16 +27,6 @@ if TYPE_CHECKING:
 
 class AuthzUnavailable(Exception):
     """The authorizer can't decide right now (Arborist down or talking nonsense)."""
-
-
-class Authorizer(Protocol):
-    async def may_use_workspaces(self, identity: Identity) -> bool:
-        """The gateway-level gate, checked before any workspace request."""
-        ...
-
-    async def may_launch(self, identity: Identity, resource_paths: list[str]) -> bool:
-        """May ``identity`` launch an option guarded by ``resource_paths``? ``[]`` is unguarded."""
-        ...
 
 
 class AllowAll:

@@ -20,10 +20,21 @@ if TYPE_CHECKING:
     from launcher.paymodels import PayModels
     from launcher.routes import RouteTable
 
-    from .authz import Authorizer
-    from .sessions import SessionValidator
+    from .sessions import Identity, SessionValidator
     from .settings import Settings
     from .trusted import Network
+
+
+class Authorizer(Protocol):
+    """Who may use workspaces and launch what (``proxy.authz``: everyone, a list, Arborist)."""
+
+    async def may_use_workspaces(self, identity: Identity) -> bool:
+        """The gateway-level gate, checked before any workspace request."""
+        ...
+
+    async def may_launch(self, identity: Identity, resource_paths: list[str]) -> bool:
+        """May ``identity`` launch an option guarded by ``resource_paths``? ``[]`` is unguarded."""
+        ...
 
 
 class EnvoyRoutes(Protocol):

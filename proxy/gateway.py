@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from launcher.paymodels import PayModels
     from launcher.routes import RouteTable
 
-    from .sessions import Identity, SessionValidator
+    from .sessions.tokens import Identity, SessionValidator
+    from .sessions.trusted import Network
     from .settings import Settings
-    from .trusted import Network
 
 
 class Authorizer(Protocol):

@@ -27,7 +27,7 @@ from launcher.settings import KubeSettings, LocalSettings, PayModelSettings
 from launcher.settings_tree import build, describe, internal, merge, non_negative, port, positive
 from launcher.settings_tree import setting as s
 
-from .trusted import parse_networks
+from .sessions.trusted import parse_networks
 
 __all__ = ["AuthzSettings", "EnvoySettings", "KubeSettings", "LimitSettings", "LocalSettings",
            "PayModelSettings", "SessionSettings", "Settings", "load_settings"]

@@ -19,11 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from launcher.demo import make_app as demo_app
 from launcher.routes import Route
-from proxy.app import build_app
-from proxy.devissuer import DevIssuer
-from proxy.devlogin import DEV_ISSUER
+from proxy.api.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY, Gateway
-from proxy.server import Running, start
+from proxy.serve.app import build_app
+from proxy.serve.server import Running, start
+from proxy.sessions.devissuer import DevIssuer
 from proxy.settings import Settings, load_settings
 
 from .helpers import JWKSServer, exchange, public_jwk

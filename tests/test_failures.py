@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from launcher.errors import BackendError, BackendUnavailable
-from proxy.authz import AuthzUnavailable
-from proxy.failures import map_failures
+from proxy.admission.authz import AuthzUnavailable
+from proxy.api.failures import map_failures
 
 
 def failing_app(exc: Exception) -> web.Application:

@@ -16,8 +16,8 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from launcher.routes import Route
-from proxy.fastpath.head import parse_request_head, session_cookie_out, upstream_request_head
-from proxy.headers import upstream_request_headers
+from proxy.relay.fast.head import parse_request_head, session_cookie_out, upstream_request_head
+from proxy.relay.headers import upstream_request_headers
 
 from .conftest import PROXY, GatewayUnderTest
 

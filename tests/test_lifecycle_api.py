@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from proxy.app import build_app
-from proxy.devlogin import DEV_ISSUER
+from proxy.api.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY
+from proxy.serve.app import build_app
 from proxy.settings import load_settings
 
 from .conftest import PROXY, GatewayUnderTest

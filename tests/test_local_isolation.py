@@ -24,7 +24,7 @@ from launcher.names import escape
 from launcher.options import WorkspaceOption, parse_hatchery_config
 from launcher.routes import RouteTable
 from launcher.settings import LocalSettings
-from proxy.devissuer import KEY_FILE, DevIssuer
+from proxy.sessions.devissuer import KEY_FILE, DevIssuer
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="uid isolation needs root")
 PREFIX = "/lw-workspace/proxy/"

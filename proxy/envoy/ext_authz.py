@@ -20,11 +20,11 @@ from aiohttp import web
 from yarl import URL
 
 from .. import responses
+from ..admission.session import authenticate
 from ..gateway import GATEWAY
-from ..headers import strip_session_cookie
-from ..session_check import authenticate
-from ..sessions import Identity
-from ..workspace_proxy import request_origin_allowed, unrouted
+from ..relay.fallback.handler import request_origin_allowed, unrouted
+from ..relay.headers import strip_session_cookie
+from ..sessions.tokens import Identity
 
 REMOVE_HEADER = "x-envoy-auth-headers-to-remove"
 

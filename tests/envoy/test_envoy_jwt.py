@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from launcher.demo import make_app as demo_app
 from launcher.routes import Route
-from proxy.devissuer import KEY_FILE
 from proxy.envoy.config import bootstrap_for_settings
+from proxy.sessions.devissuer import KEY_FILE
 
 from ..conftest import GatewayUnderTest
 from ..helpers import free_port

@@ -16,9 +16,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from proxy.app import build_app
-from proxy.devlogin import DEV_ISSUER
-from proxy.server import start
+from proxy.api.devlogin import DEV_ISSUER
+from proxy.serve.app import build_app
+from proxy.serve.server import start
 from proxy.settings import load_settings
 
 from ..helpers import ESC, SERVICE, USER, hatchery_service

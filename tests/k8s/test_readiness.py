@@ -8,8 +8,8 @@ from pathlib import Path
 
 import aiohttp
 
-from proxy.app import build_app
-from proxy.server import start
+from proxy.serve.app import build_app
+from proxy.serve.server import start
 from proxy.settings import load_settings
 
 from .conftest import ApiServer, eventually

@@ -25,10 +25,10 @@ import pytest
 
 from launcher.kubernetes import KubernetesBackend
 from launcher.names import claim_name
-from proxy.app import build_app
 from proxy.gateway import GATEWAY, Gateway
-from proxy.running import Running
-from proxy.server import start
+from proxy.serve.app import build_app
+from proxy.serve.running import Running
+from proxy.serve.server import start
 from proxy.settings import load_settings
 from tests.fence_contract import FenceContract
 from tests.helpers import clean_env, env_of, free_port

@@ -29,8 +29,7 @@ from .. import __version__, responses
 from ..admission.authz import AuthzUnavailable, may_launch_option
 from ..gateway import Gateway
 from ..sessions.tokens import Identity
-from . import events
-from . import paymodels as paymodels_api
+from . import events, paymodels
 from .failures import RETRY_AFTER
 from .last_activity import last_activity_ms
 from .paymodels import reset_pay_model_when_gone
@@ -200,5 +199,5 @@ def add_routes(app: web.Application, prefix: str) -> None:
     app.router.add_route("*", f"{p}/launch", launch)
     app.router.add_route("*", f"{p}/status", status)
     app.router.add_route("*", f"{p}/terminate", terminate)
-    paymodels_api.add_routes(app, p, workspace_status)
+    paymodels.add_routes(app, p, workspace_status)
     app.router.add_get(f"{p}/_version", version)

@@ -21,7 +21,7 @@ from launcher.routes import Route, RouteTable
 
 from ..admission.authz import build_authorizer
 from ..api import devlogin, events, launchpage, progress
-from ..api import hatchery as api
+from ..api import hatchery as hatchery_api
 from ..api.failures import map_failures
 from ..api.last_activity import jupyter_last_ms
 from ..gateway import GATEWAY, Gateway
@@ -31,7 +31,7 @@ from ..sessions.jwks import KeyStore, http_jwks_fetcher
 from ..sessions.tokens import SessionValidator
 from ..sessions.trusted import parse_networks
 from ..settings import Settings, kube_settings
-from . import wiring as ops
+from . import wiring
 
 log = logging.getLogger("hatchway")
 
@@ -122,7 +122,7 @@ def build_app(settings: Settings) -> web.Application:
     app = web.Application(handler_args={"max_field_size": 65536},
                           middlewares=[map_failures])
     app[GATEWAY] = gateway
-    ops.install(app, settings, keys)  # metrics, readiness, drain, stopped page (proxy.ops)
+    wiring.install(app, settings, keys)  # metrics, readiness, drain, stopped page
     culler = IdleCuller(backend, routes, last_activity,
                         interval_seconds=settings.cull_interval_seconds,
                         is_leader=is_leader, default_limit_ms=default_limit_ms,
@@ -138,8 +138,8 @@ def build_app(settings: Settings) -> web.Application:
     # Under the prefix, and as the stock revproxy sends them to hatchery-service (prefix
     # stripped: its /lw-workspace/ location reaches Hatchery's "/", its home page).
     for mount in dict.fromkeys((prefix, "")):
-        api.add_routes(app, mount)
-        ops.add_routes(app, mount)  # /_status, /_ready, /favicon.ico
+        hatchery_api.add_routes(app, mount)
+        wiring.add_routes(app, mount)  # /_status, /_ready, /favicon.ico
         app.router.add_get(f"{mount}/progress", progress.progress)
         app.router.add_get(f"{mount}/", launchpage.launch_page)
     if prefix:
@@ -168,7 +168,7 @@ def build_app(settings: Settings) -> web.Application:
 
     async def lifecycle(app: web.Application):  # type: ignore[no-untyped-def]
         http_holder.append(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
-                                                 trace_configs=ops.trace_configs(app, settings)))
+                                                 trace_configs=wiring.trace_configs(app, settings)))
         gateway.http = http_holder[0]
         # One pooled client for every upstream: no session per request, no cookie jar
         # (workspaces' cookies belong to the browser), bodies passed through undecoded.

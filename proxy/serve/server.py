@@ -19,7 +19,7 @@ from ..observe import logfilter, metrics
 from ..relay.fallback.handler import CLIENT, stripped_proxy_handler
 from ..relay.fast import FastPath
 from ..responses import GatewayRequest
-from . import wiring as ops
+from . import wiring
 from .running import Running
 
 
@@ -71,7 +71,7 @@ async def start(app: web.Application, host: str, port: int, *,
     fast = _fast_path(app, runner.server)
     factory: Callable[[], asyncio.BaseProtocol] = fast if fast is not None else runner.server
     running = Running(runner, await _listen(factory, host, port, reuse_port), fast)
-    ops.attach_fast_path(app, lambda: fast)  # metrics read its counters at scrape time
+    wiring.attach_fast_path(app, lambda: fast)  # metrics read its counters at scrape time
     if gateway is None:
         return running
     settings = gateway.settings
@@ -97,7 +97,7 @@ def ambassador_app(main: web.Application) -> web.Application:
     honours. It shares the main app's gateway and upstream client."""
     app = web.Application(handler_args={"max_field_size": 65536})
     app[GATEWAY] = main[GATEWAY]
-    ops.share_with_ambassador(main, app)
+    wiring.share_with_ambassador(main, app)
 
     async def share_client(app: web.Application) -> None:
         app[CLIENT] = main[CLIENT]

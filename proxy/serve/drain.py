@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from ..aiohttp_compat import request_in_progress
 from ..gateway import GATEWAY
 from ..observe.metrics import METRICS
 from ..relay.fast.front import HEAD
@@ -103,13 +104,13 @@ def _aiohttp_busy(running: Running) -> int:
     """aiohttp connections with a request in progress; idle ones are closed. pre_shutdown
     asks each to close once idle, but a connection whose handler task has already ended
     (seen on connections the fast path handed over) keeps its socket open, and aiohttp has
-    no public "idle" flag: ``_request_in_progress`` is read, defaulting to busy."""
+    no public "idle" flag (``aiohttp_compat.request_in_progress`` reads its private one)."""
     server = running.runner.server
     if server is None:
         return 0
     busy = 0
     for conn in list(server.connections):
-        if getattr(conn, "_request_in_progress", True):
+        if request_in_progress(conn):
             busy += 1
         else:
             conn.force_close()

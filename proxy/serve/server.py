@@ -8,12 +8,12 @@ happy path itself and hands every other request, on the same connection, to aioh
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
 from collections.abc import Callable
 
 from aiohttp import web
 
+from ..aiohttp_compat import use_request_class
 from ..gateway import GATEWAY
 from ..observe import logfilter, metrics
 from ..relay.fallback.handler import CLIENT, stripped_proxy_handler
@@ -67,7 +67,7 @@ async def start(app: web.Application, host: str, port: int, *,
     assert runner.server is not None
     # Requests are GatewayRequests (nosniff on the gateway's own answers); read by every
     # protocol made from here on, the fast path's handoffs included.
-    runner.server.request_factory = functools.partial(app._make_request, _cls=GatewayRequest)
+    use_request_class(runner.server, app, GatewayRequest)
     fast = _fast_path(app, runner.server)
     factory: Callable[[], asyncio.BaseProtocol] = fast if fast is not None else runner.server
     running = Running(runner, await _listen(factory, host, port, reuse_port), fast)

@@ -1,5 +1,6 @@
-"""The session check every protected endpoint shares: token → Identity → gateway-level
-authorization, or the precise answer to send instead (401, browser redirect, 403, 503)."""
+"""The session check every protected endpoint shares, the admission sequence's first two steps
+as aiohttp answers them: token → Identity → gateway-level authorization, or the precise answer
+to send instead (401, browser redirect, 403, 503)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ..gateway import Gateway
 from ..sessions.tokens import Identity, SessionError
 from ..sessions.trusted import Ambiguous, trusted_user
 from .authz import AuthzUnavailable
+from .sequence import ADMISSION
 
 
 def login_url(gateway: Gateway) -> str:
@@ -24,31 +26,31 @@ def login_url(gateway: Gateway) -> str:
 
 
 async def authenticate(request: web.Request, gateway: Gateway) -> Identity | web.Response:
-    """The caller's Identity, or the response to answer with instead. A trusted peer's
-    ``REMOTE_USER`` comes first, as in Hatchery: that peer (Gen3's revproxy) has checked the
-    session and Arborist's ``/workspace`` access already; the token it forwards, if any, is
+    """Steps 1 and 2 of the admission sequence (``sequence``) for aiohttp's handlers and
+    Envoy's check: the caller's Identity, or the response to answer with instead. A trusted
+    peer's ``REMOTE_USER`` comes first, as in Hatchery: that peer (Gen3's revproxy) has checked
+    the session and Arborist's ``/workspace`` access already; the token it forwards, if any, is
     kept for per-option Arborist checks."""
-    sessions = gateway.sessions
+    admission = request.app[ADMISSION]
     try:
         trusted = trusted_user(request, gateway.trusted_nets)
     except Ambiguous as exc:
         return responses.error(request, 400, str(exc))
+    headers = request.headers
     try:
-        token = sessions.token_from(request.headers)
+        token = admission.token(headers.getall("Authorization", ()), headers.getall("Cookie", ()))
     except SessionError as exc:  # two different tokens: which user is it?
         return _refuse(request, gateway, exc.status, exc.message)
     if trusted is not None:
         return Identity(user=trusted, token=token or "", expires_at=math.inf)
     if not token:
         return _refuse(request, gateway, 401, "no session: sign in first")
-    identity = sessions.cached(token)
-    if identity is None:
-        try:
-            identity = await sessions.validate(token)
-        except SessionError as exc:
-            return _refuse(request, gateway, exc.status, exc.message)
     try:
-        allowed = await gateway.authz.may_use_workspaces(identity)
+        identity = await admission.identify(token)
+    except SessionError as exc:
+        return _refuse(request, gateway, exc.status, exc.message)
+    try:
+        allowed = await admission.allowed(identity)
     except AuthzUnavailable as exc:
         return responses.error(request, 503, f"authorization service unavailable: {exc}",
                                headers={"Retry-After": "5"})

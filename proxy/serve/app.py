@@ -20,6 +20,7 @@ from launcher.paymodels import PayModels
 from launcher.routes import Route, RouteTable
 
 from ..admission.authz import build_authorizer
+from ..admission.sequence import ADMISSION, Admission
 from ..api import devlogin, events, launchpage, progress
 from ..api import hatchery as hatchery_api
 from ..api.failures import map_failures
@@ -122,6 +123,7 @@ def build_app(settings: Settings) -> web.Application:
     app = web.Application(handler_args={"max_field_size": 65536},
                           middlewares=[map_failures])
     app[GATEWAY] = gateway
+    app[ADMISSION] = Admission.of(gateway)  # the sequence every path to a workspace asks
     wiring.install(app, settings, keys)  # metrics, readiness, drain, stopped page
     culler = IdleCuller(backend, routes, last_activity,
                         interval_seconds=settings.cull_interval_seconds,

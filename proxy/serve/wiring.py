@@ -18,6 +18,7 @@ from aiohttp import web
 from launcher.backend import NOT_FOUND, RUNNING, STOPPED
 
 from ..admission import stopped
+from ..admission.sequence import ADMISSION
 from ..api import events
 from ..gateway import GATEWAY
 from ..observe import logs, metrics
@@ -155,8 +156,9 @@ def access_middleware(proxy_prefix: str) -> Any:
 
 
 def share_with_ambassador(main: web.Application, app: web.Application) -> None:
-    """The ambassador listener counts its proxied requests in the main app's metrics and
-    its WebSockets are drained with the others'."""
+    """The ambassador listener admits as the main app does, counts its proxied requests in the
+    main app's metrics and its WebSockets are drained with the others'."""
+    app[ADMISSION] = main[ADMISSION]
     m = main.get(metrics.METRICS)
     if m is not None:
         prefix = main[GATEWAY].settings.proxy_prefix

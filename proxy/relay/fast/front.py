@@ -263,7 +263,7 @@ class Front(asyncio.Protocol):
         self.idle = 0
         self.req = req
         self.head_len = head_len
-        identity = fp.sessions.cached(token)
+        identity = gate.admission.known(token)
         allowed = gate.allowed_now(identity) if identity is not None else None
         if allowed is None or identity is None:
             self.state = WAIT
@@ -275,13 +275,11 @@ class Front(asyncio.Protocol):
 
     async def _admit_later(self, token: str, identity: Identity | None) -> None:
         """A token not seen before, or an authorizer that asks a service."""
-        fp = self.fp
+        admission = self.fp.gate.admission
         try:
             if identity is None:
-                identity = await fp.sessions.validate(token)
-            allowed = fp.gate.allowed_now(identity)
-            if allowed is None:
-                allowed = await fp.gateway.authz.may_use_workspaces(identity)
+                identity = await admission.identify(token)
+            allowed = await admission.allowed(identity)
         except Exception:  # noqa: BLE001 - any refusal is aiohttp's to explain
             allowed = False
         if self.state != WAIT:

@@ -1,21 +1,19 @@
-"""The fast path's admission: what ``workspace_proxy.proxy_handler`` checks, in the same order
-(session → authorization → path → route → Origin), answered from memory.
+"""The fast path's admission: the one sequence (``admission.sequence``: session → authorization
+→ route → Origin) asked from memory, plus what only this relay cannot carry.
 
 The gate only ever says "relay this, here" or "not mine": it produces no error answers. Every
-request it declines goes to aiohttp, whose handler makes the 401/302/403/404/503/400 answer,
-so the two paths cannot drift apart in what they refuse or how.
+request it declines goes to aiohttp, which asks the same sequence and makes the 401/302/403/404/
+503/400 answer, so the two paths cannot drift apart in what they refuse or how.
 """
 
 from __future__ import annotations
 
 from launcher.routes import Route
 
-from ...admission.authz import AllowAll, Allowlist
-from ...admission.paths import PathError, normalize_path
+from ...admission.sequence import Admission
 from ...gateway import Gateway
-from ...sessions.tokens import Identity, SessionError, session_token
+from ...sessions.tokens import Identity, SessionError
 from ...sessions.trusted import address_trusted
-from ..fallback.handler import origin_allowed
 from .head import RequestHead
 
 _UNSAFE_IN_HEADER = frozenset("\r\n\x00")
@@ -32,22 +30,16 @@ class Gate:
 
     def __init__(self, gateway: Gateway) -> None:
         settings = gateway.settings
-        self.settings = settings
-        self.sessions = gateway.sessions
-        self.routes = gateway.routes
-        self.authz = gateway.authz
-        self.prefix = settings.proxy_prefix
-        self.prefix_bytes = self.prefix.encode()
-        self.forwarded_prefix = (self.prefix.rstrip("/") or "/").encode()
+        self.admission = admission = Admission.of(gateway)
+        self.prefix_bytes = admission.prefix.encode()
+        self.forwarded_prefix = (admission.prefix.rstrip("/") or "/").encode()
         self.cookie_name = settings.sessions.cookie_name
-        # Decided here once: these two authorizers answer without I/O.
-        self._allow_all = type(self.authz) is AllowAll
-        self._allowlist = self.authz.users if type(self.authz) is Allowlist else None
+        self.allowed_now = admission.allowed_now  # step 2 when it needs no I/O; None: ask
         self._user_bytes: dict[str, bytes | None] = {}
         self._trusted_nets = gateway.trusted_nets
 
     def trusts(self, client: str) -> bool:
-        """Whether this peer's ``REMOTE_USER`` is believed (``proxy.trusted``): its requests
+        """Whether this peer's ``REMOTE_USER`` is believed (``sessions.trusted``): its requests
         carrying one are aiohttp's, and it has no per-address connection cap (it speaks for
         many users). From anyone else the header is no identity, only a header the rewrite
         drops, so the fast path serves them (the benchmark peers all send one). Asked once
@@ -55,48 +47,28 @@ class Gate:
         return address_trusted(client, self._trusted_nets)
 
     def token(self, req: RequestHead) -> str | None:
-        """The session token by ``proxy.sessions.session_token``, the rule every path shares
-        (the head carries at most one Cookie and one Authorization header: parse_request_head
-        leaves repeats to aiohttp). None when there is none, or two: aiohttp answers."""
+        """Step 1's token (the head carries at most one Cookie and one Authorization header:
+        parse_request_head leaves repeats to aiohttp). None when there is none, or two:
+        aiohttp answers."""
         auth = req.authorization
         cookie = req.cookie
         try:
-            return session_token((auth.decode("latin-1"),) if auth else (),
-                                 (cookie.decode("latin-1"),) if cookie else (), self.cookie_name)
+            return self.admission.token((auth.decode("latin-1"),) if auth else (),
+                                        (cookie.decode("latin-1"),) if cookie else ())
         except SessionError:
             return None
 
-    def allowed_now(self, identity: Identity) -> bool | None:
-        """The gateway-level authorization when it needs no I/O; None: ask the authorizer."""
-        if self._allow_all:
-            return True
-        if self._allowlist is not None:
-            return identity.user in self._allowlist
-        return None
-
     def plan(self, req: RequestHead, identity: Identity) -> Plan | None:
-        """Path, route and Origin checks; None when aiohttp should answer instead."""
+        """Steps 3 and 4, and what this relay does not carry (a target that is not ASCII, an
+        upgrade other than a body-less WebSocket GET, a TLS route, a user name no header may
+        carry); None when aiohttp should answer instead."""
         try:
             raw = req.target.decode("ascii")
         except UnicodeDecodeError:
             return None
-        q = raw.find("?")
-        path, query = (raw, "") if q < 0 else (raw[:q], raw[q:])
-        prefix = self.prefix
-        # normalize_path leaves a path without %, dot segments, //, \ or NUL as it is
-        if "%" in path or "/." in path or "//" in path or "\\" in path or "\x00" in path:
-            try:
-                path = normalize_path(path)
-            except PathError:
-                return None
-        if not path.startswith(prefix):
-            return None
-        user = self._user(identity.user)
-        route = self.routes.get(identity.user)
-        if user is None or route is None or not route.ready or route.tls:
-            return None
         upgrade_to = req.upgrade_to
-        websocket = upgrade_to is not None
+        origin: str | None = None
+        host = ""
         if upgrade_to is not None:
             if not (req.upgrade and req.method == b"GET"
                     and upgrade_to.strip().lower() == b"websocket"
@@ -104,12 +76,17 @@ class Gate:
                 return None
             origin = req.origin.decode("utf-8", "surrogateescape") if req.origin else None
             host = req.host.decode("utf-8", "surrogateescape") if req.host else ""
-            if not origin_allowed(self.settings, origin, host):
-                return None
         elif req.upgrade:
             return None
-        target = f"{route.rewrite}{path[len(prefix):]}{query}".encode()
-        return route, target, user, websocket
+        websocket = upgrade_to is not None
+        verdict, route, target = self.admission.place(identity.user, raw, websocket=websocket,
+                                                      origin=origin, host=host)
+        if verdict or route is None or route.tls:
+            return None
+        user = self._user(identity.user)
+        if user is None:
+            return None
+        return route, target.encode(), user, websocket
 
     def _user(self, user: str) -> bytes | None:
         """REMOTE_USER as bytes; None for a name no header may carry (aiohttp decides)."""

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from ...gateway import Gateway
     from ...observe.traffic import Traffic
-    from ...sessions.tokens import SessionValidator
     from .gate import Gate
     from .limits import Places
     from .splice import SpliceEnd
@@ -100,9 +99,6 @@ class Listener(Protocol):
 
     @property
     def gate(self) -> Gate: ...
-
-    @property
-    def sessions(self) -> SessionValidator: ...
 
     @property
     def pool(self) -> Pool: ...

@@ -53,7 +53,6 @@ class FastPath:
                  aiohttp_protocol: Callable[[], asyncio.Protocol]) -> None:
         self.gateway = gateway
         self.gate = Gate(gateway)
-        self.sessions = gateway.sessions
         self.touch = gateway.activity.touch
         self.aiohttp_protocol = aiohttp_protocol
         limits = gateway.settings.limits

@@ -1,4 +1,5 @@
-"""Header rewriting between the browser and a workspace.
+"""Header rewriting between the browser and a workspace: one table of request-header rules
+(``REQUEST_RULES``) that both relays follow, the aiohttp one here and the fast path's bytes.
 
 Hop-by-hop headers (RFC 9110 §7.6.1, plus any named in ``Connection``) never cross the proxy;
 every spelling of an identity header a client could send is dropped and ``REMOTE_USER`` is set
@@ -8,6 +9,7 @@ by hatchway alone; the session credential is not passed on to the workspace.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import IntEnum
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -39,8 +41,36 @@ FORWARDED = frozenset({
 })
 
 
-def _canon(name: str) -> str:
-    return name.lower().replace("_", "-")
+class Rule(IntEnum):
+    """What the request rewrite does with a header, by its lower-cased name."""
+
+    KEEP = 0
+    DROP = 1  # hop-by-hop, identity, forwarding: never from the client
+    XFF = 2  # X-Forwarded-For: earlier hops kept, this client appended
+    COOKIE = 3  # the session cookie taken out, the workspace's own kept
+    AUTH = 4  # the session credential out (any credential where the route has its own)
+    HOST = 5  # kept, and copied to X-Forwarded-Host
+    HANDSHAKE = 6  # Sec-WebSocket-*: kept, except where the relay makes its own handshake
+
+
+# The one table both request rewrites follow: ``upstream_request_headers`` (aiohttp) and the
+# fast path's byte-level writer (``fast.head.upstream_request_head``). A name not here is kept,
+# unless it spells an IDENTITY or FORWARDED name with "_" (``request_rule``).
+REQUEST_RULES: dict[str, Rule] = {
+    **{n: Rule.DROP for n in HOP_BY_HOP | IDENTITY | FORWARDED},
+    **{n: Rule.HANDSHAKE for n in WEBSOCKET_HANDSHAKE},
+    "x-forwarded-for": Rule.XFF, "cookie": Rule.COOKIE, "authorization": Rule.AUTH,
+    "host": Rule.HOST,
+}
+UNDERSCORED = IDENTITY | FORWARDED  # dropped in every -/_ spelling
+
+
+def request_rule(low: str) -> Rule:
+    """The rule for a lower-cased header name."""
+    rule = REQUEST_RULES.get(low, Rule.KEEP)
+    if rule == Rule.KEEP and "_" in low and low.replace("_", "-") in UNDERSCORED:
+        return Rule.DROP
+    return rule
 
 
 def connection_named(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> frozenset[str]:
@@ -85,25 +115,27 @@ def upstream_request_headers(
     host = ""
     for name, value in incoming.items():
         low = name.lower()
-        if low in HOP_BY_HOP or low in drop:
+        if low in drop:
             continue
-        canon = _canon(name)
-        if canon in IDENTITY:
+        rule = request_rule(low)
+        if rule == Rule.KEEP:
+            pass
+        elif rule == Rule.DROP:
             continue
-        if canon in FORWARDED:
-            if low == "x-forwarded-for":
-                prior_xff = value if not prior_xff else f"{prior_xff}, {value}"
+        elif rule == Rule.XFF:
+            prior_xff = value if not prior_xff else f"{prior_xff}, {value}"
             continue
-        if websocket and low in WEBSOCKET_HANDSHAKE:
-            continue
-        if low == "cookie":
+        elif rule == Rule.HANDSHAKE:
+            if websocket:
+                continue  # aiohttp's client makes the workspace handshake its own
+        elif rule == Rule.COOKIE:
             value = strip_session_cookie(value, cookie_name)
             if not value:
                 continue
-        elif low == "authorization" and (
-                route_auth or value.partition(" ")[2].strip() == session_token):
-            continue  # the session credential, or any credential where the route has its own
-        elif low == "host":
+        elif rule == Rule.AUTH:
+            if route_auth or value.partition(" ")[2].strip() == session_token:
+                continue  # the session credential, or any where the route has its own
+        else:  # Rule.HOST
             host = value
         out.add(name, value)
     out["X-Forwarded-For"] = f"{prior_xff}, {client_ip}" if prior_xff else client_ip

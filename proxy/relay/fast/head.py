@@ -1,5 +1,6 @@
 """Message heads for the fast path: parsed by llhttp (httptools) in its strict mode, rewritten
-as bytes by the rules of ``proxy.headers`` (the same name sets, applied to the raw header list).
+as bytes by the rules of ``relay.headers`` (its ``REQUEST_RULES`` table, applied to the raw
+header list).
 
 Parsing only ever sees one head at a time (the caller cuts it at the blank line), so body
 framing stays with the relay and the byte offsets of every message are known exactly: that is
@@ -17,19 +18,19 @@ from .. import headers as rules
 HEAD_END = b"\r\n\r\n"
 MAX_HEAD = 65536  # aiohttp's max_field_size for this app; longer heads go to aiohttp
 
-_HOP = frozenset(n.encode() for n in rules.HOP_BY_HOP)
-_IDENTITY = frozenset(n.encode() for n in rules.IDENTITY)
-_FORWARDED = frozenset(n.encode() for n in rules.FORWARDED)
 _FRAMING = frozenset(n.encode() for n in rules.FRAMING)  # named in Connection: refused
-_UNDERSCORED = _IDENTITY | _FORWARDED  # dropped in every -/_ spelling
+_UNDERSCORED = frozenset(n.encode() for n in rules.UNDERSCORED)  # dropped in every -/_ spelling
 
-# What the request rewrite does with a header, by lower-cased name.
-_KEEP, _DROP, _XFF, _COOKIE, _AUTH, _HOST = range(6)
+# ``rules.REQUEST_RULES`` by lower-cased name as bytes, for the request rewrite. Sec-WebSocket-*
+# stay: the workspace answers the browser's own handshake (the splice relays its 101).
+# (plain ints in the per-header loop; Rule.DROP has no branch there: the header is not written)
+_KEEP, _XFF, _COOKIE, _AUTH, _HOST = (int(r) for r in (rules.Rule.KEEP, rules.Rule.XFF,
+                                                      rules.Rule.COOKIE, rules.Rule.AUTH,
+                                                      rules.Rule.HOST))
 _REQUEST_ACTION: dict[bytes, int] = {
-    **{n: _DROP for n in _HOP | _IDENTITY | _FORWARDED},
-    b"x-forwarded-for": _XFF, b"cookie": _COOKIE, b"authorization": _AUTH, b"host": _HOST,
-}
-_RESPONSE_DROP = _HOP
+    n.encode(): int(rule) for n, rule in rules.REQUEST_RULES.items()
+    if rule != rules.Rule.HANDSHAKE}
+_RESPONSE_DROP = frozenset(n.encode() for n in rules.HOP_BY_HOP)
 
 
 # Request headers the fast path looks at, by lower-cased name.

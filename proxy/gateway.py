@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 
 class Authorizer(Protocol):
-    """Who may use workspaces and launch what (``proxy.authz``: everyone, a list, Arborist)."""
+    """Who may use workspaces and launch what (``proxy.admission.authz``: everyone, a list,
+    Arborist)."""
 
     async def may_use_workspaces(self, identity: Identity) -> bool:
         """The gateway-level gate, checked before any workspace request."""
@@ -56,7 +57,7 @@ class Poller(Protocol):
 
 
 class RelayCounts(Protocol):
-    """The fast path's counters (``proxy.fastpath.listener.FastPath``): requests it relayed
+    """The fast path's counters (``proxy.relay.fast.listener.FastPath``): requests it relayed
     itself, and connections it handed to aiohttp."""
 
     relayed: int

@@ -131,7 +131,7 @@ class EnvoySettings:
 
 @dataclass
 class DrainSettings:
-    """What a SIGTERM does (proxy.drain). deploy/: terminationGracePeriodSeconds exceeds
+    """What a SIGTERM does (proxy.serve.drain). deploy/: terminationGracePeriodSeconds exceeds
     ``timeout_seconds``; the preStop sleep is shorter than ``delay_seconds``."""
 
     delay_seconds: float | None = s(

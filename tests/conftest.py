@@ -74,7 +74,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 async def start_gateway(
     make_settings: Callable[..., Settings]
 ) -> AsyncIterator[Callable[..., Any]]:
-    """Start gateways exactly as ``hatchway serve`` does (proxy.server.start)."""
+    """Start gateways exactly as ``hatchway serve`` does (proxy.serve.server.start)."""
     started: list[Running] = []
 
     async def start_one(**overrides: Any) -> GatewayUnderTest:

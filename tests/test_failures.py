@@ -1,4 +1,4 @@
-"""Errors mapped once (proxy.failures): whatever handler lets them through, an unreachable
+"""Errors mapped once (proxy.api.failures): whatever handler lets them through, an unreachable
 backend or authorization service is a 503 with Retry-After, and any other backend failure a
 JSON 500 that says what failed, never aiohttp's bare 500 page."""
 

@@ -1,6 +1,6 @@
-"""The proxy's fast path (proxy.fastpath): keep-alive both ways, pipelining, handoff to aiohttp
+"""The proxy's fast path (proxy.relay.fast): keep-alive both ways, pipelining, handoff to aiohttp
 mid-connection, request-smuggling attempts, the WebSocket byte splice, and what the browser sees
-when a workspace dies. Every test talks to a gateway started by proxy.server.start, as
+when a workspace dies. Every test talks to a gateway started by proxy.serve.server.start, as
 ``hatchway serve`` starts it, over real sockets."""
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The launcher's events as the gateway records them: a launch, a failed launch, a terminate
-and a cull are each counted (proxy.metrics), logged as one structured line, and remembered for
-the launch page (the option running) and the stopped page (proxy.stopped). The Hatchery API and
-the culler call these; ``proxy.ops.install`` creates what they write to."""
+and a cull are each counted (``observe.metrics``), logged as one structured line, and
+remembered for the launch page (the option running) and the stopped page
+(``admission.stopped``). The Hatchery API and the culler call these;
+``serve.wiring.install`` creates what they write to."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Same methods, status codes, bodies and status strings as Hatchery, so an existing Gen3
 data-portal and the hatchery-reaper work unchanged; where hatchway answers differently on
 purpose, the README's compatibility table says so and why. Identity comes from the session, or
-from ``REMOTE_USER`` sent by a trusted peer (proxy.trusted).
+from ``REMOTE_USER`` sent by a trusted peer (proxy.sessions.trusted).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def _invalid_id(option_id: str) -> web.Response:
 @signed_in()
 async def options(request: web.Request, gateway: Gateway, who: Identity) -> web.StreamResponse:
     wanted = request.query.get("id", "")
-    if wanted:  # AuthzUnavailable: 503 (proxy.failures)
+    if wanted:  # AuthzUnavailable: 503 (proxy.api.failures)
         opt = gateway.hatchery.option(wanted)
         if opt is None or not await _may_launch(gateway, who, opt):
             return _invalid_id(wanted)
@@ -115,7 +115,7 @@ async def launch(request: web.Request, gateway: Gateway, who: Identity) -> web.S
     option = gateway.hatchery.option(option_id)
     if option is None:
         return _invalid_id(option_id)
-    if not await _may_launch(gateway, who, option):  # AuthzUnavailable: 503 (proxy.failures)
+    if not await _may_launch(gateway, who, option):  # AuthzUnavailable: 503 (proxy.api.failures)
         return _invalid_id(option_id)
     pay_model = await _launch_pay_model(request, gateway, who.user)
     if isinstance(pay_model, web.Response):
@@ -133,7 +133,7 @@ async def launch(request: web.Request, gateway: Gateway, who: Identity) -> web.S
         return responses.hatchery_text(500, str(exc))
     except BackendUnavailable as exc:
         events.launch_failed(request.app, who.user, option.name, exc, "backend_unavailable")
-        raise  # 503 with Retry-After (proxy.failures)
+        raise  # 503 with Retry-After (proxy.api.failures)
     except Exception as exc:  # a backend failure is Hatchery's plain 500, never a traceback
         log.exception("launch failed for %s", who.user)
         events.launch_failed(request.app, who.user, option.name, exc)
@@ -173,7 +173,7 @@ async def terminate(request: web.Request, gateway: Gateway, who: Identity) -> we
     try:
         existed = await gateway.backend.terminate(who.user, who.token)  # revokes its API key
     except BackendUnavailable:
-        raise  # 503 with Retry-After (proxy.failures)
+        raise  # 503 with Retry-After (proxy.api.failures)
     except BackendError as exc:
         return responses.hatchery_text(500, str(exc))
     if not existed:  # Hatchery's words when the pod is not there

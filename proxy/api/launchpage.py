@@ -40,7 +40,7 @@ async def launch_page(request: web.Request, gateway: Gateway,
     config = {"prefix": settings.prefix.rstrip("/"), "proxy": settings.proxy_prefix,
               "user": who.user, "dev": settings.dev_sessions, "login": login_url(gateway),
               "payModel": await _current_pay_model(gateway, who.user),
-              "option": running_option(request.app, who.user)}  # proxy.ops
+              "option": running_option(request.app, who.user)}  # proxy.api.events
     # "</" cannot end the script element early once escaped.
     blob = json.dumps(config).replace("</", "<\\/")
     return web.Response(text=_TEMPLATE.replace("/*CONFIG*/{}", blob), content_type="text/html",

@@ -52,7 +52,7 @@ LUA_OFF = {LUA_FILTER: {"@type": _LUA_PER_ROUTE, "disabled": True}}
 
 @dataclass(frozen=True)
 class JwtCheck:
-    """What Envoy needs to check a session the way ``proxy.sessions`` does."""
+    """What Envoy needs to check a session the way ``proxy.sessions.tokens`` does."""
 
     issuer: str
     jwks_url: str

@@ -5,7 +5,7 @@ terminations and culls, and the services it calls.
 Two kinds of source, so the hot path pays nearly nothing:
 
 * the fast path keeps plain ``int`` attributes on its ``FastPath`` object, incremented inline,
-  and bytes each way and time to first byte in a ``fastpath.traffic.Traffic`` (ints, and a
+  and bytes each way and time to first byte in a ``observe.traffic.Traffic`` (ints, and a
   fixed-bucket histogram as a list of counts); ``GatewayCollector`` reads them, the route
   table's size and the watches' health only when Prometheus scrapes;
 * the aiohttp path (every refusal, every handed-off request, the API) updates
@@ -57,7 +57,7 @@ LAUNCH_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 90, 120, 180, 300, 600, 900)
 
 
 class FastCounters(Protocol):
-    """What the collector reads of the fast path (``proxy.fastpath.FastPath``) at scrape time;
+    """What the collector reads of the fast path (``proxy.relay.fast.FastPath``) at scrape time;
     declared here so metrics, which the relay feeds, import nothing of the relay."""
 
     relayed: int

@@ -1,7 +1,7 @@
 """What the relay moved, for metrics: bytes each way and time to first byte, as plain ints.
 
 The relay adds to these inline (an int add, and for each answer one ``monotonic_ns`` and a
-bisect over 13 bounds); ``proxy.metrics`` turns them into Prometheus families only when
+bisect over 13 bounds); ``proxy.observe.metrics`` turns them into Prometheus families only when
 Prometheus scrapes. prometheus-client's own Histogram takes a lock and walks its buckets on
 every observation, several times this cost, which the fast path would pay on every request.
 The aiohttp relay keeps one too, so both paths export the same family with a ``path`` label.

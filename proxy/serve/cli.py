@@ -133,7 +133,7 @@ async def _serve_until_signalled(settings: Settings, reuse_port: bool,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, signalled, sig)
     await stop.wait()
-    if got[0] == signal.SIGTERM:  # Kubernetes rolling: drain (proxy.drain); Ctrl-C: stop now
+    if got[0] == signal.SIGTERM:  # Kubernetes rolling: drain (proxy.serve.drain); Ctrl-C: stop now
         from .drain import DRAIN, drain
 
         await drain(running, running.runner.app[DRAIN], settings.drain)

@@ -18,7 +18,7 @@ class Running:
     fast_path: FastPath | None = None
     # the ambassador listener (settings.ambassador_port), when there is one
     ambassador: tuple[web.AppRunner, asyncio.base_events.Server] | None = None
-    # the metrics listener (settings.metrics_port), when there is one (proxy.metrics)
+    # the metrics listener (settings.metrics_port), when there is one (proxy.observe.metrics)
     metrics: tuple[web.AppRunner, asyncio.base_events.Server] | None = None
 
     @property

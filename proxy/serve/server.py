@@ -1,7 +1,7 @@
 """Listening sockets for the gateway app. The CLI and the tests start the gateway the same
 way, through ``start``, so what the tests exercise is what ``hatchway serve`` runs.
 
-In builtin mode the listening protocol is the fast path (proxy.fastpath): it relays the proxy's
+In builtin mode the listening protocol is the fast path (proxy.relay.fast): it relays the proxy's
 happy path itself and hands every other request, on the same connection, to aiohttp.
 """
 

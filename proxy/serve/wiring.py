@@ -1,7 +1,8 @@
 """Wiring for running hatchway in production, in one place so the app and server each carry a
-single hook line: metrics (proxy.metrics), readiness (proxy.health), the drain (proxy.drain),
-the workspace-stopped answer (proxy.stopped), the favicon, the access log and the follower that
-counts failed launches (the launcher's events themselves are proxy.events)."""
+single hook line: metrics (``observe.metrics``), readiness (``serve.health``), the drain
+(``serve.drain``), the workspace-stopped answer (``admission.stopped``), the favicon, the access
+log and the follower that counts failed launches (the launcher's events themselves are
+``api.events``)."""
 
 from __future__ import annotations
 

@@ -131,7 +131,7 @@ class KeyStore:
         finally:
             self._refresh = None
 
-    # -- readiness (proxy.health) ---------------------------------------------------------
+    # -- readiness (proxy.serve.health) ---------------------------------------------------------
     def loaded(self) -> bool:
         """At least one usable key is held: sessions can be checked without a fetch."""
         return len(self._keys) > 0

@@ -4,7 +4,7 @@ configured trusted peer (``trusted_proxies``: the revproxy's, the reaper's addre
 The stock revproxy checks the Fence session and Arborist's ``/workspace`` access before it
 passes a request on with ``REMOTE_USER``; the hatchery-reaper sends ``REMOTE_USER`` alone. From
 any other peer the header means nothing: it is ignored here and stripped before a workspace
-sees it (``proxy.headers``). The name is HTML-escaped as Hatchery escapes it (Go's
+sees it (``proxy.relay.headers``). The name is HTML-escaped as Hatchery escapes it (Go's
 ``html.EscapeString``), so users, pods and pay models are named as Hatchery names them.
 """
 

@@ -1,4 +1,4 @@
-"""End to end through the real gateway (``proxy.app.build_app``) on the Kubernetes backend:
+"""End to end through the real gateway (``proxy.serve.app.build_app``) on the Kubernetes backend:
 options → launch → ``Launching`` with progress over SSE → ``Running`` → HTTP and WebSocket
 through the proxy → terminate → ``Not Found`` with the PVC still there. A second replica and a
 restarted one reach the very same workspace, because routes come from the cluster."""

@@ -1,5 +1,5 @@
 """Two whole gateway replicas on one emulated cluster with the test kubelet: each a real
-hatchway app started the way ``hatchway serve`` starts it (``proxy.server.start``) on its own
+hatchway app started the way ``hatchway serve`` starts it (``proxy.serve.server.start``) on its own
 port, or a ``hatchway serve`` process where a replica must die without a word. Sessions are a
 loopback Fence's (tests/fence_contract.py), so every launch mints a real API key. Intervals are
 short: the Lease lasts 2 s, renewed every 0.25 s; activity is published every 0.25 s; the

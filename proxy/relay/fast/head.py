@@ -68,7 +68,7 @@ class RequestHead:
         # for its checks and again by the rewrite
         self.named: frozenset[bytes] | None = None
         # REMOTE_USER present: identity may come from a trusted peer, which only aiohttp
-        # decides (proxy.trusted), so such a request is always handed off
+        # decides (proxy.sessions.trusted), so such a request is always handed off
         self.remote_user = False
         self.credentials_repeated = False
 
@@ -166,7 +166,7 @@ def parse_request_head(head: bytes) -> RequestHead | None:
 
 
 def session_cookie_out(cookie: bytes, cookie_name: str) -> bytes | None:
-    """The Cookie header value to forward: ``proxy.headers.strip_session_cookie`` on the
+    """The Cookie header value to forward: ``proxy.relay.headers.strip_session_cookie`` on the
     value as aiohttp decodes it; None when nothing is left."""
     if cookie_name.encode() not in cookie:
         return cookie
@@ -177,7 +177,7 @@ def session_cookie_out(cookie: bytes, cookie_name: str) -> bytes | None:
 def upstream_request_head(req: RequestHead, target: bytes, *, user: bytes, client_ip: bytes,
                           prefix: bytes, session_token: bytes, cookie_out: bytes | None,
                           cookie_name: str, websocket: bool, route_auth: bytes = b"") -> bytes:
-    """The head to send the workspace, by ``proxy.headers.upstream_request_headers``' rules:
+    """The head to send the workspace, by ``proxy.relay.headers.upstream_request_headers``' rules:
     hop-by-hop, Connection-named, identity and forwarding headers out, the session credential
     out, hatchway's X-Forwarded-* and REMOTE_USER in. ``cookie_out`` is the first Cookie
     header already stripped (``session_cookie_out``). A WebSocket handshake keeps its

@@ -91,7 +91,7 @@ class Listener(Protocol):
     n_websockets: int  # WebSockets spliced (metrics)
     n_failed: int  # its own error answers: 502, 408, 400 (metrics)
     traffic: Traffic  # bytes each way, time to first byte (metrics)
-    # the opt-in access log (proxy.ops), called with the connection and its workspace side
+    # the opt-in access log (proxy.serve.wiring), called with the connection and its workspace side
     access: Callable[[Any, Any], None] | None
 
     @property

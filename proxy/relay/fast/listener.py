@@ -83,10 +83,10 @@ class FastPath:
         self._tasks: set[asyncio.Task[None]] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._trim = _malloc_trim()
-        # metrics: plain ints, read by proxy.metrics only when Prometheus scrapes
+        # metrics: plain ints, read by proxy.observe.metrics only when Prometheus scrapes
         self.n_websockets = 0
         self.n_failed = 0  # its own error answers (502 workspace gone mid-request, 408, 400)
-        # the opt-in access log: called after each relayed answer (proxy.ops), else None
+        # the opt-in access log: called after each relayed answer (proxy.serve.wiring), else None
         self.access: Callable[[Front, Any], None] | None = None
 
     def __call__(self) -> Front:

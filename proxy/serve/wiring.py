@@ -29,6 +29,7 @@ from .drain import DRAIN, Drain
 
 if TYPE_CHECKING:
     from ..relay.fast import FastPath
+    from ..relay.fast.exchange import Exchange
     from ..settings import Settings
 
 FOLLOW_SECONDS = 5.0  # how often pending launches are checked for an early failure
@@ -110,16 +111,15 @@ def attach_fast_path(app: web.Application, fast: Callable[[], FastPath | None]) 
         path.access = _fast_access
 
 
-def _fast_access(front: Any, up: Any) -> None:
+def _fast_access(x: Exchange, up: Any) -> None:
     """An access-log line for a request the fast path relayed (bytes: the answer's
     Content-Length; -1 when it was chunked or ended by closing)."""
-    req, route, resp = front.req, front.route, up.resp
+    req, route, resp = x.req, x.route, up.resp
     logs.access_line(
-        user=front.user, method=req.method.decode("latin-1") if req is not None else "-",
-        path=req.target.decode("latin-1") if req is not None else "-",
+        user=x.user, method=req.method.decode("latin-1"), path=req.target.decode("latin-1"),
         status=resp.status if resp is not None else 0,
         bytes_sent=resp.content_length if resp is not None else -1,
-        seconds=(time.monotonic_ns() - front.began) / 1e9,
+        seconds=(time.monotonic_ns() - x.began) / 1e9,
         route=f"{route.host}:{route.port}" if route is not None else "-", via="fast")
 
 

@@ -14,6 +14,10 @@ bounded per connection (``max_pending_bytes``) and over all of them (``max_buffe
 past its own bound a connection stops reading until its answer is done; the connection that
 would take the total past its bound is answered 503 and closed.
 
+The connection (this class) owns what outlives a request: the transport, read-ahead, caps and
+the handoff. Each request it takes up is an ``exchange.Exchange``, whose phases move along one
+table that touches no socket: the connection does the I/O and tells the exchange what happened.
+
 A request is sent to a workspace once. The one exception is the HTTP client's classic race: a
 pooled keep-alive connection the workspace closed, without a byte of answer, as an idempotent
 request went out; that request is sent once more on a fresh connection. Nothing already
@@ -25,14 +29,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from enum import IntEnum
 from functools import partial
 from time import monotonic_ns
 from typing import TYPE_CHECKING, cast
 
 from .chunked import ChunkedError, ChunkedScanner
+from .exchange import Exchange, Phase, Step
 from .head import (
     HEAD_END,
-    RequestHead,
     head_never_ends,
     parse_request_head,
     session_cookie_out,
@@ -43,15 +48,25 @@ from .limits import Handed
 from .splice import splice
 
 if TYPE_CHECKING:
-    from launcher.routes import Route
-
     from ...sessions.tokens import Identity
 
-# states of a browser connection
-HEAD, WAIT, BODY, RESPONSE, HANDOFF, GONE = range(6)
+
+class State(IntEnum):
+    """A browser connection's state; while BUSY, its exchange's phase says more."""
+
+    HEAD = 0  # between requests, or reading a head
+    BUSY = 1  # an exchange is under way (``Front.x``)
+    HANDOFF = 2  # to be handed to aiohttp once the browser's write buffer drains
+    GONE = 3  # no longer the fast path's: closed, handed to aiohttp, or spliced
+
+
+HEAD, BUSY, HANDOFF, GONE = State.HEAD, State.BUSY, State.HANDOFF, State.GONE
+# the exchange's phases and steps, as module names (no attribute lookup on the hot path)
+ADMITTING, CONNECTING, BODY, ANSWER = Phase.ADMITTING, Phase.CONNECTING, Phase.BODY, Phase.ANSWER
+CONNECT, SEND_HEAD, SEND_ALL = Step.CONNECT, Step.SEND_HEAD, Step.SEND_ALL
+RETRY, DECLINE, FAIL, UPGRADE = Step.RETRY, Step.DECLINE, Step.FAIL, Step.UPGRADE
 # why reading from the browser is paused (bits)
 BUF_FULL, _UP_FULL, _HANDOFF = 1, 2, 4
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 _BIG = 16384  # above this, write head and body as two buffers instead of joining them
 
 
@@ -76,17 +91,16 @@ def _write(transport: asyncio.Transport, head: bytes, body: bytes) -> None:
 class Front(asyncio.Protocol):
     """One browser connection, while the fast path serves it."""
 
-    __slots__ = ("fp", "transport", "buf", "state", "read_block", "write_paused", "eof",
-                 "idle", "client_ip", "cred", "token", "token_bytes", "cookie_out", "req",
-                 "route", "websocket", "user", "head_len", "out_head", "up", "body_left",
-                 "chunks", "replay", "resp_started", "keep_alive", "retried", "client",
-                 "served", "placed", "held", "mark", "trusted", "began")
+    __slots__ = ("fp", "transport", "buf", "state", "x", "read_block", "write_paused", "eof",
+                 "idle", "client_ip", "cred", "token", "token_bytes", "cookie_out", "client",
+                 "served", "placed", "held", "trusted")
 
     def __init__(self, fp: Listener) -> None:
         self.fp = fp
         self.transport: asyncio.Transport = cast(asyncio.Transport, None)
         self.buf = b""
         self.state = HEAD
+        self.x: Exchange | None = None  # the request under way (state BUSY)
         self.read_block = 0
         self.write_paused = False
         self.eof = False
@@ -96,7 +110,6 @@ class Front(asyncio.Protocol):
         self.served = False  # a whole head has arrived on this connection
         self.placed = False  # holds a place in the caps, to be given back once
         self.held = 0  # bytes of ``buf`` counted in the gateway's read-ahead total
-        self.mark = 0  # body_left at the last sweep: how far a request body moved since
         self.trusted = False  # a trusted peer (Gate.trusts), asked once on accept
         # the session credential last seen on this connection (it rarely changes), as read
         # from (Authorization, Cookie): the token, and the Cookie header to forward
@@ -104,21 +117,6 @@ class Front(asyncio.Protocol):
         self.token = ""
         self.token_bytes = b""
         self.cookie_out: bytes | None = None
-        # the request in progress
-        self.req: RequestHead | None = None
-        self.route: Route | None = None
-        self.websocket = False
-        self.user = ""
-        self.head_len = 0
-        self.out_head = b""
-        self.up: Workspace | None = None
-        self.body_left = 0
-        self.chunks: ChunkedScanner | None = None
-        self.replay: bytes | None = None  # the raw request, while it could be sent again
-        self.resp_started = False
-        self.keep_alive = True
-        self.retried = False
-        self.began = 0  # monotonic_ns when the request was admitted (time to first byte)
 
     # -- asyncio callbacks ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -135,10 +133,13 @@ class Front(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         state = self.state
-        if state == BODY:
-            self._body(data)
-            return
-        if state == GONE:
+        if state == BUSY:
+            x = self.x
+            assert x is not None
+            if x.phase == BODY:
+                self._body(x, data)
+                return
+        elif state == GONE:
             return
         buf = self.buf
         if buf:
@@ -153,7 +154,8 @@ class Front(asyncio.Protocol):
             self._hold()
 
     def eof_received(self) -> bool | None:
-        if self.state in (HEAD, BODY):
+        x = self.x
+        if self.state == HEAD or (x is not None and x.phase == BODY):
             return None  # nothing in flight, or the request body cut short: close
         self.peer_eof()
         return True
@@ -162,20 +164,24 @@ class Front(asyncio.Protocol):
         """The client shut its side: answer what was asked (if it comes soon: the sweep
         gives it keepalive_timeout), then close."""
         self.eof = True
-        self.keep_alive = False
+        if self.x is not None:
+            self.x.keep_alive = False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._detach()
 
     def _detach(self) -> None:
         """Forget this connection and give back (discard) its upstream, if any."""
-        if self.state == BODY and self.chunks is None and self.body_left > 0:
-            self.fp.traffic.to_workspace -= self.body_left  # counted in full by _send
+        x, self.x = self.x, None
         self.state = GONE
         self.fp.forget(self)
         self._let_go()
         self._release()
-        up, self.up = self.up, None
+        if x is None:
+            return
+        if x.chunks is None and x.body_left > 0:  # a Content-Length body cut short
+            self.fp.traffic.to_workspace -= x.body_left  # counted in full by _send
+        up, x.up = x.up, None
         if up is not None:
             up.discard()
 
@@ -217,13 +223,15 @@ class Front(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        if self.up is not None:
-            self.up.pause_reading()
+        up = self.x.up if self.x is not None else None
+        if up is not None:
+            up.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.up is not None:
-            self.up.resume_reading()
+        up = self.x.up if self.x is not None else None
+        if up is not None:
+            up.resume_reading()
         if self.state == HANDOFF:
             self._handoff(self.buf)
 
@@ -261,19 +269,18 @@ class Front(asyncio.Protocol):
                                else session_cookie_out(req.cookie, gate.cookie_name))
             self.cred = cred
         self.idle = 0
-        self.req = req
-        self.head_len = head_len
+        self.x = x = Exchange(req, head_len, req.keep_alive and not self.eof)
+        self.state = BUSY
         identity = gate.admission.known(token)
         allowed = gate.allowed_now(identity) if identity is not None else None
         if allowed is None or identity is None:
-            self.state = WAIT
-            fp.spawn(self._admit_later(token, identity))
+            fp.spawn(self._admit_later(x, token, identity))
         elif allowed:
-            self._admit(identity)
+            self._admit(x, identity)
         else:
-            self._handoff(buf)
+            self._decline(x)
 
-    async def _admit_later(self, token: str, identity: Identity | None) -> None:
+    async def _admit_later(self, x: Exchange, token: str, identity: Identity | None) -> None:
         """A token not seen before, or an authorizer that asks a service."""
         admission = self.fp.gate.admission
         try:
@@ -282,66 +289,64 @@ class Front(asyncio.Protocol):
             allowed = await admission.allowed(identity)
         except Exception:  # noqa: BLE001 - any refusal is aiohttp's to explain
             allowed = False
-        if self.state != WAIT:
+        if self.x is not x:
             return  # the browser went away meanwhile
         if allowed and identity is not None:
-            self._admit(identity)
+            self._admit(x, identity)
         else:
-            self._handoff(self.buf)
+            self._decline(x)
 
-    def _admit(self, identity: Identity) -> None:
-        req = self.req
-        assert req is not None
+    def _admit(self, x: Exchange, identity: Identity) -> None:
         fp = self.fp
         gate = fp.gate
+        req = x.req
         plan = gate.plan(req, identity)
         if plan is None:
-            self._handoff(self.buf)
+            self._decline(x)
             return
         route, target, user, websocket = plan
         fp.relayed += 1
         fp.touch(identity.user)
-        self.began = monotonic_ns()
-        self.route = route
-        self.websocket = websocket
-        self.user = identity.user
-        self.keep_alive = req.keep_alive and not self.eof
-        self.out_head = upstream_request_head(
+        x.began = monotonic_ns()
+        x.route = route
+        x.websocket = websocket
+        x.user = identity.user
+        x.out_head = upstream_request_head(
             req, target, user=user, client_ip=self.client_ip, prefix=gate.forwarded_prefix,
             session_token=self.token_bytes, cookie_out=self.cookie_out,
             cookie_name=gate.cookie_name, websocket=websocket,
             route_auth=route.auth_bytes)
         up = fp.pool.take(route.host, route.port)
         if up is None:
-            self._connect()
+            x.step(CONNECT)
+            self._connect(x)
         else:
-            self._send(up)
+            self._send(x, up)
 
-    def _connect(self) -> None:
-        assert self.route is not None
-        self.state = WAIT
-        self.fp.spawn(self._connect_later(self.route.host, self.route.port))
+    def _connect(self, x: Exchange) -> None:
+        assert x.route is not None
+        self.fp.spawn(self._connect_later(x, x.route.host, x.route.port))
 
-    async def _connect_later(self, host: str, port: int) -> None:
+    async def _connect_later(self, x: Exchange, host: str, port: int) -> None:
         try:
             up = await self.fp.pool.connect(host, port)
         except Exception:  # noqa: BLE001 - refused, unreachable, unresolvable, timed out
-            if self.state == WAIT:
-                self._handoff(self.buf)  # nothing sent: aiohttp tries and answers 502
+            if self.x is x and x.phase == CONNECTING:
+                self._decline(x)  # aiohttp tries and answers 502
             return
-        if self.state != WAIT:
+        if self.x is not x or x.phase != CONNECTING:
             self.fp.pool.give_back(up)
             return
-        self._send(up)
+        self._send(x, up)
 
-    def _send(self, up: Workspace) -> None:
+    def _send(self, x: Exchange, up: Workspace) -> None:
         """Send the head, and as much of the body as is here, to the workspace."""
-        req = self.req
-        assert req is not None and up.transport is not None
-        self.up = up
-        up.attach(self, self.transport, no_body=req.method == b"HEAD", upgrade=self.websocket)
+        req = x.req
+        assert up.transport is not None
+        x.up = up
+        up.attach(self, x, self.transport, no_body=req.method == b"HEAD", upgrade=x.websocket)
         buf = self.buf
-        head_len = self.head_len
+        head_len = x.head_len
         traffic = self.fp.traffic
         if req.chunked:
             scanner = ChunkedScanner(drop_trailers=True)
@@ -350,52 +355,49 @@ class Front(asyncio.Protocol):
             except ChunkedError as exc:
                 self._fail(b"400 Bad Request", f"malformed request body: {exc}")
                 return
-            _write(up.transport, self.out_head, out)
+            _write(up.transport, x.out_head, out)
             traffic.to_workspace += len(out)
             if after is None:
-                self.chunks = scanner
-                self.replay = None
+                x.chunks = scanner
                 self.buf = b""
-                self.body_left = self.mark = 0  # counts down by bytes read (see _body)
                 self.idle = 0
-                self.state = BODY
+                x.step(SEND_HEAD)  # body_left counts down by bytes read (see _body)
             else:
                 used = len(buf) - len(after)
-                self.replay = buf[:used]
+                x.replay = buf[:used]
                 self.buf = after
-                self.state = RESPONSE
+                x.step(SEND_ALL)
         elif req.content_length > 0:
             # the whole body counted once, here; a body cut short gives back what never
             # came (_detach)
             traffic.to_workspace += req.content_length
             end = head_len + req.content_length
             if len(buf) >= end:
-                _write(up.transport, self.out_head, buf[head_len:end])
-                self.replay = buf[:end]
+                _write(up.transport, x.out_head, buf[head_len:end])
+                x.replay = buf[:end]
                 self.buf = buf[end:]
-                self.state = RESPONSE
+                x.step(SEND_ALL)
             else:
-                _write(up.transport, self.out_head, buf[head_len:])
-                self.body_left = self.mark = end - len(buf)
+                _write(up.transport, x.out_head, buf[head_len:])
+                x.body_left = x.mark = end - len(buf)
                 self.idle = 0
-                self.replay = None
                 self.buf = b""
-                self.state = BODY
+                x.step(SEND_HEAD)
         else:
-            up.transport.write(self.out_head)
-            self.replay = buf[:head_len]
+            up.transport.write(x.out_head)
+            x.replay = buf[:head_len]
             self.buf = buf[head_len:]
-            self.state = RESPONSE
+            x.step(SEND_ALL)
         if self.buf or self.held:
             self._hold()
 
-    def _body(self, data: bytes) -> None:
+    def _body(self, x: Exchange, data: bytes) -> None:
         """More of a request body: straight on to the workspace."""
-        up = self.up
+        up = x.up
         assert up is not None and up.transport is not None
-        chunks = self.chunks
+        chunks = x.chunks
         if chunks is not None:
-            self.body_left -= len(data)  # only the sweep reads it: how far the body moved
+            x.body_left -= len(data)  # only the sweep reads it: how far the body moved
             try:
                 out, after = chunks.feed(data)
             except ChunkedError as exc:
@@ -406,18 +408,18 @@ class Front(asyncio.Protocol):
                 self.fp.traffic.to_workspace += len(out)
             if after is None:
                 return
-            self.chunks = None
+            x.chunks = None
         else:
-            left = self.body_left
+            left = x.body_left
             n = len(data)
             if n < left:
                 up.transport.write(data)
-                self.body_left = left - n
+                x.body_left = left - n
                 return
             up.transport.write(data if n == left else data[:left])
             after = data[left:]
-        self.state = RESPONSE
-        self.body_left = 0
+        x.step(SEND_ALL)
+        x.body_left = 0
         self.buf = after
         if after:
             self._hold()
@@ -425,25 +427,23 @@ class Front(asyncio.Protocol):
     # -- called by the upstream connection ------------------------------------------------
     def response_done(self, up: Workspace, reusable: bool) -> None:
         """The workspace's answer has been passed on in full."""
+        x = self.x
+        assert x is not None
         access = self.fp.access
         if access is not None:
-            access(self, up)
-        self.up = None
-        body_unfinished = self.state == BODY
-        if reusable and not body_unfinished:
+            access(x, up)
+        x.up = None
+        pool_it, close = x.answered(reusable)
+        if pool_it:
             self.fp.pool.give_back(up)
         else:
             up.discard()
-        if body_unfinished or not self.keep_alive:
+        if close:
             self.close()
             return
+        self.x = None
         self.state = HEAD
         self.idle = 0  # the keep-alive timeout counts from the end of the answer
-        self.req = None
-        self.route = None
-        self.replay = None
-        self.resp_started = False
-        self.retried = False
         if self.read_block:
             self.read_block = 0
             self.transport.resume_reading()
@@ -456,35 +456,31 @@ class Front(asyncio.Protocol):
 
     def upstream_lost(self, up: Workspace) -> None:
         """The workspace connection closed before the answer was complete."""
-        if up is not self.up:
+        x = self.x
+        if x is None or up is not x.up:
             return
-        self.up = None
-        if self.state in (GONE, HANDOFF):
-            return
-        if self.resp_started:
+        x.up = None
+        if x.resp_started:
             self.close()  # the browser sees the body cut short, never a hang
             return
-        replay = self.replay
-        req = self.req
-        if (replay is not None and up.reused and not up.buf and not self.retried
-                and req is not None and req.method in IDEMPOTENT):
-            # A pooled keep-alive connection closed without a byte of answer (``up.buf``
-            # would hold the start of one): most likely the workspace closed it while idle
-            # as the request went out. Sending an idempotent request once more, on a fresh
-            # connection, is safe even if it did arrive (RFC 9110 9.2.2); anything else
-            # would risk running it twice, so it gets a 502.
-            self.retried = True
-            self.buf = replay + self.buf
+        if x.may_retry(reused=up.reused, answered_any=bool(up.buf)):
+            # ``up.buf`` would hold the start of an answer: none came, so most likely the
+            # workspace closed the pooled connection while idle as the request went out
+            x.retried = True
+            x.step(RETRY)
+            assert x.replay is not None
+            self.buf = x.replay + self.buf
             self._unblock(_UP_FULL)
-            self._connect()
+            self._connect(x)
         else:
             # Never handed to aiohttp: its relay would send the request again.
             self._fail(b"502 Bad Gateway", "your workspace did not answer")
 
     def upstream_broken(self, up: Workspace) -> None:
         """The workspace's answer is one the gateway does not relay (on any path)."""
-        if up is self.up:
-            self.up = None
+        x = self.x
+        if x is not None and up is x.up:
+            x.up = None
             self._fail(b"502 Bad Gateway", "your workspace sent a malformed answer")
 
     def upstream_full(self, full: bool) -> None:
@@ -494,15 +490,19 @@ class Front(asyncio.Protocol):
             self._unblock(_UP_FULL)
 
     def upgrade_refused(self, status: int) -> None:
-        self.up = None
+        if self.x is not None:
+            self.x.up = None
         self._fail(b"502 Bad Gateway",
                    f"your workspace did not answer: workspace refused the WebSocket ({status})")
 
     def upgraded(self, up: Workspace, to_browser: bytes) -> None:
         """101 from the workspace: from now on the two connections are one byte pipe."""
-        assert up.transport is not None
+        x = self.x
+        assert x is not None and up.transport is not None
         fp = self.fp
-        self.up = None
+        x.up = None
+        x.step(UPGRADE)
+        self.x = None
         self.state = GONE
         fp.forget(self)
         fp.n_websockets += 1  # metrics
@@ -519,11 +519,17 @@ class Front(asyncio.Protocol):
             self.placed = False
             release = partial(fp.places.give_back, self.client)
         splice(browser, up.transport, to_browser=to_browser, to_workspace=self.buf,
-               touch=fp.touch, user=self.user, live=fp.splices, traffic=fp.traffic,
+               touch=fp.touch, user=x.user, live=fp.splices, traffic=fp.traffic,
                max_message=fp.gateway.settings.websocket_max_message_bytes, release=release)
         self.buf = b""
 
     # -- endings --------------------------------------------------------------------------
+    def _decline(self, x: Exchange) -> None:
+        """Not the fast path's: aiohttp takes this request (nothing of it was sent)."""
+        x.step(DECLINE)
+        self.x = None
+        self._handoff(self.buf)
+
     def _handoff(self, data: bytes) -> None:
         """From here on aiohttp serves this connection, starting with ``data``."""
         if self.write_paused:  # aiohttp must not inherit a paused writer; wait for the drain
@@ -551,7 +557,10 @@ class Front(asyncio.Protocol):
             protocol.data_received(data)
 
     def _fail(self, status: bytes, message: str) -> None:
-        if not self.resp_started and self.state != GONE:
+        x = self.x
+        if x is not None:
+            x.step(FAIL)
+        if not (x is not None and x.resp_started) and self.state != GONE:
             self.fp.n_failed += 1  # metrics
             self.transport.write(final_answer(status, message))
         self.close()
@@ -562,10 +571,10 @@ class Front(asyncio.Protocol):
 
     def expire(self) -> None:
         """Called by the sweep when the client has been too slow in this state."""
-        state = self.state
-        if state == BODY:
+        x = self.x
+        if x is not None and x.phase == BODY:
             self._fail(b"408 Request Timeout", "the request body arrived too slowly")
-        elif state == HEAD:
+        elif self.state == HEAD:
             if self.buf:
                 self._fail(b"408 Request Timeout", "the request head arrived too slowly")
             else:
@@ -583,4 +592,3 @@ class Front(asyncio.Protocol):
             self.read_block &= ~reason
             if not self.read_block:
                 self.transport.resume_reading()
-

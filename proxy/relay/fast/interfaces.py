@@ -23,13 +23,18 @@ if TYPE_CHECKING:
 WRITE_HIGH_WATER = 512 * 1024  # a transport's write buffer above this pauses the other side
 
 
+class Request(Protocol):
+    """What the workspace side reads and marks of the request it answers (``exchange``)."""
+
+    keep_alive: bool  # the browser's connection stays open after this response
+    resp_started: bool  # response bytes were sent: the request can no longer be retried
+    began: int  # monotonic_ns when the request was admitted (time to first byte)
+
+
 class Browser(Protocol):
     """What the workspace side calls on the browser connection it answers."""
 
     write_paused: bool  # the browser's transport is full: don't read from the workspace
-    keep_alive: bool  # the browser's connection stays open after this response
-    resp_started: bool  # response bytes were sent: the request can no longer be retried
-    began: int  # monotonic_ns when the request was admitted (time to first byte)
 
     def response_done(self, up: Workspace, reusable: bool) -> None:
         """The whole response went to the browser; ``up`` may be pooled if ``reusable``."""
@@ -58,8 +63,8 @@ class Workspace(Protocol):
     reused: bool  # taken from the pool: a failure before any answer may be retried
     write_paused: bool
 
-    def attach(self, front: Browser, down: asyncio.Transport, *, no_body: bool,
-               upgrade: bool) -> None: ...
+    def attach(self, front: Browser, request: Request, down: asyncio.Transport, *,
+               no_body: bool, upgrade: bool) -> None: ...
 
     def discard(self) -> None: ...
 
@@ -91,7 +96,7 @@ class Listener(Protocol):
     n_websockets: int  # WebSockets spliced (metrics)
     n_failed: int  # its own error answers: 502, 408, 400 (metrics)
     traffic: Traffic  # bytes each way, time to first byte (metrics)
-    # the opt-in access log (proxy.serve.wiring), called with the connection and its workspace side
+    # the opt-in access log (proxy.serve.wiring), called with the exchange and its workspace side
     access: Callable[[Any, Any], None] | None
 
     @property

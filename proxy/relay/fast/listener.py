@@ -26,6 +26,7 @@ from typing import Any
 
 from ...gateway import Gateway
 from ...observe.traffic import Traffic
+from .exchange import Exchange
 from .front import BODY, BUF_FULL, HANDOFF, HEAD, Front, final_answer
 from .gate import Gate
 from .limits import Places
@@ -87,7 +88,7 @@ class FastPath:
         self.n_websockets = 0
         self.n_failed = 0  # its own error answers (502 workspace gone mid-request, 408, 400)
         # the opt-in access log: called after each relayed answer (proxy.serve.wiring), else None
-        self.access: Callable[[Front, Any], None] | None = None
+        self.access: Callable[[Exchange, Any], None] | None = None
 
     def __call__(self) -> Front:
         """A protocol for a new browser connection."""
@@ -135,16 +136,17 @@ class FastPath:
         paused: list[Front] = []
         for front in list(self.fronts):
             state = front.state
+            x = front.x
             if state == HEAD:
                 limit = keepalive_ticks if front.served and not front.buf else head_ticks
-            elif state == BODY:
-                moved = front.mark - front.body_left
-                front.mark = front.body_left
+            elif x is not None and x.phase == BODY:
+                moved = x.mark - x.body_left
+                x.mark = x.body_left
                 if moved >= self.body_min_per_tick or front.read_block:
                     front.idle = 0  # moving, or held back by the workspace, not the client
                     continue
                 limit = self.body_ticks
-            elif state == HANDOFF or front.resp_started:
+            elif state == HANDOFF or x is None or x.resp_started:
                 continue  # an answer on its way: the client's reading paces it
             elif front.eof:
                 limit = keepalive_ticks  # the client left: its answer has this long to start

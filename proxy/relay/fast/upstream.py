@@ -23,7 +23,7 @@ from .head import (
     head_never_ends,
     parse_response_head,
 )
-from .interfaces import WRITE_HIGH_WATER, Browser
+from .interfaces import WRITE_HIGH_WATER, Browser, Request
 
 CONNECT_TIMEOUT = 10.0
 MAX_IDLE_PER_UPSTREAM = 256
@@ -34,7 +34,7 @@ _IDLE, _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE, _UPGRADE = range(6)
 class Upstream(asyncio.Protocol):
     """One connection to a workspace."""
 
-    __slots__ = ("pool", "key", "transport", "front", "down", "state", "buf", "left",
+    __slots__ = ("pool", "key", "transport", "front", "request", "down", "state", "buf", "left",
                  "chunks", "no_body", "upgrade", "reused", "idle", "write_paused",
                  "read_paused", "closed", "reusable", "resp")
 
@@ -43,6 +43,7 @@ class Upstream(asyncio.Protocol):
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.front: Browser | None = None
+        self.request: Request | None = None  # the request being answered (its exchange)
         self.down: asyncio.Transport | None = None  # the browser's transport while attached
         self.state = _IDLE
         self.buf = b""
@@ -59,10 +60,11 @@ class Upstream(asyncio.Protocol):
         self.resp: ResponseHead | None = None  # the last answer's head (the access log)
 
     # -- the exchange ---------------------------------------------------------------------
-    def attach(self, front: Browser, down: asyncio.Transport, *, no_body: bool,
-               upgrade: bool) -> None:
+    def attach(self, front: Browser, request: Request, down: asyncio.Transport, *,
+               no_body: bool, upgrade: bool) -> None:
         """Carry ``front``'s current request; the response goes to ``down``."""
         self.front = front
+        self.request = request
         self.down = down
         self.state = _HEAD
         self.no_body = no_body
@@ -72,6 +74,7 @@ class Upstream(asyncio.Protocol):
 
     def detach(self) -> None:
         self.front = None
+        self.request = None
         self.down = None
         self.state = _IDLE
         self.chunks = None
@@ -81,6 +84,7 @@ class Upstream(asyncio.Protocol):
     def discard(self) -> None:
         """Not to be reused (mid-answer, or the exchange went wrong): close it."""
         self.front = None
+        self.request = None
         self.down = None
         self.close()
 
@@ -147,6 +151,7 @@ class Upstream(asyncio.Protocol):
         front = self.front
         if front is not None:
             self.front = None
+            self.request = None
             self.down = None
             front.upstream_lost(self)
 
@@ -163,8 +168,9 @@ class Upstream(asyncio.Protocol):
     # -- response relay -------------------------------------------------------------------
     def _head(self, data: bytes) -> None:
         front = self.front
+        request = self.request
         down = self.down
-        assert front is not None and down is not None
+        assert front is not None and request is not None and down is not None
         buf = self.buf + data if self.buf else data
         while True:
             end = buf.find(HEAD_END)
@@ -188,28 +194,30 @@ class Upstream(asyncio.Protocol):
                 self.buf = b""
                 self.state = _UPGRADE
                 self.front = None
+                self.request = None
                 self.down = None
                 front.upgraded(self, head + buf)
                 return
             if status == 101:
                 self._broken()
                 return
-            front.resp_started = True  # an interim answer (100 Continue, 103): pass it on
+            request.resp_started = True  # an interim answer (100 Continue, 103): pass it on
             down.write(head)
             self.pool.traffic.to_browser += len(head)
         self.buf = b""
         if self.upgrade:
             self.front = None
+            self.request = None
             self.down = None
             self.close()
             front.upgrade_refused(status)
             return
-        front.resp_started = True
+        request.resp_started = True
         traffic = self.pool.traffic
-        traffic.first_byte(monotonic_ns() - front.began)
+        traffic.first_byte(monotonic_ns() - request.began)
         self.resp = resp
         self.reusable = resp.keep_alive
-        close = not front.keep_alive
+        close = not request.keep_alive
         if self.no_body or status == 204 or status == 304:
             out = browser_response_head(head, resp, chunked=False, close=close)
             down.write(out)
@@ -269,6 +277,7 @@ class Upstream(asyncio.Protocol):
         relay what was refused here."""
         front = self.front
         self.front = None
+        self.request = None
         self.down = None
         self.close()
         if front is not None:

@@ -2,21 +2,21 @@
 
 When hatchway runs as root, each user's workspace runs as that user's own unprivileged uid
 (and a private gid, no supplementary groups, umask 077), as JupyterHub's LocalProcessSpawner
-does with system users, but without /etc/passwd entries: the uids come from a range no
-``useradd`` or subuid default hands out. Each user's HOME (``<state_dir>/workspaces/<name>``)
-is theirs, mode 0700, and the signing key (0600), logs (0700) and owner record (0600) are
-root's. Two ways, best first:
+does with system users, but with no account on the host: the uids come from a range no
+``useradd`` or subuid default hands out (the sandbox's own ``/etc/passwd`` names them). Each
+user's HOME (``<state_dir>/workspaces/<name>``) is theirs, mode 0700, and the signing key
+(0600), logs (0700) and owner record (0600) are root's. Two ways, best first:
 
-* ``sandbox`` (root and Debian's ``bubblewrap`` installed): the workspace gets its own mount
-  namespace where the state dir is an empty tmpfs holding only its HOME, and directories the
-  uid could not pass on the way to the Python it runs or to its HOME (``/root`` holding a
-  pyenv, say) are tmpfs too, with just those paths bound back read-only; ``setpriv`` then drops
-  to the uid (no new privileges). The state dir stays 0700.
+* ``sandbox`` (root and Debian's ``bubblewrap`` installed): the workspace runs in a file
+  system built from nothing but what it needs, in pid, ipc and uts namespaces of its own
+  (``launcher.sandbox``); ``setpriv`` then drops to the uid (no new privileges). The state dir
+  stays 0700.
 * ``uid`` (root, no bubblewrap): the uid switch alone, by ``setpriv`` (util-linux) in front of
   the command: ``subprocess``'s ``user=``/``group=`` are not in uvloop, which ``serve`` runs,
   and a ``preexec_fn`` is unsafe in a threaded process. The state dir must be traversable
   (0711) and every parent of it o+x.
 
+Either way the workspace's resource limits (``launcher.limits``) are set before it runs.
 Not root, there is no second uid to give: every workspace can read every other's files and
 the gateway's key. Then only one user is served, unless the operator declares a single trust
 domain (``local.single_trust_domain: true``).
@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -51,13 +50,12 @@ def choose_mode() -> str:
     return SANDBOX if shutil.which("bwrap") else UID
 
 
-def uid_argv(argv: list[str], *, owner: Owner, data_limit: int | None) -> list[str]:
+def uid_argv(argv: list[str], *, owner: Owner, rlimits: list[str]) -> list[str]:
     """``argv`` run as the owner's uid and gid, no other groups, no way back up, umask 077,
-    and the memory limit set before it runs (set from outside, it would race the wrapper's
-    fork of the workspace)."""
-    limit = f" && ulimit -d {data_limit // 1024}" if data_limit else ""
+    and its rlimits (``launcher.limits.rlimit_argv``) set before it runs (set from outside,
+    they would race the wrapper's fork of the workspace)."""
     return ["setpriv", f"--reuid={owner.uid}", f"--regid={owner.uid}", "--clear-groups",
-            "--no-new-privs", "--", "/bin/sh", "-c", f'umask 077{limit} && exec "$0" "$@"',
+            "--no-new-privs", "--", *rlimits, "/bin/sh", "-c", 'umask 077 && exec "$0" "$@"',
             *argv]
 
 
@@ -71,44 +69,6 @@ def _blocked_ancestor(path: Path) -> Path | None:
         except OSError:
             return None
     return None
-
-
-def sandbox_argv(argv: list[str], *, home: Path, state_dir: Path, owner: Owner,
-                 data_limit: int | None) -> list[str]:
-    """``argv`` wrapped in bubblewrap and setpriv, as described above."""
-    home, state_dir = home.absolute(), state_dir.absolute()
-    runtime = {Path(sys.base_prefix), Path(sys.prefix), Path(os.path.realpath(sys.executable))}
-    runtime |= {Path(os.path.realpath(argv[0]))} if os.path.isabs(argv[0]) else set()
-    runtime = {p for p in runtime if not any(q in p.parents for q in runtime)}
-    masks = {state_dir}
-    for path in runtime | {home}:
-        if (blocked := _blocked_ancestor(path)) is not None:
-            masks.add(blocked)
-    depth = lambda p: len(p.parts)  # noqa: E731 - parents are mounted before children
-    wrapped = ["bwrap", "--dev-bind", "/", "/"]
-    made: set[Path] = set()
-
-    def passable(target: Path) -> None:
-        """Dirs bubblewrap would make 0700 on the way to ``target`` inside a tmpfs, made
-        0755 so the uid can pass."""
-        inner = [p for p in reversed(target.parents)
-                 if any(m in p.parents for m in masks) and p not in made]
-        for path in inner:
-            wrapped.extend(["--perms", "0755", "--dir", str(path)])
-            made.add(path)
-
-    for mask in sorted(masks, key=depth):
-        passable(mask)
-        wrapped += ["--perms", "0755", "--tmpfs", str(mask)]
-        made.add(mask)
-    for path in sorted(runtime, key=depth):
-        if any(m in path.parents for m in masks):
-            passable(path)
-            wrapped += ["--ro-bind", str(path), str(path)]
-    passable(home)
-    wrapped += ["--bind", str(home), str(home), "--chdir", str(home), "--die-with-parent",
-                "--", *uid_argv(argv, owner=owner, data_limit=data_limit)]
-    return wrapped
 
 
 def check_reachable(path: Path) -> None:

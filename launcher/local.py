@@ -28,9 +28,10 @@ from typing import Any
 
 import aiohttp
 
-from . import isolation
+from . import isolation, sandbox
 from .backend import LAUNCHING, NOT_FOUND, RUNNING, STOPPED, TERMINATING, WorkspaceStatus
 from .errors import BackendError, ConfigError, NotIsolated, WorkspaceExists
+from .limits import Cgroups, Limits, describe_rlimits, parse_cpu, rlimit_argv
 from .names import escape
 from .options import HatcheryConfig, WorkspaceOption
 from .owners import Owner, Owners
@@ -75,6 +76,7 @@ class _Workspace:
     watcher: asyncio.Task[None] | None = None
     stop_task: asyncio.Task[None] | None = None
     sandboxed: bool = False
+    cgroup: Path | None = None  # its own cgroup v2 directory, removed once it has ended
 
     @property
     def exited(self) -> bool:
@@ -116,7 +118,7 @@ class LocalBackend:
         self._routes = routes
         self._settings = settings
         self._proxy_prefix = proxy_prefix
-        self._state_dir = Path(state_dir)
+        self._state_dir = Path(state_dir).absolute()  # HOME and the sandbox binds are absolute
         self._log_dir = Path(settings.log_dir) if settings.log_dir else self._state_dir / "logs"
         self._workspace_type = workspace_type
         self.isolation = isolation.choose_mode()
@@ -128,6 +130,10 @@ class LocalBackend:
             raise ConfigError("settings", "state_dir", "a directory hatchway can create and "
                               "own", f"{exc.filename}: {exc.strerror}") from None
         self._owners = Owners(self._state_dir, settings.first_uid)
+        isolated = self.isolation != isolation.SHARED
+        self._cgroups = Cgroups(settings.cgroup if isolated else "none")
+        self._prlimit = isolated and shutil.which("prlimit") is not None
+        self._limits = self._describe_limits()
         self._workspaces: dict[str, _Workspace] = {}
         self._spawning: set[str] = set()
         self._http: aiohttp.ClientSession | None = None
@@ -143,9 +149,31 @@ class LocalBackend:
         """Routes are published as workspaces start: nothing to wait for."""
         return []
 
-    def health(self) -> None:
-        """Nothing beyond the processes themselves to watch."""
-        return None
+    def health(self) -> dict[str, Any]:
+        """For ``/_status``: how workspaces are kept apart and which limits are in force."""
+        return {"isolation": self.isolation, "limits": self._limits}
+
+    def _describe_limits(self) -> str:
+        s = self._settings
+        if self.isolation == isolation.SHARED:
+            return "RLIMIT_DATA from memory-limit per process; nothing else (not root)"
+        sizes = ""
+        if self.isolation == isolation.SANDBOX:
+            bounded = sandbox.tmpfs_size_supported()
+            sizes = (f"; private /tmp {s.tmp_size or 'half the RAM'} and /dev/shm "
+                     f"{s.shm_size or 'half the RAM'}" if bounded else
+                     "; private /tmp and /dev/shm unbounded (bubblewrap before 0.7)")
+        if self._cgroups.parent is not None:
+            return self._cgroups.describe(s.pids_limit, s.max_file_size) + sizes
+        if not self._prlimit:
+            return "none: no cgroup v2 (" + self._cgroups.reason + ") and no prlimit" + sizes
+        rlimits = describe_rlimits(s.pids_limit, s.max_file_size)
+        return (f"rlimits: {rlimits}; no CPU limit (no cgroup v2: {self._cgroups.reason})"
+                + sizes)
+
+    def _file_size(self) -> int | None:
+        size = self._settings.max_file_size
+        return parse_memory(size) if size else None
 
     def progress(self, user: str) -> None:
         """No event stream: the API polls ``status``."""
@@ -156,7 +184,7 @@ class LocalBackend:
         if self.isolation != isolation.SHARED:
             how = "in a bubblewrap sandbox" if self.isolation == isolation.SANDBOX else "plain"
             return (f"local workspaces run as one uid per user (from {self._settings.first_uid},"
-                    f" {how}), each with a private HOME")
+                    f" {how}), each with a private HOME; limits: {self._limits}")
         if self._settings.single_trust_domain:
             return ("local workspaces all run as this process's user and can read each "
                     "other's files and the signing key (local.single_trust_domain: true)")
@@ -284,35 +312,43 @@ class LocalBackend:
             "JUPYTER_TOKEN": secret,  # jupyter_server's IdentityProvider reads it
         })
         env.setdefault("PYTHONUNBUFFERED", "1")
+        shown = argv
+        limits: Limits | None = None
+        if self.isolation != isolation.SHARED:
+            self._check_command(argv[0], env, option)  # else the wrapper would only exit
+            limits = Limits(memory=limit, cpu_millis=self._cpu_limit(option),
+                            pids=self._settings.pids_limit, file_size=self._file_size())
+            in_cgroup = self._cgroups.parent is not None
+            rlimits = rlimit_argv(limits, cgroup=in_cgroup) if self._prlimit else []
+            argv = self._wrap(argv, owner, cwd, env, rlimits)
         try:
             isolation.prepare_home(cwd, owner, self.isolation)
             logfile = self.log_path(user).open("ab")
         except OSError as exc:
             raise BackendError(f"cannot prepare the workspace directory for {user!r}: "
                                f"{exc.filename}: {exc.strerror}") from None
-        shown = argv
-        if self.isolation != isolation.SHARED:
-            self._check_command(argv[0], env, option)  # else the wrapper would only exit
-        if self.isolation == isolation.SANDBOX:
-            argv = isolation.sandbox_argv(argv, home=cwd, state_dir=self._state_dir, owner=owner,
-                                          data_limit=limit)
-        elif self.isolation == isolation.UID:
-            argv = isolation.uid_argv(argv, owner=owner, data_limit=limit)
+        group: Path | None = None
         with logfile:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             logfile.write(f"--- {stamp} launching {option.name!r}: {shown}\n".encode())
             logfile.flush()
+            if limits is not None and self._cgroups.parent is not None:
+                group = self._cgroups.create(owner.name, limits)
+                argv = Cgroups.enter_argv(group, argv)
             try:
                 process = await asyncio.create_subprocess_exec(
                     *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
                     stdout=logfile, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
             except FileNotFoundError:
+                await self._drop_cgroup(group)
                 raise BackendError(f"cannot start workspace {option.name!r}: "
                                    f"command {shown[0]!r} was not found") from None
             except PermissionError:
+                await self._drop_cgroup(group)
                 raise BackendError(f"cannot start workspace {option.name!r}: "
                                    f"command {shown[0]!r} is not executable") from None
             except OSError as exc:
+                await self._drop_cgroup(group)
                 raise BackendError(f"cannot start workspace {option.name!r}: "
                                    f"{shown[0]!r}: {exc.strerror}") from None
         if limit is not None and self.isolation == isolation.SHARED:
@@ -323,7 +359,33 @@ class LocalBackend:
                       auth=f"token {secret}")
         return _Workspace(user=user, option=option, process=process, route=route,
                           probe_url=probe_url, started=asyncio.get_running_loop().time(),
-                          sandboxed=self.isolation == isolation.SANDBOX)
+                          sandboxed=self.isolation == isolation.SANDBOX, cgroup=group)
+
+    def _wrap(self, argv: list[str], owner: Owner, home: Path, env: dict[str, str],
+              rlimits: list[str]) -> list[str]:
+        """``argv`` as the owner's uid with its rlimits, in the sandbox when there is one
+        (whose generated passwd entry, /tmp and shell the environment then names)."""
+        inner = isolation.uid_argv(argv, owner=owner, rlimits=rlimits)
+        if self.isolation != isolation.SANDBOX:
+            return inner
+        s = self._settings
+        try:
+            identity = sandbox.write_identity(self._state_dir / "sandbox" / owner.name, owner,
+                                              home)
+        except OSError as exc:
+            raise BackendError(f"cannot prepare the sandbox of {owner.user!r}: "
+                               f"{exc.filename}: {exc.strerror}") from None
+        env.update({"TMPDIR": "/tmp", "SHELL": sandbox.login_shell()})
+        return sandbox.sandbox_argv(
+            inner, home=home, owner=owner, identity=identity,
+            runtime=sandbox.runtime_paths(argv[0], env.get("PATH")), extra=s.sandbox_binds,
+            tmp_size=parse_memory(s.tmp_size) if s.tmp_size else None,
+            shm_size=parse_memory(s.shm_size) if s.shm_size else None)
+
+    @staticmethod
+    async def _drop_cgroup(group: Path | None) -> None:
+        if group is not None:
+            await Cgroups.remove(group)
 
     @staticmethod
     def _check_command(command: str, env: dict[str, str], option: WorkspaceOption) -> None:
@@ -342,6 +404,16 @@ class LocalBackend:
             return None
         try:
             return parse_memory(option.memory_limit)
+        except ValueError as exc:
+            raise BackendError(f"workspace option {option.name!r}: {exc}") from None
+
+    @staticmethod
+    def _cpu_limit(option: WorkspaceOption) -> int | None:
+        cpu = str(option.raw.get("cpu-limit") or "")
+        if not cpu:
+            return None
+        try:
+            return parse_cpu(cpu)
         except ValueError as exc:
             raise BackendError(f"workspace option {option.name!r}: {exc}") from None
 
@@ -377,11 +449,13 @@ class LocalBackend:
         return ws.stop_task
 
     async def _end(self, ws: _Workspace) -> None:
-        if await end_group(ws.process.pid, self._settings.stop_grace_seconds):
+        spare = ws.process.pid if ws.sandboxed else None
+        if await end_group(ws.process.pid, self._settings.stop_grace_seconds, spare=spare):
             log.warning("workspace of %s ignored SIGTERM for %gs: killed", ws.user,
                         self._settings.stop_grace_seconds)
         await ws.process.wait()
         await group_gone(ws.process.pid, 2.0)
+        await self._drop_cgroup(ws.cgroup)
 
     async def _watch(self, ws: _Workspace) -> None:
         await ws.process.wait()

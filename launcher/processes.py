@@ -4,6 +4,7 @@ the group reaches the grandchildren a workspace forks (shells, kernels, terminal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -59,11 +60,10 @@ def signal_group(pgid: int, sig: int) -> bool:
     return True
 
 
-def group_alive(pgid: int) -> bool:
-    """True while some member of the group still runs. Zombies do not count: an orphan's
-    zombie lingers where PID 1 does not reap (some containers), yet it holds no resources."""
-    if not _PROC.is_dir():
-        return signal_group(pgid, 0)
+def _members(pgid: int) -> list[int]:
+    """The running members of the group. Zombies do not count: an orphan's zombie lingers
+    where PID 1 does not reap (some containers), yet it holds no resources."""
+    members = []
     for entry in _PROC.iterdir():
         if not entry.name.isdigit():
             continue
@@ -74,14 +74,37 @@ def group_alive(pgid: int) -> bool:
         # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
         fields = stat[stat.rfind(")") + 2:].split()
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False
+            members.append(int(entry.name))
+    return members
 
 
-async def end_group(pgid: int, grace: float, poll: float = 0.05) -> bool:
+def group_alive(pgid: int) -> bool:
+    """True while some member of the group still runs (zombies do not count)."""
+    if not _PROC.is_dir():
+        return signal_group(pgid, 0)
+    return bool(_members(pgid))
+
+
+def _terminate(pgid: int, spare: int | None) -> bool:
+    """SIGTERM the group, or each of its members but ``spare``; False when none was there."""
+    if spare is None or not _PROC.is_dir():
+        return signal_group(pgid, signal.SIGTERM)
+    sent = False
+    for pid in _members(pgid):
+        if pid != spare:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+                sent = True
+    return sent or group_alive(pgid)
+
+
+async def end_group(pgid: int, grace: float, poll: float = 0.05, *,
+                    spare: int | None = None) -> bool:
     """SIGTERM the group, give it ``grace`` seconds to go, then SIGKILL what is left.
-    Returns True when SIGKILL was needed."""
-    if not signal_group(pgid, signal.SIGTERM):
+    ``spare`` is left out of the SIGTERM: bubblewrap's outer process, whose death would
+    SIGKILL the whole sandbox at once (its pid 1 dies with it) and leave the workspace no
+    grace; it ends by itself when the workspace does. Returns True when SIGKILL was needed."""
+    if not _terminate(pgid, spare):
         return False
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace

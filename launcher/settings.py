@@ -10,7 +10,23 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .errors import ConfigError
+from .processes import parse_memory
 from .settings_tree import non_negative, positive, setting
+
+
+def _is_quantity(value: str) -> bool:
+    try:
+        parse_memory(value)
+    except ValueError:
+        return False
+    return True
+
+
+QUANTITY = (lambda v: v == "" or _is_quantity(v)), "a memory quantity like 512Mi or 1Gi, or empty"
+ABSOLUTE = (lambda v: all(p.startswith("/") and p != "/" for p in v),
+            "absolute paths other than /")
+CGROUP = (lambda v: v in ("", "none") or v.startswith("/"),
+          "empty, none, or the absolute path of a cgroup v2 directory")
 
 
 @dataclass
@@ -32,6 +48,28 @@ class LocalSettings:
         1_000_000_000, "Root: user N's workspaces run as uid/gid first_uid+N, above every range "
         "useradd and subuid hand out by default, so they match no account on the machine.",
         check=positive())
+    pids_limit: int = setting(
+        512, "Root: processes and threads one workspace may have at once (its cgroup's "
+        "pids.max, else RLIMIT_NPROC of its uid): a fork bomb stops there.", check=positive())
+    max_file_size: str = setting(
+        "10Gi", "Root: the largest file a workspace may write (RLIMIT_FSIZE), a memory quantity; "
+        "10Gi is Hatchery's default user volume. Empty: no limit. Total disk use is not "
+        "limited.", check=QUANTITY)
+    tmp_size: str = setting(
+        "1Gi", "Sandbox: size of each workspace's private /tmp, a tmpfs (it is memory). Empty: "
+        "the kernel's default, half the RAM.", check=QUANTITY)
+    shm_size: str = setting(
+        "64Mi", "Sandbox: size of each workspace's private /dev/shm (container runtimes' "
+        "default). Empty: the kernel's default, half the RAM.", check=QUANTITY)
+    sandbox_binds: list[str] = setting(
+        factory=list, doc="Sandbox: more host paths each workspace sees read-only (a conda "
+        "prefix its command runs from, shared reference data); nothing else outside /usr, the "
+        "Python runtime and a few /etc files is visible.", check=ABSOLUTE)
+    cgroup: str = setting(
+        "", "Root: the cgroup v2 directory whose children hold workspaces (memory.max and "
+        "cpu.max from each option's memory-limit and cpu-limit, pids.max from pids_limit); "
+        "empty: hatchway's own cgroup when the host delegates memory and pids to it; none: "
+        "rlimits only.", check=CGROUP)
 
 
 DEFAULT_NAMESPACE = "jupyter-pods"

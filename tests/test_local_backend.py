@@ -47,6 +47,23 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def host_pid(recorded: int, home: Path) -> int:
+    """A pid a workspace wrote down, as seen from here: a sandboxed workspace has a pid
+    namespace of its own, so its pids are found by their innermost number (NSpid) among the
+    processes of its uid (the owner of its HOME)."""
+    uid = str(home.stat().st_uid)
+    for entry in Path("/proc").iterdir():
+        try:
+            status = dict(line.split(":", 1) for line in
+                          (entry / "status").read_text().splitlines() if ":" in line)
+        except (OSError, NotADirectoryError):
+            continue
+        if status.get("NSpid", "").split()[-1:] == [str(recorded)] \
+                and status.get("Uid", "").split()[:1] == [uid]:
+            return int(entry.name)
+    raise AssertionError(f"no process of uid {uid} is pid {recorded} in its namespace")
+
+
 async def until(check: Callable[[], Any], within: float = 15.0) -> Any:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -144,7 +161,8 @@ async def test_terminate_ends_the_whole_process_group(backend: LocalBackend) -> 
                                          **{"ready-probe": PREFIX + "api/status",
                                             "path-rewrite": PREFIX}), None)
     await status_is(backend, "carol", RUNNING)
-    grandchild = int((backend.workdir("carol") / "grandchild.pid").read_text())
+    home = backend.workdir("carol")
+    grandchild = host_pid(int((home / "grandchild.pid").read_text()), home)
     assert alive(grandchild)
     await backend.terminate("carol")
     assert not alive(grandchild)
@@ -174,7 +192,7 @@ async def test_workspace_ignoring_sigterm_is_killed_after_the_grace_period(
     pidfile = backend.workdir("erin") / "pid"
     # the file exists a moment before its content is written
     await until(lambda: pidfile.exists() and pidfile.read_text().strip())
-    pid = int(pidfile.read_text())
+    pid = host_pid(int(pidfile.read_text()), backend.workdir("erin"))
     loop = asyncio.get_running_loop()
     started = loop.time()
     await backend.terminate("erin")
@@ -191,7 +209,7 @@ async def test_close_terminates_every_workspace(routes: RouteTable, settings: Lo
         await backend.launch(user, option(command=["sh", "-c", script]), None)
     pidfiles = [backend.workdir(u) / "pid" for u in ("u1", "u2")]
     await until(lambda: all(p.exists() and p.read_text().strip() for p in pidfiles))
-    pids = [int(p.read_text()) for p in pidfiles]
+    pids = [host_pid(int(p.read_text()), p.parent) for p in pidfiles]
     await backend.close()
     assert not any(alive(pid) for pid in pids)
     assert len(routes) == 0

@@ -18,14 +18,6 @@ class PathError(ValueError):
 _DOTS = (".", "..")
 
 
-def split_target(raw: str) -> tuple[str, str]:
-    """Split a raw request target into (path, query); query keeps its ``?`` when present."""
-    q = raw.find("?")
-    if q < 0:
-        return raw, ""
-    return raw[:q], raw[q:]
-
-
 def normalize_path(path: str) -> str:
     """Resolve ``.``/``..`` (also percent-encoded), collapse ``//``, refuse ``%2F``, ``%5C``,
     backslashes and NUL. Segments otherwise keep their original (encoded) spelling."""

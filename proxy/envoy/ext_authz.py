@@ -21,7 +21,7 @@ from yarl import URL
 
 from .. import responses
 from ..admission.answers import refusal
-from ..admission.sequence import ADMISSION, Verdict
+from ..admission.sequence import ADMISSION, ADMIT, OUTSIDE
 from ..admission.session import authenticate
 from ..gateway import GATEWAY
 from ..relay.headers import strip_session_cookie
@@ -66,7 +66,7 @@ async def ext_authz_check(request: web.Request) -> web.StreamResponse:
         user, client_view.raw_path, launching_ok=True,
         websocket=headers.get("Upgrade", "").lower() == "websocket",
         origin=headers.get("Origin"), host=headers.get("Host", ""))
-    if verdict and verdict != Verdict.OUTSIDE:
+    if verdict is not ADMIT and verdict is not OUTSIDE:
         # builtin mode's answers: 404 or 410 with its page or JSON, 403, 400
         return refusal(client_view, verdict, detail, user=user, prefix=settings.prefix,
                        proxy_prefix=settings.proxy_prefix)

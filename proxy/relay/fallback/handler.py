@@ -15,7 +15,7 @@ from yarl import URL
 
 from ... import responses
 from ...admission.answers import refusal
-from ...admission.sequence import ADMISSION
+from ...admission.sequence import ADMISSION, ADMIT
 from ...admission.session import authenticate
 from ...gateway import GATEWAY
 from ..headers import names_framing, upstream_request_headers
@@ -59,7 +59,7 @@ async def _relay(request: web.Request, raw_target: str) -> web.StreamResponse:
     verdict, route, target = request.app[ADMISSION].place(
         user, raw_target, websocket=is_ws, origin=request.headers.get("Origin"),
         host=request.headers.get("Host", ""))
-    if verdict or route is None:
+    if verdict is not ADMIT or route is None:
         return refusal(request, verdict, target, user=user, prefix=settings.prefix,
                        proxy_prefix=settings.proxy_prefix)
     # a REMOTE_USER-only caller (the hatchery-reaper) is not the user at work

@@ -69,6 +69,10 @@ for _phase in _LIVE:
 NEXT: list[list[Phase | None]] = [[_TABLE.get(p, {}).get(s) for s in Step] for p in Phase]
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+# Module names for the members used per request: reading ``Phase.BODY`` off the class costs
+# ~300 ns on CPython 3.11 (the enum's class attribute lookup), a module global ~20 ns.
+_ADMITTING, _BODY, _ANSWER = Phase.ADMITTING, Phase.BODY, Phase.ANSWER
+_ANSWERED, _DECLINE = Step.ANSWERED, Step.DECLINE
 
 
 class IllegalStep(RuntimeError):
@@ -83,7 +87,7 @@ class Exchange:
                  "retried", "began")
 
     def __init__(self, req: RequestHead, head_len: int, keep_alive: bool) -> None:
-        self.phase = Phase.ADMITTING
+        self.phase = _ADMITTING
         self.req = req
         self.head_len = head_len  # the head's bytes at the start of the connection's buffer
         self.keep_alive = keep_alive  # the connection stays open after this answer
@@ -117,7 +121,7 @@ class Exchange:
         an idempotent request went out whole (``replay`` kept), and only once. Sending such a
         request twice is safe even if it did arrive (RFC 9110 9.2.2); anything else could run
         twice, so it gets a 502."""
-        return (self.phase == Phase.ANSWER and not self.resp_started and reused
+        return (self.phase == _ANSWER and not self.resp_started and reused
                 and not answered_any and self.replay is not None and not self.retried
                 and self.req.method in IDEMPOTENT)
 
@@ -125,11 +129,11 @@ class Exchange:
         """The answer went out in full (step ANSWERED). Returns (give the workspace connection
         back to the pool, close the browser's connection): a body the workspace did not wait
         for is still arriving, so neither is reused then."""
-        body_unfinished = self.phase == Phase.BODY
-        self.step(Step.ANSWERED)
+        body_unfinished = self.phase == _BODY
+        self.step(_ANSWERED)
         return reusable and not body_unfinished, body_unfinished or not self.keep_alive
 
     def can_hand_off(self) -> bool:
         """Whether aiohttp may take this request over: nothing of it reached a workspace (or,
         on a retry, only an idempotent request that is being sent again anyway)."""
-        return NEXT[self.phase][Step.DECLINE] is not None
+        return NEXT[self.phase][_DECLINE] is not None

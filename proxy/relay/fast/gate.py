@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from launcher.routes import Route
 
-from ...admission.sequence import Admission
+from ...admission.sequence import ADMIT, Admission
 from ...gateway import Gateway
 from ...sessions.tokens import Identity, SessionError
 from ...sessions.trusted import address_trusted
@@ -79,9 +79,9 @@ class Gate:
         elif req.upgrade:
             return None
         websocket = upgrade_to is not None
-        verdict, route, target = self.admission.place(identity.user, raw, websocket=websocket,
-                                                      origin=origin, host=host)
-        if verdict or route is None or route.tls:
+        verdict, route, target = self.admission.place(identity.user, raw, websocket, origin,
+                                                      host)
+        if verdict is not ADMIT or route is None or route.tls:
             return None
         user = self._user(identity.user)
         if user is None:

@@ -62,7 +62,7 @@ class State(IntEnum):
 
 HEAD, BUSY, HANDOFF, GONE = State.HEAD, State.BUSY, State.HANDOFF, State.GONE
 # the exchange's phases and steps, as module names (no attribute lookup on the hot path)
-ADMITTING, CONNECTING, BODY, ANSWER = Phase.ADMITTING, Phase.CONNECTING, Phase.BODY, Phase.ANSWER
+CONNECTING, BODY = Phase.CONNECTING, Phase.BODY
 CONNECT, SEND_HEAD, SEND_ALL = Step.CONNECT, Step.SEND_HEAD, Step.SEND_ALL
 RETRY, DECLINE, FAIL, UPGRADE = Step.RETRY, Step.DECLINE, Step.FAIL, Step.UPGRADE
 # why reading from the browser is paused (bits)

@@ -56,6 +56,20 @@ bench: $(STAMP) debs
 soak: $(STAMP)
 	$(PY) -m benchmarks.soak $(SOAK_ARGS)
 
+# helm for the chart's tests (deploy/helm/hatchway): built from the helm.sh/helm/v4 module that
+# tests/helm/tool/go.mod pins, into .build/bin (ignored). Rebuilt only when that go.mod changes;
+# Go's module and build caches make a rebuild after `make clean` a link (cold: ~5 min on 2 cores).
+HELM_GO ?= go
+HELM := .build/bin/helm
+HELM_RELEASE = $(shell grep -oE 'helm.sh/helm/v4 v[0-9.]+' tests/helm/tool/go.mod | cut -d' ' -f2)
+$(HELM): tests/helm/tool/go.mod tests/helm/tool/go.sum
+	cd tests/helm/tool && GOFLAGS='-trimpath -mod=readonly -buildvcs=false' $(HELM_GO) build \
+	  -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$(HELM_RELEASE)" \
+	  -o $(CURDIR)/$@ helm.sh/helm/v4/cmd/helm
+.PHONY: helm
+helm: $(HELM)
+test: $(HELM)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check proxy launcher tests benchmarks
 	$(VENV)/bin/lint-imports

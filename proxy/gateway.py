@@ -6,10 +6,12 @@ imports none of the modules that import it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
+
+from .sessions.trusted import TrustedPeers
 
 if TYPE_CHECKING:
     import aiohttp
@@ -21,7 +23,6 @@ if TYPE_CHECKING:
     from launcher.routes import RouteTable
 
     from .sessions.tokens import Identity, SessionValidator
-    from .sessions.trusted import Network
     from .settings import Settings
 
 
@@ -43,7 +44,14 @@ class EnvoyRoutes(Protocol):
 
     last_error: str  # "" while Envoy's files are current
 
+    @property
+    def problem(self) -> str:
+        """Why Envoy does not serve hatchway's latest files ("" when it does)."""
+
     def applied(self, user: str) -> bool: ...
+
+    def route_problem(self, user: str) -> str:
+        """Why Envoy does not route this user's workspace ("" when it does, or soon will)."""
 
     async def wait_applied(self, user: str, timeout_s: float = 3.0) -> bool: ...
 
@@ -78,7 +86,7 @@ class Gateway:
     envoy_activity: Poller | None = None  # Envoy mode, jwt authorization: Envoy's counters
     fast_path: RelayCounts | None = None  # builtin mode with the fast path on
     paymodels: PayModels | None = None  # the commons' pay models (None: none configured)
-    trusted_nets: tuple[Network, ...] = ()  # peers whose REMOTE_USER is believed
+    trusted: TrustedPeers = field(default_factory=TrustedPeers)  # whose REMOTE_USER counts
 
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)

@@ -179,7 +179,9 @@ class Settings:
     trusted_proxies: list[str] = s(
         factory=list, doc="Peers (addresses/CIDRs: Gen3's revproxy, the hatchery-reaper) whose "
         "REMOTE_USER header is believed. Empty: nobody's; REMOTE_USER is then ignored and "
-        "stripped.")
+        "stripped. With the local backend, a peer on this host is believed only if it is no "
+        "workspace (its socket's owner uid is below local.first_uid); not root, this host's "
+        "addresses are refused.")
     ambassador_port: int | None = s(
         None, "A listener serving the workspace proxy at / (ambassador-service's shape behind "
         "the stock revproxy); null: none, 0: any free port.", check=_PORT_OR_ZERO)

@@ -283,20 +283,26 @@ NOT_KUBERNETES = {"kustomize.config.k8s.io/v1beta1", "kind.x-k8s.io/v1alpha4"}
 CUSTOM_RESOURCES = ("getambassador.io/", "monitoring.coreos.com/")
 
 
-def documents() -> list[tuple[str, dict[str, Any]]]:
+def documents(under: Path = DEPLOY) -> list[tuple[str, dict[str, Any]]]:
+    """Every Kubernetes-shaped document in deploy/'s YAML files (not the chart's templates,
+    which only helm reads: tests/helm)."""
     docs = []
-    for path in sorted(DEPLOY.rglob("*.yaml")):
+    for path in sorted(under.rglob("*.yaml")):
+        if (DEPLOY / "helm") in path.parents:
+            continue
         for doc in yaml.safe_load_all(path.read_text()):
             if isinstance(doc, dict) and "apiVersion" in doc:
                 docs.append((f"{path.relative_to(DEPLOY)}:{doc.get('kind')}", doc))
     return docs
 
 
-def manifests() -> list[tuple[str, dict[str, Any]]]:
-    return [(name, doc) for name, doc in documents()
+def manifests(under: Path = DEPLOY) -> list[tuple[str, dict[str, Any]]]:
+    return [(name, doc) for name, doc in documents(under)
             if doc["apiVersion"] not in NOT_KUBERNETES
             and not doc["apiVersion"].startswith(CUSTOM_RESOURCES)]
 
 
-def of_kind(kind: str) -> list[dict[str, Any]]:
-    return [doc for _, doc in manifests() if doc["kind"] == kind]
+def of_kind(kind: str, under: Path = DEPLOY / "install.yaml") -> list[dict[str, Any]]:
+    """The objects of ``kind`` in one of deploy/'s files (default: the kustomize base)."""
+    return [doc for doc in yaml.safe_load_all(under.read_text())
+            if isinstance(doc, dict) and doc.get("kind") == kind]

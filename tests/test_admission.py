@@ -51,13 +51,22 @@ def adm(issuer: DevIssuer, routes: RouteTable) -> Admission:
 
 # -- 1. session ---------------------------------------------------------------------------
 
-def test_the_bearer_token_outranks_the_session_cookie(adm: Admission) -> None:
-    assert adm.token(["Bearer from-header"], ["access_token=from-cookie"]) == "from-header"
+def test_the_token_is_the_bearer_or_the_session_cookie(adm: Admission) -> None:
+    assert adm.token(["Bearer from-header"], []) == "from-header"
+    assert adm.token([], ["a=1; access_token=from-cookie"]) == "from-cookie"
 
 
-def test_two_different_tokens_are_refused_with_400(adm: Admission) -> None:
+def test_the_same_token_twice_is_one_token(adm: Admission) -> None:
+    assert adm.token(["Bearer t"], ["access_token=t"]) == "t"
+
+
+@pytest.mark.parametrize(("bearers", "cookies"), [
+    (["Bearer one", "Bearer two"], []), ([], ["access_token=one", "access_token=two"]),
+    (["Bearer one"], ["access_token=two"])], ids=["two bearers", "two cookies", "one of each"])
+def test_two_different_tokens_are_refused_with_400(adm: Admission, bearers: list[str],
+                                                   cookies: list[str]) -> None:
     with pytest.raises(SessionError) as caught:
-        adm.token(["Bearer one", "Bearer two"], [])
+        adm.token(bearers, cookies)
     assert caught.value.status == 400
 
 

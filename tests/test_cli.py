@@ -189,12 +189,12 @@ def test_every_deploy_example_uses_fence_sessions(example: str) -> None:
     assert sessions.get("mode") == "jwks" and sessions.get("jwks_url"), example
 
 
-def test_the_kind_overlay_says_its_dev_sessions_are_insecure() -> None:
+def test_the_kind_values_say_their_dev_sessions_are_insecure() -> None:
     """kind's e2e script needs `hatchway token`; it reaches the pods by port-forward only."""
     import yaml
 
-    sessions = yaml.safe_load((DEPLOY / "kind" / "hatchway.yaml").read_text())["sessions"]
-    assert sessions == {"mode": "dev", "allow_insecure_dev_on_network": True}
+    values = yaml.safe_load((DEPLOY / "kind" / "values.yaml").read_text())
+    assert values["settings"]["sessions"] == {"mode": "dev", "allow_insecure_dev_on_network": True}
 
 
 # -- workers ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """One request is one user on every path: the fast path, the aiohttp handlers (proxy and API),
 HTTP/1.0 and Envoy's ext_authz check all read the session credential by one rule
-(``proxy.sessions.tokens.session_token``), and a request carrying two different session tokens is
-refused with 400 everywhere. The attacker's bytes go over raw sockets."""
+(``proxy.sessions.tokens.session_token``), and a request carrying two different session tokens, in
+any two places (Bearer and cookie included), is refused with 400 everywhere. The same token
+twice is one user. The attacker's bytes go over raw sockets."""
 
 from __future__ import annotations
 
@@ -48,6 +49,14 @@ TWO_TOKENS = {
     "spaced_second_cookie": "Cookie: access_token={alice}; theme=1;access_token = {bob}\r\n",
     "two_bearer_headers": ("Authorization: Bearer {alice}\r\n"
                            "Authorization: Bearer {bob}\r\n"),
+    # issue 21 item 4: this pair was served as alice (the header outranked the cookie)
+    "bearer_and_cookie": ("Authorization: Bearer {alice}\r\n"
+                          "Cookie: access_token={bob}\r\n"),
+    "bearer_and_cookie_in_a_second_header": ("Authorization: Bearer {alice}\r\n"
+                                             "Cookie: theme=1\r\n"
+                                             "Cookie: access_token={bob}\r\n"),
+    "lowercase_bearer_and_cookie": ("Authorization: bearer {alice}\r\n"
+                                    "Cookie: access_token={bob}\r\n"),
 }
 
 
@@ -107,23 +116,23 @@ async def test_the_same_token_twice_is_one_user(
     assert recorded["bob"] == []
 
 
-async def test_bearer_header_outranks_the_cookie_on_every_path(
+async def test_the_same_token_as_bearer_and_cookie_is_one_user(
         gateway: GatewayUnderTest, recorded: dict[str, list[web.Request]]) -> None:
-    """Scripts send the header, browsers the cookie; the explicit header wins, everywhere."""
-    both = (f"Authorization: Bearer {gateway.token('alice')}\r\n"
-            f"Cookie: access_token={gateway.token('bob')}\r\n")
-    assert (await exchange(gateway.server.port, request(PROXY + "x", both)))[0] == 200
+    """A script in a signed-in browser may send its cookie and the same token as Bearer."""
+    token = gateway.token("alice")
+    both = f"Authorization: Bearer {token}\r\nCookie: access_token={token}\r\n"
+    status, _, body = await exchange(gateway.server.port, request(PROXY + "x", both))
+    assert (status, body) == (200, b"reached")
     assert [r.headers["REMOTE_USER"] for r in recorded["alice"]] == ["alice"]
     assert recorded["bob"] == []
 
 
-async def test_bearer_header_outranks_the_cookie_in_the_ext_authz_check(
+async def test_the_same_token_as_bearer_and_cookie_is_one_user_in_the_ext_authz_check(
         start_gateway: Callable[..., Any]) -> None:
     gw = await start_gateway(mode="envoy")
-    for user in ("alice", "bob"):  # both have a workspace: only the user decides the answer
-        gw.gateway.routes.set(user, Route("127.0.0.1", 9, "/", source="test"))
-    both = (f"Authorization: Bearer {gw.token('alice')}\r\n"
-            f"Cookie: access_token={gw.token('bob')}\r\n")
+    gw.gateway.routes.set("alice", Route("127.0.0.1", 9, "/", source="test"))
+    token = gw.token("alice")
+    both = f"Authorization: Bearer {token}\r\nCookie: access_token={token}\r\n"
     status, headers, _ = await exchange(
         gw.server.port, request("/lw-workspace/_ext_authz" + PROXY + "x", both))
     assert (status, headers["remote_user"]) == (200, "alice")

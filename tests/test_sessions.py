@@ -268,12 +268,28 @@ async def test_key_server_error_gives_503_and_is_not_hammered(
     assert jwks_server.requests == 1
 
 
-def test_token_from_prefers_bearer_header_over_cookie(
+def test_token_from_reads_the_bearer_header_in_any_case(
         make_validator: ValidatorFactory) -> None:
     validator = make_validator()
-    headers = CIMultiDict({"authorization": "bEaReR  header-token ",
-                           "Cookie": "access_token=cookie-token"})
+    headers = CIMultiDict({"authorization": "bEaReR  header-token "})
     assert validator.token_from(headers) == "header-token"
+
+
+def test_token_from_refuses_a_bearer_header_and_a_different_cookie(
+        make_validator: ValidatorFactory) -> None:
+    validator = make_validator()
+    headers = CIMultiDict({"authorization": "Bearer header-token",
+                           "Cookie": "access_token=cookie-token"})
+    with pytest.raises(SessionError) as refused:
+        validator.token_from(headers)
+    assert refused.value.status == 400
+
+
+def test_token_from_takes_the_same_token_as_bearer_and_cookie(
+        make_validator: ValidatorFactory) -> None:
+    validator = make_validator()
+    headers = CIMultiDict({"authorization": "Bearer t", "Cookie": "x=1; access_token= t"})
+    assert validator.token_from(headers) == "t"
 
 
 def test_token_from_reads_the_session_cookie(make_validator: ValidatorFactory) -> None:

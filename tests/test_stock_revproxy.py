@@ -3,7 +3,7 @@ block, hatchery-service, ambassador-service and Arborist locations (tests/fixtur
 every substitution listed there), an Arborist answering ``/auth/proxy`` as Arborist does
 (tests/arborist_contract.py), and a real hatchway trusting only nginx's address.
 
-As deploy/gen3/stock-revproxy.yaml wires it: ``hatchery-service`` is hatchway's main port,
+As the Helm chart (deploy/helm/hatchway) wires it: ``hatchery-service`` is hatchway's main port,
 ``ambassador-service`` its ``ambassador_port`` listener. Everything goes over loopback.
 """
 

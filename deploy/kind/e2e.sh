@@ -14,6 +14,8 @@ cd "$(dirname "$0")/../.."
 
 CLUSTER=${CLUSTER:-hatchway}
 IMAGE=hatchway:kind
+NAMESPACE=default              # deploy/kind/install.yaml is rendered for it
+USERS=jupyter-pods-$NAMESPACE  # the user namespace
 USER_NAME=${USER_NAME:-alice@example.org}
 PORTS=(18081 18082)
 PIDS=()
@@ -40,17 +42,17 @@ kind load docker-image "$IMAGE" --name "$CLUSTER"
 
 say "apply deploy/kind"
 kubectl apply -k deploy/kind
-kubectl -n hatchway rollout status deploy/hatchway --timeout=180s
-read -r -a REPLICAS <<<"$(kubectl -n hatchway get pods -l app.kubernetes.io/name=hatchway \
+kubectl -n "$NAMESPACE" rollout status deploy/hatchway --timeout=180s
+read -r -a REPLICAS <<<"$(kubectl -n "$NAMESPACE" get pods -l app.kubernetes.io/name=hatchway \
   --field-selector=status.phase=Running -o jsonpath='{.items[*].metadata.name}')"
 [ "${#REPLICAS[@]}" -ge 2 ] || fail "expected 2 running replicas, got ${REPLICAS[*]:-none}"
 
 TOKENS=()
 for i in 0 1; do
-  kubectl -n hatchway port-forward "pod/${REPLICAS[$i]}" "${PORTS[$i]}:8080" >/dev/null &
+  kubectl -n "$NAMESPACE" port-forward "pod/${REPLICAS[$i]}" "${PORTS[$i]}:8080" >/dev/null &
   PIDS+=($!)
   # dev sessions: each replica signs with its own key, so ask each for its own token
-  TOKENS+=("$(kubectl -n hatchway exec "${REPLICAS[$i]}" -- \
+  TOKENS+=("$(kubectl -n "$NAMESPACE" exec "${REPLICAS[$i]}" -- \
     hatchway token "$USER_NAME" --config /etc/hatchway/hatchway.yaml)")
 done
 sleep 2
@@ -72,7 +74,7 @@ say "launch through replica 1"
 ID=$(api 0 /lw-workspace/options | json "[0]['id']")
 [ "$(api 0 "/lw-workspace/launch?id=$ID" -X POST)" = "Success" ] || fail "launch"
 wait_status Running 180
-kubectl -n jupyter-pods get pods,services,endpointslices,pvc
+kubectl -n "$USERS" get pods,services,endpointslices,pvc
 
 say "the same workspace through both replicas"
 FIRST=$(api 0 /lw-workspace/proxy/api/status | json "['started']")
@@ -83,7 +85,7 @@ api 0 /lw-workspace/_status | json "['backend_health']['watch']"
 say "terminate"
 [ "$(api 0 /lw-workspace/terminate -X POST)" = "Terminated workspace" ] || fail "terminate"
 wait_status "Not Found" 60
-kubectl -n jupyter-pods get pvc "claim-$(python3 -c '
+kubectl -n "$USERS" get pvc "claim-$(python3 -c '
 import sys
 print("".join(c if c in "abcdefghijklmnopqrstuvwxyz0123456789" else "-%2x" % ord(c)
               for c in sys.argv[1]))' "$USER_NAME")" >/dev/null || fail "the user volume is gone"

@@ -33,7 +33,7 @@ async def authenticate(request: web.Request, gateway: Gateway) -> Identity | web
     kept for per-option Arborist checks."""
     admission = request.app[ADMISSION]
     try:
-        trusted = trusted_user(request, gateway.trusted_nets)
+        trusted = trusted_user(request, gateway.trusted)
     except Ambiguous as exc:
         return responses.error(request, 400, str(exc))
     headers = request.headers

@@ -164,7 +164,9 @@ async def status(request: web.Request, gateway: Gateway, who: Identity) -> web.S
     st = await workspace_status(gateway, who.user)
     envoy = gateway.envoy
     if st.status == RUNNING and envoy is not None and not envoy.applied(who.user):
-        st.status = LAUNCHING  # Running means reachable: Envoy has not loaded the route yet
+        # Running means reachable: Envoy has not loaded the route yet, or refused it
+        st.status = LAUNCHING
+        st.detail = envoy.route_problem(who.user) or st.detail
     return web.json_response(st.to_json(await last_activity_ms(gateway, who.user, st)))
 
 

@@ -31,9 +31,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-import yaml
-
 from launcher.errors import ConfigError
 from launcher.names import escape
 from launcher.routes import Route, RouteTable
@@ -41,7 +38,8 @@ from launcher.routes import Route, RouteTable
 from .. import responses
 from ..relay.headers import IDENTITY
 from . import jwt as envoy_jwt
-from .admin import EnvoyAdminUnreachable, served_routes_version
+from . import syntax
+from .applied import EnvoyApplied
 
 if TYPE_CHECKING:
     from ..settings import EnvoySettings, Settings
@@ -64,13 +62,6 @@ _EXT_AUTHZ = _T + "extensions.filters.http.ext_authz.v3.ExtAuthz"
 _HEADER_MUTATION = _T + "extensions.filters.http.header_mutation.v3.HeaderMutation"
 _ROUTER = _T + "extensions.filters.http.router.v3.Router"
 _UPSTREAM_TLS = _T + "extensions.transport_sockets.tls.v3.UpstreamTlsContext"
-
-
-class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
-    """Plain YAML without anchors/aliases, so each file reads as it means."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
 
 
 def envoy_binary() -> str:
@@ -142,12 +133,15 @@ def _cluster(name: str, host: str, port: int, *, connect_timeout_s: float,
     return cluster
 
 
+def _version_of(resources: list[dict[str, Any]]) -> str:
+    """A file's version when nothing else numbers it: its content's digest."""
+    return hashlib.sha256(json.dumps(resources, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _discovery(resources: list[dict[str, Any]], version: str = "") -> str:
     """A DiscoveryResponse document as Envoy's path_config_source reads it."""
-    body = json.dumps(resources, sort_keys=True).encode()
-    doc = {"version_info": version or hashlib.sha256(body).hexdigest()[:16],
-           "resources": resources}
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+    return syntax.dump({"version_info": version or _version_of(resources),
+                        "resources": resources})
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -172,8 +166,7 @@ def _file_source(path: Path) -> dict[str, Any]:
     }
 
 
-def _header(key: str, value: str) -> dict[str, Any]:
-    return {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+_header = syntax.header  # every header value Envoy adds is escaped for its formatter
 
 
 # Browsers navigating, as ``responses.wants_html`` tells them: text/html accepted, and the
@@ -303,7 +296,7 @@ def render_bootstrap(*, admin_port: int, dynamic_dir: str | os.PathLike[str],
         },
         "static_resources": {"clusters": static},
     }
-    return yaml.dump(bootstrap, Dumper=_Dumper, sort_keys=False)
+    return syntax.dump(bootstrap)
 
 
 def write_dynamic_files(dynamic_dir: str | os.PathLike[str], *, listen_host: str,
@@ -398,16 +391,25 @@ class EnvoyConfigWriter:
         self.last_error = ""
         # Applied-route tracking: the route file's version is a strictly increasing number
         # (epoch ms, so it also grows across restarts); each user's entry remembers the version
-        # that last changed it, and Envoy's admin says which version it serves.
-        self._admin_url = admin_url.rstrip("/")
+        # that last changed it, and Envoy's admin says which version it serves (and whether
+        # it refused one: proxy.envoy.applied).
+        self._applied = EnvoyApplied(admin_url) if admin_url else None
         self._version = 0
-        self._served = 0
+        self._clusters_version = ""
         self._entries: dict[str, str] = {}
         self._changed_in: dict[str, int] = {}
-        self._confirm_task: asyncio.Task[None] | None = None
-        self._written_event = asyncio.Event()
 
     # -- building ---------------------------------------------------------------------------
+    def _unroutable(self, user: str, route: Route) -> str:
+        """Why Envoy could not take ``user``'s route ("" when it can). Such a route is left
+        out, and that user's status says why: written, it would make Envoy refuse the whole
+        file, for every user (``proxy.envoy.syntax``)."""
+        if self._jwt_lane is not None and (problem := syntax.header_value_problem(user)):
+            return f"the user name cannot be an Envoy header value: {problem}"
+        if route.auth and (problem := syntax.header_value_problem(route.auth)):
+            return f"the workspace's secret cannot be an Envoy header value: {problem}"
+        return ""
+
     def _user_routes(self, user: str, route: Route) -> list[dict[str, Any]]:
         """The entries routing ``user``'s requests by the user header (ext_authz mode's
         route): to the workspace, or while it launches builtin mode's 503 (page or JSON)."""
@@ -433,6 +435,8 @@ class EnvoyConfigWriter:
     def route_configuration(self, items: Iterable[tuple[str, Route]]) -> dict[str, Any]:
         routes: list[dict[str, Any]] = []
         for user, route in sorted(items):
+            if self._unroutable(user, route):
+                continue
             for entry in self._user_routes(user, route):
                 if self._jwt_lane is None:
                     routes.append(entry)
@@ -473,6 +477,8 @@ class EnvoyConfigWriter:
     def _entry_text(self, user: str, route: Route | None) -> str:
         if route is None:
             return ""
+        if unroutable := self._unroutable(user, route):
+            return "left out: " + unroutable
         lane = "" if self._jwt_lane is None else str(self._jwt_lane(user))
         return lane + json.dumps(self._user_routes(user, route), sort_keys=True)
 
@@ -491,15 +497,35 @@ class EnvoyConfigWriter:
             for user in changed:
                 self._changed_in[user] = self._version
             self._entries = entries
-        self._replace(CDS_FILE, _discovery(list(wanted.values())))
+        clusters = list(wanted.values())
+        self._replace(CDS_FILE, _discovery(clusters))
         self._clusters = wanted
+        self._clusters_version = _version_of(clusters)
 
     def applied(self, user: str) -> bool:
         """Whether Envoy serves the table's current route for ``user`` (always True when no
         admin address is known or no Envoy answers there: nothing to wait for then)."""
-        if self._entry_text(user, self._routes.get(user)) != self._entries.get(user, ""):
+        route = self._routes.get(user)
+        if self._entry_text(user, route) != self._entries.get(user, ""):
             return False  # changed in the table, not yet written
-        return not self._admin_url or self._changed_in.get(user, 0) <= self._served
+        if route is not None and self._unroutable(user, route):
+            return False
+        return self._applied is None or self._changed_in.get(user, 0) <= self._applied.served
+
+    def route_problem(self, user: str) -> str:
+        """Why Envoy does not route ``user``'s workspace, for its status ("" when it does, or
+        is about to)."""
+        route = self._routes.get(user)
+        if route is not None and (unroutable := self._unroutable(user, route)):
+            return f"Envoy cannot route this workspace: {unroutable}"
+        if self._applied is not None and not self.applied(user):
+            return self._applied.problem
+        return ""
+
+    @property
+    def problem(self) -> str:
+        """Why Envoy does not serve hatchway's latest files, for readiness ("" when it does)."""
+        return self.last_error or (self._applied.problem if self._applied is not None else "")
 
     async def wait_applied(self, user: str, timeout_s: float = 3.0) -> bool:
         loop = asyncio.get_running_loop()
@@ -509,27 +535,6 @@ class EnvoyConfigWriter:
                 return False
             await asyncio.sleep(0.02)
         return True
-
-    async def _confirm(self) -> None:
-        """Poll Envoy's admin until it serves the version last written."""
-        async with aiohttp.ClientSession() as session:
-            while True:
-                await self._written_event.wait()
-                self._written_event.clear()
-                target = self._version
-                for _ in range(250):  # 5 s
-                    try:
-                        text = await served_routes_version(session, self._admin_url)
-                    except EnvoyAdminUnreachable:
-                        self._served = target  # no Envoy to wait for: don't hold users back
-                        break
-                    if text.isdigit() and int(text) >= target:
-                        self._served = int(text)
-                        break
-                    await asyncio.sleep(0.02)
-                else:
-                    self._served = target
-                    log.warning("Envoy has not applied route version %d within 5 s", target)
 
     def write(self) -> None:
         """Write the current table now (synchronously). Raises OSError when it can't."""
@@ -546,17 +551,18 @@ class EnvoyConfigWriter:
             self._routes.subscribe(self._changed)
             self._subscribed = True
         self._task = asyncio.create_task(self._follow(), name="envoy-config-writer")
-        if self._admin_url:
-            self._written_event.set()
-            self._confirm_task = asyncio.create_task(self._confirm(), name="envoy-confirm")
+        if self._applied is not None:
+            self._applied.wrote(self._version, self._clusters_version)
+            self._applied.start()
 
     async def stop(self) -> None:
-        for task in (self._task, self._confirm_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = self._confirm_task = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._applied is not None:
+            await self._applied.stop()
 
     async def _follow(self) -> None:
         while True:
@@ -565,7 +571,8 @@ class EnvoyConfigWriter:
             self._dirty.clear()
             try:
                 await asyncio.to_thread(self._write_snapshot, list(self._routes.items()))
-                self._written_event.set()
+                if self._applied is not None:
+                    self._applied.wrote(self._version, self._clusters_version)
                 self.last_error = ""
             except OSError as exc:
                 self.last_error = f"writing Envoy config in {self._dir}: {exc}"

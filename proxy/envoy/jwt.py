@@ -9,15 +9,18 @@ With ``envoy.authorization: jwt`` (the default) the listener runs, in order:
    hatchway's leeway; ``exp`` required). Only a token that passes sets the verified-claim
    headers (``pur``, ``context.user.name``), whose client-sent copies were removed before
    routing; the route is then picked again. A missing or bad token sets nothing and the
-   request goes on to routes that ask hatchway;
+   request goes on to routes that ask hatchway. One request is verified as at most one token
+   (``jwt_authn_filter``'s rules): a request that may carry two goes unverified to hatchway,
+   whose ``session_token`` refuses two different ones (400), as in builtin mode;
 3. ``ext_authz`` (hatchway's check), enabled per route: on WebSocket upgrades (the Origin rule,
    once per socket), on every route matched by a header rather than verified claims (so a
    request Envoy could not admit gets hatchway's own precise 401 / login redirect / 403 / 503),
    and on every user route when gateway-level authorization needs hatchway (Arborist;
    users an allowlist leaves out);
-4. ``credential_strip`` (Lua): the session cookie and a bearer token never reach the workspace
-   (Envoy's ``forward: false`` cannot remove a cookie JWT, and would hide the token from the
-   check on the routes that ask hatchway);
+4. ``credential_strip`` (Lua): a request naming two different tokens is refused (400) where
+   Envoy's matchers cannot see it (a second Cookie header), and the session cookie and a
+   bearer token never reach the workspace (Envoy's ``forward: false`` cannot remove a cookie
+   JWT, and would hide the token from the check on the routes that ask hatchway);
 5. the router. A user's fast route matches only when the verified ``pur`` is ``access`` and
    the verified ``context.user.name`` equals the route's user.
 
@@ -27,9 +30,14 @@ not from a per-request call.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from .. import responses
+from ..sessions.tokens import TWO_SESSIONS
+from . import syntax
 
 VERIFIED_USER = "x-hatchway-verified-user"  # jwt_authn's copy of context.user.name
 VERIFIED_PURPOSE = "x-hatchway-verified-purpose"  # and of pur
@@ -37,7 +45,8 @@ JWT_FILTER = "envoy.filters.http.jwt_authn"
 LUA_FILTER = "envoy.filters.http.lua"
 EXT_AUTHZ_FILTER = "envoy.filters.http.ext_authz"
 JWKS_CLUSTER = "session_jwks"
-PROVIDER = "session"
+HEADER_PROVIDER = "session_bearer"  # the same issuer and keys, read from one place each
+COOKIE_PROVIDER = "session_cookie"
 
 _T = "type.googleapis.com/envoy."
 _JWT_AUTHN = _T + "extensions.filters.http.jwt_authn.v3.JwtAuthentication"
@@ -81,8 +90,66 @@ def jwks_endpoint(url: str) -> JwksEndpoint:
     return JwksEndpoint(parts.hostname, parts.port or (443 if tls else 80), tls, url)
 
 
+def _regex(name: str, pattern: str, *, invert: bool = False) -> dict[str, Any]:
+    """A header matcher: ``pattern`` matches the whole value. (Envoy joins repeated
+    Authorization headers with ","; of several Cookie headers its matchers see only the first,
+    which is why ``credential_strip`` checks them all again.)"""
+    matcher: dict[str, Any] = {"name": name, "string_match": {"safe_regex": {"regex": pattern}}}
+    if invert:
+        matcher["invert_match"] = True
+    return matcher
+
+
+_PRESENT = {"present_match": True}
+_SINGLE_BEARER = "[Bb][Ee][Aa][Rr][Ee][Rr] +[^ ,]+"  # one Authorization header, one token
+
+
+def _one_token_rules(check: JwtCheck, header_provider: str, cookie_provider: str
+                     ) -> list[dict[str, Any]]:
+    """Which token jwt_authn verifies, first rule that matches wins: one request is verified as
+    at most one token. jwt_authn alone verifies every token it finds (both the Bearer header
+    and the cookie, ``Bearer `` anywhere in the header) and each verified token writes its own
+    claim headers, so two tokens' claims made one user (issue 21: a token with ``pur`` and
+    no name plus one naming bob without ``pur`` reached bob's workspace).
+
+    A request that may carry more than one token, or one spelt in a way ``session_token``
+    reads differently from Envoy (a quoted cookie, a token after another scheme), gets no
+    requirement: nothing is verified, so only the routes that ask hatchway match, and
+    hatchway's ``session_token`` decides (400 for two different tokens, as builtin mode). The
+    patterns over-approximate (``x=access_token=`` counts too): a false alarm costs one
+    hatchway check, never a wrong user."""
+    name = re.escape(check.cookie_name)
+    session_cookie = f".*{name}\\s*=.*"
+    prefix = check.proxy_prefix
+
+    def verify(provider: str) -> dict[str, Any]:
+        # The provider first, so verified tokens are cached (Envoy skips its cache under
+        # allow_missing_or_failed alone); then anything passes on unverified.
+        return {"requires_any": {"requirements": [
+            {"provider_name": provider}, {"allow_missing_or_failed": {}}]}}
+
+    return [
+        # a Bearer header (any Authorization header) and the session cookie
+        {"match": {"prefix": prefix, "headers": [
+            {"name": "authorization", **_PRESENT}, _regex("cookie", session_cookie)]}},
+        # two Authorization headers (Envoy joins them with ","), another scheme, two tokens
+        {"match": {"prefix": prefix, "headers": [
+            _regex("authorization", _SINGLE_BEARER, invert=True)]}},
+        {"match": {"prefix": prefix, "headers": [_regex("authorization", _SINGLE_BEARER)]},
+         "requires": verify(header_provider)},
+        # two session cookies in one Cookie header (in a second one: credential_strip); a
+        # quoted value (Envoy would unquote it, session_token does not)
+        {"match": {"prefix": prefix, "headers": [
+            _regex("cookie", f".*{name}\\s*=.*{name}\\s*=.*")]}},
+        {"match": {"prefix": prefix, "headers": [_regex("cookie", f'.*{name}\\s*=\\s*".*')]}},
+        {"match": {"prefix": prefix}, "requires": verify(cookie_provider)},
+    ]
+
+
 def jwt_authn_filter(check: JwtCheck) -> dict[str, Any]:
-    """Verify the session token; on success set the user and purpose headers from its claims."""
+    """Verify the session token; on success set the user and purpose headers from its claims.
+    Two providers that differ only in where they look (the header, the cookie), so that
+    ``_one_token_rules`` can let each request use at most one."""
     provider: dict[str, Any] = {
         "issuer": check.issuer,
         "audiences": [check.audience],
@@ -96,8 +163,6 @@ def jwt_authn_filter(check: JwtCheck) -> dict[str, Any]:
             "async_fetch": {},
             "retry_policy": {"num_retries": 3},
         },
-        "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
-        "from_cookies": [check.cookie_name],
         # Kept in place for hatchway's check on the routes that ask it; the Lua filter takes
         # the credential out before the workspace (Envoy cannot remove a cookie JWT itself).
         "forward": True,
@@ -110,52 +175,99 @@ def jwt_authn_filter(check: JwtCheck) -> dict[str, Any]:
         # A token seen before skips the signature check (as hatchway's own session cache).
         "jwt_cache_config": {"jwt_cache_size": 10_000},
     }
+    # Setting a location also turns off jwt_authn's defaults (Bearer, access_token parameter).
+    by_header = {**provider, "from_headers": [{"name": "Authorization",
+                                               "value_prefix": "Bearer "}]}
+    by_cookie = {**provider, "from_cookies": [check.cookie_name]}
     return {"name": JWT_FILTER, "typed_config": {
         "@type": _JWT_AUTHN,
-        "providers": {PROVIDER: provider},
-        "rules": [{"match": {"prefix": check.proxy_prefix},
-                   # The provider first, so verified tokens are cached (Envoy skips its cache
-                   # under allow_missing_or_failed alone); then anything passes on unverified.
-                   "requires": {"requires_any": {"requirements": [
-                       {"provider_name": PROVIDER}, {"allow_missing_or_failed": {}}]}}}],
+        "providers": {HEADER_PROVIDER: by_header, COOKIE_PROVIDER: by_cookie},
+        "rules": _one_token_rules(check, HEADER_PROVIDER, COOKIE_PROVIDER),
     }}
 
 
 _LUA_SOURCE = """\
--- The session credential stays at the gateway, as in builtin mode: drop the bearer token and
--- the %(cookie)s cookie (from every Cookie header) before the request goes upstream.
+-- Builtin mode's two rules for the session credential (proxy.sessions.tokens.session_token,
+-- proxy.relay.headers.strip_session_cookie), before the request goes upstream:
+-- one request, one session: a request naming two different tokens (Bearer headers, %(cookie)s
+-- cookies, in any Cookie header) is refused with builtin mode's 400 (Envoy's own header
+-- matchers see only the first Cookie header);
+-- the credential stays at the gateway: the bearer token and the %(cookie)s cookie go.
 local NAME = "%(cookie)s"
+local JSON = [===[%(json)s]===]
+local PAGE = [===[%(page)s]===]
+
+local function trim(s)
+  return string.match(s, "^%%s*(.-)%%s*$")
+end
+
+local function refuse(handle)
+  local accept = handle:headers():get("accept") or ""
+  local first = string.match(accept, "^[^,]*")
+  local page = string.find(accept, "text/html", 1, true) ~= nil
+    and string.find(first, "application/json", 1, true) == nil
+  handle:respond({[":status"] = "400", ["x-content-type-options"] = "nosniff",
+                  ["content-type"] = page and "text/html; charset=utf-8"
+                                          or "application/json; charset=utf-8"},
+                 page and PAGE or JSON)
+end
+
 function envoy_on_request(handle)
   local headers = handle:headers()
-  local auth = headers:get("authorization")
-  if auth ~= nil and string.lower(string.sub(auth, 1, 7)) == "bearer " then
-    headers:remove("authorization")
+  local found, bearer = nil, false
+  for i = 0, headers:getNumValues("authorization") - 1 do
+    local auth = trim(headers:getAtIndex("authorization", i))
+    local space = string.find(auth, " ", 1, true)
+    if space ~= nil and string.lower(string.sub(auth, 1, space - 1)) == "bearer" then
+      bearer = true
+      local token = trim(string.sub(auth, space + 1))
+      if token ~= "" then
+        if found == nil then found = token
+        elseif token ~= found then return refuse(handle) end
+      end
+    end
   end
-  local n = headers:getNumValues("cookie")
-  if n == 0 then return end
   local kept, dropped = {}, false
-  for i = 0, n - 1 do
-    local value = headers:getAtIndex("cookie", i)
-    for part in string.gmatch(value, "[^;]+") do
-      local crumb = string.match(part, "^%%s*(.-)%%s*$")
-      local name = string.match(crumb, "^([^=]*)")
-      if name == NAME then dropped = true
+  for i = 0, headers:getNumValues("cookie") - 1 do
+    for part in string.gmatch(headers:getAtIndex("cookie", i), "[^;]+") do
+      local crumb = trim(part)
+      local eq = string.find(crumb, "=", 1, true)
+      if trim(eq and string.sub(crumb, 1, eq - 1) or crumb) == NAME then
+        dropped = true
+        local token = eq and trim(string.sub(crumb, eq + 1)) or ""
+        if token ~= "" then
+          if found == nil then found = token
+          elseif token ~= found then return refuse(handle) end
+        end
       elseif crumb ~= "" then kept[#kept + 1] = crumb end
     end
   end
-  if not dropped then return end
-  headers:remove("cookie")
-  if #kept > 0 then headers:add("cookie", table.concat(kept, "; ")) end
+  if bearer then headers:remove("authorization") end
+  if dropped then
+    headers:remove("cookie")
+    if #kept > 0 then headers:add("cookie", table.concat(kept, "; ")) end
+  end
 end
 """
 
 
+def _long_string(text: str) -> str:
+    """``text`` as the inside of a Lua ``[===[ ... ]===]`` string."""
+    if "]===]" in text:
+        raise ValueError("text would end a Lua long string early")
+    return text
+
+
 def credential_strip_filter(cookie_name: str) -> dict[str, Any]:
+    """The session rules Envoy's own filters cannot state (see ``_LUA_SOURCE``), with builtin
+    mode's 400 answers (``responses.error``'s bytes)."""
     if not cookie_name or any(c in cookie_name for c in '"\\\n%;= '):
         raise ValueError(f"cookie name not usable in Envoy's config: {cookie_name!r}")
     return {"name": LUA_FILTER, "typed_config": {
-        "@type": _LUA, "default_source_code": {
-            "inline_string": _LUA_SOURCE % {"cookie": cookie_name}}}}
+        "@type": _LUA, "default_source_code": {"inline_string": _LUA_SOURCE % {
+            "cookie": cookie_name,
+            "json": _long_string(responses.error_json(TWO_SESSIONS)),
+            "page": _long_string(responses.error_page(400, TWO_SESSIONS))}}}}
 
 
 def http_filters(check: JwtCheck, strip: dict[str, Any], ext_authz: dict[str, Any],
@@ -199,8 +311,7 @@ def user_routes(entry: dict[str, Any], user: str, *, user_header: str, ask_hatch
     if "route" in entry:  # the workspace sees who it serves, as Hatchery's Mapping tells it
         fast["request_headers_to_add"] = [
             *entry.get("request_headers_to_add", ()),  # the workspace's secret, if any
-            {"header": {"key": user_header, "value": user},
-             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]
+            syntax.header(user_header, user)]
     if not ask_hatchway:
         fast["typed_per_filter_config"] = AUTHZ_OFF
     if "route" not in entry:  # a direct answer (workspace still starting): nothing to upgrade

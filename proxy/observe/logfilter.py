@@ -2,12 +2,13 @@
 short INFO line, a bounded number per minute.
 
 aiohttp logs every request it cannot parse as ERROR "Error handling request" with a full
-traceback (about 3 KB); one client sending junk in a loop wrote 1.6 MB/s of them. Each
-gateway's aiohttp server logs through its own ``RefusalLogger`` (a child of ``aiohttp.server``,
-so handlers and levels are unchanged), which turns those records (the exception is an
-``HttpProcessingError``: bad request line, header, framing, too long) into one line naming the
-client and the reason, and drops them past ``per_minute`` in a minute, saying in the next line
-how many were dropped. Errors of the gateway itself (any other exception) are left as they are.
+traceback (about 3 KB); one client sending junk in a loop wrote 1.6 MB/s of them. The aiohttp
+servers of one gateway's listeners (all of them: ``proxy.serve.server``) log through its one
+``RefusalLogger`` (a child of ``aiohttp.server``, so handlers and levels are unchanged), which
+turns those records (the exception is an ``HttpProcessingError``: bad request line, header,
+framing, too long) into one line naming the client and the reason, and drops them past
+``per_minute`` in a minute, saying in the next line how many were dropped. Errors of the
+gateway itself (any other exception) are left as they are.
 """
 
 from __future__ import annotations

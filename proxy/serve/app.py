@@ -30,7 +30,7 @@ from ..relay.fallback.handler import CLIENT, proxy_handler
 from ..sessions.devissuer import DevIssuer
 from ..sessions.jwks import KeyStore, http_jwks_fetcher
 from ..sessions.tokens import SessionValidator
-from ..sessions.trusted import parse_networks
+from ..sessions.trusted import trusted_peers
 from ..settings import Settings, kube_settings
 from . import wiring
 
@@ -100,18 +100,18 @@ def build_app(settings: Settings) -> web.Application:
         keys, issuer=settings.session_issuer, audience=settings.sessions.audience,
         leeway_seconds=settings.sessions.leeway_seconds,
         cookie_name=settings.sessions.cookie_name)
+    backend = _backend(settings, routes, hatchery)
     gateway = Gateway(
-        settings=settings, hatchery=hatchery, routes=routes,
-        backend=_backend(settings, routes, hatchery), sessions=sessions,
+        settings=settings, hatchery=hatchery, routes=routes, backend=backend, sessions=sessions,
         authz=build_authorizer(settings.authz, http), activity=ActivityTracker(),
         paymodels=PayModels.from_hatchery(hatchery.raw, hatchery.source,
                                           region=settings.paymodels.region,
                                           endpoint_url=settings.paymodels.endpoint_url),
-        trusted_nets=parse_networks(settings.trusted_proxies))
+        trusted=trusted_peers(settings.trusted_proxies, isolation=backend.isolation,
+                              first_workspace_uid=settings.local.first_uid))
 
     # On Kubernetes the replicas share activity (a Service annotation) and elect one culler
     # (a Lease); the local backend has neither and culls alone.
-    backend = gateway.backend
     last_activity = gateway.activity.last_ms
     is_leader: Callable[[], bool] = lambda: True  # noqa: E731
     default_limit_ms = 0

@@ -202,12 +202,16 @@ def _say_isolation(app: Any) -> None:
     """How local workspaces are kept apart, said once at start-up (a warning when not)."""
     from ..gateway import GATEWAY
 
-    backend = app[GATEWAY].backend
+    gateway = app[GATEWAY]
+    backend = gateway.backend
     summary = backend.isolation_summary()
+    log = logging.getLogger("hatchway")
     if summary is not None:
         shared = backend.isolation == "shared"
-        logging.getLogger("hatchway").log(logging.WARNING if shared else logging.INFO,
-                                          "%s", summary)
+        log.log(logging.WARNING if shared else logging.INFO, "%s", summary)
+    if gateway.trusted.first_workspace_uid is not None:
+        log.info("trusted_proxies: a peer on this host is believed only if its socket's owner "
+                 "is no workspace (uid below %d)", gateway.trusted.first_workspace_uid)
 
 
 def _launches_locally(settings: Settings) -> bool:

@@ -8,6 +8,10 @@
   draining after a SIGTERM (so endpoints drop it before the listener closes). An unreachable
   Kubernetes API after the first sync does not fail readiness: routes keep serving from the
   cache, and taking every replica out of the Service would cut users off for nothing.
+  Likewise in Envoy mode, when Envoy refused hatchway's latest route or cluster file (or has not
+  taken it): ``/_ready`` says so under ``degraded`` and stays 200, since every replica's Envoy
+  reads the same table and would refuse it alike, while the workspaces it already routes keep
+  working; each affected workspace's ``/status`` says so too.
 """
 
 from __future__ import annotations
@@ -52,11 +56,20 @@ def checks(app: web.Application) -> dict[str, str]:
     }
 
 
+def degraded(app: web.Application) -> dict[str, str]:
+    """What works less well than it should without making the replica unready."""
+    envoy = app[GATEWAY].envoy
+    problem = envoy.problem if envoy is not None else ""
+    return {"envoy": problem} if problem else {}
+
+
 def readiness(app: web.Application) -> tuple[bool, dict[str, Any]]:
     results = checks(app)
     failing = {k: v for k, v in results.items() if v != OK}
+    notes = degraded(app)
     return not failing, {"ready": not failing, "checks": results,
-                         **({"failing": sorted(failing)} if failing else {})}
+                         **({"failing": sorted(failing)} if failing else {}),
+                         **({"degraded": notes} if notes else {})}
 
 
 async def ready(request: web.Request) -> web.StreamResponse:
@@ -80,7 +93,7 @@ async def status(request: web.Request) -> web.StreamResponse:
             status_code = 503
     envoy = gateway.envoy
     if envoy is not None:
-        body["envoy_config"] = envoy.last_error or "ok"
+        body["envoy_config"] = envoy.problem or "ok"
     fast = gateway.fast_path
     if fast is not None:  # which path answered (tests prove the fast path is taken)
         body["fast_path"] = {"relayed": fast.relayed, "handed_off": fast.handed_off}

@@ -43,13 +43,31 @@ async def _listen(factory: Callable[[], asyncio.BaseProtocol], host: str, port: 
         family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC)
 
 
-async def _side_listener(app: web.Application, host: str, port: int, reuse_port: bool, *,
-                         shutdown_timeout: float) -> tuple[web.AppRunner,
-                                                           asyncio.base_events.Server]:
-    """A listener of its own for ``app`` beside the gateway's (ambassador, metrics)."""
+async def _aiohttp_server(app: web.Application, *, keepalive: float, shutdown_timeout: float,
+                          refusals: logfilter.RefusalLogger) -> web.AppRunner:
+    """The aiohttp server behind one listener. Every listener's is made here, so a malformed
+    request gets one answer on each: aiohttp's precise 400 (nosniff, as every answer of the
+    gateway's own), logged as one INFO line within the gateway's one rate limit (``refusals``),
+    never an ERROR with a traceback."""
+    # keepalive: aiohttp's one timer closes idle connections and heads that never finish alike
     runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                           shutdown_timeout=shutdown_timeout)
+                           shutdown_timeout=shutdown_timeout, keepalive_timeout=keepalive,
+                           logger=refusals)
     await runner.setup()
+    assert runner.server is not None
+    # Requests are GatewayRequests (nosniff on the gateway's own answers); read by every
+    # protocol made from here on, the fast path's handoffs included.
+    use_request_class(runner.server, app, GatewayRequest)
+    return runner
+
+
+async def _side_listener(app: web.Application, host: str, port: int, reuse_port: bool, *,
+                         keepalive: float, shutdown_timeout: float,
+                         refusals: logfilter.RefusalLogger
+                         ) -> tuple[web.AppRunner, asyncio.base_events.Server]:
+    """A listener of its own for ``app`` beside the gateway's (ambassador, metrics)."""
+    runner = await _aiohttp_server(app, keepalive=keepalive, shutdown_timeout=shutdown_timeout,
+                                   refusals=refusals)
     assert runner.server is not None
     return runner, await _listen(runner.server, host, port, reuse_port)
 
@@ -58,16 +76,11 @@ async def start(app: web.Application, host: str, port: int, *,
                 reuse_port: bool = False) -> Running:
     """Run ``app`` on host:port (0 picks a free port)."""
     gateway = app.get(GATEWAY)
-    # aiohttp's one timer closes idle connections and heads that never finish alike
     keepalive = gateway.settings.limits.keepalive_timeout_seconds if gateway else 75.0
-    # logger: malformed requests make one INFO line each, not an ERROR with a traceback
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5,
-                           keepalive_timeout=keepalive, logger=logfilter.RefusalLogger())
-    await runner.setup()
+    refusals = logfilter.RefusalLogger()  # one budget of refusal lines for every listener
+    runner = await _aiohttp_server(app, keepalive=keepalive, shutdown_timeout=5,
+                                   refusals=refusals)
     assert runner.server is not None
-    # Requests are GatewayRequests (nosniff on the gateway's own answers); read by every
-    # protocol made from here on, the fast path's handoffs included.
-    use_request_class(runner.server, app, GatewayRequest)
     fast = _fast_path(app, runner.server)
     factory: Callable[[], asyncio.BaseProtocol] = fast if fast is not None else runner.server
     running = Running(runner, await _listen(factory, host, port, reuse_port), fast)
@@ -79,11 +92,12 @@ async def start(app: web.Application, host: str, port: int, *,
         if settings.ambassador_port is not None:
             running.ambassador = await _side_listener(
                 ambassador_app(app), host, settings.ambassador_port, reuse_port,
-                shutdown_timeout=5)
+                keepalive=keepalive, shutdown_timeout=5, refusals=refusals)
         if settings.metrics_port is not None:  # /metrics: its own socket, never the user's
             running.metrics = await _side_listener(
                 metrics.metrics_app(app[metrics.METRICS]), settings.metrics_host,
-                settings.metrics_port, reuse_port, shutdown_timeout=1)
+                settings.metrics_port, reuse_port, keepalive=keepalive, shutdown_timeout=1,
+                refusals=refusals)
     except BaseException:
         await running.close()
         raise

@@ -42,33 +42,39 @@ class SessionError(Exception):
         self.status = status
 
 
-TWO_SESSIONS = "the request carries two different session tokens: sign out and in again"
+TWO_SESSIONS = ("the request carries two different session tokens (Authorization: Bearer "
+                "and the session cookie, or two of either): sign out and in again")
 
 
 def session_token(authorizations: Iterable[str], cookie_headers: Iterable[str],
                   cookie_name: str) -> str | None:
     """The one reading of a request's session credential, shared by the fast path, the aiohttp
-    handlers and the Envoy check: the token of ``Authorization: Bearer <t>`` (scripts send
-    it; an explicit header wins), else the ``cookie_name`` cookie (browsers), else None.
+    handlers, hatchway's Envoy check and (as Lua) Envoy's own jwt lane: the token of
+    ``Authorization: Bearer <t>`` (scripts) or of the ``cookie_name`` cookie (browsers), else
+    None.
 
-    A request naming two different tokens, in two Bearer headers or two session cookies, is
-    refused (SessionError 400): were one path to read the first and another the last, one
-    request would be two users. Repeats of the same token, and empty values, are harmless."""
-    bearers: set[str] = set()
+    A request naming two different tokens, in any two places (two Bearer headers, two session
+    cookies, or a Bearer header and a cookie), is refused (SessionError 400): were one reader
+    to prefer the header and another the cookie, or verify both, one request would be two
+    users. Repeats of the same token, and empty values, are harmless."""
+    found: str | None = None
     for auth in authorizations:
         scheme, _, value = auth.strip().partition(" ")
         if scheme.lower() == "bearer" and (value := value.strip()):
-            bearers.add(value)
-    cookies: set[str] = set()
+            if found is None:
+                found = value
+            elif value != found:
+                raise SessionError(TWO_SESSIONS, 400)
     for header in cookie_headers:
         if cookie_name in header:
             for part in header.split(";"):
                 name, _, value = part.partition("=")
                 if name.strip() == cookie_name and (value := value.strip()):
-                    cookies.add(value)
-    if len(bearers) > 1 or len(cookies) > 1:
-        raise SessionError(TWO_SESSIONS, 400)
-    return next(iter(bearers or cookies), None)
+                    if found is None:
+                        found = value
+                    elif value != found:
+                        raise SessionError(TWO_SESSIONS, 400)
+    return found
 
 
 _CLAIM_ERRORS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (

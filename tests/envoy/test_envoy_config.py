@@ -4,6 +4,7 @@ atomically, once per burst of changes, and only when it changed."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,8 @@ def inlined(bootstrap: Path, dynamic: Path) -> Path:
     del doc["dynamic_resources"]
     doc["static_resources"]["listeners"] = listeners
     doc["static_resources"]["clusters"] += clusters
-    out = bootstrap.with_name("inlined.yaml")
-    out.write_text(yaml.safe_dump(doc))
+    out = bootstrap.with_name("inlined.json")  # JSON: no YAML re-reading of any string
+    out.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
     return out
 
 

@@ -30,7 +30,7 @@ from proxy.envoy.config import bootstrap_for_settings
 from proxy.sessions.devissuer import KEY_FILE
 
 from ..conftest import GatewayUnderTest
-from ..helpers import free_port
+from ..helpers import exchange, free_port
 from .conftest import PROXY, EnvoyProcess, eventually
 
 
@@ -263,6 +263,105 @@ async def test_allowlisted_user_is_admitted(
                       authz={"mode": "allowlist", "users": ["alice"]}) as s:
         status, body = await s.get(PROXY + "headers", bearer(s.gw.token("alice")))
         assert (status, body["path"]) == (200, "/alice/headers")
+
+
+# -- one request, one token ------------------------------------------------------------------
+
+def raw_get(path: str, credentials: str) -> str:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{credentials}Connection: close\r\n\r\n"
+
+
+async def test_claims_of_two_tokens_are_never_merged(stack: Stack) -> None:
+    """Issue 21 item 6, the attacker's bytes: a token with ``pur=access`` and no user name, and
+    one naming bob without ``pur``; each alone is refused, and jwt_authn verified both and
+    wrote each one's claim header, so together they reached bob's workspace."""
+    purpose_only = stack.sign(stack.claims("ignored", context=None))
+    name_only = stack.sign(stack.claims("bob", pur=None))
+    for token in (purpose_only, name_only):
+        assert (await stack.get(PROXY + "headers", bearer(token)))[0] == 401
+    status, _, body = await exchange(stack.port, raw_get(
+        PROXY + "headers",
+        f"Authorization: Bearer {purpose_only}\r\nCookie: access_token={name_only}\r\n"))
+    assert status == 400
+    assert "two different session tokens" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize("credentials", [
+    "Authorization: Bearer {alice}\r\nCookie: access_token={bob}\r\n",
+    "Authorization: Bearer {bob}\r\nCookie: theme=1; access_token={alice}\r\n",
+    "Cookie: access_token={alice}\r\nCookie: access_token={bob}\r\n",
+    "Cookie: access_token={alice}; access_token={bob}\r\n",
+])
+async def test_two_users_tokens_in_one_request_are_refused(stack: Stack,
+                                                           credentials: str) -> None:
+    """As on the builtin path (tests/test_session_cookies.py), whichever token Envoy or the
+    workspace would have read: 400, and no workspace is reached."""
+    alice, bob = stack.gw.token("alice"), stack.gw.token("bob")
+    status, headers, body = await exchange(
+        stack.port, raw_get(PROXY + "headers", credentials.format(alice=alice, bob=bob)))
+    assert status == 400
+    assert "two different session tokens" in json.loads(body)["error"]
+    assert headers["content-type"] == "application/json; charset=utf-8"
+
+
+async def test_two_authorization_headers_reach_no_workspace(stack: Stack) -> None:
+    """Envoy joins them into one value (``Bearer a,Bearer b``), which is no token at all to
+    hatchway's check (builtin mode, seeing two headers, says 400)."""
+    alice, bob = stack.gw.token("alice"), stack.gw.token("bob")
+    status, _, body = await exchange(stack.port, raw_get(
+        PROXY + "headers", f"Authorization: Bearer {alice}\r\nAuthorization: Bearer {bob}\r\n"))
+    assert status == 401
+    assert json.loads(body)["error"] == "malformed token"
+
+
+async def test_two_tokens_are_refused_with_the_page_for_a_browser(stack: Stack) -> None:
+    alice, bob = stack.gw.token("alice"), stack.gw.token("bob")
+    status, headers, body = await exchange(stack.port, raw_get(
+        PROXY + "tree", f"Accept: text/html\r\nAuthorization: Bearer {alice}\r\n"
+                        f"Cookie: access_token={bob}\r\n"))
+    assert (status, headers["content-type"]) == (400, "text/html; charset=utf-8")
+    assert b"two different session tokens" in body
+
+
+async def test_the_same_token_as_bearer_and_cookie_is_one_user(stack: Stack) -> None:
+    token = stack.gw.token("alice")
+    status, body = await stack.get(PROXY + "headers", {**bearer(token),
+                                                       "Cookie": f"access_token={token}"})
+    assert (status, body["path"]) == (200, "/alice/headers")
+    seen = seen_headers(body)
+    assert seen["remote_user"] == "alice"
+    assert token not in json.dumps(seen)  # neither copy of the credential reaches it
+
+
+async def checks_asked(stack: Stack) -> int:
+    """How many times Envoy has asked hatchway's check so far (its ext_authz counters)."""
+    admin = f"http://127.0.0.1:{stack.gw.gateway.settings.envoy.admin_port}/stats"
+    async with stack.http.get(admin, params={"filter": r"\.ext_authz\.", "format": "json"}
+                              ) as resp:
+        stats = (await resp.json())["stats"]
+    return sum(int(s.get("value", 0)) for s in stats if "value" in s)
+
+
+@pytest.mark.parametrize("credential", ["Authorization: Bearer {token}",
+                                        "Cookie: theme=1; access_token={token}"])
+async def test_one_token_is_verified_by_envoy_without_asking_hatchway(
+        stack: Stack, credential: str) -> None:
+    """The one-token rules leave the fast lane to every request with one credential."""
+    name, _, value = credential.format(token=stack.gw.token("alice")).partition(": ")
+    before = await checks_asked(stack)
+    status, body = await stack.get(PROXY + "headers", {name: value})
+    assert (status, body["path"]) == (200, "/alice/headers")
+    assert await checks_asked(stack) == before
+
+
+async def test_a_token_outside_the_bearer_scheme_is_not_verified(stack: Stack) -> None:
+    """jwt_authn's own extractor finds ``Bearer `` anywhere in the header; the one token it
+    may verify is the one hatchway's rule picks, so a token hidden after another scheme is no
+    credential (as in builtin mode), and cannot join a cookie's claims."""
+    alice = stack.gw.token("alice")
+    status, _ = await stack.get(PROXY + "headers",
+                                {"Authorization": f"Basic eA== Bearer {alice}"})
+    assert status == 401
 
 
 # -- what the workspace sees -----------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 from launcher.routes import Route
 
 from ..conftest import GatewayUnderTest
-from ..helpers import API, auth, launch, status_becomes
+from ..helpers import API, auth, exchange, launch, status_becomes
 from .conftest import EXT_AUTHZ_PREFIX, PROXY, eventually, running_envoy
 
 CHECK = EXT_AUTHZ_PREFIX + PROXY + "tree?x=1"
@@ -178,9 +178,15 @@ async def test_behind_envoy_a_browser_without_session_is_sent_to_login(
             assert resp.headers["Location"].startswith("/lw-workspace/login?redirect=")
 
 
-async def test_behind_envoy_two_session_cookies_are_refused_and_reach_no_workspace(
-        start_gateway: Callable[..., Any], aiohttp_server: Any, tmp_path: Path) -> None:
-    """One request, two users' cookies: Envoy's check answers 400, whichever cookie Envoy or
+@pytest.mark.parametrize("credentials", [
+    "Cookie: access_token={alice}; access_token={bob}\r\n",
+    # issue 21 item 4: served as alice before (the Bearer header outranked the cookie)
+    "Authorization: Bearer {alice}\r\nCookie: access_token={bob}\r\n",
+])
+async def test_behind_envoy_two_session_tokens_are_refused_and_reach_no_workspace(
+        start_gateway: Callable[..., Any], aiohttp_server: Any, tmp_path: Path,
+        credentials: str) -> None:
+    """One request, two users' tokens: Envoy's check answers 400, whichever token Envoy or
     the workspace would have read."""
     gw = await start_gateway(mode="envoy")
     async with running_envoy(tmp_path, gw.server.port, gw.gateway.routes,
@@ -195,12 +201,29 @@ async def test_behind_envoy_two_session_cookies_are_refused_and_reach_no_workspa
         await eventually(reached)
         reader, writer = await asyncio.open_connection("127.0.0.1", stack.port)
         writer.write((f"GET {PROXY}headers HTTP/1.1\r\nHost: gw\r\n"
-                      f"Cookie: access_token={gw.token('alice')}; "
-                      f"access_token={gw.token('bob')}\r\nConnection: close\r\n\r\n").encode())
+                      + credentials.format(alice=gw.token("alice"), bob=gw.token("bob"))
+                      + "Connection: close\r\n\r\n").encode())
         answer = await asyncio.wait_for(reader.read(), 10)
         writer.close()
         assert answer.startswith(b"HTTP/1.1 400 ")
+        assert b"two different session tokens" in answer
         assert b"REMOTE_USER" not in answer.upper()
+
+
+async def test_behind_envoy_two_cookie_headers_are_no_session(
+        start_gateway: Callable[..., Any], aiohttp_server: Any, tmp_path: Path) -> None:
+    """Envoy hands the check two Cookie headers joined by "," (``access_token=a,access_token=b``):
+    one malformed token to hatchway, so 401 where builtin mode, seeing two headers, says 400."""
+    gw = await start_gateway(mode="envoy")
+    async with running_envoy(tmp_path, gw.server.port, gw.gateway.routes,
+                             aiohttp_server) as stack:
+        await stack.workspace("alice")
+        await stack.until(PROXY + "headers", 200, gw.token("alice"))
+        status, _, body = await exchange(stack.port, (
+            f"GET {PROXY}headers HTTP/1.1\r\nHost: gw\r\n"
+            f"Cookie: access_token={gw.token('alice')}\r\n"
+            f"Cookie: access_token={gw.token('bob')}\r\nConnection: close\r\n\r\n"))
+        assert (status, body) == (401, b'{"error": "malformed token"}')
 
 
 async def test_user_without_workspace_gets_builtin_modes_404_from_the_check(

@@ -28,14 +28,23 @@ SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count"
             "gauge": ("",), "summary": ("_count", "_sum")}
 
 
-def _docs(name: str) -> list[dict[str, Any]]:
-    return list(yaml.safe_load_all((MONITORING / name).read_text()))
+def _doc(kind: str) -> dict[str, Any]:
+    (doc,) = of_kind(kind, MONITORING / "install.yaml")
+    return doc
+
+
+def _base_settings(tmp_path: Path) -> Any:
+    """The kustomize base's hatchway.yaml (deploy/install.yaml), as the pod reads it."""
+    (config,) = [c for c in of_kind("ConfigMap") if c["metadata"]["name"] == "hatchway-config"]
+    path = tmp_path / "hatchway.yaml"
+    path.write_text(config["data"]["hatchway.yaml"])
+    return load_settings([str(path)], environ={})
 
 
 def queried_names() -> set[str]:
     dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    (rule,) = _docs("prometheusrule.yaml")
+    rule = _doc("PrometheusRule")
     exprs += [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
     return {name for expr in exprs for name in METRIC.findall(expr)}
 
@@ -71,15 +80,15 @@ async def test_every_queried_metric_is_exported(api: ApiServer, kubeconfig: str,
     assert not missing, f"queried but never exported: {sorted(missing)}"
 
 
-def test_the_service_monitor_scrapes_the_metrics_port() -> None:
-    (monitor,) = _docs("servicemonitor.yaml")
+def test_the_service_monitor_scrapes_the_metrics_port(tmp_path: Path) -> None:
+    monitor = _doc("ServiceMonitor")
     (endpoint,) = monitor["spec"]["endpoints"]
     metrics_service = next(s for s in of_kind("Service")
                            if s["metadata"]["name"] == "hatchway-metrics")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= \
         metrics_service["metadata"]["labels"].items()
     assert endpoint["port"] in [p["name"] for p in metrics_service["spec"]["ports"]]
-    config = load_settings([str(DEPLOY / "config" / "hatchway.yaml")], environ={})
+    config = _base_settings(tmp_path)
     (deployment,) = of_kind("Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -87,8 +96,8 @@ def test_the_service_monitor_scrapes_the_metrics_port() -> None:
     assert config.metrics_host == "0.0.0.0"
 
 
-def test_the_drain_finishes_within_the_termination_grace_period() -> None:
-    config = load_settings([str(DEPLOY / "config" / "hatchway.yaml")], environ={})
+def test_the_drain_finishes_within_the_termination_grace_period(tmp_path: Path) -> None:
+    config = _base_settings(tmp_path)
     (deployment,) = of_kind("Deployment")
     spec = deployment["spec"]["template"]["spec"]
     (container,) = spec["containers"]
@@ -99,7 +108,7 @@ def test_the_drain_finishes_within_the_termination_grace_period() -> None:
 
 
 def test_the_rules_and_dashboard_are_well_formed() -> None:
-    (rule,) = _docs("prometheusrule.yaml")
+    rule = _doc("PrometheusRule")
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
     assert alerts == {"HatchwayLaunchFailures", "HatchwayWatchStale", "HatchwayGateway5xxRate"}
     dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())

@@ -125,7 +125,7 @@ class Front(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]) if isinstance(peer, list | tuple) else ""
         self.client_ip = self.client.encode()
-        self.trusted = self.fp.gate.trusts(self.client)
+        self.trusted = self.fp.gate.trusts(transport, peer)
         if self.fp.admit(self):
             self.placed = True
         else:

@@ -8,12 +8,14 @@ request it declines goes to aiohttp, which asks the same sequence and makes the 
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from launcher.routes import Route
 
 from ...admission.sequence import ADMIT, Admission
 from ...gateway import Gateway
 from ...sessions.tokens import Identity, SessionError
-from ...sessions.trusted import address_trusted
 from .head import RequestHead
 
 _UNSAFE_IN_HEADER = frozenset("\r\n\x00")
@@ -36,15 +38,15 @@ class Gate:
         self.cookie_name = settings.sessions.cookie_name
         self.allowed_now = admission.allowed_now  # step 2 when it needs no I/O; None: ask
         self._user_bytes: dict[str, bytes | None] = {}
-        self._trusted_nets = gateway.trusted_nets
+        self.trusted = gateway.trusted
 
-    def trusts(self, client: str) -> bool:
+    def trusts(self, transport: asyncio.BaseTransport, peer: Any) -> bool:
         """Whether this peer's ``REMOTE_USER`` is believed (``sessions.trusted``): its requests
         carrying one are aiohttp's, and it has no per-address connection cap (it speaks for
         many users). From anyone else the header is no identity, only a header the rewrite
         drops, so the fast path serves them (the benchmark peers all send one). Asked once
-        per connection (``Front.trusted``)."""
-        return address_trusted(client, self._trusted_nets)
+        per connection, on accept (``Front.trusted``)."""
+        return self.trusted.trusts(transport, peer)
 
     def token(self, req: RequestHead) -> str | None:
         """Step 1's token (the head carries at most one Cookie and one Authorization header:

@@ -48,6 +48,7 @@ debs:
 test: $(STAMP) $(GEN3_SDK) debs
 	$(VENV)/bin/ruff check proxy launcher tests benchmarks
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
 bench: $(STAMP) debs

@@ -6,16 +6,16 @@ one dict store and no syscall.
 
 from __future__ import annotations
 
-import asyncio
-import time
+from .clock import REAL, Clock, Timer
 
 
 class ActivityTracker:
-    def __init__(self, resolution_seconds: float = 1.0) -> None:
+    def __init__(self, resolution_seconds: float = 1.0, *, clock: Clock = REAL) -> None:
+        self._clock = clock
         self._last: dict[str, int] = {}
-        self._now_ms = int(time.time() * 1000)
+        self._now_ms = int(clock.time() * 1000)
         self._resolution = resolution_seconds
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
 
     def start(self) -> None:
         self._tick()
@@ -26,8 +26,8 @@ class ActivityTracker:
             self._timer = None
 
     def _tick(self) -> None:
-        self._now_ms = int(time.time() * 1000)
-        self._timer = asyncio.get_running_loop().call_later(self._resolution, self._tick)
+        self._now_ms = int(self._clock.time() * 1000)
+        self._timer = self._clock.call_later(self._resolution, self._tick)
 
     def touch(self, user: str) -> None:
         """Record activity for ``user`` now (every proxied request and WebSocket message)."""

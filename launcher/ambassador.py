@@ -69,7 +69,7 @@ def _plain_or_quoted(value: str, *, allow_bool: bool = False) -> str:
 
 
 def _use_tls(option: WorkspaceOption) -> str:
-    return str(option.raw.get("use-tls") or "").strip()
+    return option.container.use_tls.strip()
 
 
 def _rewrite(option: WorkspaceOption) -> str:

@@ -11,10 +11,10 @@ of the two decides; a workspace neither knows anything about is left alone.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from .backend import RUNNING, Backend
+from .clock import REAL, Clock
 from .periodic import Periodic
 from .routes import RouteTable
 
@@ -26,7 +26,8 @@ class IdleCuller:
                  *, interval_seconds: float = 30.0, is_leader: Callable[[], bool] = lambda: True,
                  default_limit_ms: int = 0,
                  on_cull: Callable[[str, str], None] | None = None,
-                 workspace_last_ms: Callable[[str], Awaitable[int]] | None = None) -> None:
+                 workspace_last_ms: Callable[[str], Awaitable[int]] | None = None,
+                 clock: Clock = REAL) -> None:
         # is_leader: only the replica holding the Lease culls (launcher/kubernetes/leader.py);
         # default_limit_ms: hatchery-reaper's global limit for options without their own.
         self._backend = backend
@@ -36,6 +37,7 @@ class IdleCuller:
         self._is_leader, self._default_limit = is_leader, default_limit_ms
         self._on_cull = on_cull  # (user, why): metrics, the log line, the stopped page
         self._workspace_last = workspace_last_ms  # asked only once the gateway's record is idle
+        self._clock = clock  # idle time is judged by it; the sweeps are paced by the loop
 
     def start(self) -> None:
         self._loop.start()
@@ -47,7 +49,7 @@ class IdleCuller:
         """Terminate every running workspace idle past its limit; returns whose."""
         if not self._is_leader():
             return []
-        now_ms = int(time.time() * 1000)
+        now_ms = int(self._clock.time() * 1000)
         culled = []
         for user, route in self._routes.items():
             if route.source in ("static", "test"):

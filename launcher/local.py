@@ -51,9 +51,10 @@ LOCAL_TOP_FIELDS = frozenset({"containers", "sub-dir"})
 
 def ignored_fields(config: HatcheryConfig) -> list[str]:
     """Fields of a hatchery.json that mean nothing to local workspaces (one warning lists them)."""
-    ignored = [k for k in config.raw if k not in LOCAL_TOP_FIELDS]
+    ignored = [k for k in config.written if k not in LOCAL_TOP_FIELDS]
     for i, opt in enumerate(config.options):
-        ignored += [f"containers[{i}].{k}" for k in opt.raw if k not in LOCAL_FIELDS]
+        ignored += [f"containers[{i}].{k}" for k in opt.container.written
+                    if k not in LOCAL_FIELDS]
     return ignored
 
 log = logging.getLogger("hatchway.local")
@@ -409,7 +410,7 @@ class LocalBackend:
 
     @staticmethod
     def _cpu_limit(option: WorkspaceOption) -> int | None:
-        cpu = str(option.raw.get("cpu-limit") or "")
+        cpu = option.container.cpu_limit
         if not cpu:
             return None
         try:

@@ -1,14 +1,17 @@
-"""Workspace options: Hatchery's ``hatchery.json`` read unchanged, checked field by field, and
-the option ids Hatchery gives them so existing portal links keep working."""
+"""Workspace options: Hatchery's ``hatchery.json`` read unchanged, checked field by field as
+Go's ``json.Unmarshal`` checks it, read once into typed values (launcher.hatchery_types), and
+the option ids Hatchery gives them so existing portal links keep working (computed from the
+entry as Go decoded it, by launcher.gojson, which tests/go proves against Go itself)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .authz_rules import OPEN, Authz, parse_authz
+from .authz_rules import Authz, parse_authz
 from .errors import ConfigError
 from .gojson import (
     CONTAINER,
@@ -19,7 +22,20 @@ from .gojson import (
     marshal,
     option_id,
 )
+from .hatchery_types import (
+    AppConfigInfo,
+    Container,
+    LicenseInfo,
+    NextflowGlobalConfig,
+    Pricing,
+    PrismaConfig,
+    SidecarContainer,
+    decode,
+    go,
+    go_key,
+)
 from .idle import option_idle_limit_ms
+from .paymodels import PayModel
 
 # hatchway's own container field, read beside Hatchery's (not part of the option id).
 HATCHWAY_CONTAINER_FIELDS = frozenset({"idle-time-limit"})
@@ -31,75 +47,103 @@ def _known(t: Struct) -> set[str]:
 
 @dataclass(frozen=True)
 class WorkspaceOption:
-    """One launchable workspace: a container entry of hatchery.json."""
+    """One launchable workspace: a container entry of hatchery.json and Hatchery's id for it
+    (computed once, from the entry as Go decoded it)."""
 
     id: str
-    raw: Mapping[str, Any] = field(repr=False)
-    authz: Authz = field(default=OPEN, repr=False)
+    container: Container = field(repr=False)
 
     @property
     def name(self) -> str:
-        return str(self.raw.get("name", ""))
+        return self.container.name
+
+    @property
+    def authz(self) -> Authz:
+        return self.container.authz
 
     @property
     def command(self) -> list[str]:
-        return list(self.raw.get("command") or [])
+        return list(self.container.command)
 
     @property
     def args(self) -> list[str]:
-        return list(self.raw.get("args") or [])
+        return list(self.container.args)
 
     @property
     def env(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in (self.raw.get("env") or {}).items()}
+        return dict(self.container.env)
 
     @property
     def path_rewrite(self) -> str:
-        return str(self.raw.get("path-rewrite") or "")
+        return self.container.path_rewrite
 
     @property
     def ready_probe(self) -> str:
-        return str(self.raw.get("ready-probe") or "")
+        return self.container.ready_probe
 
     @property
     def target_port(self) -> int:
-        return int(self.raw.get("target-port") or 0)
+        return self.container.target_port
 
     @property
     def memory_limit(self) -> str:
-        return str(self.raw.get("memory-limit") or "")
+        return self.container.memory_limit
 
     @property
     def gpu(self) -> bool:
-        return self.raw.get("gpu") is True
+        return self.container.gpu
 
     @property
     def idle_time_limit(self) -> int:
         """Milliseconds, as Hatchery reports it: ``shutdown_no_activity_timeout`` × 1000, or -1."""
-        if "idle-time-limit" in self.raw:  # hatchway's own key (local workspaces)
-            return int(self.raw["idle-time-limit"])
-        return option_idle_limit_ms(self.args)
+        if self.container.idle_time_limit is not None:  # hatchway's own key (local workspaces)
+            return self.container.idle_time_limit
+        return option_idle_limit_ms(self.container.args)
 
     def summary(self) -> dict[str, Any]:
         """The object ``/options`` answers with, shaped as Hatchery's."""
         return {
             "name": self.name,
-            "cpu-limit": self.raw.get("cpu-limit", ""),
-            "memory-limit": self.raw.get("memory-limit", ""),
+            "cpu-limit": self.container.cpu_limit,
+            "memory-limit": self.container.memory_limit,
             "id": self.id,
             "gpu": self.gpu,
             "idle-time-limit": self.idle_time_limit,
         }
 
 
-@dataclass
+@dataclass(frozen=True)
 class HatcheryConfig:
-    """The parts of hatchery.json hatchway uses, plus the raw document for backends."""
+    """hatchery.json: Hatchery's ``HatcheryConfig`` struct field for field (its containers as
+    WorkspaceOptions, with their ids), where it came from, and what the start-up warning says."""
 
-    options: list[WorkspaceOption]
-    raw: dict[str, Any]
-    source: str
+    options: tuple[WorkspaceOption, ...] = ()
+    source: str = ""
+    user_namespace: str = go("user-namespace")
+    default_pay_model: PayModel = PayModel()
+    skip_node_selector: bool = go("skip-node-selector", False)
+    """No ``role: jupyter`` node selector and toleration (clusters without such nodes)."""
+    use_internal_services_url: bool = go("use-internal-services-url", False)
+    """Talk to Fence at ``http://fence-service/`` even when GEN3_ENDPOINT is set (Go's field
+    is ``UseInteralServicesURL``, sic)."""
+    pay_models: tuple[PayModel, ...] = ()
+    pay_models_dynamodb_table: str = go("pay-models-dynamodb-table")
+    pay_models_dynamodb_arn: str = go("pay-models-dynamodb-arn")
+    license_user_maps_table: str = go("license-user-maps-dynamodb-table")
+    license_user_maps_gsi: str = go("license-user-maps-global-secondary-index")
+    license: LicenseInfo = go("license", factory=LicenseInfo)
+    sub_dir: str = go("sub-dir")
+    user_volume_size: str = go("user-volume-size")
+    sidecar: SidecarContainer = go("sidecar", factory=SidecarContainer)
+    more_configs: tuple[AppConfigInfo, ...] = go("more-configs", ())
+    prisma_config: PrismaConfig = go("prisma", factory=PrismaConfig)
+    nextflow_global_config: NextflowGlobalConfig = go("nextflow-global",
+                                                      factory=NextflowGlobalConfig)
+    pricing: Pricing = go("pricing", factory=Pricing)
+    written: tuple[str, ...] = ()
+    """The top-level keys the document wrote (Go's spelling for Go's fields)."""
     unused_fields: list[str] = field(default_factory=list)
+    """Keys Hatchery's json.Unmarshal drops, for the start-up warning."""
     unsupported: list[str] = field(default_factory=list)
     """Hatchery features this config uses that hatchway does not provide (yet): the start-up
     warning names each, so an operator sees what a user of theirs would miss."""
@@ -109,41 +153,6 @@ class HatcheryConfig:
             if opt.id == option_id:
                 return opt
         return None
-
-    @property
-    def sub_dir(self) -> str:
-        return str(self.raw.get("sub-dir") or "")
-
-    @property
-    def user_namespace(self) -> str:
-        return str(self.raw.get("user-namespace") or "")
-
-    @property
-    def skip_node_selector(self) -> bool:
-        """No ``role: jupyter`` node selector and toleration (clusters without such nodes)."""
-        return self.raw.get("skip-node-selector") is True
-
-    @property
-    def use_internal_services_url(self) -> bool:
-        """Talk to Fence at ``http://fence-service/`` even when GEN3_ENDPOINT is set."""
-        return self.raw.get("use-internal-services-url") is True
-
-    @property
-    def pay_models_dynamodb_table(self) -> str:
-        return str(self.raw.get("pay-models-dynamodb-table") or "")
-
-    @property
-    def license_user_maps_table(self) -> str:
-        return str(self.raw.get("license-user-maps-dynamodb-table") or "")
-
-    @property
-    def more_configs(self) -> list[dict[str, str]]:
-        """``more-configs`` entries as ``{type, path, name}`` (Go matches Path/Name by case)."""
-        out = []
-        for info in self.raw.get("more-configs") or []:
-            low = {str(k).lower(): v for k, v in (info or {}).items()}
-            out.append({k: str(low.get(k) or "") for k in ("type", "path", "name")})
-        return out
 
 
 def _unused(doc: Mapping[str, Any]) -> list[str]:
@@ -155,61 +164,87 @@ def _unused(doc: Mapping[str, Any]) -> list[str]:
     return unused
 
 
-def _unsupported(doc: Mapping[str, Any], options: list[WorkspaceOption],
-                 more: list[dict[str, str]]) -> list[str]:
+def _unsupported(config: HatcheryConfig) -> list[str]:
     """What a Hatchery user of this config would get that hatchway does not give."""
     out: list[str] = []
-    for app in more:
-        if app["type"] == "dockstore-compose:1.0.0":
-            out.append(f"more-configs app {app['name']!r} ({app['path']}): dockstore-compose "
+    for app in config.more_configs:
+        if app.app_type == "dockstore-compose:1.0.0":
+            out.append(f"more-configs app {app.name!r} ({app.path}): dockstore-compose "
                        "apps are not offered")
         else:
-            out.append(f"more-configs entry of type {app['type']!r} (Hatchery ignores it too)")
-    for opt in options:
-        if (opt.raw.get("nextflow") or {}).get("enabled") is True:
+            out.append(f"more-configs entry of type {app.app_type!r} (Hatchery ignores it too)")
+    for opt in config.options:
+        if opt.container.nextflow_config.enabled:
             out.append(f"{opt.name!r}: Nextflow on AWS Batch is not set up; it launches as a "
                        "plain workspace")
-        if (opt.raw.get("license") or {}).get("enabled") is True:
+        if opt.container.license.enabled:
             out.append(f"{opt.name!r}: Gen3-supplied licenses are not handed out; it launches "
                        "without one")
         out.extend(opt.authz.problems)
-    if doc.get("nextflow-global"):
+    if config.nextflow_global_config != NextflowGlobalConfig():
         out.append("nextflow-global: no Nextflow AWS set-up")
-    if (doc.get("prisma") or {}).get("enable") is True:
+    if config.prisma_config.enable:
         out.append("prisma: Prisma Cloud agents are not deployed")
-    if doc.get("pricing"):
+    if config.pricing != Pricing():
         out.append("pricing: /allCosts is not served")
-    models = [doc.get("default-pay-model") or {}, *(doc.get("pay-models") or [])]
-    if any(isinstance(m, Mapping) and m.get("ecs") is True for m in models):
+    if any(m.ecs for m in (config.default_pay_model, *config.pay_models)):
         out.append("pay models with ecs: true: ECS workspaces (in other AWS accounts) are "
                    "not launched")
     return out
 
 
-def _check_license(source: str, doc: Mapping[str, Any]) -> None:
+_LICENSE_FIELDS = ("license_type", "max_license_ids", "g3auto_name", "g3auto_key",
+                   "file_path", "workspace_flavor")
+
+
+def _check_license(config: HatcheryConfig) -> None:
     """Hatchery's LoadConfig rules: a license table needs its index, a licensed container
     needs the table and every license field."""
-    table = doc.get("license-user-maps-dynamodb-table") or ""
-    if table and not doc.get("license-user-maps-global-secondary-index"):
+    source, table = config.source, config.license_user_maps_table
+    if table and not config.license_user_maps_gsi:
         raise ConfigError(source, "license-user-maps-global-secondary-index",
                           "a name when license-user-maps-dynamodb-table is set", None)
-    for i, entry in enumerate(doc.get("containers") or []):
-        lic = entry.get("license") or {}
-        if lic.get("enabled") is not True:
+    for i, opt in enumerate(config.options):
+        lic = opt.container.license
+        if not lic.enabled:
             continue
         if not table:
             raise ConfigError(source, "license-user-maps-dynamodb-table",
                               f"a table name, as containers[{i}] has a license", None)
-        for key in ("license-type", "max-license-ids", "g3auto-name", "g3auto-key",
-                    "file-path", "workspace-flavor"):
-            if not lic.get(key):
-                raise ConfigError(source, f"containers[{i}].license.{key}", "a value", None)
+        for name in _LICENSE_FIELDS:
+            if not getattr(lic, name):
+                raise ConfigError(source, f"containers[{i}].license.{go_key(LicenseInfo, name)}",
+                                  "a value", None)
+
+
+def _container(entry: Mapping[str, Any], source: str, where: str) -> Container:
+    """One checked container entry (Go's view of it) as a Container."""
+    if not entry.get("name"):
+        raise ConfigError(source, f"{where}.name", "a non-empty string", entry.get("name"))
+    itl = entry.get("idle-time-limit")
+    if itl is not None and (not isinstance(itl, int) or isinstance(itl, bool)):
+        raise ConfigError(source, f"{where}.idle-time-limit", "an integer", itl)
+    authz = parse_authz(entry.get("authz"), source=source, where=f"{where}.authz",
+                        name=str(entry["name"]))
+    container: Container = decode(Container, CONTAINER, entry, authz=authz,
+                                  idle_time_limit=itl, written=tuple(entry))
+    return container
+
+
+def _pay_models(doc: Mapping[str, Any], source: str) -> tuple[PayModel, tuple[PayModel, ...]]:
+    configured = doc.get("pay-models") or []
+    if not isinstance(configured, list):
+        raise ConfigError(source, "pay-models", "a list of objects", configured)
+    return (PayModel.from_config(doc.get("default-pay-model") or {}, source,
+                                 "default-pay-model"),
+            tuple(PayModel.from_config(p, source, f"pay-models[{i}]")
+                  for i, p in enumerate(configured)))
 
 
 def parse_hatchery_config(doc: Any, source: str) -> HatcheryConfig:
-    """Check a hatchery.json document as Hatchery's LoadConfig does and build its options.
-    Raises ConfigError naming the field at fault; unknown fields and unsupported features are
-    collected for one start-up warning."""
+    """Check a hatchery.json document as Hatchery's LoadConfig does and read it into typed
+    values, once. Raises ConfigError naming the field at fault; unknown fields and
+    unsupported features are collected for one start-up warning."""
     if not isinstance(doc, dict):
         raise ConfigError(source, "(top level)", "a JSON object", type(doc).__name__)
     try:
@@ -218,30 +253,26 @@ def parse_hatchery_config(doc: Any, source: str) -> HatcheryConfig:
         raise ConfigError(source, exc.path, exc.expected, exc.got) from None
     unused = _unused(doc)
     doc = go_view(HATCHERY_CONFIG, doc)
-    doc["containers"] = [go_view(CONTAINER, e) for e in doc.get("containers") or []]
-    _check_license(source, doc)
     options: list[WorkspaceOption] = []
     seen: set[str] = set()
-    for i, entry in enumerate(doc.get("containers") or []):
-        where = f"containers[{i}]"
-        if not entry.get("name"):
-            raise ConfigError(source, f"{where}.name", "a non-empty string", entry.get("name"))
-        itl = entry.get("idle-time-limit")
-        if itl is not None and (not isinstance(itl, int) or isinstance(itl, bool)):
-            raise ConfigError(source, f"{where}.idle-time-limit", "an integer", itl)
-        authz = parse_authz(entry.get("authz"), source=source, where=f"{where}.authz",
-                            name=str(entry["name"]))
-        oid = option_id(entry)
+    for i, raw in enumerate(doc.get("containers") or []):
+        entry = go_view(CONTAINER, raw)
+        container = _container(entry, source, f"containers[{i}]")
+        oid = option_id(entry)  # Go's json.Marshal of the entry it decoded
         if oid in seen:
             continue  # Hatchery's map by id keeps one of identical entries
         seen.add(oid)
-        options.append(WorkspaceOption(id=oid, raw=entry, authz=authz))
-    config = HatcheryConfig(options=options, raw=doc, source=source, unused_fields=unused)
+        options.append(WorkspaceOption(id=oid, container=container))
+    default, configured = _pay_models(doc, source)
+    config: HatcheryConfig = decode(
+        HatcheryConfig, HATCHERY_CONFIG, doc, options=tuple(options), source=source,
+        default_pay_model=default, pay_models=configured, written=tuple(doc),
+        unused_fields=unused)
+    _check_license(config)
     for i, app in enumerate(config.more_configs):
-        if app["type"] == "dockstore-compose:1.0.0" and not app["name"]:
+        if app.app_type == "dockstore-compose:1.0.0" and not app.name:
             raise ConfigError(source, f"more-configs[{i}].name", "a name for the app", "")
-    config.unsupported = _unsupported(doc, options, config.more_configs)
-    return config
+    return dataclasses.replace(config, unsupported=_unsupported(config))
 
 
 def load_hatchery_file(path: str) -> HatcheryConfig:

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import ConfigError
 from .gojson import float32, go_float32, go_string
@@ -140,6 +140,21 @@ def _rows(items: list[dict[str, Any]]) -> list[PayModel]:
     return [PayModel.from_item(item) for item in items]
 
 
+class HatcheryPayModels(Protocol):
+    """What pay models read of hatchery.json (launcher.options.HatcheryConfig)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def default_pay_model(self) -> PayModel: ...
+    @property
+    def pay_models(self) -> tuple[PayModel, ...]: ...
+    @property
+    def pay_models_dynamodb_table(self) -> str: ...
+    @property
+    def pay_models_dynamodb_arn(self) -> str: ...
+
+
 class PayModels:
     """Where a commons keeps its pay models: the config and, optionally, a DynamoDB table.
 
@@ -162,27 +177,19 @@ class PayModels:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_hatchery(cls, doc: Mapping[str, Any], source: str, *, region: str = "us-east-1",
+    def from_hatchery(cls, config: HatcheryPayModels, *, region: str = "us-east-1",
                       endpoint_url: str = "") -> PayModels:
-        table = str(doc.get("pay-models-dynamodb-table") or "")
+        table = config.pay_models_dynamodb_table
         if table:
             try:
                 import aiobotocore  # noqa: F401
             except ImportError:
-                raise ConfigError(source, "pay-models-dynamodb-table",
+                raise ConfigError(config.source, "pay-models-dynamodb-table",
                                   "aiobotocore installed (pip install 'hatchway[aws]')",
                                   table) from None
-        configured = doc.get("pay-models") or []
-        if not isinstance(configured, list):
-            raise ConfigError(source, "pay-models", "a list of objects", configured)
-        return cls(
-            default=PayModel.from_config(doc.get("default-pay-model") or {}, source,
-                                         "default-pay-model"),
-            configured=[PayModel.from_config(p, source, f"pay-models[{i}]")
-                        for i, p in enumerate(configured)],
-            table=table,
-            role_arn=str(doc.get("pay-models-dynamodb-arn") or ""),
-            region=region, endpoint_url=endpoint_url)
+        return cls(default=config.default_pay_model, configured=list(config.pay_models),
+                   table=table, role_arn=config.pay_models_dynamodb_arn,
+                   region=region, endpoint_url=endpoint_url)
 
     @property
     def configured(self) -> bool:

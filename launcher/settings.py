@@ -11,7 +11,7 @@ from typing import Literal
 
 from .errors import ConfigError
 from .processes import parse_memory
-from .settings_tree import non_negative, positive, setting
+from .settings_tree import internal, non_negative, positive, setting
 
 
 def _is_quantity(value: str) -> bool:
@@ -88,12 +88,15 @@ class KubeSettings:
         "service", "service: route to <svc>.<ns>.svc.<cluster_domain>:80; endpoints: straight "
         "to the ready pod address.")
     cluster_domain: str = setting("cluster.local", "The cluster's DNS domain.")
-    request_timeout: float = setting(10.0, "Seconds for one API call.", check=positive())
-    connect_timeout: float = setting(3.0, "Seconds to open a connection to the API server.",
+    request_timeout_seconds: float = setting(10.0, "One API call.", check=positive(),
+                                             was="request_timeout")
+    connect_timeout_seconds: float = setting(3.0, "Opening a connection to the API server.",
+                                             was="connect_timeout",
                                      check=positive())
     retries: int = setting(2, "Extra attempts for a call that could not reach the server.",
                            check=non_negative())
-    retry_backoff: float = setting(0.2, "Seconds before the first retry; doubles each time.",
+    retry_backoff_seconds: float = setting(0.2, "Before the first retry; doubles each time.",
+                                           was="retry_backoff",
                                    check=non_negative())
     relist_seconds: float = setting(300.0, "Full re-list of every watch, even when nothing "
                                     "went wrong.", check=positive())
@@ -101,7 +104,8 @@ class KubeSettings:
                                  check=positive())
     watch_stall_seconds: float = setting(15.0, "A watch silent this long past watch_seconds "
                                          "has stalled: cut it.", check=positive())
-    backoff_max: float = setting(30.0, "Longest wait between failed list/watch attempts.",
+    backoff_max_seconds: float = setting(30.0, "Longest wait between failed list/watch "
+                                         "attempts.", was="backoff_max",
                                  check=positive())
     dropin_ambassador: bool = setting(False, "Also route Services carrying Hatchery's "
                                       "getambassador.io/config annotation (Go Hatchery "
@@ -112,8 +116,8 @@ class KubeSettings:
                                  check=non_negative())
     user_volume_size: str = setting("", "PVC size when hatchery.json has no user-volume-size; "
                                     "empty: 10Gi.")
-    gen3_endpoint: str = setting("", "GEN3_ENDPOINT given to workspace containers, as "
-                                 "Hatchery does.")
+    gen3_endpoint: str = setting("", "GEN3_ENDPOINT given to workspace containers; empty: "
+                                 "the top-level gen3_endpoint (Hatchery's variable).")
     fail_unschedulable: bool = setting(True, "Progress fails fast when the scheduler says "
                                        "Unschedulable and no autoscaler announced a scale-up.")
     fence_url: str = setting("", "Fence for the per-launch API keys; empty: Hatchery's rule "
@@ -134,6 +138,7 @@ class KubeSettings:
                                          "try to take over); below lease_seconds.",
                                          check=positive())
     identity: str = setting("", "This replica's name in the Lease; empty: hostname-pid.")
+    commons_endpoint: str | None = internal()  # the top-level gen3_endpoint (None: unset)
 
     def __post_init__(self) -> None:
         if self.lease_renew_seconds >= self.lease_seconds:

@@ -14,6 +14,7 @@ Supported field types: ``str``, ``int``, ``float``, ``bool``, ``Literal[...]`` (
 from __future__ import annotations
 
 import dataclasses
+import logging
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -22,15 +23,18 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 
-_DOC, _CHECK, _INTERNAL = "doc", "check", "internal"
+_DOC, _CHECK, _INTERNAL, _WAS = "doc", "check", "internal", "was"
+log = logging.getLogger("hatchway.settings")
 
 
 def setting(default: Any = dataclasses.MISSING, doc: str = "", *,
             factory: Callable[[], Any] | None = None,
-            check: tuple[Callable[[Any], bool], str] | None = None) -> Any:
+            check: tuple[Callable[[Any], bool], str] | None = None,
+            was: str | None = None) -> Any:
     """A documented settings field. ``check`` is ``(predicate, expected)``: a value that fails
-    the predicate is refused with "expected <expected>"."""
-    metadata = {_DOC: doc, _CHECK: check}
+    the predicate is refused with "expected <expected>". ``was``: the field's former name,
+    still read (with a deprecation warning) so operators' files keep working."""
+    metadata = {_DOC: doc, _CHECK: check, _WAS: was}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -128,6 +132,13 @@ def _fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
             if f.init and not f.metadata.get(_INTERNAL)}
 
 
+def _current(known: Mapping[str, dataclasses.Field[Any]], name: str) -> str:
+    """The field ``name`` is today: itself, or the field that was once called so."""
+    if name in known:
+        return name
+    return next((f.name for f in known.values() if f.metadata.get(_WAS) == name), name)
+
+
 def build(cls: type[Any], doc: Mapping[str, Any], *, source: str, prefix: str = "") -> Any:
     """``cls`` from ``doc``: unknown keys, wrong types and failed checks raise ConfigError.
     Keys may be spelled with ``-`` or ``_`` (Hatchery's files use dashes)."""
@@ -135,8 +146,11 @@ def build(cls: type[Any], doc: Mapping[str, Any], *, source: str, prefix: str = 
     known = _fields(cls)
     values: dict[str, Any] = {}
     for key, value in doc.items():
-        name = str(key).replace("-", "_")
+        name = _current(known, str(key).replace("-", "_"))
         f = known.get(name)
+        if f is not None and name != str(key).replace("-", "_"):
+            log.warning("%s: setting %s%s is now called %s%s; the old name still works but "
+                        "will go away", source, prefix, key, prefix, name)
         if f is None:
             raise ConfigError(source, prefix + str(key), "one of " + ", ".join(sorted(known)),
                               "an unknown field")
@@ -155,7 +169,7 @@ def merge(cls: type[Any], into: dict[str, Any], doc: Mapping[str, Any]) -> None:
     hints = typing.get_type_hints(cls)
     known = _fields(cls)
     for key, value in doc.items():
-        k = str(key).replace("-", "_")
+        k = _current(known, str(key).replace("-", "_"))
         if k not in known:
             into[str(key)] = value
             continue

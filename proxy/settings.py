@@ -74,6 +74,8 @@ class AuthzSettings:
 
 
 _POSITIVE = positive()
+_LOG_LEVEL = ((lambda v: v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+              "DEBUG, INFO, WARNING, ERROR or CRITICAL")
 _PORT, _PORT_OR_ZERO = port(), port(allow_zero=True)  # (Settings has a field named port)
 _NOT_NEGATIVE = non_negative("a positive number")
 
@@ -117,16 +119,18 @@ class EnvoySettings:
                            check=_PORT_OR_ZERO)
     user_header: str = s("remote_user", "The header carrying the user: Envoy routes on it and "
                          "hatchway's check (ext_authz) sets it.", check=_HEADER_NAME)
-    idle_timeout_s: float = s(3600.0, "Envoy's idle timeout for a connection or stream.",
-                              check=positive("a positive number of seconds"))
+    idle_timeout_seconds: float = s(3600.0, "Envoy's idle timeout for a connection or stream.",
+                                    check=positive("a positive number of seconds"),
+                                    was="idle_timeout_s")
     api_passthrough: bool = s(True, "Envoy forwards every other path to hatchway.")
     mapping_flavor: Literal["v1", "v3alpha1"] = s(
         "v1", "Ambassador annotation on Services: v1 (Hatchery's) or v3alpha1.")
     authorization: Literal["jwt", "ext_authz"] = s(
         "jwt", "jwt: Envoy checks sessions itself and asks hatchway only where it must "
         "(WebSocket upgrades, refusals, Arborist); ext_authz: Envoy asks hatchway every time.")
-    activity_poll_s: float = s(5.0, "jwt mode: how often Envoy's per-user counters are read.",
-                               check=positive("a positive number of seconds"))
+    activity_poll_seconds: float = s(5.0, "jwt mode: how often Envoy's per-user counters are "
+                                     "read.", check=positive("a positive number of seconds"),
+                                     was="activity_poll_s")
 
 
 @dataclass
@@ -191,10 +195,17 @@ class Settings:
         "off, 0: any free port.", check=_PORT_OR_ZERO)
     metrics_host: str = s("127.0.0.1", "The metrics listener's address; a pod's Prometheus "
                           "scrape needs 0.0.0.0 (deploy/).")
+    log_level: str = s("INFO", "DEBUG, INFO, WARNING or ERROR (env HATCHWAY_LOG_LEVEL, "
+                       "--log-level).", check=_LOG_LEVEL)
     log_format: Literal["text", "json"] = s("text", "text, or json: one JSON object per line.")
     access_log: bool = s(False, "One line per proxied request (user, route, status, bytes, "
                          "time); never a token or cookie.")
     drain: DrainSettings = s(factory=DrainSettings)
+    gen3_endpoint: str | None = s(
+        None, "The commons' host name, Hatchery's GEN3_ENDPOINT (that variable sets it): "
+        "workspaces get it unless kubernetes.gen3_endpoint is set, and per-launch API keys "
+        "are minted at https://<it>/user/ unless hatchery.json says "
+        "use-internal-services-url; null: unset (http://fence-service/).")
     hatchery: HatcheryConfig | None = internal()
 
     @property
@@ -219,7 +230,7 @@ class Settings:
 
 def kube_settings(settings: Settings) -> KubeSettings:
     """``kubernetes:`` as the backend needs it: no flavor of its own means Envoy mode's."""
-    kube = settings.kubernetes
+    kube = dataclasses.replace(settings.kubernetes, commons_endpoint=settings.gen3_endpoint)
     if kube.mapping_flavor:
         return kube
     return dataclasses.replace(kube, mapping_flavor=settings.envoy.mapping_flavor)
@@ -237,7 +248,8 @@ def settings_table() -> str:
 
 _ENV = {"HATCHWAY_HOST": "host", "HATCHWAY_PORT": "port", "HATCHWAY_STATE_DIR": "state_dir",
         "HATCHWAY_MODE": "mode", "HATCHWAY_BACKEND": "backend",
-        "HATCHWAY_PUBLIC_URL": "public_url"}
+        "HATCHWAY_PUBLIC_URL": "public_url", "HATCHWAY_LOG_LEVEL": "log_level",
+        "GEN3_ENDPOINT": "gen3_endpoint"}  # Hatchery's own variable, read as Hatchery does
 
 
 def _read(path: str) -> Any:
@@ -260,7 +272,8 @@ def _read(path: str) -> Any:
 
 def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, str] | None = None,
                   overrides: dict[str, Any] | None = None) -> Settings:
-    """Defaults, then each file in order, then ``HATCHWAY_*`` variables, then CLI overrides.
+    """Defaults, then each file in order, then ``HATCHWAY_*`` variables (and Hatchery's
+    ``GEN3_ENDPOINT``), then CLI overrides.
     A file whose top level has ``containers`` is a Hatchery hatchery.json."""
     merged: dict[str, Any] = {}
     hatchery: HatcheryConfig | None = None
@@ -284,7 +297,7 @@ def load_settings(paths: list[str] | tuple[str, ...] = (), environ: dict[str, st
         port = str(env_doc["port"])
         env_doc["port"] = int(port) if port.isdigit() else port
     if env_doc:
-        layers.append(("environment (HATCHWAY_*)", env_doc))
+        layers.append(("environment (HATCHWAY_*, GEN3_ENDPOINT)", env_doc))
     if overrides:
         layers.append(("command line", {k: v for k, v in overrides.items() if v is not None}))
     for source, doc in layers:  # each checked alone first, so errors name it

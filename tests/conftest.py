@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from launcher.clock import REAL, Clock, ManualClock
 from launcher.demo import make_app as demo_app
 from launcher.routes import Route
 from proxy.api.devlogin import DEV_ISSUER
@@ -74,11 +75,12 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 async def start_gateway(
     make_settings: Callable[..., Settings]
 ) -> AsyncIterator[Callable[..., Any]]:
-    """Start gateways exactly as ``hatchway serve`` does (proxy.serve.server.start)."""
+    """Start gateways exactly as ``hatchway serve`` does (proxy.serve.server.start), on the real
+    clock or the ``clock`` given."""
     started: list[Running] = []
 
-    async def start_one(**overrides: Any) -> GatewayUnderTest:
-        app = build_app(make_settings(**overrides))
+    async def start_one(clock: Clock = REAL, **overrides: Any) -> GatewayUnderTest:
+        app = build_app(make_settings(**overrides), clock=clock)
         running = await start(app, "127.0.0.1", 0)
         started.append(running)
         return GatewayUnderTest(running, app[GATEWAY], app.get(DEV_ISSUER))
@@ -86,6 +88,12 @@ async def start_gateway(
     yield start_one
     for running in started:
         await running.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """Time that moves only when the test says: ``clock.advance(seconds)``."""
+    return ManualClock()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,16 +64,34 @@ async def launch(client: aiohttp.ClientSession, gw: GatewayUnderTest, name: str 
         assert (resp.status, await resp.text()) == (200, "Success")
 
 
+async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = 5.0,
+                     interval: float = 0.05) -> float:
+    """Poll ``check`` every ``interval`` seconds until it holds; return how long that took
+    (fails after ``within`` seconds). The one place tests wait for something they cannot be
+    told about."""
+    start = time.monotonic()
+    while True:
+        held = check()
+        if held if isinstance(held, bool) else await held:
+            return time.monotonic() - start
+        if time.monotonic() - start > within:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(interval)
+
+
 async def status_becomes(client: aiohttp.ClientSession, gw: GatewayUnderTest, wanted: str,
                          within: float = 20.0, user: str = "alice") -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        body: dict[str, Any] = await get_json(client, gw, "status", user)
-        if body["status"] == wanted:
-            return body
-        assert loop.time() < deadline, f"status stayed {body['status']!r}, wanted {wanted!r}"
-        await asyncio.sleep(0.1)
+    seen: list[dict[str, Any]] = [{}]
+
+    async def reached() -> bool:
+        seen[0] = await get_json(client, gw, "status", user)
+        return bool(seen[0]["status"] == wanted)
+    try:
+        await eventually(reached, within, interval=0.1)
+    except AssertionError:
+        raise AssertionError(f"status stayed {seen[0].get('status')!r}, "
+                             f"wanted {wanted!r}") from None
+    return seen[0]
 
 
 async def exchange(port: int, request: str | bytes, *, source: str = "127.0.0.1",
@@ -128,20 +146,37 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("HATCHWAY_")}
 
 
+def wait_until(check: Callable[[], bool], within: float, *, interval: float = 0.1,
+               failure: Callable[[], str] = lambda: "condition not met") -> None:
+    """``eventually`` for code without an event loop (starting a process in a fixture):
+    poll ``check`` until it holds, else fail with ``failure()`` after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, failure()
+        time.sleep(interval)
+
+
+def listening(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def wait_for_banner_url(out: Path, proc: subprocess.Popen[bytes], within: float = 20) -> str:
     """The URL ``hatchway serve`` tells a newcomer to open, once that URL answers."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+    banner = r"Open (http://([^:/\s]+):(\d+)/\S*) in a browser"
+
+    def answers() -> bool:
         assert proc.poll() is None, f"hatchway serve exited: {out.read_text()}"
-        found = re.search(r"Open (http://([^:/\s]+):(\d+)/\S*) in a browser", out.read_text())
-        if found:
-            try:
-                socket.create_connection((found[2], int(found[3])), timeout=1).close()
-                return found[1]
-            except OSError:
-                pass
-        time.sleep(0.1)
-    raise AssertionError(f"no URL to open in the banner: {out.read_text()!r}")
+        found = re.search(banner, out.read_text())
+        return found is not None and listening(found[2], int(found[3]))
+    wait_until(answers, within,
+               failure=lambda: f"no URL to open in the banner: {out.read_text()!r}")
+    found = re.search(banner, out.read_text())
+    assert found is not None
+    return found[1]
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from launcher.clock import ManualClock
 from proxy.admission.authz import AllowAll, Allowlist, Arborist, AuthzUnavailable, build_authorizer
 from proxy.sessions.tokens import Identity
 from proxy.settings import AuthzSettings
@@ -142,13 +142,13 @@ async def test_decisions_are_cached_per_token_and_question(
     assert len(arborist.seen) == 4
 
 
-async def test_cached_decision_expires(arborist: FakeArborist,
-                                       http: aiohttp.ClientSession) -> None:
-    client = arborist_client(arborist.url, http, cache_seconds=0.2)
+async def test_cached_decision_expires(arborist: FakeArborist, http: aiohttp.ClientSession,
+                                       clock: ManualClock) -> None:
+    client = arborist_client(arborist.url, http, cache_seconds=0.2, clock=clock)
     assert await client.may_use_workspaces(ALICE) is True
     arborist.workspace_users.clear()  # access revoked in Arborist
     assert await client.may_use_workspaces(ALICE) is True
-    await asyncio.sleep(0.25)
+    clock.advance(0.25)
     assert await client.may_use_workspaces(ALICE) is False
     assert len(arborist.seen) == 2
 

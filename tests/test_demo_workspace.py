@@ -19,6 +19,8 @@ from yarl import URL
 
 from launcher.demo import make_app, pattern
 
+from .helpers import eventually
+
 BASE = "/lw-workspace/proxy/"
 
 
@@ -74,7 +76,10 @@ async def test_status_counts_open_websockets(client: TestClient[Any, Any]) -> No
     async with client.ws_connect(BASE + "echo"):
         body = await (await client.get(BASE + "api/status")).json()
         assert body["connections"] == 1 and body["kernels"] == 0
-    await asyncio.sleep(0.05)
+
+    async def closed() -> bool:
+        return bool((await (await client.get(BASE + "api/status")).json())["connections"] == 0)
+    await eventually(closed)
     assert (await (await client.get(BASE + "api/status")).json())["connections"] == 0
 
 

@@ -19,7 +19,7 @@ from launcher.demo import make_app as demo_app
 from proxy.sessions.devissuer import DevIssuer
 
 from .conftest import PROXY
-from .helpers import HATCHWAY, clean_env, free_port
+from .helpers import HATCHWAY, clean_env, eventually, free_port
 
 DOWNLOAD = 100 * 1024 * 1024
 SOCKETS = 100
@@ -32,15 +32,13 @@ async def _ready_status(http: aiohttp.ClientSession, base: str) -> int:
 
 
 async def _until_ready(http: aiohttp.ClientSession, base: str, proc: Any) -> None:
-    for _ in range(200):
+    async def ready() -> bool:
         assert proc.poll() is None, "hatchway serve exited during start-up"
         try:
-            if await _ready_status(http, base) == 200:
-                return
+            return await _ready_status(http, base) == 200
         except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError("never ready")
+            return False
+    await eventually(ready, within=20, interval=0.1)
 
 
 async def _slow_download(http: aiohttp.ClientSession, url: str, cookies: dict[str, str],
@@ -102,7 +100,10 @@ async def test_sigterm_drains_without_failing_a_request(serve: Any) -> None:
 
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.3)
+
+        async def unready() -> bool:
+            return await _ready_status(http, base) == 503
+        await eventually(unready, within=DELAY)
         # readiness fails first, while the listener still accepts and serves
         assert await _ready_status(http, base) == 503
         async with http.get(base + PROXY + "api/status", cookies=cookies) as resp:
@@ -130,7 +131,15 @@ async def test_the_listener_stops_accepting_after_the_delay(serve: Any) -> None:
         ws = await http.ws_connect(base + PROXY + "echo", autoclose=False,
                                    headers={"Cookie": f"access_token={cookies['access_token']}"})
         proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(DELAY + 0.5)
+
+        async def refused() -> bool:
+            try:
+                async with http.get(base + "/lw-workspace/_status") as resp:
+                    await resp.read()
+            except aiohttp.ClientConnectionError:
+                return True
+            return False
+        assert await eventually(refused, within=DELAY + 5) >= DELAY - 0.5
         with pytest.raises(aiohttp.ClientConnectionError):
             async with http.get(base + "/lw-workspace/_status") as resp:
                 await resp.read()

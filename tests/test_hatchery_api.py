@@ -112,8 +112,8 @@ async def test_a_kubernetes_api_error_is_not_found_as_in_hatchery(
         "users": [{"name": "u", "user": {"token": "t"}}],
         "contexts": [{"name": "down", "context": {"cluster": "down", "user": "u"}}]}))
     gw = await start_gateway(backend="kubernetes", kubernetes={
-        "kubeconfig": str(kubeconfig), "namespace": "jupyter-pods", "connect_timeout": 0.5,
-        "retries": 0, "request_timeout": 1})
+        "kubeconfig": str(kubeconfig), "namespace": "jupyter-pods",
+        "connect_timeout_seconds": 0.5, "retries": 0, "request_timeout_seconds": 1})
     resp = await call(client, gw, "GET", "status")
     assert resp.status == 200
     body = await resp.json()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from tests.helpers import (
     create_paymodel_table,
     free_port,
     moto_server,
+    wait_until,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hatchery"
@@ -88,15 +88,15 @@ def serve(config: Path, state_dir: Path, log: Path,
                                 stdout=out, stderr=subprocess.STDOUT,
                                 env={**clean_env(), **aws[1]})
     try:
-        deadline = time.monotonic() + 30
-        while True:
+        def serving() -> bool:
             assert proc.poll() is None, log.read_text()
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/lw-workspace/_status", timeout=1)
-                break
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/lw-workspace/_status",
+                                       timeout=1)
+                return True
             except OSError:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
+                return False
+        wait_until(serving, 30, failure=log.read_text)
         yield port
     finally:
         proc.terminate()

@@ -4,14 +4,13 @@ names the failing check."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
 from .conftest import GatewayUnderTest
-from .helpers import JWKSServer, free_port
+from .helpers import JWKSServer, eventually, free_port
 
 JWKS_SESSIONS = {"mode": "jwks", "jwks_refetch_min_seconds": 0.1}
 
@@ -37,7 +36,11 @@ async def test_unloadable_session_keys_fail_readiness_not_liveness(
         start_gateway: Callable[..., Any], client: aiohttp.ClientSession) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}/user/.well-known/jwks"
     gw = await start_gateway(sessions={**JWKS_SESSIONS, "jwks_url": nowhere})
-    await asyncio.sleep(0.2)
+
+    async def fetch_failed() -> bool:  # the check names why, once a fetch has failed
+        _, body = await _get(client, gw.url("/lw-workspace/_ready"))
+        return str(body["checks"]["keys"]).startswith("session keys not loaded: ")
+    await eventually(fetch_failed)
     status, body = await _get(client, gw.url("/lw-workspace/_ready"))
     assert status == 503
     assert body["failing"] == ["keys"]
@@ -51,9 +54,8 @@ async def test_loaded_session_keys_make_the_gateway_ready(
         start_gateway: Callable[..., Any], client: aiohttp.ClientSession,
         jwks_server: JWKSServer) -> None:
     gw = await start_gateway(sessions={**JWKS_SESSIONS, "jwks_url": jwks_server.url})
-    for _ in range(50):
-        status, _ = await _get(client, gw.url("/lw-workspace/_ready"))
-        if status == 200:
-            break
-        await asyncio.sleep(0.05)
-    assert status == 200
+
+    async def ready() -> bool:
+        return (await _get(client, gw.url("/lw-workspace/_ready")))[0] == 200
+    await eventually(ready, within=2.5)
+    assert (await _get(client, gw.url("/lw-workspace/_ready")))[0] == 200

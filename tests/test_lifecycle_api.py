@@ -5,7 +5,6 @@ status codes and bodies an existing Gen3 portal expects. Real gateway, real work
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from launcher.clock import ManualClock
 from proxy.api.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY
 from proxy.serve.app import build_app
@@ -38,6 +38,16 @@ async def gateway_with_options(aiohttp_server: Any, tmp_path: Path,
 @pytest.fixture
 async def running(gw: GatewayUnderTest, client: aiohttp.ClientSession) -> GatewayUnderTest:
     """alice's demo workspace launched through the API and Running."""
+    await launch(client, gw)
+    await status_becomes(client, gw, "Running")
+    return gw
+
+
+@pytest.fixture
+async def timed(start_gateway: Callable[..., Any], clock: ManualClock,
+                client: aiohttp.ClientSession) -> GatewayUnderTest:
+    """``running`` on a ManualClock: activity times move only with ``clock.advance``."""
+    gw: GatewayUnderTest = await start_gateway(clock=clock)
     await launch(client, gw)
     await status_becomes(client, gw, "Running")
     return gw
@@ -142,30 +152,30 @@ async def test_websocket_reaches_the_launched_workspace(
 
 
 async def test_http_traffic_advances_last_activity_time(
-        running: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
-    before = (await get_json(client, running, "status"))["lastActivityTime"]
+        timed: GatewayUnderTest, clock: ManualClock, client: aiohttp.ClientSession) -> None:
+    before = (await get_json(client, timed, "status"))["lastActivityTime"]
     assert before > 0  # the launch itself counts
-    await asyncio.sleep(1.2)  # the tracker's clock ticks once a second
-    async with client.get(running.url(PROXY + "headers"), headers=auth(running)) as resp:
+    clock.advance(1.2)  # the tracker's clock ticks once a second
+    async with client.get(timed.url(PROXY + "headers"), headers=auth(timed)) as resp:
         assert resp.status == 200
-    assert (await get_json(client, running, "status"))["lastActivityTime"] > before
+    assert (await get_json(client, timed, "status"))["lastActivityTime"] > before
 
 
 async def test_websocket_messages_alone_advance_last_activity_time(
-        running: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
-    async with client.ws_connect(running.url(PROXY + "echo"), headers=auth(running)) as ws:
-        before = (await get_json(client, running, "status"))["lastActivityTime"]
-        await asyncio.sleep(1.2)
+        timed: GatewayUnderTest, clock: ManualClock, client: aiohttp.ClientSession) -> None:
+    async with client.ws_connect(timed.url(PROXY + "echo"), headers=auth(timed)) as ws:
+        before = (await get_json(client, timed, "status"))["lastActivityTime"]
+        clock.advance(1.2)
         await ws.send_str("still here")
         assert await ws.receive_str(timeout=5) == "still here"
-        assert (await get_json(client, running, "status"))["lastActivityTime"] > before
+        assert (await get_json(client, timed, "status"))["lastActivityTime"] > before
 
 
-async def test_status_polling_is_not_activity(running: GatewayUnderTest,
+async def test_status_polling_is_not_activity(timed: GatewayUnderTest, clock: ManualClock,
                                               client: aiohttp.ClientSession) -> None:
-    before = (await get_json(client, running, "status"))["lastActivityTime"]
-    await asyncio.sleep(1.2)
-    assert (await get_json(client, running, "status"))["lastActivityTime"] == before
+    before = (await get_json(client, timed, "status"))["lastActivityTime"]
+    clock.advance(1.2)
+    assert (await get_json(client, timed, "status"))["lastActivityTime"] == before
 
 
 # -- terminate -------------------------------------------------------------------------------

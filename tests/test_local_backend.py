@@ -23,6 +23,8 @@ from launcher.processes import parse_memory
 from launcher.routes import RouteTable
 from launcher.settings import LocalSettings
 
+from .helpers import NEVER_READY, eventually
+
 PREFIX = "/lw-workspace/proxy/"
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 PY = sys.executable
@@ -65,16 +67,15 @@ def host_pid(recorded: int, home: Path) -> int:
 
 
 async def until(check: Callable[[], Any], within: float = 15.0) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
+    """``check``'s first truthy result (it may be a coroutine function)."""
+    found: list[Any] = [None]
+
+    async def holds() -> bool:
         result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+        found[0] = await result if asyncio.iscoroutine(result) else result
+        return bool(found[0])
+    await eventually(holds, within, interval=0.02)
+    return found[0]
 
 
 async def status_is(backend: LocalBackend, user: str, wanted: str,
@@ -143,7 +144,7 @@ async def test_workspace_ports_lie_below_the_ephemeral_range_and_differ(
 
 async def test_launching_status_reports_conditions_and_no_idle_limit_yet(
         backend: LocalBackend) -> None:
-    await backend.launch("bob", option(command=["sleep", "30"], ready_probe="/",
+    await backend.launch("bob", option(command=NEVER_READY["command"], ready_probe="/",
                                        args=["--ServerApp.shutdown_no_activity_timeout=60"]),
                          None)
     st = await backend.status("bob")
@@ -235,9 +236,9 @@ async def test_workspace_killed_by_a_signal_says_which(backend: LocalBackend) ->
 
 
 async def test_second_launch_raises_workspace_exists(backend: LocalBackend) -> None:
-    await backend.launch("hank", option(command=["sleep", "30"]), None)
+    await backend.launch("hank", option(command=NEVER_READY["command"]), None)
     with pytest.raises(WorkspaceExists):
-        await backend.launch("hank", option(command=["sleep", "30"]), None)
+        await backend.launch("hank", option(command=NEVER_READY["command"]), None)
 
 
 async def test_stopped_workspace_can_be_launched_again(backend: LocalBackend) -> None:
@@ -265,7 +266,8 @@ async def test_workspace_not_ready_in_time_is_stopped(routes: RouteTable, tmp_pa
     settings = LocalSettings(stop_grace_seconds=0.5, ready_timeout_seconds=0.4,
                              probe_interval_seconds=0.05)
     backend = LocalBackend(routes, settings, proxy_prefix=PREFIX, state_dir=str(tmp_path))
-    await backend.launch("lee", option(command=["sleep", "300"], **{"ready-probe": "/x"}), None)
+    await backend.launch("lee", option(command=NEVER_READY["command"], **{"ready-probe": "/x"}),
+                         None)
     st = await status_is(backend, "lee", STOPPED, 5.0)
     assert "not ready within 0.4s" in st.detail
     assert routes.get("lee") is None

@@ -6,7 +6,6 @@ These run as root (this machine and CI do): that is where hatchway isolates by u
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
@@ -25,6 +24,8 @@ from launcher.options import WorkspaceOption, parse_hatchery_config
 from launcher.routes import RouteTable
 from launcher.settings import LocalSettings
 from proxy.sessions.devissuer import KEY_FILE, DevIssuer
+
+from .helpers import eventually
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="uid isolation needs root")
 PREFIX = "/lw-workspace/proxy/"
@@ -74,11 +75,10 @@ async def backend(tmp_path: Path, routes: RouteTable) -> AsyncIterator[LocalBack
 
 async def run_to_end(backend: LocalBackend, user: str, opt: WorkspaceOption) -> None:
     await backend.launch(user, opt, None)
-    for _ in range(500):
-        if (await backend.status(user)).status == STOPPED:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{user}'s workspace did not finish")
+
+    async def stopped() -> bool:
+        return (await backend.status(user)).status == STOPPED
+    await eventually(stopped, within=10)
 
 
 async def probe_from(backend: LocalBackend, user: str, victim: str,
@@ -212,13 +212,9 @@ async def test_another_users_process_cannot_use_a_workspace_port(
                   args=["--port", "{port}", "--base-url", "{base_url}"],
                   **{"path-rewrite": PREFIX, "ready-probe": PREFIX + "api/status"})
     await backend.launch("bob", demo, None)
-    for _ in range(500):
-        route = routes.get("bob")
-        if route is not None and route.ready:
-            break
-        await asyncio.sleep(0.02)
-    else:
-        raise AssertionError("bob's workspace never became ready")
+    await eventually(lambda: (r := routes.get("bob")) is not None and r.ready, within=10)
+    route = routes.get("bob")
+    assert route is not None
     url = f"http://127.0.0.1:{route.port}{PREFIX}api/status"
 
     await run_to_end(backend, "alice", option(command=[sys.executable, "-c", _KNOCK, url]))

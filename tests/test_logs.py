@@ -20,7 +20,7 @@ import yaml
 from proxy.observe.logs import REDACTED, JsonFormatter, RedactingFilter, configure, redact
 from proxy.sessions.devissuer import DevIssuer
 
-from .helpers import DEMO, HATCHWAY, clean_env, free_port
+from .helpers import DEMO, HATCHWAY, clean_env, eventually, free_port
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 
@@ -96,24 +96,22 @@ async def test_no_token_or_cookie_reaches_the_servers_log(tmp_path: Path) -> Non
     bearer = {"Authorization": f"Bearer {token}"}
     try:
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-            for _ in range(100):
+            async def ready() -> bool:
                 try:
                     async with http.get(base + "/lw-workspace/_ready") as resp:
-                        if resp.status == 200:
-                            break
+                        return resp.status == 200
                 except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.1)
+                    return False
+            await eventually(ready, within=10)
             async with http.get(base + "/lw-workspace/options", headers=bearer) as resp:
                 option = (await resp.json())[0]["id"]
             async with http.post(f"{base}/lw-workspace/launch?id={option}",
                                  headers=bearer) as resp:
                 assert resp.status == 200
-            for _ in range(100):
+            async def running() -> bool:
                 async with http.get(base + "/lw-workspace/status", headers=bearer) as resp:
-                    if (await resp.json())["status"] == "Running":
-                        break
-                await asyncio.sleep(0.1)
+                    return bool((await resp.json())["status"] == "Running")
+            await eventually(running, within=10)
             for headers in (bearer, {"Cookie": f"access_token={token}; other=1"}):
                 async with http.get(f"{base}/lw-workspace/proxy/api/status?token={token}",
                                     headers={**headers, "Connection": "close"}) as resp:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
 import pytest
 
 from launcher.errors import ConfigError
-from launcher.gojson import canonical_quantity, go_float32, marshal_container, option_id
+from launcher.gojson import (
+    HATCHERY_CONFIG,
+    K8S_CONTAINER,
+    Slice,
+    Struct,
+    canonical_quantity,
+    go_float32,
+    marshal_container,
+    option_id,
+)
+from launcher.hatchery_types import CLASSES, LicenseInfo, NextflowConfig
 from launcher.names import claim_name, escape, pod_name, service_name
-from launcher.options import parse_hatchery_config
+from launcher.options import HatcheryConfig, parse_hatchery_config
 
 JUPYTER = {
     "target-port": 8888,
@@ -197,6 +208,46 @@ def test_top_level_settings_are_read() -> None:
                                  "license-user-maps-global-secondary-index": "gsi"}, "h")
     assert cfg.skip_node_selector and cfg.use_internal_services_url
     assert (cfg.pay_models_dynamodb_table, cfg.license_user_maps_table) == ("pm", "lt")
+
+
+def _go_structs(t: Struct) -> dict[str, Struct]:
+    """Every struct hatchery.json reaches, by Go name (k8s.io/api's Container aside)."""
+    found = {t.name: t}
+    for f in t.fields:
+        inner = f.type.elem if isinstance(f.type, Slice) else f.type
+        if isinstance(inner, Struct) and inner is not K8S_CONTAINER:
+            found.update(_go_structs(inner))
+    return found
+
+
+def _json_keys(cls: type) -> list[str]:
+    return [f.metadata["json"] for f in dataclasses.fields(cls) if "json" in f.metadata]
+
+
+def test_every_go_field_of_hatchery_json_has_a_typed_field_in_go_order() -> None:
+    structs = _go_structs(HATCHERY_CONFIG)
+    assert set(structs) - {"PayModel"} == set(CLASSES) | {"HatcheryConfig"}
+    for name, cls in CLASSES.items():
+        keys = [f.key for f in structs[name].fields if f.key != "authz"]  # Container.authz
+        assert _json_keys(cls) == keys, name
+    read_elsewhere = {"containers", "default-pay-model", "pay-models"}  # options, PayModel
+    assert _json_keys(HatcheryConfig) == [f.key for f in HATCHERY_CONFIG.fields
+                                          if f.key not in read_elsewhere]
+
+
+def test_options_are_read_once_into_go_typed_values() -> None:
+    cfg = parse_hatchery_config({"Sub-Dir": "/x", "containers": [{
+        **JUPYTER, "gpu": True, "license": {"enabled": False, "max-license-ids": 3},
+        "friends": [{"name": "f", "image": "i", "resources": {"limits": {"cpu": "1.0"}},
+                     "bogus": 1}]}]}, "h.json")
+    c = cfg.options[0].container
+    assert cfg.sub_dir == "/x" and c.gpu is True and c.cpu_limit == "1.0"
+    assert (c.target_port, c.user_uid, c.group_uid, c.fs_gid) == (8888, 1000, 0, 100)
+    assert c.command == ("start-notebook.sh",) and c.env == JUPYTER["env"]
+    assert c.license == LicenseInfo(max_license_ids=3) and c.nextflow_config == NextflowConfig()
+    assert c.friends == ({"name": "f", "image": "i", "resources": {"limits": {"cpu": "1"}}},)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.name = "other"  # type: ignore[misc]
 
 
 def test_unknown_fields_are_kept_and_reported() -> None:

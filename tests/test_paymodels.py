@@ -20,7 +20,7 @@ from launcher.gojson import go_float32
 from launcher.paymodels import PayModel
 
 from .conftest import GatewayUnderTest
-from .helpers import aws_env, create_paymodel_table, moto_server
+from .helpers import aws_env, create_paymodel_table, eventually, moto_server
 
 API = "/lw-workspace/"
 DEFAULT = {"workspace_type": "Trial Workspace", "local": True}
@@ -279,16 +279,11 @@ async def test_resetpaymodels_leaves_no_current_row(
 async def test_terminate_clears_the_current_pay_model_once_the_workspace_is_gone(
         pay_gateway: Callable[..., Any], client: aiohttp.ClientSession,
         table: tuple[Any, str]) -> None:
-    import asyncio
-
     put(table, row("alice", "w1", current=True))
     gw = await pay_gateway(**{"pay-models-dynamodb-table": table[1]})
     assert await launch(client, gw) == (200, "Success")
     assert await call(client, gw, "POST", "terminate") == (200, "Terminated workspace")
-    for _ in range(50):
-        if current_flags(table, "alice") == {"w1": False}:
-            break
-        await asyncio.sleep(0.1)
+    await eventually(lambda: current_flags(table, "alice") == {"w1": False})
     assert current_flags(table, "alice") == {"w1": False}
 
 

@@ -81,7 +81,7 @@ async def test_stop_cuts_a_step_under_way() -> None:
 
     async def hangs() -> None:
         entered.set()
-        await asyncio.sleep(60)
+        await asyncio.Event().wait()  # never set: the step hangs until cut
 
     loop = Periodic("hangs", hangs, 0.01, log=log, at_once=True)
     loop.start()

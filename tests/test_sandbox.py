@@ -8,7 +8,6 @@ against small limits, so that on a gateway without limits they stop at their own
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -32,7 +31,7 @@ from launcher.settings import LocalSettings
 from proxy.sessions.devissuer import DevIssuer
 
 from .conftest import PROXY, GatewayUnderTest
-from .helpers import API, auth, launch, status_becomes
+from .helpers import API, auth, eventually, launch, status_becomes
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox needs root"),
@@ -90,11 +89,10 @@ async def backend(tmp_path: Path) -> AsyncIterator[LocalBackend]:
 
 async def run_to_end(backend: LocalBackend, user: str, opt: WorkspaceOption) -> None:
     await backend.launch(user, opt, None)
-    for _ in range(1000):
-        if (await backend.status(user)).status == STOPPED:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{user}'s workspace did not finish")
+
+    async def stopped() -> bool:
+        return (await backend.status(user)).status == STOPPED
+    await eventually(stopped, within=20, interval=0.02)
 
 
 async def look(backend: LocalBackend, user: str, *paths: str) -> dict[str, Any]:
@@ -241,12 +239,9 @@ async def limited(start_gateway: Callable[..., Any],
 async def held(gw: GatewayUnderTest, user: str) -> dict[str, Any]:
     """What the hostile workload got, once it is holding it."""
     path = gw.gateway.backend.workdir(user) / "held.json"  # type: ignore[attr-defined]
-    for _ in range(1500):
-        if path.exists() and path.read_text():
-            doc: dict[str, Any] = json.loads(path.read_text())
-            return doc
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{user}'s workload never reported")
+    await eventually(lambda: path.exists() and bool(path.read_text()), within=30, interval=0.02)
+    doc: dict[str, Any] = json.loads(path.read_text())
+    return doc
 
 
 async def others_keep_serving(gw: GatewayUnderTest, client: aiohttp.ClientSession) -> None:

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from multidict import CIMultiDict
 
+from launcher.clock import REAL, Clock, ManualClock
 from launcher.errors import ConfigError
 from proxy.sessions.devissuer import KEY_FILE, DevIssuer, jwk_thumbprint
 from proxy.sessions.jwks import KeyStore, http_jwks_fetcher
@@ -45,11 +46,12 @@ ValidatorFactory = Callable[..., SessionValidator]
 @pytest.fixture
 def make_validator(jwks_server: JWKSServer, http: aiohttp.ClientSession) -> ValidatorFactory:
     def make(url: str | None = None, *, cache_seconds: float = 3600,
-             refetch_min_seconds: float = 30, **kwargs: Any) -> SessionValidator:
+             refetch_min_seconds: float = 30, clock: Clock = REAL,
+             **kwargs: Any) -> SessionValidator:
         fetch = http_jwks_fetcher(url or jwks_server.url, lambda: http, timeout=2.0)
         keys = KeyStore(fetch, cache_seconds=cache_seconds,
-                        refetch_min_seconds=refetch_min_seconds)
-        return SessionValidator(keys, issuer=ISSUER, **kwargs)
+                        refetch_min_seconds=refetch_min_seconds, clock=clock)
+        return SessionValidator(keys, issuer=ISSUER, clock=clock, **kwargs)
 
     return make
 
@@ -171,12 +173,13 @@ async def test_validated_token_is_cached_without_another_fetch(
 
 
 async def test_cache_forgets_a_token_once_it_expires(make_validator: ValidatorFactory,
-                                                     rsa_key: Any) -> None:
-    validator = make_validator(leeway_seconds=0)
-    exp = int(time.time()) + 1
+                                                     rsa_key: Any, clock: ManualClock) -> None:
+    validator = make_validator(leeway_seconds=0, clock=clock)
+    exp = int(clock.time()) + 2
     token = sign(claims(exp=exp), rsa_key)
     await validator.validate(token)
-    await asyncio.sleep(exp - time.time() + 0.05)
+    assert validator.cached(token) is not None
+    clock.advance(exp - clock.time() + 0.05)
     assert validator.cached(token) is None
     with pytest.raises(SessionError, match="session expired"):
         await validator.validate(token)
@@ -201,8 +204,9 @@ async def test_concurrent_first_checks_share_one_jwks_fetch(
 
 
 async def test_unknown_kid_flood_fetches_at_most_once_per_window(
-        make_validator: ValidatorFactory, jwks_server: JWKSServer, rsa_key: Any) -> None:
-    validator = make_validator(refetch_min_seconds=0.5)
+        make_validator: ValidatorFactory, jwks_server: JWKSServer, rsa_key: Any,
+        clock: ManualClock) -> None:
+    validator = make_validator(refetch_min_seconds=0.5, clock=clock)
     await validator.validate(sign(claims(), rsa_key))
     assert jwks_server.requests == 1
 
@@ -214,7 +218,7 @@ async def test_unknown_kid_flood_fetches_at_most_once_per_window(
 
     await flood()  # inside the window opened by the first fetch
     assert jwks_server.requests == 1
-    await asyncio.sleep(0.55)
+    clock.advance(0.55)
     await flood()  # window over: one shared refetch for the whole burst
     assert jwks_server.requests == 2
     await flood()
@@ -234,11 +238,11 @@ async def test_rotated_in_key_is_picked_up(make_validator: ValidatorFactory,
 
 async def test_withdrawn_key_stops_validating_when_the_key_cache_expires(
         make_validator: ValidatorFactory, jwks_server: JWKSServer, rsa_key: Any,
-        rsa_key_2: Any) -> None:
-    validator = make_validator(cache_seconds=0.3, refetch_min_seconds=0)
+        rsa_key_2: Any, clock: ManualClock) -> None:
+    validator = make_validator(cache_seconds=0.3, refetch_min_seconds=0, clock=clock)
     await validator.validate(sign(claims(), rsa_key))
     jwks_server.doc = {"keys": [public_jwk(rsa_key_2, "rsa-2")]}
-    await asyncio.sleep(0.35)
+    clock.advance(0.35)
     with pytest.raises(SessionError, match="unknown key"):
         await validator.validate(sign(claims(), rsa_key))
 

@@ -49,6 +49,49 @@ def test_nested_sections_merge_across_layers(tmp_path: Path) -> None:
     assert (settings.kubernetes.namespace, settings.kubernetes.route_to) == ("other", "endpoints")
 
 
+@pytest.mark.parametrize(("section", "old", "new"), [
+    ("envoy", "idle_timeout_s", "idle_timeout_seconds"),
+    ("envoy", "activity_poll_s", "activity_poll_seconds"),
+    ("kubernetes", "request_timeout", "request_timeout_seconds"),
+    ("kubernetes", "connect_timeout", "connect_timeout_seconds"),
+    ("kubernetes", "retry_backoff", "retry_backoff_seconds"),
+    ("kubernetes", "backoff_max", "backoff_max_seconds"),
+])
+def test_a_time_settings_former_name_still_works_with_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, section: str, old: str,
+        new: str) -> None:
+    config = tmp_path / "hatchway.yaml"
+    config.write_text(f"{section}:\n  {old.replace('_', '-')}: 7\n")
+    settings = load_settings([str(config)], environ={})
+    assert getattr(getattr(settings, section), new) == 7.0
+    assert f"{config}: setting {section}.{old.replace('_', '-')} is now called " \
+        f"{section}.{new}" in caplog.text
+
+
+def test_time_settings_are_named_in_seconds() -> None:
+    from launcher.settings_tree import describe
+
+    timed = [d.path for d in describe(Settings)
+             if re.search(r"(timeout|interval|backoff|grace|_s$|delay|poll)", d.path)]
+    assert timed and all(p.endswith("_seconds") for p in timed), timed
+
+
+def test_log_level_comes_from_the_environment_and_a_bad_one_is_named() -> None:
+    assert load_settings([], environ={"HATCHWAY_LOG_LEVEL": "debug"}).log_level == "debug"
+    with pytest.raises(ConfigError) as err:
+        load_settings([], environ={"HATCHWAY_LOG_LEVEL": "loud"})
+    assert err.value.field == "log_level"
+
+
+def test_gen3_endpoint_is_read_from_hatcherys_variable_into_the_tree() -> None:
+    from proxy.settings import kube_settings
+
+    assert load_settings([], environ={}).gen3_endpoint is None  # unset, as Go's LookupEnv
+    settings = load_settings([], environ={"GEN3_ENDPOINT": "commons.example.org"})
+    assert settings.gen3_endpoint == "commons.example.org"
+    assert kube_settings(settings).commons_endpoint == "commons.example.org"
+
+
 def test_static_route_user_names_keep_their_dashes() -> None:
     settings = load_settings([], environ={}, overrides={
         "static_routes": {"a-b": "http://127.0.0.1:1/"}})

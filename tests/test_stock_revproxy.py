@@ -14,7 +14,6 @@ import getpass
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -30,7 +29,7 @@ import pytest
 
 from .arborist_contract import ArboristContract, Grant
 from .conftest import PROXY, GatewayUnderTest
-from .helpers import JWKSServer, exchange, free_port
+from .helpers import JWKSServer, eventually, exchange, free_port, listening, wait_until
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 pytestmark = pytest.mark.skipif(
@@ -81,15 +80,11 @@ def nginx_running(conf: Path, port: int) -> Iterator[Path]:
         proc = subprocess.Popen(nginx_command(conf, "-g", "daemon off;"),
                                 stdout=stdout, stderr=stderr)
     try:
-        deadline = time.monotonic() + 10
-        while True:
+        def listens() -> bool:
             assert proc.poll() is None, f"nginx exited: {err.read_text()}"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"nginx never listened: {err.read_text()}"
-                time.sleep(0.05)
+            return listening("127.0.0.1", port)
+        wait_until(listens, 10, interval=0.05,
+                   failure=lambda: f"nginx never listened: {err.read_text()}")
         yield err
     finally:
         proc.terminate()
@@ -185,10 +180,10 @@ async def status(commons: Commons, browser: aiohttp.ClientSession, user: str) ->
 async def running(commons: Commons, browser: aiohttp.ClientSession, user: str,
                   within: float = 30) -> None:
     await launch(commons, browser, user)
-    deadline = time.monotonic() + within
-    while (now := await status(commons, browser, user)) != "Running":
-        assert time.monotonic() < deadline, f"{user}'s workspace stayed {now}"
-        await asyncio.sleep(0.2)
+
+    async def is_running() -> bool:
+        return await status(commons, browser, user) == "Running"
+    await eventually(is_running, within, interval=0.2)
 
 
 # -- a signed-in user, through nginx ------------------------------------------------------------
@@ -253,10 +248,9 @@ async def test_terminate_succeeds_through_the_hatchery_location(
     async with browser.post(commons.base + "/lw-workspace/terminate",
                             headers=commons.browser("alice")) as r:
         assert (r.status, await r.text()) == (200, "Terminated workspace")
-    deadline = time.monotonic() + 20
-    while (now := await status(commons, browser, "alice")) != "Not Found":
-        assert time.monotonic() < deadline, f"alice's workspace stayed {now}"
-        await asyncio.sleep(0.2)
+    async def gone() -> bool:
+        return await status(commons, browser, "alice") == "Not Found"
+    await eventually(gone, 20, interval=0.2)
 
 
 # -- attackers, over a raw socket to nginx --------------------------------------------------------

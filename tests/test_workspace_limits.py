@@ -7,7 +7,6 @@ The kubelet's and runc's conversions are checked against their own sources' cons
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -25,6 +24,8 @@ from launcher.options import WorkspaceOption, parse_hatchery_config
 from launcher.routes import RouteTable
 from launcher.settings import LocalSettings
 from proxy.settings import load_settings
+
+from .helpers import eventually
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="per-workspace limits need root")
 PREFIX = "/lw-workspace/proxy/"
@@ -45,11 +46,8 @@ def text(path: Path) -> str:
 
 
 async def written(path: Path) -> str:
-    for _ in range(1000):
-        if found := text(path):
-            return found
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{path} was never written")
+    await eventually(lambda: bool(text(path)), within=20, interval=0.02)
+    return text(path)
 
 
 # -- as the kubelet translates an option -----------------------------------------------------

@@ -17,13 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from launcher.backend import WorkspaceStatus
+from launcher.clock import REAL, Clock
 from launcher.errors import BackendError, BackendUnavailable, NameTaken, WorkspaceExists
 from launcher.fence_keys import ApiKey, FenceKeys, api_key_of, fence_url, key_id_of
 from launcher.names import claim_name, pod_name, service_name
@@ -59,10 +59,12 @@ class KubernetesBackend:
     name = "kubernetes"
     isolation = "pods"  # one pod per user: the cluster keeps them apart
 
-    def __init__(self, routes: RouteTable, cfg: KubeSettings, hatchery: HatcheryConfig) -> None:
+    def __init__(self, routes: RouteTable, cfg: KubeSettings, hatchery: HatcheryConfig, *,
+                 clock: Clock = REAL) -> None:
         """``cfg.mapping_flavor`` empty means Hatchery's v1 (the gateway fills in Envoy
-        mode's choice before it gets here)."""
+        mode's choice before it gets here); ``clock`` judges the culler's Lease."""
         self.routes, self.hatchery, self.cfg = routes, hatchery, cfg
+        self._clock = clock
         self.mapping_flavor = cfg.mapping_flavor or "v1"
         self.namespace = self.cfg.namespace or hatchery.user_namespace or DEFAULT_NAMESPACE
         self._client: KubeClient | None = None
@@ -70,10 +72,13 @@ class KubernetesBackend:
         self.slices: Reflector | None = None
         self.router: Router | None = None
         # -- issue 11: Fence API keys, shared activity, one culler -------------------------
-        self.gen3_endpoint = self.cfg.gen3_endpoint or os.environ.get("GEN3_ENDPOINT", "")
-        self.fence = FenceKeys(fence_url(configured=self.cfg.fence_url, environ=os.environ,
+        commons = self.cfg.commons_endpoint  # GEN3_ENDPOINT, through the settings tree
+        self.gen3_endpoint = self.cfg.gen3_endpoint or commons or ""
+        self.fence = FenceKeys(fence_url(configured=self.cfg.fence_url,
+                                         environ={} if commons is None else
+                                         {"GEN3_ENDPOINT": commons},
                                          use_internal=hatchery.use_internal_services_url),
-                               self._fence_http, timeout_seconds=self.cfg.request_timeout)
+                               self._fence_http, timeout_seconds=self.cfg.request_timeout_seconds)
         self._http: aiohttp.ClientSession | None = None
         self._local_activity: Callable[[str], int] | None = None
         self.activity: ActivitySync | None = None
@@ -123,10 +128,11 @@ class KubernetesBackend:
         self.elector = LeaderElector(self._client, name=self.cfg.lease_name,
                                      identity=self.cfg.identity or default_identity(),
                                      lease_seconds=self.cfg.lease_seconds,
-                                     renew_seconds=self.cfg.lease_renew_seconds)
+                                     renew_seconds=self.cfg.lease_renew_seconds,
+                                     clock=self._clock)
         self.elector.start()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.cfg.request_timeout):
+            async with asyncio.timeout(self.cfg.request_timeout_seconds):
                 await asyncio.gather(self.services.synced.wait(), self.slices.synced.wait())
 
     async def close(self) -> None:
@@ -177,8 +183,8 @@ class KubernetesBackend:
             if specs.needs_claim(option):
                 claim = await self.client.get("persistentvolumeclaims", claim_name(user))
                 if claim is None:
-                    size = str(self.hatchery.raw.get("user-volume-size") or
-                               self.cfg.user_volume_size or specs.DEFAULT_VOLUME_SIZE)
+                    size = (self.hatchery.user_volume_size or self.cfg.user_volume_size
+                            or specs.DEFAULT_VOLUME_SIZE)
                     with contextlib.suppress(Conflict):  # another replica made it just now
                         await self.client.create("persistentvolumeclaims",
                                                  specs.claim_spec(user, pod, size))

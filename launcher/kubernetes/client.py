@@ -100,16 +100,16 @@ class KubeClient:
         self.api, self.namespace, self.cfg = api, namespace, cfg
         self._apis = {"core": k8s.CoreV1Api(api), "discovery": k8s.DiscoveryV1Api(api),
                       "coordination": k8s.CoordinationV1Api(api)}
-        self._timeout = aiohttp.ClientTimeout(total=cfg.request_timeout,
-                                              connect=cfg.connect_timeout,
-                                              sock_connect=cfg.connect_timeout)
+        self._timeout = aiohttp.ClientTimeout(total=cfg.request_timeout_seconds,
+                                              connect=cfg.connect_timeout_seconds,
+                                              sock_connect=cfg.connect_timeout_seconds)
         self._answer: asyncio.Future[None] | None = None  # see until_answered
 
     async def until_answered(self, seconds: float) -> None:
         """Sleep ``seconds``, or less: until any call of this client gets a healthy answer
         (below 500) from the API server. A watch backing off after an outage then re-lists
         as soon as the server is known to be back (a launch, a status read, the culler's
-        Lease renewal every few seconds), not after a backoff grown to ``backoff_max``."""
+        Lease renewal every few seconds), not after a backoff grown to ``backoff_max_seconds``."""
         if self._answer is None or self._answer.done():
             self._answer = asyncio.get_running_loop().create_future()
         with contextlib.suppress(TimeoutError):
@@ -139,7 +139,7 @@ class KubeClient:
     async def _call(self, kind: str, verb: str, *, idempotent: bool = True,
                     **kwargs: Any) -> dict[str, Any]:
         fn = self._fn(kind, verb)
-        delay, error = self.cfg.retry_backoff, ""
+        delay, error = self.cfg.retry_backoff_seconds, ""
         for attempt in range(self.cfg.retries + 1):
             try:
                 resp = await fn(namespace=self.namespace, _preload_content=False,
@@ -211,8 +211,8 @@ class KubeClient:
         """The events after ``resource_version`` until the server ends the stream. Raises Gone
         (re-list), BackendUnavailable (no server) or a timeout when the stream stalls."""
         fn = self._fn(kind, "watch")
-        timeout = aiohttp.ClientTimeout(total=None, connect=self.cfg.connect_timeout,
-                                        sock_connect=self.cfg.connect_timeout,
+        timeout = aiohttp.ClientTimeout(total=None, connect=self.cfg.connect_timeout_seconds,
+                                        sock_connect=self.cfg.connect_timeout_seconds,
                                         sock_read=timeout_seconds + self.cfg.watch_stall_seconds)
         try:
             resp = await fn(namespace=self.namespace, watch=True, allow_watch_bookmarks=True,

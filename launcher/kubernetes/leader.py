@@ -18,9 +18,9 @@ import datetime
 import logging
 import os
 import socket
-import time
 from typing import Any
 
+from launcher.clock import REAL, Clock
 from launcher.errors import BackendError
 from launcher.periodic import Periodic
 
@@ -34,14 +34,15 @@ def default_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _micro_time() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _micro_time(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
     def __init__(self, client: KubeClient, *, name: str, identity: str, lease_seconds: float,
-                 renew_seconds: float) -> None:
+                 renew_seconds: float, clock: Clock = REAL) -> None:
         self._client, self.name, self.identity = client, name, identity
+        self._clock = clock  # expiry is judged by it; the rounds are paced by the loop
         self._lease_seconds = lease_seconds
         self._renewed_at = -float("inf")  # monotonic time of our last successful write
         self._seen: tuple[str, str] | None = None  # (holder, renewTime) last observed
@@ -51,7 +52,7 @@ class LeaderElector:
 
     @property
     def is_leader(self) -> bool:
-        return time.monotonic() - self._renewed_at < self._lease_seconds
+        return self._clock.monotonic() - self._renewed_at < self._lease_seconds
 
     def start(self) -> None:
         self._loop.start()
@@ -81,28 +82,28 @@ class LeaderElector:
 
     async def try_acquire_or_renew(self) -> bool:
         """One round; True when this replica holds the Lease afterwards."""
-        now = _micro_time()
+        now = _micro_time(self._clock.time())
         lease = await self._client.get("leases", self.name)
         if lease is None:
             await self._client.create("leases", self._lease(now, now, 0))
-            self._renewed_at = time.monotonic()
+            self._renewed_at = self._clock.monotonic()
             return True
         spec: dict[str, Any] = lease.get("spec") or {}
         holder = str(spec.get("holderIdentity") or "")
         record = (holder, str(spec.get("renewTime") or ""))
         if record != self._seen:
-            self._seen, self._seen_at = record, time.monotonic()
+            self._seen, self._seen_at = record, self._clock.monotonic()
         if holder == self.identity:
             body = {**lease, "spec": {**spec, "renewTime": now,
                                       "leaseDurationSeconds": self._duration()}}
-        elif not holder or time.monotonic() - self._seen_at >= self._lease_seconds:
+        elif not holder or self._clock.monotonic() - self._seen_at >= self._lease_seconds:
             transitions = int(spec.get("leaseTransitions") or 0) + 1
             body = {**lease, "spec": self._lease(now, now, transitions)["spec"]}
         else:
             self._renewed_at = -float("inf")
             return False
         await self._client.update("leases", self.name, body)  # 409 when another won
-        self._renewed_at = time.monotonic()
+        self._renewed_at = self._clock.monotonic()
         return True
 
     def _duration(self) -> int:

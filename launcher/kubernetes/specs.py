@@ -31,7 +31,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from launcher.gojson import K8S_CONTAINER, GoDecodeError, canonical_quantity, marshal
+from launcher.gojson import GoDecodeError, canonical_quantity
 from launcher.names import (
     app_label,
     claim_name,
@@ -142,9 +142,9 @@ _GPU_TOLERATIONS = ({"key": "role", "operator": "Equal", "value": "gpu", "effect
 
 def _friend(friend: Mapping[str, Any]) -> dict[str, Any]:
     """A ``friends`` entry as Hatchery sends it: decoded into k8s.io/api's ``Container`` and
-    encoded again, so unknown (or misplaced) keys are dropped, quantities are canonical and
-    ``resources`` is always there. The config was checked with the same types at load."""
-    return dict(json.loads(marshal(K8S_CONTAINER, friend)))
+    encoded again at load (unknown or misplaced keys dropped, quantities canonical,
+    ``resources`` always there); a copy, so no pod shares the config's objects."""
+    return dict(json.loads(json.dumps(friend)))
 
 
 def _gpu(option: WorkspaceOption) -> tuple[dict[str, Any], dict[str, str], list[dict[str, Any]]]:
@@ -156,22 +156,21 @@ def _gpu(option: WorkspaceOption) -> tuple[dict[str, Any], dict[str, str], list[
 
 def _sidecar(hatchery: HatcheryConfig, shared_memory: bool, gen3_endpoint: str,
              extra_env: Sequence[Mapping[str, str]] = ()) -> dict[str, Any] | None:
-    side = hatchery.raw.get("sidecar") or {}
-    if not side.get("image"):
+    side = hatchery.sidecar
+    if not side.image:
         return None
     mounts = [{"mountPath": "/data", "name": "shared-data", "mountPropagation": "Bidirectional"},
               {"mountPath": "/.gen3", "name": "gen3"}]
     if shared_memory:
         mounts.append({"mountPath": "/dev/shm", "name": "dshm"})
-    pre_stop = side.get("lifecycle-pre-stop") or []
+    pre_stop = list(side.lifecycle_pre_stop)
     return _without_empty({
         "name": SIDECAR_CONTAINER,
-        "image": side["image"],
-        "command": list(side.get("command") or []),
-        "args": list(side.get("args") or []),
-        "env": _env(side.get("env") or {}, gen3_endpoint, extra_env),
-        "resources": _resources(str(side.get("cpu-limit") or ""),
-                                str(side.get("memory-limit") or "")),
+        "image": side.image,
+        "command": list(side.command),
+        "args": list(side.args),
+        "env": _env(side.env, gen3_endpoint, extra_env),
+        "resources": _resources(side.cpu_limit, side.memory_limit),
         "volumeMounts": mounts,
         "lifecycle": {"preStop": _exec(pre_stop)} if pre_stop else None,
         "imagePullPolicy": "Always",
@@ -181,28 +180,27 @@ def _sidecar(hatchery: HatcheryConfig, shared_memory: bool, gen3_endpoint: str,
 
 def _workspace(option: WorkspaceOption, gen3_endpoint: str, gpu_limits: Mapping[str, Any],
                extra_env: Sequence[Mapping[str, str]] = ()) -> dict[str, Any]:
-    raw = option.raw
+    c = option.container
     mounts = [{"mountPath": "/data", "name": "shared-data", "mountPropagation": "HostToContainer"},
-              {"mountPath": str(raw.get("gen3-volume-location") or "/.gen3"), "name": "gen3"}]
-    if raw.get("user-volume-location"):
-        mounts.append({"mountPath": str(raw["user-volume-location"]), "name": "user-data"})
+              {"mountPath": c.gen3_volume_location or "/.gen3", "name": "gen3"}]
+    if c.user_volume_location:
+        mounts.append({"mountPath": c.user_volume_location, "name": "user-data"})
     lifecycle: dict[str, Any] = {}
-    if raw.get("lifecycle-pre-stop"):
-        lifecycle["preStop"] = _exec(raw["lifecycle-pre-stop"])
-    if raw.get("lifecycle-post-start"):
-        lifecycle["postStart"] = _exec(raw["lifecycle-post-start"])
+    if c.lifecycle_pre_stop:
+        lifecycle["preStop"] = _exec(list(c.lifecycle_pre_stop))
+    if c.lifecycle_post_start:
+        lifecycle["postStart"] = _exec(list(c.lifecycle_post_start))
     probe: dict[str, Any] = {"port": option.target_port}
     if option.ready_probe:
         probe = {"path": option.ready_probe, **probe}
-    policy = str(raw.get("pull_policy") or "")
+    policy = c.pull_policy
     return _without_empty({
         "name": HATCHERY_CONTAINER,
-        "image": str(raw["image"]),
+        "image": c.image,
         "command": option.command,
         "args": option.args,
         "env": _env(option.env, gen3_endpoint, extra_env),
-        "resources": _resources(str(raw.get("cpu-limit") or ""), option.memory_limit,
-                                gpu_limits),
+        "resources": _resources(c.cpu_limit, c.memory_limit, gpu_limits),
         "volumeMounts": mounts,
         "readinessProbe": {"httpGet": probe},
         "lifecycle": lifecycle,
@@ -214,25 +212,25 @@ def _workspace(option: WorkspaceOption, gen3_endpoint: str, gpu_limits: Mapping[
 def pod_spec(user: str, option: WorkspaceOption, hatchery: HatcheryConfig, namespace: str,
              gen3_endpoint: str = "", *, extra_env: Sequence[Mapping[str, str]] = (),
              workspace_id: str = "") -> dict[str, Any]:
-    raw = option.raw
-    shared_memory = str(raw.get("use-shared-memory") or "") == "true"
+    c = option.container
+    shared_memory = c.use_shared_memory == "true"
     gpu_limits, gpu_selector, gpu_tolerations = _gpu(option)
     security: dict[str, Any] = {}
-    for key, field in (("runAsUser", "user-uid"), ("runAsGroup", "group-uid"),
-                       ("fsGroup", "fs-gid")):
-        if raw.get(field):
-            security[key] = int(raw[field])
+    for key, value in (("runAsUser", c.user_uid), ("runAsGroup", c.group_uid),
+                       ("fsGroup", c.fs_gid)):
+        if value:
+            security[key] = value
     volumes: list[dict[str, Any]] = [{"name": "shared-data", "emptyDir": {}},
                                      {"name": "gen3", "emptyDir": {}}]
     if shared_memory:
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
-    if raw.get("user-volume-location"):
+    if c.user_volume_location:
         volumes.append({"name": "user-data",
                         "persistentVolumeClaim": {"claimName": claim_name(user)}})
     containers = [c for c in (_sidecar(hatchery, shared_memory, gen3_endpoint, extra_env),) if c]
-    if raw.get("image"):
+    if c.image:
         containers.append(_workspace(option, gen3_endpoint, gpu_limits, extra_env))
-    containers.extend(_friend(friend) for friend in raw.get("friends") or [])
+    containers.extend(_friend(friend) for friend in c.friends)
     spec: dict[str, Any] = {
         "volumes": volumes,
         "containers": containers,
@@ -273,8 +271,8 @@ def service_spec(user: str, option: WorkspaceOption, namespace: str,
     ``getambassador.io/config`` annotation (None: not written)."""
     annotations = {USER_ANNOTATION: user, GEN3_USER_ANNOTATION: user,
                    REWRITE_ANNOTATION: option.path_rewrite or "/",
-                   TLS_ANNOTATION: "true" if str(option.raw.get("use-tls") or "").lower()
-                   == "true" else "false"}
+                   TLS_ANNOTATION: "true" if option.container.use_tls.lower() == "true"
+                   else "false"}
     if mapping is not None:
         annotations = {AMBASSADOR_ANNOTATION: mapping, **annotations}
     return {
@@ -307,4 +305,4 @@ def claim_spec(user: str, pod: Mapping[str, Any], size: str) -> dict[str, Any]:
 
 
 def needs_claim(option: WorkspaceOption) -> bool:
-    return bool(option.raw.get("user-volume-location"))
+    return bool(option.container.user_volume_location)

@@ -7,7 +7,7 @@ The discipline KubeSpawner's reflectors lacked (they could stop silently):
 * 410 Gone (the version was compacted away) or any error → re-list, with exponential backoff
   and jitter after errors, so a sick API server is not hammered by every replica at once; the
   backoff ends early once any other call of this replica's client gets an answer (the API
-  server is back: re-list now, not up to ``backoff_max`` later);
+  server is back: re-list now, not up to ``backoff_max_seconds`` later);
 * a watch silent past its server timeout is a stalled connection: it is cut (socket read
   timeout) and re-listed;
 * a full re-list every ``relist_seconds`` heals anything a watch may ever have missed;
@@ -73,22 +73,22 @@ class Reflector:
                 log.exception("route update for %s %s failed", self.kind, name)
 
     async def _run(self) -> None:
-        backoff = self.cfg.retry_backoff
+        backoff = self.cfg.retry_backoff_seconds
         while True:
             try:
                 version = await self._list()
-                backoff = self.cfg.retry_backoff
+                backoff = self.cfg.retry_backoff_seconds
                 relist_at = self._clock() + self.cfg.relist_seconds
                 while (left := relist_at - self._clock()) > 0:
                     began = self._clock()
                     version = await self._watch(version, max(1, min(self.cfg.watch_seconds,
                                                                     int(left) + 1)))
                     if self._clock() - began < 1.0:  # a server closing at once: don't spin
-                        await asyncio.sleep(self.cfg.retry_backoff)
+                        await asyncio.sleep(self.cfg.retry_backoff_seconds)
             except Gone as exc:
                 self.gone += 1
                 log.info("%s watch expired (%s): re-listing", self.kind, exc)
-                await asyncio.sleep(self.cfg.retry_backoff * random.random())
+                await asyncio.sleep(self.cfg.retry_backoff_seconds * random.random())
             except asyncio.CancelledError:
                 raise
             except (BackendError, OSError, TimeoutError, ValueError) as exc:
@@ -97,18 +97,18 @@ class Reflector:
                 log.warning("%s watch failed (%s): re-listing in %.1fs", self.kind,
                             self._error, backoff)
                 await self.client.until_answered(self._jittered(backoff))
-                backoff = min(backoff * 2, self.cfg.backoff_max)
+                backoff = min(backoff * 2, self.cfg.backoff_max_seconds)
             except Exception as exc:  # aiohttp's payload errors and the like
                 self.errors += 1
                 self._state, self._error = DOWN, repr(exc)
                 log.exception("%s watch failed: re-listing in %.1fs", self.kind, backoff)
                 await self.client.until_answered(self._jittered(backoff))
-                backoff = min(backoff * 2, self.cfg.backoff_max)
+                backoff = min(backoff * 2, self.cfg.backoff_max_seconds)
 
     def _jittered(self, backoff: float) -> float:
-        """``backoff`` ±50 %, so replicas spread out, never past ``backoff_max``: the wait
+        """``backoff`` ±50 %, so replicas spread out, never past ``backoff_max_seconds``: the wait
         after a long outage is what bounds recovery once the API server is back."""
-        return min(self.cfg.backoff_max, backoff * (0.5 + random.random()))
+        return min(self.cfg.backoff_max_seconds, backoff * (0.5 + random.random()))
 
     async def _list(self) -> str:
         body = await self.client.list(self.kind, label_selector=self.label_selector)

@@ -14,12 +14,10 @@ from launcher.options import WorkspaceOption
 def workspace_flavor(option: WorkspaceOption) -> str:
     """Hatchery's ``getWorkspaceFlavor``: nextflow, a licensed flavor, jupyter (by name) or
     ""."""
-    raw = option.raw
-    nextflow, license_ = raw.get("nextflow") or {}, raw.get("license") or {}
-    if nextflow.get("enabled") is True:
+    if option.container.nextflow_config.enabled:
         return "nextflow"
-    if license_.get("enabled") is True:
-        return str(license_.get("workspace-flavor") or "")
+    if option.container.license.enabled:
+        return option.container.license.workspace_flavor
     return "jupyter" if "jupyter" in option.name.lower() else ""
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from cachetools import TTLCache
 
+from launcher.clock import REAL, Clock
 from launcher.errors import ConfigError
 from launcher.options import WorkspaceOption
 
@@ -60,13 +61,15 @@ class Arborist:
 
     def __init__(self, base_url: str, session_getter: Callable[[], aiohttp.ClientSession], *,
                  resource: str = "/workspace", service: str = "jupyterhub",
-                 cache_seconds: float = 10.0, timeout_seconds: float = 5.0) -> None:
+                 cache_seconds: float = 10.0, timeout_seconds: float = 5.0,
+                 clock: Clock = REAL) -> None:
         self.base_url = base_url.rstrip("/")
         self.resource = resource
         self.service = service
         self._session = session_getter
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._decisions: TTLCache[tuple[str, Any], bool] = TTLCache(10_000, cache_seconds)
+        self._decisions: TTLCache[tuple[str, Any], bool] = TTLCache(10_000, cache_seconds,
+                                                                  timer=clock.monotonic)
 
     async def may_use_workspaces(self, identity: Identity) -> bool:
         key = (identity.token, "gateway")
@@ -138,7 +141,8 @@ async def may_launch_option(authz: Authorizer, identity: Identity, option: Works
 
 
 def build_authorizer(settings: AuthzSettings,
-                     session_getter: Callable[[], aiohttp.ClientSession]) -> Authorizer:
+                     session_getter: Callable[[], aiohttp.ClientSession], *,
+                     clock: Clock = REAL) -> Authorizer:
     """The authorizer ``authz.mode`` names."""
     if settings.mode == "all":
         return AllowAll()
@@ -147,5 +151,5 @@ def build_authorizer(settings: AuthzSettings,
     if settings.mode == "arborist":
         return Arborist(settings.arborist_url, session_getter, resource=settings.resource,
                         service=settings.service, cache_seconds=settings.cache_seconds,
-                        timeout_seconds=settings.timeout_seconds)
+                        timeout_seconds=settings.timeout_seconds, clock=clock)
     raise ConfigError("settings", "authz.mode", "all, allowlist or arborist", settings.mode)

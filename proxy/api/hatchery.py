@@ -55,9 +55,7 @@ async def _may_launch(gateway: Gateway, identity: Identity, option: WorkspaceOpt
 def option_json(opt: WorkspaceOption) -> dict[str, Any]:
     """Hatchery's ``containerOption``: ``gpu`` a bool (never null), ``idle-time-limit`` by the
     rule ``/status`` uses too (launcher.idle)."""
-    return {"name": opt.name, "cpu-limit": str(opt.raw.get("cpu-limit") or ""),
-            "memory-limit": str(opt.raw.get("memory-limit") or ""), "id": opt.id,
-            "gpu": opt.raw.get("gpu") is True, "idle-time-limit": opt.idle_time_limit}
+    return opt.summary()
 
 
 def _invalid_id(option_id: str) -> web.Response:

@@ -16,7 +16,7 @@ from typing import Protocol
 from aiohttp import web
 
 from launcher.backend import NOT_FOUND, WorkspaceStatus
-from launcher.paymodels import PayModelError, PayModels
+from launcher.paymodels import PayModel, PayModelError, PayModels
 
 from .. import responses
 from ..gateway import Gateway
@@ -43,7 +43,7 @@ def _json(body: str) -> web.Response:
 
 def _store(gateway: Gateway) -> PayModels:
     if gateway.paymodels is None:  # build_app always sets one; an empty one answers "not set"
-        return PayModels.from_hatchery({}, "hatchery.json")
+        return PayModels(default=PayModel(), configured=[])
     return gateway.paymodels
 
 

@@ -606,7 +606,7 @@ def bootstrap_for_settings(settings: Settings) -> str:
         write_dynamic_files(
             env.dynamic_dir, listen_host=env.listen_host, listen_port=env.listen_port,
             ext_authz_path_prefix=f"{settings.prefix.rstrip('/')}/_ext_authz",
-            user_header=env.user_header, idle_timeout_s=env.idle_timeout_s,
+            user_header=env.user_header, idle_timeout_s=env.idle_timeout_seconds,
             proxy_prefix=settings.proxy_prefix, api_passthrough=env.api_passthrough, jwt=jwt)
     except OSError as exc:
         raise ConfigError("settings", "envoy.dynamic_dir", "a directory hatchway can write",
@@ -634,7 +634,7 @@ def writer_for_settings(settings: Settings, routes: RouteTable) -> EnvoyConfigWr
     env = envoy_settings(settings)
     return EnvoyConfigWriter(routes, env.dynamic_dir, user_header=env.user_header,
                              proxy_prefix=settings.proxy_prefix,
-                             idle_timeout_s=env.idle_timeout_s,
+                             idle_timeout_s=env.idle_timeout_seconds,
                              api_passthrough=env.api_passthrough,
                              admin_url=_admin_url(env),
                              jwt_lane=jwt_lane_for_settings(settings),
@@ -686,4 +686,4 @@ def activity_poller_args(settings: Settings) -> tuple[str, float] | None:
     env = envoy_settings(settings)
     if env.authorization != "jwt":
         return None
-    return _admin_url(env), env.activity_poll_s
+    return _admin_url(env), env.activity_poll_seconds

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from launcher.activity import ActivityTracker
 from launcher.backend import Backend, SharedActivity
+from launcher.clock import REAL, Clock
 from launcher.culling import IdleCuller
 from launcher.errors import ConfigError
 from launcher.options import HatcheryConfig
@@ -35,6 +36,7 @@ from ..settings import Settings, kube_settings
 from . import wiring
 
 log = logging.getLogger("hatchway")
+CULLER = web.AppKey("culler", IdleCuller)  # the app's idle culler (tests sweep it directly)
 
 
 def dev_issuer(settings: Settings) -> DevIssuer:
@@ -50,14 +52,15 @@ def _hatchery(settings: Settings) -> HatcheryConfig:
     return default_hatchery_config()
 
 
-def _backend(settings: Settings, routes: RouteTable, hatchery: HatcheryConfig) -> Backend:
+def _backend(settings: Settings, routes: RouteTable, hatchery: HatcheryConfig,
+             clock: Clock) -> Backend:
     if settings.backend == "kubernetes":
         try:
             from launcher.kubernetes import KubernetesBackend
         except ImportError as exc:  # kubernetes_asyncio is an optional dependency
             raise ConfigError("settings", "backend", "kubernetes_asyncio installed "
                               "(pip install 'hatchway[kubernetes]')", str(exc)) from None
-        return KubernetesBackend(routes, kube_settings(settings), hatchery)
+        return KubernetesBackend(routes, kube_settings(settings), hatchery, clock=clock)
     from launcher.local import LocalBackend
 
     return LocalBackend(routes, settings.local, proxy_prefix=settings.proxy_prefix,
@@ -77,8 +80,9 @@ def _static_routes(settings: Settings, routes: RouteTable) -> None:
     routes.replace_all(table, "static")
 
 
-def build_app(settings: Settings) -> web.Application:
-    """The whole gateway as one aiohttp app (no sockets opened until it starts)."""
+def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
+    """The whole gateway as one aiohttp app (no sockets opened until it starts); ``clock``
+    is the time activity, culling, sessions and the Lease are judged by."""
     hatchery = _hatchery(settings)
     routes = RouteTable()
     _static_routes(settings, routes)
@@ -91,21 +95,23 @@ def build_app(settings: Settings) -> web.Application:
     if settings.dev_sessions:
         issuer = dev_issuer(settings)
         keys = KeyStore(issuer.fetch_jwks, cache_seconds=settings.sessions.jwks_cache_seconds,
-                        refetch_min_seconds=settings.sessions.jwks_refetch_min_seconds)
+                        refetch_min_seconds=settings.sessions.jwks_refetch_min_seconds,
+                        clock=clock)
     else:
         keys = KeyStore(http_jwks_fetcher(settings.sessions.jwks_url, http),
                         cache_seconds=settings.sessions.jwks_cache_seconds,
-                        refetch_min_seconds=settings.sessions.jwks_refetch_min_seconds)
+                        refetch_min_seconds=settings.sessions.jwks_refetch_min_seconds,
+                        clock=clock)
     sessions = SessionValidator(
         keys, issuer=settings.session_issuer, audience=settings.sessions.audience,
         leeway_seconds=settings.sessions.leeway_seconds,
-        cookie_name=settings.sessions.cookie_name)
-    backend = _backend(settings, routes, hatchery)
+        cookie_name=settings.sessions.cookie_name, clock=clock)
+    backend = _backend(settings, routes, hatchery, clock)
     gateway = Gateway(
         settings=settings, hatchery=hatchery, routes=routes, backend=backend, sessions=sessions,
-        authz=build_authorizer(settings.authz, http), activity=ActivityTracker(),
-        paymodels=PayModels.from_hatchery(hatchery.raw, hatchery.source,
-                                          region=settings.paymodels.region,
+        authz=build_authorizer(settings.authz, http, clock=clock),
+        activity=ActivityTracker(clock=clock),
+        paymodels=PayModels.from_hatchery(hatchery, region=settings.paymodels.region,
                                           endpoint_url=settings.paymodels.endpoint_url),
         trusted=trusted_peers(settings.trusted_proxies, isolation=backend.isolation,
                               first_workspace_uid=settings.local.first_uid))
@@ -129,7 +135,9 @@ def build_app(settings: Settings) -> web.Application:
                         interval_seconds=settings.cull_interval_seconds,
                         is_leader=is_leader, default_limit_ms=default_limit_ms,
                         on_cull=events.on_cull(app),
-                        workspace_last_ms=lambda user: jupyter_last_ms(gateway, user))
+                        workspace_last_ms=lambda user: jupyter_last_ms(gateway, user),
+                        clock=clock)
+    app[CULLER] = culler
     prefix = settings.prefix.rstrip("/")
     if issuer is not None:
         app[devlogin.DEV_ISSUER] = issuer

@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (env HATCHWAY_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (env HATCHWAY_PORT, default 8080)")
     serve.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
-    serve.add_argument("--log-level", default=os.environ.get("HATCHWAY_LOG_LEVEL", "INFO"))
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING or ERROR (env "
+                                           "HATCHWAY_LOG_LEVEL, default INFO)")
     serve.add_argument("--insecure-dev-sessions-on-network", action="store_true",
                        help="allow dev sessions (anyone may sign in as anyone) on a "
                             "non-loopback address; never on a network you do not trust")
@@ -146,7 +147,7 @@ def _run_worker(settings: Settings, reuse_port: bool,
     if reuse_port:  # a spawned worker: its own process, its own log handler
         from ..observe.logs import configure
 
-        configure(os.environ.get("HATCHWAY_LOG_LEVEL", "INFO"), settings.log_format)
+        configure(settings.log_level, settings.log_format)
     _install_uvloop()
     asyncio.run(_serve_until_signalled(settings, reuse_port, app))
 
@@ -225,11 +226,11 @@ def serve(args: argparse.Namespace) -> int:
     insecure = {"allow_insecure_dev_on_network": True} \
         if args.insecure_dev_sessions_on_network else None
     settings = _settings(args, host=args.host, port=args.port, workers=args.workers,
-                         sessions=insecure)
+                         sessions=insecure, log_level=args.log_level)
     _refuse_dev_sessions_on_network(settings)
     from ..observe.logs import configure
 
-    configure(args.log_level, settings.log_format)  # text or JSON lines, tokens redacted
+    configure(settings.log_level, settings.log_format)  # text or JSON lines, tokens redacted
     if settings.workers > 1 and settings.backend == "local" and _launches_locally(settings):
         raise ConfigError("settings", "workers", "1 with the local backend when it launches "
                           "workspaces (they live in one process); use the kubernetes backend "

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import jwt
 from cachetools import TTLCache
+
+from launcher.clock import REAL, Clock
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,12 @@ class KeyStore:
     """Verification keys by kid, fetched on demand through a JWKSFetcher."""
 
     def __init__(self, fetch: JWKSFetcher, cache_seconds: float = 3600,
-                 refetch_min_seconds: float = 30) -> None:
+                 refetch_min_seconds: float = 30, *, clock: Clock = REAL) -> None:
         self._fetch = fetch
         self._refetch_min = refetch_min_seconds
+        self._monotonic = clock.monotonic
         self._keys: TTLCache[str, jwt.PyJWK] = TTLCache(_MAX_KEYS, cache_seconds,
-                                                       timer=time.monotonic)
+                                                       timer=clock.monotonic)
         self._last_attempt = -math.inf
         self._failure: str | None = None  # why the last fetch failed; None after a success
         self._refresh: asyncio.Task[None] | None = None
@@ -100,7 +102,7 @@ class KeyStore:
         if key is not None:
             return key
         if self._refresh is None:
-            now = time.monotonic()
+            now = self._monotonic()
             if now - self._last_attempt < self._refetch_min:
                 if self._failure is not None:
                     raise KeyStoreUnavailable(self._failure)
@@ -143,7 +145,7 @@ class KeyStore:
     def preload_soon(self) -> None:
         """Start a fetch (at start-up, and from the readiness probe while none is held),
         within the same rate limit as unknown key ids."""
-        now = time.monotonic()
+        now = self._monotonic()
         if self._refresh is None and now - self._last_attempt >= self._refetch_min:
             self._last_attempt = now
             self._refresh = asyncio.ensure_future(self._reload())

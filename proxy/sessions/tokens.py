@@ -7,7 +7,6 @@ a short reason the user may see; none of them echoes the token.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
@@ -15,6 +14,8 @@ from typing import Any
 
 import jwt
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from launcher.clock import REAL, Clock
 
 from .jwks import ALGORITHM_KEY_TYPES, KeyStore, KeyStoreUnavailable
 
@@ -120,7 +121,7 @@ class SessionValidator:
 
     def __init__(self, keys: KeyStore, *, issuer: str, audience: str = "gen3",
                  leeway_seconds: int = 30, cookie_name: str = "access_token",
-                 cache_size: int = 100_000) -> None:
+                 cache_size: int = 100_000, clock: Clock = REAL) -> None:
         if not issuer:
             raise ValueError("SessionValidator needs the expected token issuer (iss)")
         self._keys = keys
@@ -130,6 +131,7 @@ class SessionValidator:
         self.cookie_name = cookie_name
         self._cache_size = max(1, cache_size)
         self._cache: dict[str, Identity] = {}
+        self._now = clock.time  # expiry is judged by it (and by PyJWT, on the real clock)
 
     def token_from(self, headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> str | None:
         """The request's session token by ``session_token``'s rule (SessionError 400 when it
@@ -143,7 +145,7 @@ class SessionValidator:
         identity = self._cache.get(token)
         if identity is None:
             return None
-        if identity.expires_at + self.leeway > time.time():
+        if identity.expires_at + self.leeway > self._now():
             return identity
         self._cache.pop(token, None)
         return None
@@ -190,12 +192,14 @@ class SessionValidator:
             raise SessionError("token's user name has leading or trailing spaces or control "
                                "characters; sign in with a plain user name")
         identity = Identity(user=user, token=token, expires_at=float(claims["exp"]))
+        if identity.expires_at + self.leeway <= self._now():
+            raise SessionError(_reason(jwt.ExpiredSignatureError()))
         self._remember(identity)
         return identity
 
     def _remember(self, identity: Identity) -> None:
         if len(self._cache) >= self._cache_size:
-            now = time.time() - self.leeway
+            now = self._now() - self.leeway
             for token in [t for t, i in self._cache.items() if i.expires_at <= now]:
                 del self._cache[token]
             # still full of live sessions: drop the oldest tenth, so sweeps stay rare

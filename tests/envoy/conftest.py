@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import subprocess
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from proxy.envoy.config import (
 )
 
 from ..conftest import GatewayUnderTest
-from ..helpers import free_port
+from ..helpers import eventually, free_port
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROXY = "/lw-workspace/proxy/"
@@ -45,17 +44,6 @@ def validate_config(path: Path) -> subprocess.CompletedProcess[str]:
     """``envoy --mode validate``: Envoy's own parser and checks, no sockets opened."""
     return subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "-l", "error"],
                           capture_output=True, text=True, timeout=30)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> float:
-    """Poll ``check`` until it holds; return how long that took (fails after ``within`` seconds)."""
-    start = time.monotonic()
-    while True:
-        if await check():
-            return time.monotonic() - start
-        if time.monotonic() - start > within:
-            raise AssertionError(f"condition not met within {within}s")
-        await asyncio.sleep(0.05)
 
 
 class EnvoyProcess:

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from launcher.ambassador import mapping_annotation, unfold
+from launcher.hatchery_types import Container
 from launcher.options import WorkspaceOption
 
 from .conftest import FIXTURES
@@ -35,12 +36,11 @@ rewrite: %s
 tls: %s
 """
 
-JUPYTER = WorkspaceOption(id="j", raw={
-    "name": "(Generic) Jupyter Lab Notebook with R Kernel", "target-port": 8888,
-    "path-rewrite": "/lw-workspace/proxy/", "use-tls": "false",
-    "ready-probe": "/lw-workspace/proxy/"})
-BARE = WorkspaceOption(id="b", raw={"name": "bare", "target-port": 8080})
-TLS = WorkspaceOption(id="t", raw={"name": "tls", "use-tls": "true", "path-rewrite": "/"})
+JUPYTER = WorkspaceOption(id="j", container=Container(
+    name="(Generic) Jupyter Lab Notebook with R Kernel", target_port=8888,
+    path_rewrite="/lw-workspace/proxy/", use_tls="false", ready_probe="/lw-workspace/proxy/"))
+BARE = WorkspaceOption(id="b", container=Container(name="bare", target_port=8080))
+TLS = WorkspaceOption(id="t", container=Container(name="tls", use_tls="true", path_rewrite="/"))
 OPTIONS = {"jupyter": JUPYTER, "bare": BARE, "tls": TLS}
 USERS = ["alice", "a@b.c", "true", "123", "a: b", "x #y", "[list]", "o'brien", "名前", " pad"]
 FLAVORS = ["v1", "v3alpha1"]

@@ -25,6 +25,7 @@ from proxy.envoy.config import (
 )
 from proxy.settings import load_settings
 
+from ..helpers import eventually
 from .conftest import EXT_AUTHZ_PREFIX, validate_config
 
 MIXED_ROUTES = {
@@ -179,10 +180,7 @@ async def test_burst_of_changes_is_written_once(tmp_path: Path) -> None:
             routes.set(f"user{i}", Route("127.0.0.1", 9000 + i, "/"))
         # wait for the write (a loaded machine may take a while), then a little longer to see
         # that no second write follows
-        for _ in range(200):
-            if writer.writes - written >= 2:
-                break
-            await asyncio.sleep(0.05)
+        await eventually(lambda: writer.writes - written >= 2, within=10)
         await asyncio.sleep(0.3)
         assert writer.writes - written == 2  # one cds.yaml, one rds.yaml
         rds = yaml.safe_load((tmp_path / RDS_FILE).read_text())

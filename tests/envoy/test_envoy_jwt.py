@@ -24,8 +24,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from launcher.clock import ManualClock
 from launcher.demo import make_app as demo_app
 from launcher.routes import Route
+from proxy.envoy.activity import EnvoyActivityPoller
 from proxy.envoy.config import bootstrap_for_settings
 from proxy.sessions.devissuer import KEY_FILE
 
@@ -94,7 +96,7 @@ async def _start(start_gateway: Callable[..., Any], tmp_path: Path,
                  **overrides: Any) -> tuple[GatewayUnderTest, dict[str, Any]]:
     envoy = {"listen_host": "127.0.0.1", "listen_port": free_port(),
              "admin_port": free_port(), "dynamic_dir": str(tmp_path / "envoy-dynamic"),
-             "activity_poll_s": 0.1}
+             "activity_poll_seconds": 0.1}
     gw = await start_gateway(mode="envoy", envoy=envoy, **overrides)
     return gw, envoy
 
@@ -426,11 +428,29 @@ async def test_cross_origin_websocket_is_refused(stack: Stack) -> None:
 
 # -- activity ----------------------------------------------------------------------------------
 
-async def test_request_through_envoy_counts_as_the_users_activity(stack: Stack) -> None:
+@pytest.fixture
+async def timed_stack(start_gateway: Callable[..., Any], aiohttp_server: Any, tmp_path: Path,
+                      clock: ManualClock) -> AsyncIterator[Stack]:
+    """``stack`` on a ManualClock: activity times move only with ``clock.advance``."""
+    async with _stack(start_gateway, aiohttp_server, tmp_path, clock=clock) as s:
+        yield s
+
+
+async def counters_read(stack: Stack) -> None:
+    """Until the poller has read Envoy's counters twice more: every request so far counted."""
+    poller = stack.gw.gateway.envoy_activity
+    assert isinstance(poller, EnvoyActivityPoller)
+    polls = poller.polls
+    await eventually(lambda: poller.polls >= polls + 2)
+
+
+async def test_request_through_envoy_counts_as_the_users_activity(timed_stack: Stack,
+                                                                  clock: ManualClock) -> None:
+    stack = timed_stack
     activity = stack.gw.gateway.activity
-    await asyncio.sleep(0.5)  # the warm-up requests' counters read
+    await counters_read(stack)  # the warm-up requests' counters read
     before = activity.last_ms("alice")
-    await asyncio.sleep(1.1)  # past the tracker's one-second clock
+    clock.advance(1.1)  # past the tracker's one-second clock
     status, _ = await stack.get(PROXY + "headers", bearer(stack.gw.token("alice")))
     assert status == 200
 
@@ -439,13 +459,15 @@ async def test_request_through_envoy_counts_as_the_users_activity(stack: Stack) 
     await eventually(touched, within=3)
 
 
-async def test_websocket_messages_count_as_activity(stack: Stack) -> None:
+async def test_websocket_messages_count_as_activity(timed_stack: Stack,
+                                                    clock: ManualClock) -> None:
+    stack = timed_stack
     activity = stack.gw.gateway.activity
     async with stack.http.ws_connect(stack.url(PROXY + "echo"),
                                      headers=bearer(stack.gw.token("bob"))) as ws:
-        await asyncio.sleep(0.5)  # the handshake's counters read
+        await counters_read(stack)  # the handshake's counters read
         before = activity.last_ms("bob")
-        await asyncio.sleep(1.1)
+        clock.advance(1.1)
         await ws.send_str("still here")
         await ws.receive(timeout=5)
 

@@ -169,8 +169,8 @@ def test_the_hostname_sets_gen3_endpoint_the_issuer_and_the_origin(tmp_path: Pat
     assert settings.kubernetes.gen3_endpoint == "data.example.org"
     assert {"name": "GEN3_ENDPOINT", "value": "data.example.org"} in rendered.container()["env"]
     assert settings.hatchery is not None
-    sidecar = settings.hatchery.raw["sidecar"]
-    assert sidecar["env"] == {"NAMESPACE": NAMESPACE, "HOSTNAME": "data.example.org"}
+    sidecar = settings.hatchery.sidecar
+    assert sidecar.env == {"NAMESPACE": NAMESPACE, "HOSTNAME": "data.example.org"}
 
 
 def test_a_commons_namespace_elsewhere_is_named_in_every_address(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint bench soak clean debs
+.PHONY: serve test lint bench soak clean debs cluster peers
 DEBS := chromium wrk nginx-light golang-go bubblewrap
 
 $(PY):
@@ -45,7 +45,39 @@ debs:
 	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: $(STAMP) $(GEN3_SDK) debs
+# The tests' control plane (tests/cluster/): kube-apiserver from the k8s.io/kubernetes module at
+# the release its go.mod pins, and etcd from the embed package of the release that one pins, built
+# into .build/bin (ignored). Make rebuilds one only when its module's files change; Go's build
+# cache (the default, shared by every checkout) makes even that a link. Go >= 1.26 is needed: the
+# machine's /usr/local/go, not Debian's golang-go.
+GO ?= go
+CLUSTER_BIN := .build/bin
+CLUSTER_BINS := $(CLUSTER_BIN)/kube-apiserver $(CLUSTER_BIN)/etcd
+K8S_RELEASE = $(shell grep -oE 'k8s.io/kubernetes v[0-9.]+' tests/cluster/apiserver/go.mod | cut -d' ' -f2)
+K8S_VERSION_PKG := k8s.io/component-base/version
+GO_BUILD := GOFLAGS='-trimpath -mod=readonly -buildvcs=false' $(GO) build
+
+$(CLUSTER_BIN)/kube-apiserver: tests/cluster/apiserver/go.mod tests/cluster/apiserver/go.sum
+	cd tests/cluster/apiserver && $(GO_BUILD) -ldflags "-s -w \
+	  -X $(K8S_VERSION_PKG).gitVersion=$(K8S_RELEASE) -X $(K8S_VERSION_PKG).gitTreeState=clean \
+	  -X $(K8S_VERSION_PKG).gitMajor=$(word 1,$(subst ., ,$(K8S_RELEASE:v%=%))) \
+	  -X $(K8S_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(K8S_RELEASE:v%=%)))" \
+	  -o $(CURDIR)/$@ k8s.io/kubernetes/cmd/kube-apiserver
+
+$(CLUSTER_BIN)/etcd: tests/cluster/etcd/go.mod tests/cluster/etcd/go.sum tests/cluster/etcd/main.go
+	cd tests/cluster/etcd && $(GO_BUILD) -ldflags "-s -w" -o $(CURDIR)/$@ .
+
+cluster: $(CLUSTER_BINS)
+
+# The benchmark peers that install themselves (configurable-http-proxy from npm), before pytest
+# and as `make bench` would: the test session runs in a network namespace of its own
+# (tests/cluster/podnetwork.py) that reaches no registry. A peer that cannot be had is said
+# here and skipped by its test.
+peers: $(STAMP)
+	@$(PY) -c "from benchmarks.peers import ALL_PEERS; \
+	  [print(f'benchmark peer {n}: {w}') for n, p in ALL_PEERS.items() if (w := p().prepare())]"
+
+test: $(STAMP) $(GEN3_SDK) debs cluster peers
 	$(VENV)/bin/ruff check proxy launcher tests benchmarks
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
@@ -77,4 +109,4 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build .build *.egg-info

@@ -21,7 +21,8 @@ from benchmarks.soak_restart import Restart, restart_times
 from launcher.kubernetes.specs import service_spec
 from launcher.options import parse_hatchery_config
 from tests.k8s import emulator as emulated
-from tests.k8s.emulator import endpoint_slice, write_kubeconfig
+from tests.k8s.cluster import endpoint_slice
+from tests.k8s.emulator import write_kubeconfig
 from tests.k8s.kubelet import DEMO_IMAGE, SIDECAR_IMAGE
 
 PROXY = "/lw-workspace/proxy/"

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from .lifetime import portal_fields
 from .options import WorkspaceOption
 
 NOT_FOUND, LAUNCHING, RUNNING, STOPPED, TERMINATING = (
@@ -20,7 +21,9 @@ NOT_FOUND, LAUNCHING, RUNNING, STOPPED, TERMINATING = (
 @dataclass
 class WorkspaceStatus:
     """Hatchery's ``/status`` body. ``lastActivityTime`` is filled in by the API from the
-    proxy's activity tracker, not by the backend."""
+    proxy's activity tracker, not by the backend; ``started_ms`` and ``max_age_ms`` (a
+    Running workspace's) are not in the body but shape the portal's warning
+    (launcher.lifetime)."""
 
     status: str = NOT_FOUND
     conditions: list[dict[str, Any]] = field(default_factory=list)
@@ -28,15 +31,19 @@ class WorkspaceStatus:
     idle_time_limit: int = 0  # Go's zero value: Hatchery fills it only when Running
     workspace_type: str = "Kubernetes"
     detail: str = ""  # a human sentence (exit status, failure reason); not in Hatchery's shape
+    started_ms: int = 0  # epoch ms the workspace started, 0 unknown
+    max_age_ms: int = 0  # it is stopped this long after it started, 0 never
 
     def to_json(self, last_activity_ms: int = 0) -> dict[str, Any]:
+        idle_ms, last_ms = portal_fields(self.idle_time_limit, last_activity_ms,
+                                         self.started_ms, self.max_age_ms)
         body: dict[str, Any] = {
             "status": self.status,
             # Go's nil slices: null unless the backend reported some
             "conditions": self.conditions or None,
             "containerStates": self.container_states or None,
-            "idleTimeLimit": self.idle_time_limit,
-            "lastActivityTime": last_activity_ms,
+            "idleTimeLimit": idle_ms,
+            "lastActivityTime": last_ms,
             "workspaceType": self.workspace_type,
         }
         if self.detail:

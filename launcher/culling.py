@@ -1,6 +1,7 @@
-"""Idle culling: a workspace with an ``idle-time-limit`` is terminated once the proxy has seen
-no request and no WebSocket message for it that long (Hatchery leaves this to Jupyter's own
-``shutdown_no_activity_timeout``; the gateway sees traffic Jupyter cannot, such as other apps).
+"""Culling: a running workspace is terminated once it has been idle past the limit in force
+(the smaller of its option's ``idle-time-limit`` and the global one, hatchery-reaper's rule:
+launcher.lifetime), or once it is older than its maximum age, whatever its activity. Its
+volume is kept, as after Terminate.
 
 A workspace idle by the gateway's record is asked for its own last activity before it goes
 (``workspace_last_ms``: Jupyter's ``api/status``, which hatchery-reaper culls by): a kernel
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from .backend import RUNNING, Backend
 from .clock import REAL, Clock
+from .lifetime import enforced_idle_ms, past_max_age
 from .periodic import Periodic
 from .routes import RouteTable
 
@@ -25,17 +27,18 @@ class IdleCuller:
     def __init__(self, backend: Backend, routes: RouteTable, last_activity_ms: Callable[[str], int],
                  *, interval_seconds: float = 30.0, is_leader: Callable[[], bool] = lambda: True,
                  default_limit_ms: int = 0,
-                 on_cull: Callable[[str, str], None] | None = None,
+                 on_cull: Callable[[str, str, str], None] | None = None,
                  workspace_last_ms: Callable[[str], Awaitable[int]] | None = None,
                  clock: Clock = REAL) -> None:
         # is_leader: only the replica holding the Lease culls (launcher/kubernetes/leader.py);
-        # default_limit_ms: hatchery-reaper's global limit for options without their own.
+        # default_limit_ms: hatchery-reaper's global limit, capping every option's.
         self._backend = backend
         self._routes = routes
         self._last = last_activity_ms
         self._loop = Periodic("idle sweep", self.sweep, interval_seconds, log=log)
         self._is_leader, self._default_limit = is_leader, default_limit_ms
-        self._on_cull = on_cull  # (user, why): metrics, the log line, the stopped page
+        # (user, reason "idle" or "max_age", why): metrics, the log line, the stopped page
+        self._on_cull = on_cull
         self._workspace_last = workspace_last_ms  # asked only once the gateway's record is idle
         self._clock = clock  # idle time is judged by it; the sweeps are paced by the loop
 
@@ -46,7 +49,8 @@ class IdleCuller:
         await self._loop.stop()
 
     async def sweep(self) -> list[str]:
-        """Terminate every running workspace idle past its limit; returns whose."""
+        """Terminate every running workspace idle past its limit or older than its maximum
+        age; returns whose."""
         if not self._is_leader():
             return []
         now_ms = int(self._clock.time() * 1000)
@@ -59,9 +63,17 @@ class IdleCuller:
             except Exception as exc:  # one failing status must not stop the sweep
                 log.warning("culler could not read %s's status: %s", user, exc)
                 continue
-            limit = status.idle_time_limit if status.idle_time_limit > 0 else self._default_limit
+            if status.status != RUNNING:
+                continue
+            if past_max_age(now_ms, status.started_ms, status.max_age_ms):
+                await self._cull(user, "max_age", (
+                    f"running for {(now_ms - status.started_ms) // 1000} s, past its maximum "
+                    f"age of {status.max_age_ms // 1000} s; its volume is kept"))
+                culled.append(user)
+                continue
+            limit = enforced_idle_ms(status.idle_time_limit, self._default_limit)
             last = self._last(user)
-            if status.status != RUNNING or limit <= 0 or now_ms - last <= limit:
+            if limit <= 0 or now_ms - last <= limit:
                 continue
             if self._workspace_last is not None:
                 try:
@@ -70,13 +82,16 @@ class IdleCuller:
                     log.warning("culler could not read %s's workspace activity: %s", user, exc)
                     continue
             if last and now_ms - last > limit:
-                whose = "the option's" if status.idle_time_limit > 0 else "the default"
-                why = (f"idle for {(now_ms - last) // 1000} s, past {whose} limit of "
-                       f"{limit // 1000} s; its volume is kept")
-                if self._on_cull is None:
-                    log.info("culling %s's workspace: %s", user, why)
-                await self._backend.terminate(user)
-                if self._on_cull is not None:
-                    self._on_cull(user, why)
+                whose = "the option's" if limit == status.idle_time_limit else "the global"
+                await self._cull(user, "idle", (
+                    f"idle for {(now_ms - last) // 1000} s, past {whose} limit of "
+                    f"{limit // 1000} s; its volume is kept"))
                 culled.append(user)
         return culled
+
+    async def _cull(self, user: str, reason: str, why: str) -> None:
+        if self._on_cull is None:
+            log.info("culling %s's workspace: %s", user, why)
+        await self._backend.terminate(user)
+        if self._on_cull is not None:
+            self._on_cull(user, reason, why)

@@ -104,6 +104,9 @@ class Container:
     authz: Authz = OPEN  # Go's AuthzConfig, read by launcher.authz_rules
     idle_time_limit: int | None = None
     """hatchway's own ``idle-time-limit`` (ms), for local workspaces; not Hatchery's."""
+    max_age_seconds: int | None = None
+    """hatchway's own ``max-age-seconds``: the option's maximum age (0: none), replacing the
+    global ``max_age_seconds``; not Hatchery's (launcher.lifetime)."""
     written: tuple[str, ...] = ()
     """The keys the entry wrote (Go's spelling for Go's fields), for warnings."""
 

@@ -30,7 +30,9 @@ import aiohttp
 
 from . import isolation, sandbox
 from .backend import LAUNCHING, NOT_FOUND, RUNNING, STOPPED, TERMINATING, WorkspaceStatus
+from .clock import REAL, Clock
 from .errors import BackendError, ConfigError, NotIsolated, WorkspaceExists
+from .lifetime import max_age_ms
 from .limits import Cgroups, Limits, describe_rlimits, parse_cpu, rlimit_argv
 from .names import escape
 from .options import HatcheryConfig, WorkspaceOption
@@ -45,7 +47,8 @@ if sys.platform != "win32":
 
 # What the local backend reads of hatchery.json; everything else is for pods and is ignored.
 LOCAL_FIELDS = frozenset({"name", "cpu-limit", "memory-limit", "env", "args", "command",
-                          "path-rewrite", "ready-probe", "authz", "idle-time-limit"})
+                          "path-rewrite", "ready-probe", "authz", "idle-time-limit",
+                          "max-age-seconds"})
 LOCAL_TOP_FIELDS = frozenset({"containers", "sub-dir"})
 
 
@@ -68,7 +71,8 @@ class _Workspace:
     process: asyncio.subprocess.Process
     route: Route
     probe_url: str
-    started: float
+    started: float  # the event loop's time (the ready deadline)
+    started_ms: int  # epoch ms by the backend's clock (the maximum age)
     ready: bool = False
     stopping: bool = False  # SIGTERM sent (terminate, ready timeout, or leftovers after exit)
     terminating: bool = False  # terminate() asked: forgotten once the group is gone
@@ -115,8 +119,10 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, routes: RouteTable, settings: LocalSettings, *, proxy_prefix: str,
-                 state_dir: str, workspace_type: str = "Local") -> None:
+                 state_dir: str, workspace_type: str = "Local", max_age_seconds: int = 0,
+                 clock: Clock = REAL) -> None:
         self._routes = routes
+        self._max_age_seconds, self._clock = max_age_seconds, clock
         self._settings = settings
         self._proxy_prefix = proxy_prefix
         self._state_dir = Path(state_dir).absolute()  # HOME and the sandbox binds are absolute
@@ -248,6 +254,8 @@ class LocalBackend:
         elif ws.ready:
             status.status = RUNNING
             status.idle_time_limit = ws.option.idle_time_limit  # Hatchery: only when Running
+            status.started_ms = ws.started_ms
+            status.max_age_ms = max_age_ms(ws.option.max_age_seconds, self._max_age_seconds)
         else:
             status.status = LAUNCHING
             status.conditions = [{"type": "Ready", "status": "False"}]
@@ -360,6 +368,7 @@ class LocalBackend:
                       auth=f"token {secret}")
         return _Workspace(user=user, option=option, process=process, route=route,
                           probe_url=probe_url, started=asyncio.get_running_loop().time(),
+                          started_ms=int(self._clock.time() * 1000),
                           sandboxed=self.isolation == isolation.SANDBOX, cgroup=group)
 
     def _wrap(self, argv: list[str], owner: Owner, home: Path, env: dict[str, str],

@@ -38,7 +38,7 @@ from .idle import option_idle_limit_ms
 from .paymodels import PayModel
 
 # hatchway's own container field, read beside Hatchery's (not part of the option id).
-HATCHWAY_CONTAINER_FIELDS = frozenset({"idle-time-limit"})
+HATCHWAY_CONTAINER_FIELDS = frozenset({"idle-time-limit", "max-age-seconds"})
 
 
 def _known(t: Struct) -> set[str]:
@@ -99,6 +99,11 @@ class WorkspaceOption:
         if self.container.idle_time_limit is not None:  # hatchway's own key (local workspaces)
             return self.container.idle_time_limit
         return option_idle_limit_ms(self.container.args)
+
+    @property
+    def max_age_seconds(self) -> int | None:
+        """hatchway's own ``max-age-seconds`` (0: none), None when the option has none."""
+        return self.container.max_age_seconds
 
     def summary(self) -> dict[str, Any]:
         """The object ``/options`` answers with, shaped as Hatchery's."""
@@ -224,10 +229,15 @@ def _container(entry: Mapping[str, Any], source: str, where: str) -> Container:
     itl = entry.get("idle-time-limit")
     if itl is not None and (not isinstance(itl, int) or isinstance(itl, bool)):
         raise ConfigError(source, f"{where}.idle-time-limit", "an integer", itl)
+    age = entry.get("max-age-seconds")
+    if age is not None and (not isinstance(age, int) or isinstance(age, bool) or age < 0):
+        raise ConfigError(source, f"{where}.max-age-seconds",
+                          "a whole number of seconds, 0 or more", age)
     authz = parse_authz(entry.get("authz"), source=source, where=f"{where}.authz",
                         name=str(entry["name"]))
     container: Container = decode(Container, CONTAINER, entry, authz=authz,
-                                  idle_time_limit=itl, written=tuple(entry))
+                                  idle_time_limit=itl, max_age_seconds=age,
+                                  written=tuple(entry))
     return container
 
 

@@ -172,6 +172,10 @@ class Settings:
     envoy: EnvoySettings = s(factory=EnvoySettings)
     cull_interval_seconds: float = s(30.0, "How often idle workspaces are looked for.",
                                      check=positive())
+    max_age_seconds: int = s(
+        0, "A running workspace is stopped this long after it started, whatever its activity "
+        "(volume kept; the portal warns 5 min ahead); an option's own max-age-seconds replaces "
+        "it. 0: no maximum.", check=non_negative())
     static_routes: dict[str, str] = s(factory=dict, doc="User → fixed upstream URL.")
     fast_path: bool = s(True, "builtin mode: relay the proxy's happy path without aiohttp.")
     websocket_max_message_bytes: int = s(

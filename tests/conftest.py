@@ -6,7 +6,7 @@ exactly as a backend publishes them; nothing under test is patched.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from proxy.serve.server import Running, start
 from proxy.sessions.devissuer import DevIssuer
 from proxy.settings import Settings, load_settings
 
+from .cluster import podnetwork
+from .cluster.controlplane import ControlPlane, ControlPlaneError
 from .helpers import JWKSServer, exchange, public_jwk
 
 PROXY = "/lw-workspace/proxy/"
@@ -59,6 +61,25 @@ class GatewayUnderTest:
     def publish(self, user: str, server: TestServer | Running, rewrite: str = PROXY) -> None:
         assert server.port is not None
         self.gateway.routes.set(user, Route("127.0.0.1", server.port, rewrite, source="test"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session's own network namespace, with the test node's pod address
+    (tests/cluster/podnetwork.py); first, before anything opens a socket or a thread."""
+    podnetwork.enter_private_network()
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    """One real etcd + kube-apiserver for the whole session (tests/cluster/controlplane.py);
+    tests keep apart by namespace. Missing binaries fail the test with the make command that
+    builds them: CI builds them, so a skip would only hide a broken build."""
+    try:
+        plane = ControlPlane().start()
+    except ControlPlaneError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield plane
+    plane.stop()
 
 
 @pytest.fixture

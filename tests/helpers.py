@@ -260,15 +260,16 @@ def create_paymodel_table(url: str, name: str) -> Any:
 USER = "alice@example.org"
 ESC = "alice-40example-2eorg"
 SERVICE = f"h-{ESC}-s"
-# Hatchery's pods.go ambassadorYaml, filled in as it fills it (use-tls "false").
-HATCHERY_ANNOTATION = f"""---
+def hatchery_annotation(namespace: str = NAMESPACE) -> str:
+    """Hatchery's pods.go ambassadorYaml, filled in as it fills it (use-tls "false")."""
+    return f"""---
 apiVersion: ambassador/v1
 kind:  Mapping
 name:  {ESC}-mapping
 prefix: /
 headers:
   remote_user: {USER}
-service: {SERVICE}.{NAMESPACE}.svc.cluster.local:80
+service: {SERVICE}.{namespace}.svc.cluster.local:80
 bypass_auth: true
 timeout_ms: 300000
 use_websocket: true
@@ -277,11 +278,16 @@ tls: false
 """
 
 
-def hatchery_service() -> dict[str, object]:
-    """The Service a Go Hatchery creates (createLocalK8sPod), byte for byte in its fields."""
+HATCHERY_ANNOTATION = hatchery_annotation()
+
+
+def hatchery_service(namespace: str = NAMESPACE) -> dict[str, object]:
+    """The Service a Go Hatchery creates (createLocalK8sPod) in ``namespace``, byte for byte in
+    its fields."""
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": SERVICE, "labels": {"app": f"hatchery-{ESC}"},
-                         "annotations": {"getambassador.io/config": HATCHERY_ANNOTATION}},
+                         "annotations": {"getambassador.io/config":
+                                         hatchery_annotation(namespace)}},
             "spec": {"type": "ClusterIP", "selector": {"app": f"hatchery-{ESC}"},
                      "ports": [{"name": f"hatchery-{ESC}", "protocol": "TCP", "port": 80,
                                 "targetPort": 8888}]}}

@@ -17,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from launcher.backend import WorkspaceStatus
+from launcher.backend import RUNNING, WorkspaceStatus
 from launcher.clock import REAL, Clock
 from launcher.errors import BackendError, BackendUnavailable, NameTaken, WorkspaceExists
 from launcher.fence_keys import ApiKey, FenceKeys, api_key_of, fence_url, key_id_of
+from launcher.lifetime import enforced_idle_ms, max_age_ms
 from launcher.names import claim_name, pod_name, service_name
 from launcher.options import HatcheryConfig, WorkspaceOption
 
@@ -60,9 +61,10 @@ class KubernetesBackend:
     isolation = "pods"  # one pod per user: the cluster keeps them apart
 
     def __init__(self, routes: RouteTable, cfg: KubeSettings, hatchery: HatcheryConfig, *,
-                 clock: Clock = REAL) -> None:
+                 clock: Clock = REAL, max_age_seconds: int = 0) -> None:
         """``cfg.mapping_flavor`` empty means Hatchery's v1 (the gateway fills in Envoy
-        mode's choice before it gets here); ``clock`` judges the culler's Lease."""
+        mode's choice before it gets here); ``clock`` judges the culler's Lease;
+        ``max_age_seconds`` is the global maximum age (launcher.lifetime), 0: none."""
         self.routes, self.hatchery, self.cfg = routes, hatchery, cfg
         self._clock = clock
         self.mapping_flavor = cfg.mapping_flavor or "v1"
@@ -84,6 +86,7 @@ class KubernetesBackend:
         self.activity: ActivitySync | None = None
         self.elector: LeaderElector | None = None
         self.default_idle_ms = self.cfg.default_idle_seconds * 1000
+        self.max_age_seconds = max_age_seconds  # the global maximum age, 0: none
 
     def _fence_http(self) -> aiohttp.ClientSession:
         if self._http is None:
@@ -217,7 +220,20 @@ class KubernetesBackend:
             pod = await self._own_pod(user)
         except ApiError as exc:
             raise BackendError(f"reading {user}'s workspace failed: {exc}") from None
-        return workspace_status(pod, self.cfg.fail_unschedulable)
+        status = workspace_status(pod, self.cfg.fail_unschedulable)
+        if status.status == RUNNING:  # the limits in force (launcher.lifetime)
+            status.idle_time_limit = enforced_idle_ms(status.idle_time_limit,
+                                                      self.default_idle_ms)
+            option = self._option_of(pod)
+            status.max_age_ms = max_age_ms(option.max_age_seconds if option else None,
+                                           self.max_age_seconds)
+        return status
+
+    def _option_of(self, pod: Mapping[str, Any] | None) -> WorkspaceOption | None:
+        """The option the pod was launched from (its annotation), if this config has it."""
+        wanted = ((pod or {}).get("metadata") or {}).get("annotations", {}).get(
+            specs.OPTION_ANNOTATION)
+        return next((o for o in self.hatchery.options if o.id == wanted), None)
 
     async def terminate(self, user: str, token: str | None = None) -> bool:
         """Delete the pod and Service, then revoke the pod's API key (``API_KEY_ID``, also a Go

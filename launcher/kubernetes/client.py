@@ -70,6 +70,13 @@ class Gone(ApiError):
 
 
 def api_error(status: int, body: Any) -> ApiError:
+    """``body`` as read (bytes) or parsed: a Status object's ``message`` is what the API
+    server says (the 403 naming the user, verb and resource), not its JSON."""
+    if isinstance(body, bytes):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            pass
     message = body.get("message") if isinstance(body, dict) else None
     text = str(message or (body.decode(errors="replace") if isinstance(body, bytes) else body))
     cls = {404: NotFound, 409: Conflict, 410: Gone}.get(status, ApiError)
@@ -158,11 +165,7 @@ class KubeClient:
                     return json.loads(body) if body else {}
                 retryable = status >= 500 or status == 429
                 if not (retryable and idempotent and attempt < self.cfg.retries):
-                    try:
-                        parsed: Any = json.loads(body)
-                    except ValueError:
-                        parsed = body
-                    raise api_error(status, parsed)
+                    raise api_error(status, body)
                 error = f"HTTP {status}"
             if attempt < self.cfg.retries:
                 await asyncio.sleep(delay)

@@ -6,11 +6,13 @@ Unknown → ``Stopped``; Pending or Running → ``Running`` when the pod is past
 ``Ready`` and ``PodScheduled`` conditions are all True (then ``idleTimeLimit`` is read from a
 container arg ``...shutdown_no_activity_timeout=<s>`` × 1000), else ``Launching`` with the
 conditions and container states. A pod with no phase yet (just created, unscheduled) is
-``Launching``; Hatchery answers an empty status there.
+``Launching``; Hatchery answers an empty status there. A Running pod's ``started_ms`` is its
+``creationTimestamp`` (what its maximum age counts from).
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +28,18 @@ def idle_time_limit(pod: Mapping[str, Any]) -> int:
                              for c in (pod.get("spec") or {}).get("containers") or [])
 
 
+def created_ms(pod: Mapping[str, Any]) -> int:
+    """The pod's ``creationTimestamp`` (RFC 3339) in epoch ms, 0 when absent or unreadable."""
+    stamp = str((pod.get("metadata") or {}).get("creationTimestamp") or "")
+    try:
+        when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return int(when.timestamp() * 1000)
+
+
 def workspace_status(pod: Mapping[str, Any] | None,
                      fail_unschedulable: bool = True) -> WorkspaceStatus:
     if pod is None:
@@ -38,7 +52,8 @@ def workspace_status(pod: Mapping[str, Any] | None,
         return WorkspaceStatus(status=STOPPED, idle_time_limit=0,
                                detail=failure_reason(pod, [], fail_unschedulable) or "")
     if is_ready(pod):
-        return WorkspaceStatus(status=RUNNING, idle_time_limit=idle_time_limit(pod))
+        return WorkspaceStatus(status=RUNNING, idle_time_limit=idle_time_limit(pod),
+                               started_ms=created_ms(pod))
     return WorkspaceStatus(
         status=LAUNCHING,
         idle_time_limit=0,

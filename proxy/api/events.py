@@ -41,15 +41,16 @@ def launch_failed(app: web.Application, user: str, option: str, exc: BaseExcepti
 
 
 def terminated(app: web.Application, user: str, reason: str, detail: str = "") -> None:
-    """A workspace stopped by the gateway: ``user`` (Terminate) or ``idle`` (culled)."""
+    """A workspace stopped by the gateway: ``user`` (Terminate), ``idle`` or ``max_age``
+    (culled)."""
     app[metrics.METRICS].terminated(user, reason)
     app[RUNNING_OPTIONS].pop(user, None)
     app[stopped.STOPPED].remember(user, reason)
     log.info("terminated the workspace of %s (%s)%s", user, reason,
              f": {detail}" if detail else "",
-             extra={"event": "cull" if reason == "idle" else "terminate", "user": user,
+             extra={"event": "terminate" if reason == "user" else "cull", "user": user,
                     "reason": reason, **({"detail": detail} if detail else {})})
 
 
-def on_cull(app: web.Application) -> Callable[[str, str], None]:
-    return lambda user, detail: terminated(app, user, "idle", detail)
+def on_cull(app: web.Application) -> Callable[[str, str, str], None]:
+    return lambda user, reason, detail: terminated(app, user, reason, detail)

@@ -60,11 +60,13 @@ def _backend(settings: Settings, routes: RouteTable, hatchery: HatcheryConfig,
         except ImportError as exc:  # kubernetes_asyncio is an optional dependency
             raise ConfigError("settings", "backend", "kubernetes_asyncio installed "
                               "(pip install 'hatchway[kubernetes]')", str(exc)) from None
-        return KubernetesBackend(routes, kube_settings(settings), hatchery, clock=clock)
+        return KubernetesBackend(routes, kube_settings(settings), hatchery, clock=clock,
+                                 max_age_seconds=settings.max_age_seconds)
     from launcher.local import LocalBackend
 
     return LocalBackend(routes, settings.local, proxy_prefix=settings.proxy_prefix,
-                        state_dir=settings.state_dir)
+                        state_dir=settings.state_dir, max_age_seconds=settings.max_age_seconds,
+                        clock=clock)
 
 
 def _static_routes(settings: Settings, routes: RouteTable) -> None:

@@ -1,16 +1,23 @@
-"""Fixtures for the Kubernetes backend: the emulated API server on 127.0.0.1 (which tests can
-stop and restart on the same port), a kubeconfig pointing at it, the test node, and backends
-built exactly as the app builds them (settings → KubernetesBackend)."""
+"""Fixtures for the Kubernetes backend.
+
+``cluster`` is the real control plane (tests/cluster/: etcd + kube-apiserver, one per session)
+with a fresh user namespace per test, set up as a deployed hatchway has it (the Role and
+RoleBinding of tests/cluster/rbac.py's source), and hatchway reaching it as its ServiceAccount
+with a TokenRequest token: a verb the Role lacks fails with the API server's own 403. A test
+that injects faults the real server cannot be made to show (outages, stalls, 409 storms) is
+marked ``emulated`` and runs on the emulator (tests/k8s/emulator.py) instead; its module's
+docstring says so. Backends are built exactly as the app builds them (settings → KubernetesBackend).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
 from launcher.kubernetes import KubernetesBackend
@@ -19,8 +26,11 @@ from launcher.routes import RouteTable
 from proxy.settings import Settings, load_settings
 from proxy.settings import kube_settings as kube_config
 
+from ..cluster import rbac
+from ..cluster.controlplane import ControlPlane
 from ..fence_contract import FenceContract
 from ..helpers import NAMESPACE
+from .cluster import Cluster
 from .emulator import ApiServer, Emulator, write_kubeconfig
 from .kubelet import DEMO_IMAGE, SIDECAR_IMAGE, Kubelet
 
@@ -35,13 +45,18 @@ def demo_entry(name: str = "Demo workspace", **extra: Any) -> dict[str, Any]:
             **extra}
 
 
-HATCHERY_DOC: dict[str, Any] = {
-    "user-namespace": NAMESPACE,
-    "sub-dir": "/lw-workspace",
-    "user-volume-size": "1Gi",
-    "sidecar": {"cpu-limit": "0.1", "memory-limit": "64Mi", "image": SIDECAR_IMAGE},
-    "containers": [demo_entry(), demo_entry("Broken image", image=BROKEN_IMAGE)],
-}
+def hatchery_doc(namespace: str) -> dict[str, Any]:
+    return {
+        "user-namespace": namespace,
+        "sub-dir": "/lw-workspace",
+        "user-volume-size": "1Gi",
+        "sidecar": {"cpu-limit": "0.1", "memory-limit": "64Mi", "image": SIDECAR_IMAGE},
+        "containers": [demo_entry(), demo_entry("Broken image", image=BROKEN_IMAGE)],
+    }
+
+
+HATCHERY_DOC = hatchery_doc(NAMESPACE)
+_namespaces = itertools.count(1)
 
 
 @pytest.fixture
@@ -53,8 +68,25 @@ async def fence() -> AsyncIterator[FenceContract]:
     await server.stop()
 
 
+@pytest.fixture(scope="session")
+def hatchway_kubeconfig(control_plane: ControlPlane) -> Path:
+    """hatchway's ServiceAccount on the real cluster and a kubeconfig with its token."""
+    return rbac.hatchway_kubeconfig(control_plane)
+
+
+@pytest.fixture
+async def real_cluster(control_plane: ControlPlane, hatchway_kubeconfig: Path
+                       ) -> AsyncIterator[Cluster]:
+    namespace = f"jupyter-pods-{next(_namespaces)}"
+    rbac.setup_user_namespace(control_plane, namespace)
+    async with Cluster(control_plane.url, namespace, str(hatchway_kubeconfig),
+                       control_plane.ssl_context()) as cluster:
+        yield cluster
+
+
 @pytest.fixture
 async def api() -> AsyncIterator[ApiServer]:
+    """The emulated API server (fault injection only)."""
     async with ApiServer() as server:
         yield server
 
@@ -65,19 +97,40 @@ def emulator(api: ApiServer) -> Emulator:
 
 
 @pytest.fixture
-def kubeconfig(api: ApiServer, tmp_path: Path) -> str:
-    return str(write_kubeconfig(tmp_path / "kubeconfig", api.url))
+async def emulated_cluster(api: ApiServer, tmp_path: Path) -> AsyncIterator[Cluster]:
+    kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", api.url))
+    async with Cluster(api.url, NAMESPACE, kubeconfig, real=False) as cluster:
+        yield cluster
 
 
 @pytest.fixture
-async def kubelet(api: ApiServer) -> AsyncIterator[Kubelet]:
-    async with Kubelet(api.url, NAMESPACE) as node:
+def cluster(request: pytest.FixtureRequest) -> Cluster:
+    """The cluster a test runs against: the real one, unless it is marked ``emulated``."""
+    which = "emulated_cluster" if request.node.get_closest_marker("emulated") else \
+        "real_cluster"
+    found: Cluster = request.getfixturevalue(which)
+    return found
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> str:
+    return cluster.namespace
+
+
+@pytest.fixture
+def kubeconfig(cluster: Cluster) -> str:
+    return cluster.kubeconfig
+
+
+@pytest.fixture
+async def kubelet(cluster: Cluster) -> AsyncIterator[Kubelet]:
+    async with cluster.kubelet() as node:
         yield node
 
 
 @pytest.fixture
-def hatchery() -> HatcheryConfig:
-    return parse_hatchery_config(HATCHERY_DOC, "test hatchery.json")
+def hatchery(namespace: str) -> HatcheryConfig:
+    return parse_hatchery_config(hatchery_doc(namespace), "test hatchery.json")
 
 
 @pytest.fixture
@@ -128,11 +181,7 @@ async def eventually(check: Callable[[], Any], within: float = 10.0,
         await asyncio.sleep(interval)
 
 
-async def api_write(api: ApiServer, method: str, plural: str, body: dict[str, Any] | None = None,
-                    name: str = "") -> dict[str, Any]:
-    """Write to the emulator as another actor would (a Go Hatchery, an operator)."""
-    group = "apis/discovery.k8s.io/v1" if plural == "endpointslices" else "api/v1"
-    url = f"{api.url}/{group}/namespaces/{NAMESPACE}/{plural}" + (f"/{name}" if name else "")
-    async with aiohttp.ClientSession() as http, http.request(method, url, json=body) as resp:
-        assert resp.status < 300, await resp.text()
-        return dict(await resp.json())
+async def api_write(cluster: Cluster, method: str, plural: str,
+                    body: dict[str, Any] | None = None, name: str = "") -> dict[str, Any]:
+    """Write to the cluster as another actor would (a Go Hatchery, an operator)."""
+    return await cluster.write(method, plural, body, name)

@@ -1,4 +1,8 @@
-"""kmock's Kubernetes emulator with the API-server behaviours hatchway's watches rely on.
+"""kmock's Kubernetes emulator with the API-server behaviours hatchway's watches rely on: the
+tests' API server for **fault injection only** (outages, dropped, held and stalled watches,
+injected 5xx and 409 storms), what a real one cannot be made to do on cue. API semantics,
+RBAC and admission are tested on the real kube-apiserver (tests/cluster/); the soak
+(benchmarks/) runs here too.
 
 kmock 0.8 serves create/read/list/patch/delete and streams watch events, but (measured here)
 it lacks what a reflector is built on. This subclass adds exactly those, on the server side, so
@@ -429,14 +433,3 @@ def write_kubeconfig(path: Path, url: str) -> Path:
                                                        "user": "hatchway"}}],
     }))
     return path
-
-
-def endpoint_slice(service: str, port: int, ready: bool = True, port_name: str = ""
-                   ) -> dict[str, Any]:
-    """The EndpointSlice the controller keeps for ``service``: one endpoint on 127.0.0.1."""
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": f"{service}-abcde",
-                         "labels": {"kubernetes.io/service-name": service}},
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": ready}}],
-            "ports": [{"name": port_name, "protocol": "TCP", "port": port}]}

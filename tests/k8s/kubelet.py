@@ -1,10 +1,14 @@
-"""A small node for the emulator: scheduler, kubelet and EndpointSlice controller in one.
+"""A small node: scheduler, kubelet and EndpointSlice controller in one, for the real API
+server (tests/cluster/) and the emulator alike.
 
-It watches the namespace's pods and Services through the emulator's HTTP API (the same API the
-backend uses) and does what a one-node cluster would:
+It watches the namespace's pods and Services through the API server's HTTP API (the same API
+the backend uses) and does what a one-node cluster would:
 
-* **schedules** a pod when the node's labels satisfy its nodeSelector, else marks it
-  ``Unschedulable`` with a ``FailedScheduling`` event;
+* **registers** its Node (real API server: ``register``), with the node's labels;
+* **schedules** a pod when the node's labels satisfy its nodeSelector — on the real API server
+  through the ``pods/binding`` subresource, as kube-scheduler does, so ``spec.nodeName`` is
+  set and deletes become graceful — else marks it ``Unschedulable`` with a
+  ``FailedScheduling`` event;
 * **pulls** each container image from a local registry (``images``: image → entrypoint argv,
   or None for an image with nothing to run here, like the FUSE sidecar); an unknown image gets
   ``ErrImagePull`` then ``ImagePullBackOff``, with the kubelet's events;
@@ -15,10 +19,17 @@ backend uses) and does what a one-node cluster would:
   removes it (``gracePeriodSeconds=0``), as the kubelet finishes a graceful delete;
 * keeps one **EndpointSlice** per Service and matching pod.
 
-Networking, honestly: every pod here shares 127.0.0.1, so two workspaces cannot both listen on
-their target port 8888. The node therefore gives each pod's containers a free host port (the
-image entrypoint's ``{port}``) — a port mapping, as a container runtime's would be — and writes
-that port where a cluster's EndpointSlice controller writes the container port. Routes that go
+Everything it writes goes through the API server's validation (pod status through the
+``status`` subresource); as the cluster admin on the real one, since it plays the scheduler and
+the EndpointSlice controller too, which a kubelet's own node credentials may not.
+
+Networking, honestly: every pod here shares the node's one ``address`` (127.0.0.1 for the
+emulator; on the real API server, which refuses loopback in pod IPs and EndpointSlices,
+tests/cluster/podnetwork.py's address in the session's own network namespace), so two
+workspaces cannot both listen on their target port 8888. The node therefore gives each pod's
+containers a free port on that address (the image entrypoint's ``{host}`` and ``{port}``) — a
+port mapping, as a container runtime's would be — and writes that port where a cluster's
+EndpointSlice controller writes the container port. Routes that go
 to endpoints (``route_to: endpoints``) therefore reach the real process; routes to a Service's
 cluster DNS name cannot resolve here, so tests check those by value.
 """
@@ -33,6 +44,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,7 +61,7 @@ NODE = "hatchway-test-node"
 DEMO_IMAGE = "hatchway/demo:test"
 SIDECAR_IMAGE = "quay.io/cdis/gen3fuse-sidecar:test"
 DEFAULT_IMAGES: dict[str, list[str] | None] = {
-    DEMO_IMAGE: [sys.executable, "-m", "launcher.demo", "--port", "{port}"],
+    DEMO_IMAGE: [sys.executable, "-m", "launcher.demo", "--host", "{host}", "--port", "{port}"],
     SIDECAR_IMAGE: None,
 }
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -78,8 +90,12 @@ class Kubelet:
     def __init__(self, api_url: str, namespace: str, *,
                  images: Mapping[str, list[str] | None] | None = None,
                  node_labels: Mapping[str, str] | None = None,
-                 pull_seconds: float = 0.05, max_grace_seconds: float = 3.0) -> None:
+                 pull_seconds: float = 0.05, max_grace_seconds: float = 3.0,
+                 ssl_context: ssl.SSLContext | None = None, register: bool = False,
+                 node: str = NODE, address: str = "127.0.0.1") -> None:
         self.api_url, self.namespace = api_url.rstrip("/"), namespace
+        self.address = address  # every pod's IP, the node's too
+        self.ssl, self.register, self.node = ssl_context, register, node
         self.images = dict(DEFAULT_IMAGES if images is None else images)
         self.node_labels = dict({"role": "jupyter"} if node_labels is None else node_labels)
         self.pull_seconds, self.max_grace_seconds = pull_seconds, max_grace_seconds
@@ -94,8 +110,11 @@ class Kubelet:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None,
-                                                                          sock_connect=2))
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=2),
+            connector=aiohttp.TCPConnector(ssl=self.ssl if self.ssl is not None else False))
+        if self.register:
+            await self._register()
         self._tasks = [asyncio.create_task(self._watch("pods", self._on_pod)),
                        asyncio.create_task(self._watch("services", self._on_service))]
 
@@ -116,7 +135,29 @@ class Kubelet:
         await asyncio.gather(*self._tasks, *(p.task for p in self.pods.values() if p.task),
                              return_exceptions=True)
         if self._http is not None:
+            if self.register:
+                await self._send("DELETE", f"{self.api_url}/api/v1/nodes/{self.node}")
             await self._http.close()
+
+    async def _register(self) -> None:
+        """The Node object a kubelet registers, Ready, labelled as this node is."""
+        status = await self._send("POST", f"{self.api_url}/api/v1/nodes", {
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": self.node, "labels": {
+                "kubernetes.io/hostname": self.node, **self.node_labels}},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "reason":
+                                       "KubeletReady", "lastHeartbeatTime": _now(),
+                                       "lastTransitionTime": _now()}],
+                       "addresses": [{"type": "InternalIP", "address": self.address}]}})
+        assert status in (201, 409), f"registering node {self.node}: HTTP {status}"
+
+    async def _bind(self, pod: _Pod) -> bool:
+        """kube-scheduler's write: the pod's ``binding`` subresource sets spec.nodeName."""
+        status = await self._send("POST", self._url("pods", pod.name, "binding"), {
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": pod.name, "namespace": self.namespace},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node}})
+        return 200 <= status < 300
 
     def port_of(self, pod_name: str) -> int:
         return self.pods[pod_name].port
@@ -136,7 +177,10 @@ class Kubelet:
                                           json.dumps(body), headers=headers or {
                                               "Content-Type": "application/json"},
                                           timeout=aiohttp.ClientTimeout(total=5)) as resp:
-                await resp.read()
+                answer = await resp.read()
+                if resp.status >= 300 and resp.status != 409:  # the API server said no
+                    log.warning("kubelet: %s %s → %s: %s", method, url, resp.status,
+                                answer[:500].decode(errors="replace"))
                 return resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.info("kubelet: %s %s failed: %s", method, url, exc)
@@ -184,7 +228,7 @@ class Kubelet:
             "metadata": {"name": f"{meta['name']}.{next(self._events):x}",
                          "namespace": self.namespace},
             "involvedObject": involved, "reason": reason, "message": message, "type": kind,
-            "source": {"component": "kubelet", "host": NODE}, "count": 1,
+            "source": {"component": "kubelet", "host": self.node}, "count": 1,
             "firstTimestamp": now, "lastTimestamp": now,
         })
 
@@ -255,10 +299,12 @@ class Kubelet:
                               "Warning")
             await self._write_status(pod)
             return
+        if self.register and not await self._bind(pod):
+            return  # deleted meanwhile, or bound elsewhere: not this node's pod
         await self._event(pod, "Scheduled",
-                          f"Successfully assigned {self.namespace}/{pod.name} to {NODE}")
-        pod.status = {"phase": "Pending", "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
-                      "podIPs": [{"ip": "127.0.0.1"}], "startTime": _now()}
+                          f"Successfully assigned {self.namespace}/{pod.name} to {self.node}")
+        pod.status = {"phase": "Pending", "hostIP": self.address, "podIP": self.address,
+                      "podIPs": [{"ip": self.address}], "startTime": _now()}
         self._conditions(pod, scheduled=True, started=False, ready=False)
         for c in self._containers(pod):
             self._container_status(pod, c["name"], {"waiting": {"reason": "ContainerCreating"}})
@@ -266,7 +312,7 @@ class Kubelet:
         for c in self._containers(pod):
             if not await self._pull(pod, c):
                 return
-        pod.port = free_port()
+        pod.port = free_port(self.address)
         for c in self._containers(pod):
             await self._event(pod, "Created", f"Created container {c['name']}",
                               container=c["name"])
@@ -307,7 +353,8 @@ class Kubelet:
         entry = self.images.get(c["image"])
         if entry is None and not c.get("command"):
             return  # nothing to run here (the FUSE sidecar)
-        argv = list(c.get("command") or [a.format(port=pod.port) for a in entry or []])
+        argv = list(c.get("command") or [a.format(host=self.address, port=pod.port)
+                                         for a in entry or []])
         argv += [str(a) for a in c.get("args") or []]
         env = {**os.environ, "PYTHONPATH": str(REPO),
                **{e["name"]: e.get("value", "") for e in c.get("env") or []}}
@@ -323,7 +370,7 @@ class Kubelet:
             if probe is None:
                 break
             try:
-                url = f"http://127.0.0.1:{pod.port}{probe[1].get('path', '/')}"
+                url = f"http://{self.address}:{pod.port}{probe[1].get('path', '/')}"
                 async with self._http.get(url, timeout=aiohttp.ClientTimeout(total=1)) as resp:
                     if 200 <= resp.status < 400:
                         break
@@ -404,7 +451,7 @@ class Kubelet:
                         "kubernetes.io/service-name": svc_name,
                         "endpointslice.kubernetes.io/managed-by": "test-kubelet"}},
                     "addressType": "IPv4",
-                    "endpoints": [{"addresses": ["127.0.0.1"],
+                    "endpoints": [{"addresses": [self.address],
                                    "conditions": {"ready": pod.ready and not pod.stopping},
                                    "targetRef": {"kind": "Pod", "name": pod.name,
                                                  "namespace": self.namespace}}],

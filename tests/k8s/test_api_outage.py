@@ -2,7 +2,9 @@
 is closed, so every call is refused. Users keep reaching their workspaces from the cached
 route table, launches answer 503 with Retry-After, readiness holds (failing it would take
 every replica out of the Service while routes still work), and once the API server answers
-again the watches re-list at once instead of finishing a backoff grown long."""
+again the watches re-list at once instead of finishing a backoff grown long; a transient 5xx
+is retried. On the emulator (tests/k8s/emulator.py): a real API server cannot be made to
+refuse connections on cue or to answer one 503 and then recover."""
 
 from __future__ import annotations
 
@@ -14,25 +16,35 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import kmock
+import pytest
 from aiohttp import web
 
+from launcher.backend import LAUNCHING
+from launcher.errors import BackendUnavailable
+from launcher.options import HatcheryConfig
+from launcher.routes import RouteTable
 from proxy.api.devlogin import DEV_ISSUER
 from proxy.serve.app import build_app
 from proxy.serve.server import start
 from proxy.settings import load_settings
 
 from ..helpers import ESC, SERVICE, USER, hatchery_service
+from .cluster import Cluster, endpoint_slice
 from .conftest import (
     HATCHERY_DOC,
+    NAMESPACE,
     PROXY,
     ApiServer,
     BackendFactory,
     api_write,
     eventually,
 )
-from .emulator import endpoint_slice
+from .kubelet import Kubelet
 
+pytestmark = pytest.mark.emulated
 API = "/lw-workspace/"
+ALICE, ALICE_POD = "alice@example.org", "hatchery-alice-40example-2eorg"
 
 
 async def _upstream(aiohttp_server: Any) -> Any:
@@ -45,10 +57,11 @@ async def _upstream(aiohttp_server: Any) -> Any:
 
 
 async def test_routes_serve_launch_is_503_and_readiness_holds_while_the_api_is_away(
-        api: ApiServer, kubeconfig: str, tmp_path: Path, aiohttp_server: Any) -> None:
+        api: ApiServer, cluster: Cluster, kubeconfig: str, tmp_path: Path,
+        aiohttp_server: Any) -> None:
     workspace = await _upstream(aiohttp_server)
-    await api_write(api, "POST", "services", hatchery_service())  # a Go Hatchery's workspace
-    await api_write(api, "POST", "endpointslices",
+    await api_write(cluster, "POST", "services", hatchery_service())  # a Go Hatchery's workspace
+    await api_write(cluster, "POST", "endpointslices",
                     endpoint_slice(SERVICE, workspace.port, port_name=f"hatchery-{ESC}"))
     hatchery = tmp_path / "hatchery.json"
     hatchery.write_text(json.dumps(HATCHERY_DOC))
@@ -120,3 +133,41 @@ async def test_a_watch_backing_off_relists_as_soon_as_the_api_server_answers_aga
     assert await backend.client.get("pods", "nobody") is None  # any call the server answers
     await eventually(lambda: backend.health()["relists"] >= relists + 2, within=8)
     assert time.monotonic() - began < 2.5  # not the 4-8 s backoff
+
+
+async def test_api_server_gone_launch_and_status_are_unavailable_routes_keep_serving(
+        api: ApiServer, kubelet: Kubelet, make_backend: BackendFactory,
+        hatchery: HatcheryConfig) -> None:
+    routes = RouteTable()
+    backend = await make_backend(routes, route_to="endpoints")
+    await backend.launch(ALICE, hatchery.options[0], None)
+    route = await eventually(lambda: (r := routes.get(ALICE)) and r.ready and r)
+    await api.stop()
+    began = time.monotonic()
+    with pytest.raises(BackendUnavailable, match="cannot be reached"):
+        await backend.launch("bob", hatchery.options[0], None)
+    with pytest.raises(BackendUnavailable):
+        await backend.status(ALICE)
+    assert time.monotonic() - began < 3
+    await eventually(lambda: backend.health()["watch"] == "down")
+    assert routes.get(ALICE) == route
+    async with aiohttp.ClientSession() as http, http.get(
+            f"http://{route.host}:{route.port}{route.rewrite}api/status") as resp:
+        assert resp.status == 200  # the workspace itself never depended on the API server
+
+
+async def test_a_transient_api_error_is_retried(
+        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig) -> None:
+    backend = await make_backend()
+    await backend.launch(ALICE, hatchery.options[0], None)
+    calls: list[Any] = []
+
+    def flaky(request: Any) -> Any:
+        calls.append(request)
+        if len(calls) == 1:
+            return kmock.Response(status=503, payload={"kind": "Status", "code": 503,
+                                                       "message": "etcd leader changed"})
+        raise NotImplementedError  # from now on, the emulator answers
+    api.emulator[f"get /api/v1/namespaces/{NAMESPACE}/pods/{ALICE_POD}"] << flaky
+    assert (await backend.status(ALICE)).status == LAUNCHING
+    assert len(calls) == 2

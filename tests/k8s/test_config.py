@@ -9,9 +9,17 @@ import pytest
 from launcher.errors import ConfigError
 from launcher.kubernetes import KubernetesBackend
 from launcher.kubernetes.config import parse_kube_settings
-from launcher.options import HatcheryConfig
+from launcher.options import HatcheryConfig, parse_hatchery_config
 from launcher.routes import RouteTable
 from proxy.settings import kube_settings, load_settings
+
+from .conftest import HATCHERY_DOC
+
+
+@pytest.fixture
+def hatchery() -> HatcheryConfig:
+    """The tests' hatchery.json (user namespace jupyter-pods); no cluster is reached here."""
+    return parse_hatchery_config(HATCHERY_DOC, "test hatchery.json")
 
 
 def test_defaults_are_hatcherys() -> None:

@@ -1,7 +1,8 @@
 """End to end through the real gateway (``proxy.serve.app.build_app``) on the Kubernetes backend:
 options → launch → ``Launching`` with progress over SSE → ``Running`` → HTTP and WebSocket
 through the proxy → terminate → ``Not Found`` with the PVC still there. A second replica and a
-restarted one reach the very same workspace, because routes come from the cluster."""
+restarted one reach the very same workspace, because routes come from the cluster. On the real
+API server; the API server going away is the emulator's (tests/k8s/emulator.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from proxy.api.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY
@@ -19,7 +21,8 @@ from proxy.serve.app import build_app
 from proxy.settings import load_settings
 
 from ..conftest import GatewayUnderTest
-from .conftest import HATCHERY_DOC, NAMESPACE, PROXY, ApiServer, eventually
+from .cluster import Cluster
+from .conftest import PROXY, ApiServer, eventually, hatchery_doc
 from .kubelet import Kubelet
 
 API = "/lw-workspace/"
@@ -66,10 +69,10 @@ async def whoami(http: aiohttp.ClientSession, gw: GatewayUnderTest) -> str:
 
 
 async def test_launch_use_and_terminate_through_the_gateway(
-        api: ApiServer, kubelet: Kubelet, kubeconfig: str, tmp_path: Path,
+        cluster: Cluster, kubelet: Kubelet, kubeconfig: str, tmp_path: Path,
         aiohttp_server: Any) -> None:
     hatchery = tmp_path / "hatchery.json"
-    hatchery.write_text(json.dumps(HATCHERY_DOC))
+    hatchery.write_text(json.dumps(hatchery_doc(cluster.namespace)))
     settings = load_settings([str(hatchery)], environ={}, overrides={
         "state_dir": str(tmp_path / "state"), "backend": "kubernetes",
         "kubernetes": {"kubeconfig": kubeconfig, "api_keys": False, "route_to": "endpoints",
@@ -109,16 +112,17 @@ async def test_launch_use_and_terminate_through_the_gateway(
         async with http.post(restarted.url(API + "terminate"), headers=auth(restarted)) as resp:
             assert (resp.status, await resp.text()) == (200, "Terminated workspace")
         await eventually(lambda: status_is(http, restarted, "Not Found"), within=10)
-        claims = api.emulator.items("persistentvolumeclaims", NAMESPACE)
-        assert [c["metadata"]["name"] for c in claims] == ["claim-alice"]
+        assert await cluster.names("persistentvolumeclaims") == ["claim-alice"]
         async with http.get(second.url(PROXY + "api/status"), headers=auth(second)) as resp:
             assert resp.status != 200
 
 
+@pytest.mark.emulated
 async def test_launch_answers_503_and_status_not_found_while_the_api_server_is_gone(
-        api: ApiServer, kubeconfig: str, tmp_path: Path, aiohttp_server: Any) -> None:
+        api: ApiServer, cluster: Cluster, kubeconfig: str, tmp_path: Path,
+        aiohttp_server: Any) -> None:
     hatchery = tmp_path / "hatchery.json"
-    hatchery.write_text(json.dumps(HATCHERY_DOC))
+    hatchery.write_text(json.dumps(hatchery_doc(cluster.namespace)))
     settings = load_settings([str(hatchery)], environ={}, overrides={
         "state_dir": str(tmp_path / "state"), "backend": "kubernetes",
         "kubernetes": {"kubeconfig": kubeconfig, "api_keys": False, "request_timeout": 1,

@@ -14,6 +14,8 @@ from launcher.kubernetes.config import parse_kube_settings
 
 from .conftest import NAMESPACE, ApiServer, eventually
 
+pytestmark = pytest.mark.emulated
+
 
 @pytest.fixture
 async def client(kubeconfig: str) -> Any:

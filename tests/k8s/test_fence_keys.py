@@ -1,5 +1,5 @@
 """Fence API keys per workspace, as Hatchery mints and revokes them (helpers.go, pods.go),
-against a Fence contract server on loopback and the emulated API server."""
+against a Fence contract server on loopback and the real API server."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from launcher.options import HatcheryConfig
 from tests.fence_contract import FenceContract
 from tests.helpers import env_of
 
-from .conftest import NAMESPACE, ApiServer, BackendFactory, api_write
+from .cluster import Cluster
+from .conftest import BackendFactory, api_write
 
 USER = "alice@example.org"
 
@@ -36,13 +37,13 @@ def test_fence_url_follows_hatcherys_rule() -> None:
 
 
 async def test_launch_mints_a_key_for_the_workspace_and_the_sidecar(
-        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        cluster: Cluster, make_backend: BackendFactory, hatchery: HatcheryConfig,
         fence: FenceContract) -> None:
     backend = await keyed_backend(make_backend, fence)
     await backend.launch(USER, hatchery.options[0], fence.user_token(USER))
     (minted,) = fence.minted
     assert minted["user"] == USER and minted["scope"] == ["data", "user"]
-    pod = api.emulator.items("pods", NAMESPACE)[0]
+    (pod,) = await cluster.items("pods")
     for container in ("hatchery-container", "fuse-container"):
         env = env_of(pod, container)
         assert env["API_KEY_ID"] == minted["key_id"] and env["API_KEY"]
@@ -50,7 +51,7 @@ async def test_launch_mints_a_key_for_the_workspace_and_the_sidecar(
 
 
 async def test_terminate_revokes_the_pods_key_with_the_users_token(
-        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        cluster: Cluster, make_backend: BackendFactory, hatchery: HatcheryConfig,
         fence: FenceContract) -> None:
     backend = await keyed_backend(make_backend, fence)
     token = fence.user_token(USER)
@@ -60,10 +61,10 @@ async def test_terminate_revokes_the_pods_key_with_the_users_token(
 
 
 async def test_terminate_revokes_a_key_a_go_hatchery_minted(
-        api: ApiServer, make_backend: BackendFactory, fence: FenceContract) -> None:
+        cluster: Cluster, make_backend: BackendFactory, fence: FenceContract) -> None:
     backend = await keyed_backend(make_backend, fence)
     fence.minted.append({"key_id": "go-hatchery-key", "user": USER, "scope": ["data", "user"]})
-    await api_write(api, "POST", "pods", {
+    await api_write(cluster, "POST", "pods", {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": pod_name(USER), "annotations": {"gen3username": USER}},
         "spec": {"containers": [{"name": "hatchery-container", "image": "x",
@@ -73,7 +74,7 @@ async def test_terminate_revokes_a_key_a_go_hatchery_minted(
 
 
 async def test_a_cull_revokes_the_key_with_a_token_the_key_itself_obtains(
-        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        cluster: Cluster, make_backend: BackendFactory, hatchery: HatcheryConfig,
         fence: FenceContract) -> None:
     backend = await keyed_backend(make_backend, fence)
     await backend.launch(USER, hatchery.options[0], fence.user_token(USER))
@@ -83,11 +84,11 @@ async def test_a_cull_revokes_the_key_with_a_token_the_key_itself_obtains(
 
 
 async def test_a_cull_revokes_a_key_a_go_hatchery_minted(
-        api: ApiServer, make_backend: BackendFactory, fence: FenceContract) -> None:
+        cluster: Cluster, make_backend: BackendFactory, fence: FenceContract) -> None:
     backend = await keyed_backend(make_backend, fence)
     async with aiohttp.ClientSession() as http:  # a Go Hatchery's mint
         key = await FenceKeys(fence.url + "/user/", lambda: http).mint(fence.user_token(USER))
-    await api_write(api, "POST", "pods", {
+    await api_write(cluster, "POST", "pods", {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": pod_name(USER), "annotations": {"gen3username": USER}},
         "spec": {"containers": [{"name": "hatchery-container", "image": "x", "env": [
@@ -98,7 +99,7 @@ async def test_a_cull_revokes_a_key_a_go_hatchery_minted(
 
 
 async def test_a_cull_on_a_fence_without_user_revocation_logs_the_key_once_and_terminates(
-        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        cluster: Cluster, make_backend: BackendFactory, hatchery: HatcheryConfig,
         fence: FenceContract, caplog: pytest.LogCaptureFixture) -> None:
     backend = await keyed_backend(make_backend, fence)
     fence.clients_only_revoke = True
@@ -110,21 +111,21 @@ async def test_a_cull_on_a_fence_without_user_revocation_logs_the_key_once_and_t
     lines = [r for r in caplog.records if key_id in r.getMessage()]
     assert [r.levelno for r in lines] == [logging.INFO]
     assert "401" in lines[0].getMessage() and "not revoked" in lines[0].getMessage()
-    assert api.emulator.items("pods", NAMESPACE)[0]["metadata"].get("deletionTimestamp")
+    assert await cluster.live_pods() == []
 
 
 async def test_a_refused_mint_fails_the_launch_with_hatcherys_message_and_creates_nothing(
-        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        cluster: Cluster, make_backend: BackendFactory, hatchery: HatcheryConfig,
         fence: FenceContract) -> None:
     backend = await keyed_backend(make_backend, fence)
     fence.fail_mint_with = 403
     with pytest.raises(BackendError, match="creating API key with error code 403"):
         await backend.launch(USER, hatchery.options[0], fence.user_token(USER))
-    assert api.emulator.items("pods", NAMESPACE) == []
+    assert await cluster.items("pods") == []
 
 
 async def test_a_launch_without_a_token_fails_when_keys_are_minted(
-        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        cluster: Cluster, make_backend: BackendFactory, hatchery: HatcheryConfig,
         fence: FenceContract) -> None:
     backend = await keyed_backend(make_backend, fence)
     with pytest.raises(BackendError, match="no access token"):
@@ -132,7 +133,7 @@ async def test_a_launch_without_a_token_fails_when_keys_are_minted(
 
 
 async def test_a_key_whose_launch_failed_is_revoked_at_once(
-        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        cluster: Cluster, make_backend: BackendFactory, hatchery: HatcheryConfig,
         fence: FenceContract) -> None:
     backend = await keyed_backend(make_backend, fence)
     token = fence.user_token(USER)

@@ -1,5 +1,5 @@
 """The real Gen3 SDK (``gen3`` from PyPI) gets an access token with the key a workspace
-receives: read from the workspace pod's environment on the emulated cluster, written to
+receives: read from the workspace pod's environment on the real API server, written to
 ``credentials.json`` as the sidecar's script writes it (ecs-ws-sidecar ``sidecar.sh``:
 ``{"api_key": "$API_KEY"}`` into ``/.gen3/credentials.json``), and exchanged by the SDK's own
 code at ``<iss>/user/credentials/cdis/access_token`` on the loopback Fence.
@@ -21,7 +21,8 @@ from launcher.options import HatcheryConfig
 from tests.fence_contract import FenceContract
 from tests.helpers import env_of
 
-from .conftest import NAMESPACE, ApiServer, BackendFactory, eventually
+from .cluster import Cluster
+from .conftest import BackendFactory
 from .kubelet import Kubelet
 
 USER = "alice@example.org"
@@ -43,13 +44,12 @@ def sdk_access_token(credentials: Path, home: Path) -> subprocess.CompletedProce
 
 
 async def test_the_gen3_sdk_gets_a_token_with_the_workspaces_key(
-        api: ApiServer, kubelet: Kubelet, make_backend: BackendFactory,
+        cluster: Cluster, kubelet: Kubelet, make_backend: BackendFactory,
         hatchery: HatcheryConfig, fence: FenceContract, tmp_path: Path,
         ) -> None:
     backend = await make_backend(api_keys=True, fence_url=fence.url + "/user/")
     await backend.launch(USER, hatchery.options[0], fence.user_token(USER))
-    await eventually(lambda: api.emulator.items("pods", NAMESPACE))
-    pod = api.emulator.items("pods", NAMESPACE)[0]
+    (pod,) = await cluster.items("pods")
     gen3_dir = tmp_path / ".gen3"  # the shared emptyDir "gen3", mounted at /.gen3
     gen3_dir.mkdir()
     credentials = gen3_dir / "credentials.json"
@@ -63,12 +63,13 @@ async def test_the_gen3_sdk_gets_a_token_with_the_workspaces_key(
 
 
 async def test_a_revoked_key_gets_no_token_from_the_sdk(
-        api: ApiServer, make_backend: BackendFactory, hatchery: HatcheryConfig,
+        cluster: Cluster, make_backend: BackendFactory, hatchery: HatcheryConfig,
         fence: FenceContract, tmp_path: Path) -> None:
     backend = await make_backend(api_keys=True, fence_url=fence.url + "/user/")
     token = fence.user_token(USER)
     await backend.launch(USER, hatchery.options[0], token)
-    key = env_of(api.emulator.items("pods", NAMESPACE)[0], "hatchery-container")["API_KEY"]
+    (pod,) = await cluster.items("pods")
+    key = env_of(pod, "hatchery-container")["API_KEY"]
     await backend.terminate(USER, token)
     credentials = tmp_path / "credentials.json"
     credentials.write_text(json.dumps({"api_key": key}))

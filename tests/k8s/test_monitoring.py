@@ -19,7 +19,8 @@ from proxy.serve.server import start
 from proxy.settings import load_settings
 
 from ..helpers import DEPLOY, of_kind
-from .conftest import ApiServer, eventually
+from .cluster import Cluster
+from .conftest import eventually
 
 MONITORING = DEPLOY / "monitoring"
 METRIC = re.compile(r"\bhatchway_[a-z_]+\b")
@@ -49,11 +50,11 @@ def queried_names() -> set[str]:
     return {name for expr in exprs for name in METRIC.findall(expr)}
 
 
-async def exported_names(tmp_path: Path, kubeconfig: str) -> set[str]:
+async def exported_names(tmp_path: Path, cluster: Cluster) -> set[str]:
     settings = load_settings([], environ={}, overrides={
         "state_dir": str(tmp_path / "state"), "backend": "kubernetes", "metrics_port": 0,
-        "kubernetes": {"kubeconfig": kubeconfig, "request_timeout": 2, "retries": 1,
-                       "retry_backoff": 0.05}})
+        "kubernetes": {"kubeconfig": cluster.kubeconfig, "namespace": cluster.namespace,
+                       "request_timeout": 2, "retries": 1, "retry_backoff": 0.05}})
     running = await start(build_app(settings), "127.0.0.1", 0)
     try:
         url = f"http://127.0.0.1:{running.metrics_port}/metrics"
@@ -72,11 +73,10 @@ async def exported_names(tmp_path: Path, kubeconfig: str) -> set[str]:
     return names
 
 
-async def test_every_queried_metric_is_exported(api: ApiServer, kubeconfig: str,
-                                                tmp_path: Path) -> None:
+async def test_every_queried_metric_is_exported(cluster: Cluster, tmp_path: Path) -> None:
     queried = queried_names()
     assert len(queried) >= 15  # the dashboard covers the families, not one or two
-    missing = queried - await exported_names(tmp_path, kubeconfig)
+    missing = queried - await exported_names(tmp_path, cluster)
     assert not missing, f"queried but never exported: {sorted(missing)}"
 
 

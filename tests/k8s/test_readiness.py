@@ -1,18 +1,22 @@
 """Readiness on the Kubernetes backend: a replica whose route watch has never synced is not
 ready (it would answer "no workspace" to everyone); once synced it is, and it stays ready
-while the API server is away (routes keep serving from the cache)."""
+while the API server is away (routes keep serving from the cache). On the emulator
+(tests/k8s/emulator.py): the outage is injected."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from proxy.serve.app import build_app
 from proxy.serve.server import start
 from proxy.settings import load_settings
 
 from .conftest import ApiServer, eventually
+
+pytestmark = pytest.mark.emulated
 
 
 async def test_readiness_waits_for_the_first_sync_and_survives_an_outage(

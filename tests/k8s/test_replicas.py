@@ -1,4 +1,4 @@
-"""Two gateway replicas on one emulated cluster (with the test kubelet), wired as
+"""Two gateway replicas on the real API server (with the test kubelet), wired as
 proxy/serve/app.py wires them: each its own route table, activity record and culler, sharing
 activity through the Service annotation and electing the one culler through a Lease."""
 
@@ -19,7 +19,8 @@ from launcher.routes import RouteTable
 from proxy.settings import Settings
 from proxy.settings import kube_settings as kube_config
 
-from .conftest import NAMESPACE, ApiServer, eventually
+from .cluster import Cluster
+from .conftest import eventually
 from .kubelet import Kubelet
 
 USER = "alice@example.org"
@@ -69,13 +70,8 @@ async def start_replica(kube_settings: Callable[..., Settings], hatchery: Hatche
         await r.backend.close()
 
 
-def pods(api: ApiServer) -> list[dict[str, Any]]:
-    return [p for p in api.emulator.items("pods", NAMESPACE)
-            if not p["metadata"].get("deletionTimestamp")]
-
-
 async def test_one_replica_leads_and_the_other_takes_over_within_the_lease_time(
-        api: ApiServer, start_replica: Start) -> None:
+        cluster: Cluster, start_replica: Start) -> None:
     a = await start_replica("a")
     await eventually(lambda: a.backend.is_leader)
     b = await start_replica("b")
@@ -89,7 +85,7 @@ async def test_one_replica_leads_and_the_other_takes_over_within_the_lease_time(
 
 
 async def test_a_stopped_leader_releases_and_hands_over_at_once(
-        api: ApiServer, start_replica: Start) -> None:
+        cluster: Cluster, start_replica: Start) -> None:
     a = await start_replica("a")
     await eventually(lambda: a.backend.is_leader)
     b = await start_replica("b")
@@ -98,7 +94,7 @@ async def test_a_stopped_leader_releases_and_hands_over_at_once(
 
 
 async def test_traffic_only_through_b_keeps_the_workspace_while_a_culls(
-        api: ApiServer, kubelet: Kubelet, start_replica: Start,
+        cluster: Cluster, kubelet: Kubelet, start_replica: Start,
         hatchery: HatcheryConfig) -> None:
     a = await start_replica("a")
     await eventually(lambda: a.backend.is_leader)
@@ -110,15 +106,15 @@ async def test_traffic_only_through_b_keeps_the_workspace_while_a_culls(
         b.touch(USER)
         await asyncio.sleep(0.3)
         assert await a.culler.sweep() == []
-    assert pods(api)
+    assert await cluster.live_pods()
     await asyncio.sleep(1.8)  # idle past the limit
     assert await b.culler.sweep() == []  # B does not lead: it never culls
     assert await a.culler.sweep() == [USER]
-    assert api.emulator.items("persistentvolumeclaims", NAMESPACE)  # the volume stays
+    assert await cluster.items("persistentvolumeclaims")  # the volume stays
 
 
 async def test_a_workspace_idle_to_every_replica_but_busy_by_its_own_account_is_kept(
-        api: ApiServer, kubelet: Kubelet, start_replica: Start,
+        cluster: Cluster, kubelet: Kubelet, start_replica: Start,
         hatchery: HatcheryConfig) -> None:
     a = await start_replica("a")
     await eventually(lambda: a.backend.is_leader)
@@ -133,7 +129,7 @@ async def test_a_workspace_idle_to_every_replica_but_busy_by_its_own_account_is_
 
 
 async def test_both_replicas_answer_the_same_last_activity_and_a_restart_keeps_it(
-        api: ApiServer, kubelet: Kubelet, start_replica: Start,
+        cluster: Cluster, kubelet: Kubelet, start_replica: Start,
         hatchery: HatcheryConfig) -> None:
     a = await start_replica("a")
     b = await start_replica("b")
@@ -149,7 +145,7 @@ async def test_both_replicas_answer_the_same_last_activity_and_a_restart_keeps_i
 
 
 async def test_launch_sent_to_both_replicas_at_once_creates_one_workspace(
-        api: ApiServer, start_replica: Start, hatchery: HatcheryConfig) -> None:
+        cluster: Cluster, start_replica: Start, hatchery: HatcheryConfig) -> None:
     a = await start_replica("a")
     b = await start_replica("b")
     results = await asyncio.gather(a.backend.launch(USER, hatchery.options[0], None),
@@ -157,4 +153,4 @@ async def test_launch_sent_to_both_replicas_at_once_creates_one_workspace(
                                    return_exceptions=True)
     assert sorted(type(r).__name__ for r in results) == ["NoneType", "WorkspaceExists"]
     assert any(isinstance(r, WorkspaceExists) for r in results)
-    assert len(pods(api)) == 1
+    assert len(await cluster.live_pods()) == 1

@@ -1,4 +1,4 @@
-"""Two whole gateway replicas on one emulated cluster with the test kubelet: each a real
+"""Two whole gateway replicas on the real API server with the test kubelet: each a real
 hatchway app started the way ``hatchway serve`` starts it (``proxy.serve.server.start``) on its own
 port, or a ``hatchway serve`` process where a replica must die without a word. Sessions are a
 loopback Fence's (tests/fence_contract.py), so every launch mints a real API key. Intervals are
@@ -33,7 +33,8 @@ from proxy.settings import load_settings
 from tests.fence_contract import FenceContract
 from tests.helpers import clean_env, env_of, free_port
 
-from .conftest import HATCHERY_DOC, NAMESPACE, PROXY, ApiServer, demo_entry, eventually
+from .cluster import Cluster
+from .conftest import PROXY, demo_entry, eventually, hatchery_doc
 from .kubelet import DEFAULT_IMAGES, Kubelet
 
 API = "/lw-workspace/"
@@ -88,28 +89,28 @@ JUPYTER = demo_entry("Jupyter Notebook", image=JUPYTER_IMAGE, args=[
 
 
 @pytest.fixture
-async def hatchery_file(tmp_path: Path) -> Path:
+async def hatchery_file(cluster: Cluster, tmp_path: Path) -> Path:
     path = tmp_path / "hatchery.json"
-    path.write_text(json.dumps({**HATCHERY_DOC,
-                                "containers": [*HATCHERY_DOC["containers"], JUPYTER]}))
+    doc = hatchery_doc(cluster.namespace)
+    path.write_text(json.dumps({**doc, "containers": [*doc["containers"], JUPYTER]}))
     return path
 
 
 @pytest.fixture
-async def jupyter_node(api: ApiServer, tmp_path: Path) -> AsyncIterator[Kubelet]:
+async def jupyter_node(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Kubelet]:
     """The test kubelet with an image whose entrypoint is jupyter_server, no token."""
     pytest.importorskip("jupyter_server")
     (tmp_path / "home").mkdir()
-    async with Kubelet(api.url, NAMESPACE, images={**DEFAULT_IMAGES, JUPYTER_IMAGE: [
+    async with cluster.kubelet(images={**DEFAULT_IMAGES, JUPYTER_IMAGE: [
             sys.executable, "-m", "jupyter_server", "--ServerApp.port={port}",
-            "--ServerApp.ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
+            "--ServerApp.ip={host}", "--IdentityProvider.token=", "--ServerApp.password=",
             "--ServerApp.disable_check_xsrf=True", "--no-browser", "--allow-root",
             f"--ServerApp.root_dir={tmp_path / 'home'}"]}) as node:
         yield node
 
 
 @pytest.fixture
-async def replica(api: ApiServer, kubeconfig: str, fence: FenceContract, hatchery_file: Path,
+async def replica(kubeconfig: str, fence: FenceContract, hatchery_file: Path,
                   tmp_path: Path) -> AsyncIterator[StartReplica]:
     started: list[Running] = []
 
@@ -165,21 +166,19 @@ async def running_through(client: aiohttp.ClientSession, fence: FenceContract,
     await eventually(reachable, within=15, interval=0.1)
 
 
-def live_pods(api: ApiServer) -> list[dict[str, Any]]:
-    return [p for p in api.emulator.items("pods", NAMESPACE)
-            if not p["metadata"].get("deletionTimestamp")]
+async def lease_holder(cluster: Cluster) -> str:
+    lease = await cluster.get("leases", LEASE)
+    return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
 
 
-def lease_holder(api: ApiServer) -> str:
-    leases = [lease for lease in api.emulator.items("leases", NAMESPACE)
-              if lease["metadata"]["name"] == LEASE]
-    return str((leases[0].get("spec") or {}).get("holderIdentity") or "") if leases else ""
+async def holder_is(cluster: Cluster, identity: str) -> bool:
+    return await lease_holder(cluster) == identity
 
 
 # -- one culler, fed by every replica's traffic -----------------------------------------------
 
 async def test_traffic_only_through_b_keeps_the_workspace_while_a_leads_and_a_culls_it_once_idle(
-        api: ApiServer, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
+        cluster: Cluster, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
         client: aiohttp.ClientSession) -> None:
     a = await replica("a")
     await eventually(lambda: a.leads)
@@ -192,15 +191,14 @@ async def test_traffic_only_through_b_keeps_the_workspace_while_a_leads_and_a_cu
         await use(client, b, fence)
         idle_since = time.monotonic()
         await asyncio.sleep(0.25)
-        assert live_pods(api), "culled while in use through B"
+        assert await cluster.live_pods(), "culled while in use through B"
         assert a.leads and not b.leads
     assert a.gateway.activity.last_ms(USER) < b.gateway.activity.last_ms(USER)  # A saw none
 
-    await eventually(lambda: not live_pods(api), within=IDLE_S + 4, interval=0.05)
+    await eventually(lambda: cluster.none_live(), within=IDLE_S + 4, interval=0.05)
     idle_for = time.monotonic() - idle_since
     assert idle_for > IDLE_S - 1.5  # B's clock is coarse (1 s ticks): never sooner than that
-    claims = api.emulator.items("persistentvolumeclaims", NAMESPACE)
-    assert [c["metadata"]["name"] for c in claims] == [claim_name(USER)]  # the volume stays
+    assert await cluster.names("persistentvolumeclaims") == [claim_name(USER)]  # it stays
     (key,) = fence.minted  # revoked right after the delete, with the key's own token
     await eventually(lambda: fence.revoked == {key["key_id"]}, within=2)
     assert fence.revocations == ["oauth2"]
@@ -209,7 +207,7 @@ async def test_traffic_only_through_b_keeps_the_workspace_while_a_leads_and_a_cu
 # -- the Lease --------------------------------------------------------------------------------
 
 async def test_a_leader_that_shuts_down_hands_over_to_b_within_the_lease_time(
-        api: ApiServer, replica: StartReplica) -> None:
+        cluster: Cluster, replica: StartReplica) -> None:
     a = await replica("a")
     await eventually(lambda: a.leads)
     b = await replica("b")
@@ -219,7 +217,7 @@ async def test_a_leader_that_shuts_down_hands_over_to_b_within_the_lease_time(
     await a.running.close()  # an orderly shutdown (rolling update): the Lease is released
     await eventually(lambda: b.leads, within=LEASE_S)
     assert time.monotonic() - began < LEASE_S
-    assert lease_holder(api) == "b"
+    assert await lease_holder(cluster) == "b"
 
 
 def serve(tmp_path: Path, settings: dict[str, Any], hatchery_file: Path, port: int
@@ -236,14 +234,14 @@ def serve(tmp_path: Path, settings: dict[str, Any], hatchery_file: Path, port: i
 
 
 async def test_a_killed_leader_is_replaced_by_b_once_its_lease_expires(
-        api: ApiServer, kubeconfig: str, fence: FenceContract, hatchery_file: Path,
+        cluster: Cluster, kubeconfig: str, fence: FenceContract, hatchery_file: Path,
         replica: StartReplica, tmp_path: Path) -> None:
     process = serve(tmp_path, settings_doc(kubeconfig, fence, "a"), hatchery_file, free_port())
     try:
-        await eventually(lambda: lease_holder(api) == "a", within=15, interval=0.05)
+        await eventually(lambda: holder_is(cluster, "a"), within=15, interval=0.05)
         b = await replica("b")
         await asyncio.sleep(3 * RENEW_S)
-        assert not b.leads and lease_holder(api) == "a"
+        assert not b.leads and await lease_holder(cluster) == "a"
         os.killpg(process.pid, signal.SIGKILL)  # no release: only expiry frees the Lease
         killed = time.monotonic()
         await eventually(lambda: b.leads, within=LEASE_S + 4 * RENEW_S + 1)
@@ -253,7 +251,7 @@ async def test_a_killed_leader_is_replaced_by_b_once_its_lease_expires(
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(5)
     assert waited >= LEASE_S - 2 * RENEW_S  # B waited for the expiry, A never let go
-    assert lease_holder(api) == "b"
+    assert await lease_holder(cluster) == "b"
 
 
 # -- lastActivityTime, the same from every replica --------------------------------------------
@@ -272,7 +270,7 @@ async def launched_through_a_used_through_b(replica: StartReplica, client: aioht
 
 
 async def test_both_replicas_answer_the_same_last_activity_time(
-        api: ApiServer, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
+        cluster: Cluster, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
         client: aiohttp.ClientSession) -> None:
     a, b = await launched_through_a_used_through_b(replica, client, fence)
     stamp = b.gateway.activity.last_ms(USER)
@@ -285,7 +283,7 @@ async def test_both_replicas_answer_the_same_last_activity_time(
 
 
 async def test_a_restarted_replica_answers_the_last_activity_time_it_answered_before(
-        api: ApiServer, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
+        cluster: Cluster, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
         client: aiohttp.ClientSession) -> None:
     a, b = await launched_through_a_used_through_b(replica, client, fence)
     before = (await status(client, b, fence))["lastActivityTime"]
@@ -301,17 +299,17 @@ async def test_a_restarted_replica_answers_the_last_activity_time_it_answered_be
 # -- one launch, one workspace ----------------------------------------------------------------
 
 async def test_a_launch_sent_to_both_replicas_at_once_creates_one_workspace_and_leaks_no_key(
-        api: ApiServer, replica: StartReplica, fence: FenceContract,
+        cluster: Cluster, replica: StartReplica, fence: FenceContract,
         client: aiohttp.ClientSession) -> None:
     a = await replica("a")
     b = await replica("b")
     answers = await asyncio.gather(launch(client, a, fence), launch(client, b, fence))
     assert sorted(code for code, _ in answers) == [200, 500]
     assert any("already exists" in text for code, text in answers if code == 500)
-    pods = api.emulator.items("pods", NAMESPACE)
+    pods = await cluster.items("pods")
     assert len(pods) == 1
-    assert len(api.emulator.items("services", NAMESPACE)) == 1
-    assert len(api.emulator.items("persistentvolumeclaims", NAMESPACE)) == 1
+    assert len(await cluster.items("services")) == 1
+    assert len(await cluster.items("persistentvolumeclaims")) == 1
     in_pod = env_of(pods[0], "hatchery-container")["API_KEY_ID"]
     assert len(fence.minted) == 2  # both replicas minted before the API server arbitrated
     assert fence.revoked == {k["key_id"] for k in fence.minted} - {in_pod}
@@ -319,32 +317,32 @@ async def test_a_launch_sent_to_both_replicas_at_once_creates_one_workspace_and_
 
 # -- lastActivityTime, the later of every replica's and Jupyter's own -------------------------
 
-async def jupyter_last_activity_ms(node: Kubelet, api: ApiServer) -> int:
+async def jupyter_last_activity_ms(node: Kubelet, cluster: Cluster) -> int:
     """What the workspace's Jupyter says, asked directly on its port (not through a gateway)."""
-    (pod,) = live_pods(api)
-    url = f"http://127.0.0.1:{node.port_of(pod['metadata']['name'])}{PROXY}api/status"
+    (pod,) = await cluster.live_pods()
+    url = f"http://{node.address}:{node.port_of(pod['metadata']['name'])}{PROXY}api/status"
     async with aiohttp.ClientSession() as direct, direct.get(url) as resp:
         stamp = (await resp.json())["last_activity"]
     return int(datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-async def work_in_jupyter(node: Kubelet, api: ApiServer) -> None:
+async def work_in_jupyter(node: Kubelet, cluster: Cluster) -> None:
     """API activity Jupyter records and no gateway sees (as a kernel's own output would be)."""
-    (pod,) = live_pods(api)
-    url = f"http://127.0.0.1:{node.port_of(pod['metadata']['name'])}{PROXY}api/contents"
+    (pod,) = await cluster.live_pods()
+    url = f"http://{node.address}:{node.port_of(pod['metadata']['name'])}{PROXY}api/contents"
     async with aiohttp.ClientSession() as direct, direct.get(url) as resp:
         assert resp.status == 200
 
 
 async def test_last_activity_time_is_jupyters_when_jupyter_saw_activity_later(
-        api: ApiServer, jupyter_node: Kubelet, replica: StartReplica, fence: FenceContract,
+        cluster: Cluster, jupyter_node: Kubelet, replica: StartReplica, fence: FenceContract,
         client: aiohttp.ClientSession) -> None:
     a = await replica("a")
     assert await launch(client, a, fence, "Jupyter Notebook") == (200, "Success")
     await running_through(client, fence, a)
     await asyncio.sleep(1.1)
-    await work_in_jupyter(jupyter_node, api)
-    jupyters = await jupyter_last_activity_ms(jupyter_node, api)
+    await work_in_jupyter(jupyter_node, cluster)
+    jupyters = await jupyter_last_activity_ms(jupyter_node, cluster)
     ours = a.backend.last_activity_ms(USER)
     assert 0 < ours < jupyters
     answer = await status(client, a, fence)
@@ -353,14 +351,14 @@ async def test_last_activity_time_is_jupyters_when_jupyter_saw_activity_later(
 
 
 async def test_last_activity_time_is_the_gateways_when_it_saw_activity_later(
-        api: ApiServer, jupyter_node: Kubelet, replica: StartReplica, fence: FenceContract,
+        cluster: Cluster, jupyter_node: Kubelet, replica: StartReplica, fence: FenceContract,
         client: aiohttp.ClientSession) -> None:
     a = await replica("a")
     assert await launch(client, a, fence, "Jupyter Notebook") == (200, "Success")
     await running_through(client, fence, a)
-    await work_in_jupyter(jupyter_node, api)
+    await work_in_jupyter(jupyter_node, cluster)
     await asyncio.sleep(2.1)  # past Jupyter's stamp by more than the gateway's 1 s clock
     await use(client, a, fence)  # Jupyter's api/status: traffic Jupyter does not count
     ours = a.backend.last_activity_ms(USER)
-    assert ours > await jupyter_last_activity_ms(jupyter_node, api)
+    assert ours > await jupyter_last_activity_ms(jupyter_node, cluster)
     assert (await status(client, a, fence))["lastActivityTime"] == ours

@@ -4,7 +4,8 @@ subprotocol the workspace chose, and splice frames both ways.
 Text, binary, ping and pong are passed as they come (autoping off on both sides, so a
 workspace's keep-alive pings reach the browser and the browser's pongs reach it); each send
 waits for the socket to drain, so a slow reader slows the writer instead of filling memory.
-Close codes and reasons cross unchanged in both directions.
+Close codes and reasons cross unchanged in both directions. Only the browser's text and binary
+messages count as activity (``on_message``): not pings or pongs, nor what the workspace sends.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ async def relay_websocket(
     try:
         await browser.prepare(request)
         to_up = asyncio.ensure_future(_pump(browser, upstream, on_message))
-        to_down = asyncio.ensure_future(_pump(upstream, browser, on_message))
+        to_down = asyncio.ensure_future(_pump(upstream, browser, _not_activity))
         try:
             await asyncio.wait((to_up, to_down), return_when=asyncio.FIRST_COMPLETED)
             # One side sent (or suffered) a close and it was passed on; let the other side
@@ -74,6 +75,10 @@ async def relay_websocket(
         if not browser.closed:
             await browser.close()
     return browser
+
+
+def _not_activity() -> None:
+    pass
 
 
 async def _pump(

@@ -3,9 +3,11 @@
 The proxy does not parse payloads, so close codes and reasons, subprotocols, extensions such as
 permessage-deflate, and pings/pongs are exactly what the two ends said. It reads only frame
 headers (``wsframes.FrameMeter``) to hold each message to ``max_message`` bytes, the same limit
-the aiohttp relay applies: a message past it closes both sides with 1009. Each chunk counts as
-activity (idle culling sees WebSocket traffic). A full write buffer on one side pauses reading
-on the other; either side closing closes the other once its pending bytes are written.
+the aiohttp relay applies: a message past it closes both sides with 1009. A data frame from
+the browser counts as activity; pings, pongs and what the workspace sends do not (an open tab
+answering a workspace's keep-alive pings is no user at work: launcher.lifetime). A full write
+buffer on one side pauses reading on the other; either side closing closes the other once its
+pending bytes are written.
 """
 
 from __future__ import annotations
@@ -49,14 +51,17 @@ class SpliceEnd(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.refused:
             return  # lingering after a 1009: read and drop
-        out, over = self.meter.feed(data)
+        meter = self.meter
+        out, over = meter.feed(data)
         if out:
             self.peer.write(out)
-            self.touch(self.user)
             if self.to_server:  # this end reads the workspace
                 self.traffic.to_browser += len(out)
             else:
                 self.traffic.to_workspace += len(out)
+                if meter.data:  # the browser sent a message, not just a pong
+                    meter.data = False
+                    self.touch(self.user)
         if over:
             self._refuse()
 

@@ -29,13 +29,14 @@ class FrameMeter:
     message longer than ``limit`` bytes starts. A message is a data frame plus its
     continuations; a control frame (close, ping, pong) is measured on its own."""
 
-    __slots__ = ("limit", "skip", "head", "message")
+    __slots__ = ("limit", "skip", "head", "message", "data")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.skip = 0  # payload bytes of the current frame still to pass
         self.head = b""  # the start of a frame header split across reads (held back)
         self.message = 0  # payload bytes of the current data message so far
+        self.data = False  # a data frame's header has passed (the reader clears it)
 
     def feed(self, data: bytes) -> tuple[bytes, bool]:
         """The part of ``data`` that may be forwarded, and whether a frame past it broke the
@@ -78,6 +79,7 @@ class FrameMeter:
                 if total > limit:
                     return data[:i], True
                 self.message = total
+                self.data = True
             i += size + length
         else:
             self.skip = i - n

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from .lifetime import portal_fields
-from .options import WorkspaceOption
+from .options import HatcheryConfig, WorkspaceOption
 
 NOT_FOUND, LAUNCHING, RUNNING, STOPPED, TERMINATING = (
     "Not Found", "Launching", "Running", "Stopped", "Terminating",
@@ -49,6 +49,19 @@ class WorkspaceStatus:
         if self.detail:
             body["message"] = self.detail
         return body
+
+
+@dataclass(frozen=True)
+class WorkspaceRecord:
+    """One workspace as the operator's view lists it: whose, from which option (its name as
+    launched: the option may have left hatchery.json since), since when, on which pay model."""
+
+    user: str
+    status: str = ""  # as /status says it (Running, Launching, Stopped, Terminating)
+    option_id: str = ""
+    option_name: str = ""  # "" when the backend did not record it (a pod from before)
+    started_at: float = 0.0  # epoch seconds; 0: unknown
+    pay_model_id: str = ""  # Hatchery's bmh_workspace_id
 
 
 class Backend(Protocol):
@@ -89,6 +102,12 @@ class Backend(Protocol):
     async def terminate(self, user: str, token: str | None = None) -> bool:
         """Stop ``user``'s workspace; False when there was none. ``token`` (the user's, absent
         when culled) revokes what was minted with it at launch."""
+
+    async def workspaces(self) -> list[WorkspaceRecord]:
+        """Every workspace this backend runs (any state but gone), for the operator's view."""
+
+    def use_hatchery(self, config: HatcheryConfig) -> None:
+        """hatchery.json changed: later launches read ``config``; running ones keep theirs."""
 
 
 @runtime_checkable

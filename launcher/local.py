@@ -29,7 +29,15 @@ from typing import Any
 import aiohttp
 
 from . import isolation, sandbox
-from .backend import LAUNCHING, NOT_FOUND, RUNNING, STOPPED, TERMINATING, WorkspaceStatus
+from .backend import (
+    LAUNCHING,
+    NOT_FOUND,
+    RUNNING,
+    STOPPED,
+    TERMINATING,
+    WorkspaceRecord,
+    WorkspaceStatus,
+)
 from .clock import REAL, Clock
 from .errors import BackendError, ConfigError, NotIsolated, WorkspaceExists
 from .lifetime import max_age_ms
@@ -72,7 +80,7 @@ class _Workspace:
     route: Route
     probe_url: str
     started: float  # the event loop's time (the ready deadline)
-    started_ms: int  # epoch ms by the backend's clock (the maximum age)
+    started_ms: int  # epoch ms by the backend's clock (the maximum age, the operator's view)
     ready: bool = False
     stopping: bool = False  # SIGTERM sent (terminate, ready timeout, or leftovers after exit)
     terminating: bool = False  # terminate() asked: forgotten once the group is gone
@@ -229,6 +237,16 @@ class LocalBackend:
         ws.prober = asyncio.create_task(self._probe(ws), name=f"probe {user}")
         log.info("launched %r for %s: pid %d, port %d", option.name, user, ws.process.pid,
                  ws.route.port)
+
+    async def workspaces(self) -> list[WorkspaceRecord]:
+        """Every workspace this process holds, with the option it was launched from."""
+        return [WorkspaceRecord(user=ws.user, status=(await self.status(ws.user)).status,
+                                option_id=ws.option.id, option_name=ws.option.name,
+                                started_at=ws.started_ms / 1000)
+                for ws in list(self._workspaces.values())]
+
+    def use_hatchery(self, config: HatcheryConfig) -> None:
+        """Nothing to keep: each launch is handed its option."""
 
     async def status(self, user: str) -> WorkspaceStatus:
         ws = self._workspaces.get(user)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
+from launcher.clock import REAL, Clock
+
 from .sessions.trusted import TrustedPeers
 
 if TYPE_CHECKING:
@@ -64,6 +66,13 @@ class Poller(Protocol):
     async def stop(self) -> None: ...
 
 
+class OptionsReload(Protocol):
+    """hatchery.json followed for changes (``launcher.hatchery_reload.HatcheryReloader``)."""
+
+    def health(self) -> dict[str, object]:
+        """Where the options come from and why the file on disk is not in use, if it is not."""
+
+
 class RelayCounts(Protocol):
     """The fast path's counters (``proxy.relay.fast.listener.FastPath``): requests it relayed
     itself, and connections it handed to aiohttp."""
@@ -87,6 +96,8 @@ class Gateway:
     fast_path: RelayCounts | None = None  # builtin mode with the fast path on
     paymodels: PayModels | None = None  # the commons' pay models (None: none configured)
     trusted: TrustedPeers = field(default_factory=TrustedPeers)  # whose REMOTE_USER counts
+    hatchery_reload: OptionsReload | None = None  # hatchery.json read again when it changes
+    clock: Clock = REAL  # what ages are judged by (the admin view)
 
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)

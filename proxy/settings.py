@@ -73,6 +73,17 @@ class AuthzSettings:
     timeout_seconds: float = s(5.0, "One Arborist call; past it: 503.", check=positive())
 
 
+@dataclass
+class AdminSettings:
+    """``admin:``: who may see every workspace and stop any (``<prefix>/admin/``)."""
+
+    resource: str = s("/services/hatchway/admin", "arborist mode: the resource an operator "
+                      "needs `method` on (service: authz.service).")
+    method: str = s("admin", "arborist mode: the method asked about.")
+    users: list[str] = s(factory=list, doc="Other authz modes: the operators (none by default: "
+                         "the admin view refuses everyone).")
+
+
 _POSITIVE = positive()
 _LOG_LEVEL = ((lambda v: v.upper() in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
               "DEBUG, INFO, WARNING, ERROR or CRITICAL")
@@ -166,6 +177,7 @@ class Settings:
     dev_login: bool | None = s(None, "The dev login page; on by default only in dev sessions.")
     sessions: SessionSettings = s(factory=SessionSettings)
     authz: AuthzSettings = s(factory=AuthzSettings)
+    admin: AdminSettings = s(factory=AdminSettings)
     local: LocalSettings = s(factory=LocalSettings)
     limits: LimitSettings = s(factory=LimitSettings)
     kubernetes: KubeSettings = s(factory=KubeSettings)
@@ -184,6 +196,11 @@ class Settings:
         "(tornado's 10 MiB); the aiohttp relay holds up to about twice this per message.",
         check=((lambda v: v >= 126), "at least 126"))  # a control frame's payload must fit
     hatchery_config: str = s("", "Path to hatchery.json; default options when empty.")
+    hatchery_reload_seconds: float = s(
+        10.0, "How often hatchery.json is looked at for changes (a ConfigMap update, an edited "
+        "file): new launches and /options see the new list, running workspaces keep running, "
+        "a broken file keeps the old list (log and /_status say why); 0: never.",
+        check=((lambda v: v >= 0), "0 or more"))
     trusted_proxies: list[str] = s(
         factory=list, doc="Peers (addresses/CIDRs: Gen3's revproxy, the hatchery-reaper) whose "
         "REMOTE_USER header is believed. Empty: nobody's; REMOTE_USER is then ignored and "

@@ -347,3 +347,22 @@ def of_kind(kind: str, under: Path = DEPLOY / "install.yaml") -> list[dict[str, 
     """The objects of ``kind`` in one of deploy/'s files (default: the kustomize base)."""
     return [doc for doc in yaml.safe_load_all(under.read_text())
             if isinstance(doc, dict) and doc.get("kind") == kind]
+
+
+# -- Fence-shaped sessions for gateways in jwks mode (the admin view, the stock revproxy) --
+FENCE_ISSUER = "https://commons.example.org/user"
+
+
+def fence_token(key: Any, user: str, *, issuer: str = FENCE_ISSUER, kid: str = "rsa-1",
+                **claims: Any) -> str:
+    """A Fence access token for ``user``, claims as Fence writes them (no client: ``azp``
+    empty, so Arborist judges the user alone)."""
+    import uuid
+
+    import jwt
+
+    now = int(time.time())
+    body = {"pur": "access", "iss": issuer, "aud": ["gen3", "openid", "user"], "sub": "7",
+            "iat": now, "exp": now + 1200, "jti": uuid.uuid4().hex, "azp": "",
+            "scope": ["openid", "user", "data"], "context": {"user": {"name": user}}, **claims}
+    return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid})

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from launcher.backend import RUNNING, WorkspaceStatus
+from launcher.backend import RUNNING, WorkspaceRecord, WorkspaceStatus
 from launcher.clock import REAL, Clock
 from launcher.errors import BackendError, BackendUnavailable, NameTaken, WorkspaceExists
 from launcher.fence_keys import ApiKey, FenceKeys, api_key_of, fence_url, key_id_of
@@ -260,6 +261,23 @@ class KubernetesBackend:
         return bool(pod or svc)
 
     # -- what Hatchery lacks -----------------------------------------------------------
+
+    async def workspaces(self) -> list[WorkspaceRecord]:
+        """Every hatchway pod in the namespace, read from the API (so every replica lists
+        the same): the user, option and pay model it records, its creation time."""
+        try:
+            pods = await self.client.list("pods", label_selector=specs.selector())
+        except ApiError as exc:
+            raise BackendError(f"listing workspaces failed: {exc}") from None
+        return [dataclasses.replace(record, status=workspace_status(
+                    pod, self.cfg.fail_unschedulable).status)
+                for pod in pods.get("items") or []
+                if (record := specs.record(pod, self.hatchery)) is not None]
+
+    def use_hatchery(self, config: HatcheryConfig) -> None:
+        """Later launches build pods from ``config`` (sidecar, node selector, volume size);
+        the namespace and the Fence URL stay as started."""
+        self.hatchery = config
 
     def health(self) -> dict[str, Any]:
         parts = {r.kind: r.health() for r in (self.services, self.slices) if r is not None}

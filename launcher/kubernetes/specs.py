@@ -16,7 +16,7 @@ hatchway's additions, so every replica can find and route its objects from the A
 labels ``app.kubernetes.io/managed-by: hatchway``, ``hatchway.gen3.org/user`` and the
 ``hatchway.gen3.org/user-id`` digest (also in the Service's selector, so it never selects
 another user's pod whose name escapes alike); Service annotations with the user name, the path
-rewrite and TLS; the user and the option id on the pod.
+rewrite and TLS; the user, the option id and its name on the pod.
 
 ``gpu: true`` places the pod as Hatchery does: node selector ``role: gpu`` and tolerations
 ``role=gpu`` and ``nvidia.com/gpu Exists`` instead of the jupyter ones (even with
@@ -29,8 +29,10 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
+from launcher.backend import WorkspaceRecord
 from launcher.gojson import GoDecodeError, canonical_quantity
 from launcher.names import (
     app_label,
@@ -49,6 +51,7 @@ USER_ANNOTATION = "hatchway.gen3.org/user"
 REWRITE_ANNOTATION = "hatchway.gen3.org/rewrite"
 TLS_ANNOTATION = "hatchway.gen3.org/tls"
 OPTION_ANNOTATION = "hatchway.gen3.org/option"
+OPTION_NAME_ANNOTATION = "hatchway.gen3.org/option-name"
 GEN3_USER_ANNOTATION = "gen3username"  # Hatchery's record of the user on pods and PVCs
 WORKSPACE_ID_ANNOTATION = "bmh_workspace_id"  # the pay model's id (or a fresh UUID)
 USER_ID_LABEL = "hatchway.gen3.org/user-id"  # a digest of the real name: one-to-one
@@ -258,7 +261,7 @@ def pod_spec(user: str, option: WorkspaceOption, hatchery: HatcheryConfig, names
             "namespace": namespace,
             "labels": _labels(user),
             "annotations": {GEN3_USER_ANNOTATION: user, USER_ANNOTATION: user,
-                            OPTION_ANNOTATION: option.id,
+                            OPTION_ANNOTATION: option.id, OPTION_NAME_ANNOTATION: option.name,
                             **({WORKSPACE_ID_ANNOTATION: workspace_id} if workspace_id else {})},
         },
         "spec": spec,
@@ -306,3 +309,33 @@ def claim_spec(user: str, pod: Mapping[str, Any], size: str) -> dict[str, Any]:
 
 def needs_claim(option: WorkspaceOption) -> bool:
     return bool(option.container.user_volume_location)
+
+
+def _epoch(stamp: Any) -> float:
+    """An RFC 3339 time as the API server writes it (``2024-05-01T12:00:00Z``), 0 if none."""
+    if not isinstance(stamp, str) or not stamp:
+        return 0.0
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def record(pod: Mapping[str, Any], hatchery: HatcheryConfig) -> WorkspaceRecord | None:
+    """What the operator's view shows of one of hatchway's pods (None: it names no user).
+    A pod from before the option-name annotation is named by the current config, if its
+    option is still there."""
+    meta = pod.get("metadata") or {}
+    notes = meta.get("annotations") or {}
+    user = notes.get(USER_ANNOTATION) or notes.get(GEN3_USER_ANNOTATION)
+    if not isinstance(user, str) or not user:
+        return None
+    option_id = str(notes.get(OPTION_ANNOTATION) or "")
+    name = notes.get(OPTION_NAME_ANNOTATION)
+    if not isinstance(name, str):
+        known = hatchery.option(option_id)
+        name = known.name if known is not None else ""
+    started = (pod.get("status") or {}).get("startTime") or meta.get("creationTimestamp")
+    return WorkspaceRecord(user=user, option_id=option_id, option_name=name,
+                           started_at=_epoch(started),
+                           pay_model_id=str(notes.get(WORKSPACE_ID_ANNOTATION) or ""))

@@ -23,7 +23,7 @@ from ..gateway import Authorizer
 from ..sessions.tokens import Identity
 
 if TYPE_CHECKING:
-    from ..settings import AuthzSettings
+    from ..settings import AdminSettings, AuthzSettings
 
 
 class AuthzUnavailable(Exception):
@@ -72,10 +72,15 @@ class Arborist:
                                                                   timer=clock.monotonic)
 
     async def may_use_workspaces(self, identity: Identity) -> bool:
-        key = (identity.token, "gateway")
+        return await self.may(identity, self.resource, "access")
+
+    async def may(self, identity: Identity, resource: str, method: str) -> bool:
+        """Arborist's ``/auth/proxy`` question for ``service``: may ``identity`` do
+        ``method`` on ``resource``?"""
+        key = (identity.token, ("proxy", resource, method))
         decision = self._decisions.get(key)
         if decision is None:
-            params = {"resource": self.resource, "service": self.service, "method": "access"}
+            params = {"resource": resource, "service": self.service, "method": method}
             decision = await self._ask("GET", "/auth/proxy", identity.token, params=params)
             self._decisions[key] = decision
         return decision
@@ -138,6 +143,15 @@ async def may_launch_option(authz: Authorizer, identity: Identity, option: Works
         return await pay_model(identity)
 
     return await option.authz.allows(may_access, current if pay_model is not None else None)
+
+
+async def may_administer(authz: Authorizer, admin: AdminSettings, identity: Identity) -> bool:
+    """May ``identity`` see every workspace and stop any? Arborist decides by ``admin.resource``
+    and ``admin.method`` (a token is needed: without one Arborist answers no); without Arborist,
+    ``admin.users`` does. Raises AuthzUnavailable when Arborist can't answer."""
+    if isinstance(authz, Arborist):
+        return bool(identity.token) and await authz.may(identity, admin.resource, admin.method)
+    return identity.user in admin.users
 
 
 def build_authorizer(settings: AuthzSettings,

@@ -16,13 +16,14 @@ from launcher.backend import Backend, SharedActivity
 from launcher.clock import REAL, Clock
 from launcher.culling import IdleCuller
 from launcher.errors import ConfigError
+from launcher.hatchery_reload import HatcheryReloader
 from launcher.options import HatcheryConfig
 from launcher.paymodels import PayModels
 from launcher.routes import Route, RouteTable
 
 from ..admission.authz import build_authorizer
 from ..admission.sequence import ADMISSION, Admission
-from ..api import devlogin, events, launchpage, progress
+from ..api import admin, devlogin, events, launchpage, progress
 from ..api import hatchery as hatchery_api
 from ..api.failures import map_failures
 from ..api.last_activity import jupyter_last_ms
@@ -82,6 +83,20 @@ def _static_routes(settings: Settings, routes: RouteTable) -> None:
     routes.replace_all(table, "static")
 
 
+def _reloader(settings: Settings, gateway: Gateway, clock: Clock) -> HatcheryReloader | None:
+    """hatchery.json read again when it changes (a file only: the built-in defaults never
+    change); new launches and /options read ``gateway.hatchery``, so swapping it is enough."""
+    if settings.hatchery is None or settings.hatchery_reload_seconds <= 0:
+        return None
+
+    def apply(config: HatcheryConfig) -> None:
+        gateway.hatchery = config
+        gateway.backend.use_hatchery(config)
+
+    return HatcheryReloader(settings.hatchery, apply,
+                            interval_seconds=settings.hatchery_reload_seconds, clock=clock)
+
+
 def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
     """The whole gateway as one aiohttp app (no sockets opened until it starts); ``clock``
     is the time activity, culling, sessions and the Lease are judged by."""
@@ -116,7 +131,8 @@ def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
         paymodels=PayModels.from_hatchery(hatchery, region=settings.paymodels.region,
                                           endpoint_url=settings.paymodels.endpoint_url),
         trusted=trusted_peers(settings.trusted_proxies, isolation=backend.isolation,
-                              first_workspace_uid=settings.local.first_uid))
+                              first_workspace_uid=settings.local.first_uid),
+        clock=clock)
 
     # On Kubernetes the replicas share activity (a Service annotation) and elect one culler
     # (a Lease); the local backend has neither and culls alone.
@@ -140,6 +156,7 @@ def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
                         workspace_last_ms=lambda user: jupyter_last_ms(gateway, user),
                         clock=clock)
     app[CULLER] = culler
+    reloader = gateway.hatchery_reload = _reloader(settings, gateway, clock)
     prefix = settings.prefix.rstrip("/")
     if issuer is not None:
         app[devlogin.DEV_ISSUER] = issuer
@@ -151,6 +168,7 @@ def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
     # stripped: its /lw-workspace/ location reaches Hatchery's "/", its home page).
     for mount in dict.fromkeys((prefix, "")):
         hatchery_api.add_routes(app, mount)
+        admin.add_routes(app, mount)  # the operator's view (Arborist's admin grant)
         wiring.add_routes(app, mount)  # /_status, /_ready, /favicon.ico
         app.router.add_get(f"{mount}/progress", progress.progress)
         app.router.add_get(f"{mount}/", launchpage.launch_page)
@@ -196,7 +214,11 @@ def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
             envoy_activity.start()
         await gateway.backend.start()
         culler.start()
+        if reloader is not None:
+            reloader.start()
         yield
+        if reloader is not None:
+            reloader.stop()
         await culler.stop()
         await gateway.backend.close()
         if gateway.paymodels is not None:

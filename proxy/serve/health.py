@@ -94,6 +94,8 @@ async def status(request: web.Request) -> web.StreamResponse:
     envoy = gateway.envoy
     if envoy is not None:
         body["envoy_config"] = envoy.problem or "ok"
+    if gateway.hatchery_reload is not None:  # a broken hatchery.json says why (still healthy)
+        body["hatchery_config"] = gateway.hatchery_reload.health()
     fast = gateway.fast_path
     if fast is not None:  # which path answered (tests prove the fast path is taken)
         body["fast_path"] = {"relayed": fast.relayed, "handed_off": fast.handed_off}

@@ -45,6 +45,7 @@ HATCHWAY_LABELS = {  # pods, Services and PVCs
 HATCHWAY_POD_ANNOTATIONS = {  # pods and PVCs (a PVC copies the pod's, as Hatchery's does)
     specs.USER_ANNOTATION: "the exact user name, so ownership is checked without unescaping",
     specs.OPTION_ANNOTATION: "the option launched, for status after a restart of the gateway",
+    specs.OPTION_NAME_ANNOTATION: "its name, for the operator's view once hatchery.json drops it",
 }
 HATCHWAY_SERVICE_ANNOTATIONS = {
     specs.USER_ANNOTATION: "the route's user, read by every replica's Service watch",

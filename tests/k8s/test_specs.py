@@ -66,7 +66,8 @@ def test_jupyter_pod_matches_hatchery_field_by_field() -> None:
         "name": f"hatchery-{ESC}", "namespace": "jupyter-pods",
         "labels": {"app": f"hatchery-{ESC}", **HATCHWAY_LABELS},
         "annotations": {"gen3username": USER, "hatchway.gen3.org/user": USER,
-                        "hatchway.gen3.org/option": cfg.options[0].id},
+                        "hatchway.gen3.org/option": cfg.options[0].id,
+                        "hatchway.gen3.org/option-name": cfg.options[0].name},
     }
     spec = pod["spec"]
     assert spec["securityContext"] == {"runAsUser": 1000, "fsGroup": 100}

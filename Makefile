@@ -57,17 +57,36 @@ K8S_RELEASE = $(shell grep -oE 'k8s.io/kubernetes v[0-9.]+' tests/cluster/apiser
 K8S_VERSION_PKG := k8s.io/component-base/version
 GO_BUILD := GOFLAGS='-trimpath -mod=readonly -buildvcs=false' $(GO) build
 
-$(CLUSTER_BIN)/kube-apiserver: tests/cluster/apiserver/go.mod tests/cluster/apiserver/go.sum
-	cd tests/cluster/apiserver && $(GO_BUILD) -ldflags "-s -w \
-	  -X $(K8S_VERSION_PKG).gitVersion=$(K8S_RELEASE) -X $(K8S_VERSION_PKG).gitTreeState=clean \
+K8S_VERSION_FLAGS = -X $(K8S_VERSION_PKG).gitVersion=$(K8S_RELEASE) \
+	  -X $(K8S_VERSION_PKG).gitTreeState=clean \
 	  -X $(K8S_VERSION_PKG).gitMajor=$(word 1,$(subst ., ,$(K8S_RELEASE:v%=%))) \
-	  -X $(K8S_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(K8S_RELEASE:v%=%)))" \
+	  -X $(K8S_VERSION_PKG).gitMinor=$(word 2,$(subst ., ,$(K8S_RELEASE:v%=%)))
+
+$(CLUSTER_BIN)/kube-apiserver: tests/cluster/apiserver/go.mod tests/cluster/apiserver/go.sum
+	cd tests/cluster/apiserver && $(GO_BUILD) -ldflags "-s -w $(K8S_VERSION_FLAGS)" \
 	  -o $(CURDIR)/$@ k8s.io/kubernetes/cmd/kube-apiserver
 
 $(CLUSTER_BIN)/etcd: tests/cluster/etcd/go.mod tests/cluster/etcd/go.sum tests/cluster/etcd/main.go
 	cd tests/cluster/etcd && $(GO_BUILD) -ldflags "-s -w" -o $(CURDIR)/$@ .
 
-cluster: $(CLUSTER_BINS)
+# kubectl, for the tests that run deploy/README.md's commands as written (tests/helm): the
+# k8s.io/kubectl module's command at the kube-apiserver's release (tests/cluster/kubectl).
+$(CLUSTER_BIN)/kubectl: tests/cluster/kubectl/go.mod tests/cluster/kubectl/go.sum tests/cluster/kubectl/main.go
+	cd tests/cluster/kubectl && $(GO_BUILD) -ldflags "-s -w $(K8S_VERSION_FLAGS)" -o $(CURDIR)/$@ .
+
+# The Prometheus Operator's CRDs (ServiceMonitor, PrometheusRule) from its Go module, for the
+# chart's install test: fetched here, outside the test session's network namespace.
+PROMETHEUS_OPERATOR := github.com/prometheus-operator/prometheus-operator@v0.94.0
+CRDS := .build/crds
+$(CRDS)/.fetched:
+	mkdir -p $(CRDS)
+	dir=$$($(GO) mod download -json $(PROMETHEUS_OPERATOR) | $(PYTHON) -c \
+	  'import json, sys; d = json.load(sys.stdin); sys.exit(d["Error"]) if "Error" in d else print(d["Dir"])') && \
+	for kind in servicemonitors prometheusrules; do \
+	  cp $$dir/example/prometheus-operator-crd/monitoring.coreos.com_$$kind.yaml $(CRDS)/; done
+	chmod u+w $(CRDS)/*.yaml && touch $@
+
+cluster: $(CLUSTER_BINS) $(CLUSTER_BIN)/kubectl $(CRDS)/.fetched
 
 # The benchmark peers that install themselves (configurable-http-proxy from npm), before pytest
 # and as `make bench` would: the test session runs in a network namespace of its own

@@ -237,9 +237,10 @@ def stand_in_token(user: str) -> str:
 
 class Envoy(Peer):
     """Envoy ``--concurrency 1`` with Envoy mode's own routes and clusters (proxy.envoy.config:
-    one header-matched route and one cluster per user, sorted by user) and its connection
-    manager settings, minus the ext_authz call (and the drop of client headers spelled with
-    ``_``): the load generator sends ``remote_user`` itself.
+    each user's routes looked up by the ``remote_user`` header's exact value, one cluster per
+    user) and its connection manager settings, minus the ext_authz call (and the drop of
+    client headers spelled with ``_``, and the strip of client identity headers): the load
+    generator sends ``remote_user`` itself.
     One change: the clusters' circuit breakers are lifted, because the benchmark puts every
     connection on one user and Envoy's default (1,024 upstream connections per cluster) would
     queue scenario (e)'s 5,000 WebSockets instead of measuring them."""
@@ -287,8 +288,10 @@ class Envoy(Peer):
         hcm["http_filters"] = [f for f in hcm["http_filters"]
                                if f["name"] == "envoy.filters.http.router"]
         # The client sends remote_user itself here (standing in for ext_authz's answer), so
-        # the listener's drop of client headers with "_" in their names must go too.
+        # the listener's drop of client headers with "_" in their names, and its strip of
+        # client identity headers, must go too.
         hcm.pop("common_http_protocol_options", None)
+        hcm.pop("early_header_mutation_extensions", None)
         return {"node": {"id": "bench", "cluster": "bench"},
                 "admin": {"address": {"socket_address": {"address": "127.0.0.1",
                                                          "port_value": admin}}},

@@ -109,7 +109,7 @@ def small_get(bench: Bench, target: Target) -> dict[str, float]:
     if target.extra.get("users", 1) > 1:
         bench.notes["many_routes"] = (
             f"{bench.cfg.route_users} users in every peer's table; requests are for "
-            f"{bench.bench_user}, in the middle (Envoy tries its header-matched routes in order)")
+            f"{bench.bench_user}, in the middle (the average case for routes tried in order)")
     doc = _wrk(bench, target, "small", bench.cfg.duration, connections=bench.cfg.connections)
     lat = _latency(doc)
     return {"rps": doc["requests"] / doc["seconds"], "p50_ms": lat["p50_ms"],

@@ -5,6 +5,6 @@
 set -eu
 hatchway envoy-config -c hatchway-envoy.yaml -o bootstrap.yaml
 # --concurrency: worker threads (one per core is plenty); -l warning: quiet logs.
-# Routes change by hatchway renaming rds.yaml/cds.yaml in the dynamic directory; Envoy
+# Routes change by hatchway renaming rds.json/cds.json in the dynamic directory; Envoy
 # watches it, so launches and terminations need no restart and no signal.
 exec envoy -c bootstrap.yaml --concurrency 2 -l warning

@@ -38,7 +38,7 @@ from launcher.routes import Route, RouteTable
 from .. import responses
 from ..relay.headers import IDENTITY
 from . import jwt as envoy_jwt
-from . import syntax
+from . import matcher, syntax
 from .applied import EnvoyApplied
 
 if TYPE_CHECKING:
@@ -46,7 +46,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LDS_FILE, RDS_FILE, CDS_FILE = "lds.yaml", "rds.yaml", "cds.yaml"
+# The route table and clusters are JSON (Envoy parses it directly, fast, with keys of any
+# length: its YAML reader refuses a mapping key over 1,024 characters, e.g. a long user name).
+LDS_FILE, RDS_FILE, CDS_FILE = "lds.yaml", "rds.json", "cds.json"
 ROUTE_CONFIG_NAME = "hatchway_routes"
 LISTENER_NAME = "hatchway_http"
 HATCHWAY_CLUSTER = "hatchway"  # hatchway itself: the ext_authz check, and its API
@@ -59,7 +61,7 @@ _ROUTE_CONFIG = _T + "config.route.v3.RouteConfiguration"
 _CLUSTER = _T + "config.cluster.v3.Cluster"
 _HCM = _T + "extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 _EXT_AUTHZ = _T + "extensions.filters.http.ext_authz.v3.ExtAuthz"
-_HEADER_MUTATION = _T + "extensions.filters.http.header_mutation.v3.HeaderMutation"
+_EARLY_MUTATION = _T + "extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"
 _ROUTER = _T + "extensions.filters.http.router.v3.Router"
 _UPSTREAM_TLS = _T + "extensions.transport_sockets.tls.v3.UpstreamTlsContext"
 
@@ -138,10 +140,13 @@ def _version_of(resources: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(resources, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _discovery(resources: list[dict[str, Any]], version: str = "") -> str:
-    """A DiscoveryResponse document as Envoy's path_config_source reads it."""
-    return syntax.dump({"version_info": version or _version_of(resources),
-                        "resources": resources})
+def _discovery(resources: list[dict[str, Any]], version: str = "", *, as_json: bool = True
+               ) -> str:
+    """A DiscoveryResponse document as Envoy's path_config_source reads it: JSON for the
+    route table and clusters (they grow with the users), YAML for the listener (people read
+    it)."""
+    document = {"version_info": version or _version_of(resources), "resources": resources}
+    return syntax.dump_json(document) if as_json else syntax.dump(document)
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -206,8 +211,12 @@ def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
     """The one listener: strip client identity headers, ask hatchway (ext_authz), route.
     With ``jwt``, Envoy checks sessions itself and asks hatchway only where it must
     (``proxy.envoy.jwt``)."""
-    strip = {"request_mutations": [{"remove": name}
-                                   for name in identity_header_names(user_header)]}
+    # Whatever the client claims about identity is gone before anything reads it (the route
+    # lookup, hatchway's check, whose answer adds the one header that counts): an early
+    # header mutation, which runs as the request is decoded and costs no filter per request.
+    early = [{"name": "hatchway.strip_identity", "typed_config": {
+        "@type": _EARLY_MUTATION,
+        "mutations": [{"remove": name} for name in identity_header_names(user_header)]}}]
     ext_authz = {
         "@type": _EXT_AUTHZ,
         "transport_api_version": "V3",
@@ -235,15 +244,12 @@ def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
         "clear_route_cache": True,
     }
     filters: list[dict[str, Any]] = [
-        # Before ext_authz: whatever the client claims about identity is gone before
-        # hatchway's answer adds the one header that counts.
-        {"name": "hatchway.strip_identity",
-         "typed_config": {"@type": _HEADER_MUTATION, "mutations": strip}},
         {"name": "envoy.filters.http.ext_authz", "typed_config": ext_authz},
         {"name": "envoy.filters.http.router", "typed_config": {"@type": _ROUTER}},
     ]
     if jwt is not None:
         filters = envoy_jwt.http_filters(jwt, *filters)
+        early += envoy_jwt.early_header_mutations()
     hcm = {
         "@type": _HCM,
         "stat_prefix": "hatchway",
@@ -262,10 +268,9 @@ def listener_resources(*, listen_host: str, listen_port: int, dynamic_dir: Path,
         "upgrade_configs": [{"upgrade_type": "websocket"}],
         "rds": {"route_config_name": ROUTE_CONFIG_NAME,
                 "config_source": _file_source(dynamic_dir / RDS_FILE)},
+        "early_header_mutation_extensions": early,
         "http_filters": filters,
     }
-    if jwt is not None:
-        hcm["early_header_mutation_extensions"] = envoy_jwt.early_header_mutations()
     return [{
         "@type": _LISTENER,
         "name": LISTENER_NAME,
@@ -312,7 +317,7 @@ def write_dynamic_files(dynamic_dir: str | os.PathLike[str], *, listen_host: str
     _atomic_write(ddir / LDS_FILE, _discovery(listener_resources(
         listen_host=listen_host, listen_port=listen_port, dynamic_dir=ddir,
         ext_authz_path_prefix=ext_authz_path_prefix, user_header=user_header,
-        idle_timeout_s=idle_timeout_s, jwt=jwt)))
+        idle_timeout_s=idle_timeout_s, jwt=jwt), as_json=False))
     if not (ddir / RDS_FILE).exists() or not (ddir / CDS_FILE).exists():
         EnvoyConfigWriter(RouteTable(), ddir, user_header=user_header, proxy_prefix=proxy_prefix,
                           idle_timeout_s=idle_timeout_s, api_passthrough=api_passthrough,
@@ -348,13 +353,17 @@ def _everyone(user: str) -> bool:
 
 
 def cluster_name(user: str) -> str:
-    """Readable and collision-free (Hatchery's escaping alone is not: ``-1000`` is both
-    U+1000 and U+100 followed by ``0``)."""
-    return f"ws_{escape(user)[:40]}_{hashlib.sha256(user.encode()).hexdigest()[:16]}"
+    """Readable and collision-free: the whole SHA-256 of the name (Hatchery's escaping alone
+    is not injective, ``-1000`` is both U+1000 and U+100 followed by ``0``, and is cut to 40
+    characters here), so two users share a cluster only if their names collide in SHA-256.
+    Which user's routes a request gets never goes through this name: Envoy looks the exact
+    user name up (``proxy.envoy.matcher``)."""
+    digest = hashlib.sha256(user.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"ws_{escape(user)[:40]}_{digest}"
 
 
 class EnvoyConfigWriter:
-    """Keeps ``rds.yaml`` and ``cds.yaml`` in ``dynamic_dir`` equal to the RouteTable.
+    """Keeps ``rds.json`` and ``cds.json`` in ``dynamic_dir`` equal to the RouteTable.
 
     A burst of changes (a re-list of all Services) is written once, ``debounce_s`` after the
     first. Files are only replaced when their content changes. Clusters a new route needs are
@@ -433,33 +442,51 @@ class EnvoyConfigWriter:
         return [entry]
 
     def route_configuration(self, items: Iterable[tuple[str, Route]]) -> dict[str, Any]:
-        routes: list[dict[str, Any]] = []
+        """The one virtual host, looked up rather than scanned (``proxy.envoy.matcher``):
+
+        - under the proxy prefix, in jwt mode, a verified access token's user name picks that
+          user's ``verified_routes``;
+        - else the user header (hatchway's check sets it) picks that user's own routes;
+        - else "no workspace" (404), which asks hatchway's check first;
+        - outside the prefix: the prefix's redirect, and hatchway's API.
+        """
+        by_user: dict[str, dict[str, Any]] = {}
+        by_claim: dict[str, dict[str, Any]] = {}
         for user, route in sorted(items):
             if self._unroutable(user, route):
                 continue
-            for entry in self._user_routes(user, route):
-                if self._jwt_lane is None:
-                    routes.append(entry)
-                else:
-                    routes += envoy_jwt.user_routes(entry, user, user_header=self._user_header,
-                                                    ask_hatchway=not self._jwt_lane(user))
-        routes.append({"name": "proxy_root", "match": {"path": self._prefix.rstrip("/")},
-                       "redirect": {"path_redirect": self._prefix},
-                       "typed_per_filter_config": envoy_jwt.AUTHZ_OFF})
+            entries = self._user_routes(user, route)
+            by_user[user] = matcher.route_list(entries)
+            if self._jwt_lane is not None:
+                by_claim[user] = matcher.route_list([
+                    fast for entry in entries for fast in envoy_jwt.verified_routes(
+                        entry, user, user_header=self._user_header,
+                        ask_hatchway=not self._jwt_lane(user))])
         # Signed-in users with no workspace get hatchway's own answer from its check (404 or
         # 410 "workspace stopped"); this is for a route hatchway has and Envoy not yet.
-        routes += answered({"name": "no_workspace", "match": {"prefix": self._prefix}}, 404,
-                           responses.NO_WORKSPACE, link=(self._launch_url, responses.LAUNCH_LINK))
+        nobody = matcher.route_list(answered(
+            {"name": "no_workspace", "match": {"prefix": self._prefix}}, 404,
+            responses.NO_WORKSPACE, link=(self._launch_url, responses.LAUNCH_LINK)))
+        inside = matcher.by_header(self._user_header, by_user, nobody)
+        if self._jwt_lane is not None:
+            inside = matcher.by_header(envoy_jwt.VERIFIED_PURPOSE, {
+                "access": matcher.by_header(envoy_jwt.VERIFIED_USER, by_claim, nobody)},
+                inside)
+        outside = [{"name": "proxy_root", "match": {"path": self._prefix.rstrip("/")},
+                    "redirect": {"path_redirect": self._prefix},
+                    "typed_per_filter_config": envoy_jwt.AUTHZ_OFF}]
         if self._api_passthrough:
             # Everything else is hatchway's (its API checks sessions itself).
-            routes.append({"name": "hatchway_api", "match": {"prefix": "/"},
-                           "route": {"cluster": HATCHWAY_CLUSTER, "timeout": "0s",
-                                     "idle_timeout": _duration(self._idle)},
-                           "typed_per_filter_config": {
-                               **envoy_jwt.AUTHZ_OFF,
-                               **(envoy_jwt.LUA_OFF if self._jwt_lane is not None else {})}})
+            outside.append({"name": "hatchway_api", "match": {"prefix": "/"},
+                            "route": {"cluster": HATCHWAY_CLUSTER, "timeout": "0s",
+                                      "idle_timeout": _duration(self._idle)},
+                            "typed_per_filter_config": {
+                                **envoy_jwt.AUTHZ_OFF,
+                                **(envoy_jwt.LUA_OFF if self._jwt_lane is not None else {})}})
         return {"@type": _ROUTE_CONFIG, "name": ROUTE_CONFIG_NAME,
-                "virtual_hosts": [{"name": "hatchway", "domains": ["*"], "routes": routes}]}
+                "virtual_hosts": [{"name": "hatchway", "domains": ["*"],
+                                   "matcher": matcher.under_prefix(
+                                       self._prefix, inside, matcher.route_list(outside))}]}
 
     def clusters(self, items: Iterable[tuple[str, Route]]) -> dict[str, dict[str, Any]]:
         return {cluster_name(user): _cluster(cluster_name(user), route.host, route.port,

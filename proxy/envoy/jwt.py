@@ -3,7 +3,8 @@ it must be.
 
 With ``envoy.authorization: jwt`` (the default) the listener runs, in order:
 
-1. the identity strip (``envoy_config``): no client-sent user header survives;
+1. the identity strip (``envoy_config``, an early header mutation, before the route is first
+   looked up): no client-sent user header, nor copy of a verified-claim header, survives;
 2. ``jwt_authn``: the access token (``Authorization: Bearer`` or the session cookie) is checked
    against the issuer's JWKS (fetched by Envoy, cached), its issuer, audience and expiry (with
    hatchway's leeway; ``exp`` required). Only a token that passes sets the verified-claim
@@ -197,8 +198,10 @@ local NAME = "%(cookie)s"
 local JSON = [===[%(json)s]===]
 local PAGE = [===[%(page)s]===]
 
+-- (".-" then "%%s*$" would retry the end at every character of a 1 KB token: a third of
+-- Envoy's time per request, measured; ".*%%S" backtracks only over trailing blanks)
 local function trim(s)
-  return string.match(s, "^%%s*(.-)%%s*$")
+  return string.match(s, "^%%s*(.*%%S)") or ""
 end
 
 local function refuse(handle)
@@ -214,6 +217,23 @@ end
 
 function envoy_on_request(handle)
   local headers = handle:headers()
+  -- The usual request first: no Authorization, one Cookie header, and in it the session
+  -- cookie alone (nothing to compare it with) or no session cookie at all.
+  if headers:getNumValues("authorization") == 0 then
+    local count = headers:getNumValues("cookie")
+    if count == 0 then return end
+    if count == 1 then
+      local cookie = headers:get("cookie")
+      if string.find(cookie, NAME, 1, true) == nil then return end
+      if string.find(cookie, ";", 1, true) == nil then
+        local eq = string.find(cookie, "=", 1, true)
+        if trim(eq and string.sub(cookie, 1, eq - 1) or cookie) == NAME then
+          headers:remove("cookie")
+        end
+        return
+      end
+    end
+  end
   local found, bearer = nil, false
   for i = 0, headers:getNumValues("authorization") - 1 do
     local auth = trim(headers:getAtIndex("authorization", i))
@@ -270,10 +290,10 @@ def credential_strip_filter(cookie_name: str) -> dict[str, Any]:
             "page": _long_string(responses.error_page(400, TWO_SESSIONS))}}}}
 
 
-def http_filters(check: JwtCheck, strip: dict[str, Any], ext_authz: dict[str, Any],
-                 router: dict[str, Any]) -> list[dict[str, Any]]:
+def http_filters(check: JwtCheck, ext_authz: dict[str, Any], router: dict[str, Any]
+                 ) -> list[dict[str, Any]]:
     """The listener's filter chain in jwt mode (order matters: see the module docstring)."""
-    return [strip, jwt_authn_filter(check), ext_authz,
+    return [jwt_authn_filter(check), ext_authz,
             credential_strip_filter(check.cookie_name), router]
 
 
@@ -290,18 +310,20 @@ def _exact(name: str, value: str) -> dict[str, Any]:
     return {"name": name, "string_match": {"exact": value}}
 
 
-def user_routes(entry: dict[str, Any], user: str, *, user_header: str, ask_hatchway: bool
-                ) -> list[dict[str, Any]]:
-    """One user's routes in jwt mode, first match wins:
+def verified_routes(entry: dict[str, Any], user: str, *, user_header: str, ask_hatchway: bool
+                    ) -> list[dict[str, Any]]:
+    """One user's routes for a token Envoy verified, first match wins (``entry`` is ext_authz
+    mode's route, matched by the user header, which only hatchway's answer sets; it stays
+    the user's route for a session Envoy could not verify, e.g. during a key rotation):
 
     - ``_ws``: a verified access token naming ``user`` (``pur`` = ``access``,
       ``context.user.name`` = ``user``, compared as Envoy verified them) asking to upgrade:
       hatchway's check runs (the Origin rule; once per socket);
     - ``_jwt``: the same token, any other request: no check unless ``ask_hatchway``
-      (gateway-level authorization Envoy cannot decide);
-    - ``entry`` itself, ext_authz mode's route: the user header, which only hatchway's answer
-      sets here, so the check always runs on it (a session Envoy could not verify yet, e.g.
-      during a key rotation, is still admitted).
+      (gateway-level authorization Envoy cannot decide).
+
+    The route table reaches this list only for a request whose verified claims are exactly
+    these (``proxy.envoy.matcher``); the routes match the claims again all the same.
     """
     claims = [_exact(VERIFIED_PURPOSE, "access"), _exact(VERIFIED_USER, user)]
     others = [h for h in entry["match"]["headers"] if h["name"] != user_header]  # Accept
@@ -315,10 +337,10 @@ def user_routes(entry: dict[str, Any], user: str, *, user_header: str, ask_hatch
     if not ask_hatchway:
         fast["typed_per_filter_config"] = AUTHZ_OFF
     if "route" not in entry:  # a direct answer (workspace still starting): nothing to upgrade
-        return [fast, entry]
+        return [fast]
     upgrade = {**entry, "name": entry["name"] + "_ws",
                "request_headers_to_remove": [VERIFIED_USER, VERIFIED_PURPOSE],
                "match": {**verified, "headers": [*claims, *others, {
                    "name": "upgrade",
                    "string_match": {"exact": "websocket", "ignore_case": True}}]}}
-    return [upgrade, fast, entry]
+    return [upgrade, fast]

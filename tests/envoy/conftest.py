@@ -46,6 +46,25 @@ def validate_config(path: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=30)
 
 
+def routes_in(route_config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every route a route configuration holds, wherever its lookup keeps them (route lists
+    under ``proxy.envoy.matcher``'s tables)."""
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("@type", "").endswith("envoy.config.route.v3.RouteList"):
+                found.extend(node["routes"])
+                return
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(route_config)
+    return found
+
+
 class EnvoyProcess:
     """One Envoy: ``--concurrency 1``, admin on loopback, no hot-restart shared memory (so
     several can run side by side)."""

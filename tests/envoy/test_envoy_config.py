@@ -26,7 +26,7 @@ from proxy.envoy.config import (
 from proxy.settings import load_settings
 
 from ..helpers import eventually
-from .conftest import EXT_AUTHZ_PREFIX, validate_config
+from .conftest import EXT_AUTHZ_PREFIX, routes_in, validate_config
 
 MIXED_ROUTES = {
     "alice": Route("127.0.0.1", 8888, "/lw-workspace/proxy/"),
@@ -51,8 +51,8 @@ def inlined(bootstrap: Path, dynamic: Path) -> Path:
     mode does not read file-based dynamic resources, so this is how Envoy checks them."""
     doc = yaml.safe_load(bootstrap.read_text())
     listeners = yaml.safe_load((dynamic / LDS_FILE).read_text())["resources"]
-    [route_config] = yaml.safe_load((dynamic / RDS_FILE).read_text())["resources"]
-    clusters = yaml.safe_load((dynamic / CDS_FILE).read_text())["resources"]
+    [route_config] = json.loads((dynamic / RDS_FILE).read_text())["resources"]
+    clusters = json.loads((dynamic / CDS_FILE).read_text())["resources"]
     route_config.pop("@type")
     for listener in listeners:
         listener.pop("@type")
@@ -75,13 +75,16 @@ def test_bootstrap_validates(tmp_path: Path) -> None:
 
 
 def test_validation_catches_a_broken_file(tmp_path: Path) -> None:
-    """The check below means something: Envoy refuses a route to a cluster it doesn't have."""
+    """The check below means something: Envoy refuses a broken route deep inside the route
+    table's lookup (an invalid regular expression in a route of a route list)."""
     path = bootstrap_in(tmp_path)
     rds = tmp_path / "dynamic" / RDS_FILE
-    rds.write_text(rds.read_text().replace("cluster: hatchway", "cluster: nowhere"))
+    text = rds.read_text()
+    assert "application/json.*" in text
+    rds.write_text(text.replace("application/json.*", "application/json.*(("))
     result = validate_config(inlined(path, tmp_path / "dynamic"))
     assert result.returncode != 0
-    assert "nowhere" in result.stderr + result.stdout
+    assert "application/json" in result.stderr + result.stdout
 
 
 def test_listener_routes_and_clusters_validate_with_every_kind_of_route(tmp_path: Path) -> None:
@@ -92,6 +95,46 @@ def test_listener_routes_and_clusters_validate_with_every_kind_of_route(tmp_path
     EnvoyConfigWriter(routes, tmp_path / "dynamic").write()
     result = validate_config(inlined(path, tmp_path / "dynamic"))
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_every_cluster_a_route_names_is_written(tmp_path: Path) -> None:
+    """Envoy's validation does not follow routes into the route table's lookup, so this does:
+    no route names a cluster Envoy would not have."""
+    routes = RouteTable()
+    for user, route in MIXED_ROUTES.items():
+        routes.set(user, route)
+    EnvoyConfigWriter(routes, tmp_path, jwt_lane=lambda user: True).write()
+    [route_config] = json.loads((tmp_path / RDS_FILE).read_text())["resources"]
+    clusters = {c["name"] for c in json.loads((tmp_path / CDS_FILE).read_text())["resources"]}
+    named = {r["route"]["cluster"] for r in routes_in(route_config) if "route" in r}
+    assert named - {"hatchway"} and named - {"hatchway"} <= clusters
+
+
+def test_users_routes_are_looked_up_by_exact_name_not_tried_in_order(tmp_path: Path) -> None:
+    """The virtual host has no ordered route list that grows with the users: a user's routes
+    sit in a hash table under their exact name (the verified claim's, and the user
+    header's), so Envoy's cost per request does not depend on how many users there are."""
+    routes = RouteTable()
+    for i in range(100):
+        routes.set(f"user{i}", Route("127.0.0.1", 9000 + i, "/"))
+    writer = EnvoyConfigWriter(routes, tmp_path, jwt_lane=lambda user: True)
+    [vhost] = writer.route_configuration(routes.items())["virtual_hosts"]
+    assert "routes" not in vhost
+    tables = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "exact_match_map" in node:
+                tables.append((node["input"]["name"], set(node["exact_match_map"]["map"])))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(vhost["matcher"])
+    users = {f"user{i}" for i in range(100)}
+    assert sorted(tables) == [("remote_user", users), ("x-hatchway-verified-purpose", {"access"}),
+                              ("x-hatchway-verified-user", users)]
 
 
 def test_envoy_config_command_output_validates(tmp_path: Path) -> None:
@@ -182,9 +225,9 @@ async def test_burst_of_changes_is_written_once(tmp_path: Path) -> None:
         # that no second write follows
         await eventually(lambda: writer.writes - written >= 2, within=10)
         await asyncio.sleep(0.3)
-        assert writer.writes - written == 2  # one cds.yaml, one rds.yaml
-        rds = yaml.safe_load((tmp_path / RDS_FILE).read_text())
-        routes_written = rds["resources"][0]["virtual_hosts"][0]["routes"]
+        assert writer.writes - written == 2  # one cds.json, one rds.json
+        rds = json.loads((tmp_path / RDS_FILE).read_text())
+        routes_written = routes_in(rds["resources"][0])
         assert sum(r["name"].startswith("user_") for r in routes_written) == 200
     finally:
         await writer.stop()

@@ -376,6 +376,19 @@ async def test_session_cookie_is_not_forwarded_but_other_cookies_are(stack: Stac
     assert seen_headers(body)["cookie"] == "_xsrf=abc; theme=1"
 
 
+@pytest.mark.parametrize("cookie", ["access_token={t}", " access_token = {t} ", "access_token"])
+async def test_session_cookie_alone_is_not_forwarded(stack: Stack, cookie: str) -> None:
+    """The credential strip drops the session cookie when it is the only cookie (its short
+    path: one Cookie header, no Authorization), however spaced, and a bare name too."""
+    token = stack.gw.token("alice")
+    headers = {"Cookie": cookie.format(t=token)}
+    if "{t}" not in cookie:
+        headers["Authorization"] = f"Bearer {token}"
+    status, body = await stack.get(PROXY + "headers", headers)
+    assert status == 200
+    assert "cookie" not in seen_headers(body)
+
+
 async def test_bearer_token_is_not_forwarded(stack: Stack) -> None:
     status, body = await stack.get(PROXY + "headers", bearer(stack.gw.token("alice")))
     assert status == 200

@@ -1,5 +1,5 @@
-"""The operator's view on the Kubernetes backend (the emulator and the test kubelet): the list
-comes from the pods in the API (so every replica shows the same), with the option's id and name
+"""The operator's view on the Kubernetes backend (the real API server, the test kubelet): the
+list comes from the pods in the API (so every replica shows the same), with the option's id and name
 as the pod records them, and stopping deletes pod and Service and keeps the PVC."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from proxy.serve.app import build_app
 from proxy.settings import load_settings
 
 from ..conftest import GatewayUnderTest
-from .conftest import HATCHERY_DOC, NAMESPACE, ApiServer, eventually
+from .cluster import Cluster
+from .conftest import eventually, hatchery_doc
 from .kubelet import Kubelet
 
 API = "/lw-workspace/"
@@ -28,10 +29,10 @@ def auth(gw: GatewayUnderTest, user: str) -> dict[str, str]:
 
 
 async def test_an_operator_lists_and_stops_a_pod_workspace(
-        api: ApiServer, kubelet: Kubelet, kubeconfig: str, tmp_path: Path,
+        cluster: Cluster, kubelet: Kubelet, kubeconfig: str, tmp_path: Path,
         aiohttp_server: Any) -> None:
     hatchery = tmp_path / "hatchery.json"
-    hatchery.write_text(json.dumps(HATCHERY_DOC))
+    hatchery.write_text(json.dumps(hatchery_doc(cluster.namespace)))
     settings = load_settings([str(hatchery)], environ={}, overrides={
         "state_dir": str(tmp_path / "state"), "backend": "kubernetes",
         "admin": {"users": [OPERATOR]},
@@ -73,8 +74,7 @@ async def test_an_operator_lists_and_stops_a_pod_workspace(
         async with http.post(other.url(API + "admin/workspaces/stop?user=alice"),
                              headers=auth(other, OPERATOR)) as r:
             assert (r.status, await r.json()) == (200, {"stopped": "alice"})
-        await eventually(lambda: api.emulator.items("pods", NAMESPACE) == [], within=20)
-        assert api.emulator.items("services", NAMESPACE) == []
-        claims = api.emulator.items("persistentvolumeclaims", NAMESPACE)
-        assert [c["metadata"]["name"] for c in claims] == ["claim-alice"]  # the volume stays
+        await eventually(cluster.none_live, within=20)
+        assert await cluster.names("services") == []
+        assert await cluster.names("persistentvolumeclaims") == ["claim-alice"]  # it stays
         assert await listed(gw) == []

@@ -33,7 +33,7 @@ from benchmarks.procs import Children, free_port, managed, raise_fd_limit, wait_
 from benchmarks.soak_gateway import HATCHWAY, gateway_env
 from benchmarks.soak_restart import Restart, median, restart_times
 from benchmarks.soak_traffic import PROXY, Sample, Tally, soak
-from proxy.devissuer import DevIssuer
+from proxy.sessions.devissuer import DevIssuer
 
 SCENARIOS = ("traffic", "outage", "restart", "restart-k8s")
 

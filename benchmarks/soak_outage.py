@@ -27,7 +27,7 @@ from benchmarks.procs import Children, free_port, wait_port
 from benchmarks.soak_gateway import HATCHWAY, deployed_only, gateway_env
 from benchmarks.soak_k8s import HATCHERY, NAMESPACE, ApiServer, k8s_settings, write_kubeconfig
 from benchmarks.soak_traffic import Tally
-from proxy.devissuer import DevIssuer
+from proxy.sessions.devissuer import DevIssuer
 from tests.k8s.kubelet import Kubelet
 
 API = "/lw-workspace/"

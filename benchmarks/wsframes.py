@@ -13,6 +13,8 @@ import hashlib
 import struct
 from collections.abc import Callable
 
+from proxy.aiohttp_compat import websocket_mask as compat_websocket_mask
+
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -26,10 +28,10 @@ def _unmask_python(mask: bytes, payload: bytes) -> bytes:
 
 def _make_unmask() -> Callable[[bytes, bytes], bytes]:
     """aiohttp (already a dependency) ships a C XOR that is ~50x faster than pure Python on 64 KiB;
-    it is not public API, so fall back to the big-integer XOR if it moves."""
-    try:
-        from aiohttp._websocket.helpers import websocket_mask  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - depends on aiohttp's internals
+    it is not public API (proxy.aiohttp_compat finds it), so fall back to the big-integer XOR if
+    it moves."""
+    websocket_mask = compat_websocket_mask()
+    if websocket_mask is None:  # pragma: no cover - depends on aiohttp's internals
         return _unmask_python
 
     def unmask(mask: bytes, payload: bytes) -> bytes:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from launcher.clock import REAL, Clock
 
-from .trusted import TrustedPeers
+from .sessions.trusted import TrustedPeers
 
 if TYPE_CHECKING:
     import aiohttp
@@ -24,9 +24,21 @@ if TYPE_CHECKING:
     from launcher.paymodels import PayModels
     from launcher.routes import RouteTable
 
-    from .authz import Authorizer
-    from .sessions import SessionValidator
+    from .sessions.tokens import Identity, SessionValidator
     from .settings import Settings
+
+
+class Authorizer(Protocol):
+    """Who may use workspaces and launch what (``proxy.admission.authz``: everyone, a list,
+    Arborist)."""
+
+    async def may_use_workspaces(self, identity: Identity) -> bool:
+        """The gateway-level gate, checked before any workspace request."""
+        ...
+
+    async def may_launch(self, identity: Identity, resource_paths: list[str]) -> bool:
+        """May ``identity`` launch an option guarded by ``resource_paths``? ``[]`` is unguarded."""
+        ...
 
 
 class EnvoyRoutes(Protocol):
@@ -62,7 +74,7 @@ class OptionsReload(Protocol):
 
 
 class RelayCounts(Protocol):
-    """The fast path's counters (``proxy.fastpath.listener.FastPath``): requests it relayed
+    """The fast path's counters (``proxy.relay.fast.listener.FastPath``): requests it relayed
     itself, and connections it handed to aiohttp."""
 
     relayed: int

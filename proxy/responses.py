@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from .aiohttp_compat import HookedRequest
+
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
 
 
@@ -17,17 +19,16 @@ class RelayedResponse(web.StreamResponse):
     """A workspace's answer passed on: its headers are the workspace's, not the gateway's."""
 
 
-class GatewayRequest(web.Request):
+class GatewayRequest(HookedRequest):
     """aiohttp's Request, except that every answer the gateway makes carries
     ``X-Content-Type-Options: nosniff``: its pages, JSON, redirects, ``text/plain`` answers,
     and aiohttp's own answer to a malformed request (text/plain quoting the request, which no
     ``on_response_prepare`` signal sees: that request matched no route). A workspace's answer
-    (RelayedResponse) is left as the workspace made it. ``proxy.server`` installs it."""
+    (RelayedResponse) is left as the workspace made it. ``proxy.serve.server`` installs it."""
 
-    async def _prepare_hook(self, response: web.StreamResponse) -> None:
+    def before_prepare(self, response: web.StreamResponse) -> None:
         if not isinstance(response, RelayedResponse):
             response.headers.setdefault(*NOSNIFF)
-        await super()._prepare_hook(response)
 
 
 def wants_html(request: web.Request) -> bool:

@@ -27,7 +27,7 @@ from launcher.settings import KubeSettings, LocalSettings, PayModelSettings
 from launcher.settings_tree import build, describe, internal, merge, non_negative, port, positive
 from launcher.settings_tree import setting as s
 
-from .trusted import parse_networks
+from .sessions.trusted import parse_networks
 
 __all__ = ["AuthzSettings", "EnvoySettings", "KubeSettings", "LimitSettings", "LocalSettings",
            "PayModelSettings", "SessionSettings", "Settings", "load_settings"]
@@ -146,7 +146,7 @@ class EnvoySettings:
 
 @dataclass
 class DrainSettings:
-    """What a SIGTERM does (proxy.drain). deploy/: terminationGracePeriodSeconds exceeds
+    """What a SIGTERM does (proxy.serve.drain). deploy/: terminationGracePeriodSeconds exceeds
     ``timeout_seconds``; the preStop sleep is shorter than ``delay_seconds``."""
 
     delay_seconds: float | None = s(

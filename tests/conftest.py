@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from launcher.clock import REAL, Clock, ManualClock
 from launcher.demo import make_app as demo_app
 from launcher.routes import Route
-from proxy.app import build_app
-from proxy.devissuer import DevIssuer
-from proxy.devlogin import DEV_ISSUER
+from proxy.api.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY, Gateway
-from proxy.server import Running, start
+from proxy.serve.app import build_app
+from proxy.serve.server import Running, start
+from proxy.sessions.devissuer import DevIssuer
 from proxy.settings import Settings, load_settings
 
 from .cluster import podnetwork
@@ -96,7 +96,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
 async def start_gateway(
     make_settings: Callable[..., Settings]
 ) -> AsyncIterator[Callable[..., Any]]:
-    """Start gateways exactly as ``hatchway serve`` does (proxy.server.start), on the real
+    """Start gateways exactly as ``hatchway serve`` does (proxy.serve.server.start), on the real
     clock or the ``clock`` given."""
     started: list[Running] = []
 

@@ -13,14 +13,8 @@ import pytest
 from aiohttp import web
 
 from launcher.clock import ManualClock
-from proxy.authz import (
-    AllowAll,
-    Allowlist,
-    Arborist,
-    AuthzUnavailable,
-    build_authorizer,
-)
-from proxy.sessions import Identity
+from proxy.admission.authz import AllowAll, Allowlist, Arborist, AuthzUnavailable, build_authorizer
+from proxy.sessions.tokens import Identity
 from proxy.settings import AuthzSettings
 
 ALICE = Identity(user="alice", token="token-alice", expires_at=time.time() + 1200)

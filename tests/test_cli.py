@@ -259,7 +259,7 @@ def _workers_of(config: str) -> list[int]:
 
 
 def test_envoy_mode_banner_names_the_port_users_open() -> None:
-    from proxy.cli import _banner
+    from proxy.serve.cli import _banner
     from proxy.settings import load_settings
 
     settings = load_settings([], environ={}, overrides={

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from launcher.clock import ManualClock
-from proxy.app import CULLER
+from proxy.serve.app import CULLER
 
 from .conftest import PROXY, GatewayUnderTest
 from .helpers import get_json, launch, status_becomes

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from launcher.demo import make_app as demo_app
-from proxy.devissuer import DevIssuer
+from proxy.sessions.devissuer import DevIssuer
 
 from .conftest import PROXY
 from .helpers import HATCHWAY, clean_env, eventually, free_port

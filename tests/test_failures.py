@@ -1,4 +1,4 @@
-"""Errors mapped once (proxy.failures): whatever handler lets them through, an unreachable
+"""Errors mapped once (proxy.api.failures): whatever handler lets them through, an unreachable
 backend or authorization service is a 503 with Retry-After, and any other backend failure a
 JSON 500 that says what failed, never aiohttp's bare 500 page."""
 
@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from launcher.errors import BackendError, BackendUnavailable
-from proxy.authz import AuthzUnavailable
-from proxy.failures import map_failures
+from proxy.admission.authz import AuthzUnavailable
+from proxy.api.failures import map_failures
 
 
 def failing_app(exc: Exception) -> web.Application:

@@ -1,6 +1,6 @@
-"""The proxy's fast path (proxy.fastpath): keep-alive both ways, pipelining, handoff to aiohttp
+"""The proxy's fast path (proxy.relay.fast): keep-alive both ways, pipelining, handoff to aiohttp
 mid-connection, request-smuggling attempts, the WebSocket byte splice, and what the browser sees
-when a workspace dies. Every test talks to a gateway started by proxy.server.start, as
+when a workspace dies. Every test talks to a gateway started by proxy.serve.server.start, as
 ``hatchway serve`` starts it, over real sockets."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from launcher.routes import Route
-from proxy.fastpath.head import parse_request_head, session_cookie_out, upstream_request_head
-from proxy.headers import upstream_request_headers
+from proxy.relay.fast.head import parse_request_head, session_cookie_out, upstream_request_head
+from proxy.relay.headers import REQUEST_RULES, upstream_request_headers
 
 from .conftest import PROXY, GatewayUnderTest
 
@@ -368,9 +368,9 @@ HEADER_SETS = [
 ]
 
 
-@pytest.mark.parametrize("headers", HEADER_SETS, ids=range(len(HEADER_SETS)))
-def test_head_rewrite_matches_the_aiohttp_relays_rules(headers: list[tuple[str, str]]) -> None:
-    """The fast path's byte-level rewrite and proxy.headers.upstream_request_headers agree."""
+def both_rewrites(headers: list[tuple[str, str]]) -> tuple[list[tuple[str, ...]],
+                                                          list[tuple[str, str]]]:
+    """The headers the fast path's byte writer and the aiohttp relay send for one request."""
     raw = "".join(f"{k}: {v}\r\n" for k, v in headers)
     req = parse_request_head(f"GET /p HTTP/1.1\r\n{raw}\r\n".encode())
     assert req is not None
@@ -383,7 +383,27 @@ def test_head_rewrite_matches_the_aiohttp_relays_rules(headers: list[tuple[str, 
         CIMultiDictProxy(CIMultiDict(headers)), user="alice", client_ip="127.0.0.1",
         scheme="http", prefix="/lw-workspace/proxy/", session_token="TOK",
         cookie_name="access_token")
-    assert fast == list(expected.items())
+    return fast, list(expected.items())
+
+
+@pytest.mark.parametrize("headers", HEADER_SETS, ids=range(len(HEADER_SETS)))
+def test_head_rewrite_matches_the_aiohttp_relays_rules(headers: list[tuple[str, str]]) -> None:
+    """The fast path's byte-level rewrite and relay.headers.upstream_request_headers agree."""
+    fast, expected = both_rewrites(headers)
+    assert fast == expected
+
+
+# every name the rule table knows, except those that frame the message or make it an upgrade
+RULE_NAMES = sorted(set(REQUEST_RULES) - {"host", "transfer-encoding", "connection", "upgrade"})
+
+
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_both_relays_follow_the_rule_table_for_every_name_in_it(name: str) -> None:
+    """One table (relay.headers.REQUEST_RULES), two writers: each of its names, in its own and
+    its "_" spelling, comes out of both alike."""
+    underscored = [(name.replace("-", "_"), "w")] if "-" in name else []
+    fast, expected = both_rewrites([("Host", "gw"), (name.title(), "v"), *underscored])
+    assert fast == expected
 
 
 # -- which path answered ---------------------------------------------------------------------

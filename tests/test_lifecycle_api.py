@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 
 from launcher.clock import ManualClock
-from proxy.app import build_app
-from proxy.devlogin import DEV_ISSUER
+from proxy.api.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY
+from proxy.serve.app import build_app
 from proxy.settings import load_settings
 
 from .conftest import PROXY, GatewayUnderTest
@@ -193,7 +193,7 @@ async def test_terminate_ends_the_workspace_and_its_route(
         assert (resp.status, await resp.text()) == (200, "Terminated workspace")
     assert (await get_json(client, running, "status"))["status"] == "Not Found"
     async with client.get(running.url(PROXY + "headers"), headers=auth(running)) as resp:
-        assert resp.status == 410  # workspace stopped (proxy/stopped.py)
+        assert resp.status == 410  # workspace stopped (proxy/admission/stopped.py)
 
 
 async def test_a_workspace_can_be_launched_again_after_terminate(

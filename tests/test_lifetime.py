@@ -18,7 +18,7 @@ from launcher.culling import IdleCuller
 from launcher.errors import ConfigError
 from launcher.lifetime import enforced_idle_ms, max_age_ms, portal_fields
 from launcher.options import load_hatchery_file, parse_hatchery_config
-from proxy.app import CULLER
+from proxy.serve.app import CULLER
 
 from .conftest import PROXY, GatewayUnderTest
 from .helpers import auth, get_json, launch, status_becomes

@@ -23,7 +23,7 @@ from launcher.names import escape
 from launcher.options import WorkspaceOption, parse_hatchery_config
 from launcher.routes import RouteTable
 from launcher.settings import LocalSettings
-from proxy.devissuer import KEY_FILE, DevIssuer
+from proxy.sessions.devissuer import KEY_FILE, DevIssuer
 
 from .helpers import eventually
 

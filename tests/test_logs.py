@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 import yaml
 
-from proxy.devissuer import DevIssuer
-from proxy.logs import REDACTED, JsonFormatter, RedactingFilter, configure, redact
+from proxy.observe.logs import REDACTED, JsonFormatter, RedactingFilter, configure, redact
+from proxy.sessions.devissuer import DevIssuer
 
 from .helpers import DEMO, HATCHWAY, clean_env, eventually, free_port
 

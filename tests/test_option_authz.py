@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 
 from launcher.options import WorkspaceOption, parse_hatchery_config
-from proxy.authz import Arborist, may_launch_option
-from proxy.sessions import Identity
+from proxy.admission.authz import Arborist, may_launch_option
+from proxy.sessions.tokens import Identity
 
 ALICE = Identity(user="alice", token="token-alice", expires_at=time.time() + 1200)
 BOB = Identity(user="bob", token="token-bob", expires_at=time.time() + 1200)

@@ -28,7 +28,7 @@ from launcher.names import escape
 from launcher.options import WorkspaceOption, parse_hatchery_config
 from launcher.routes import RouteTable
 from launcher.settings import LocalSettings
-from proxy.devissuer import DevIssuer
+from proxy.sessions.devissuer import DevIssuer
 
 from .conftest import PROXY, GatewayUnderTest
 from .helpers import API, auth, eventually, launch, status_becomes

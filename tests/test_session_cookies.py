@@ -1,6 +1,6 @@
 """One request is one user on every path: the fast path, the aiohttp handlers (proxy and API),
 HTTP/1.0 and Envoy's ext_authz check all read the session credential by one rule
-(``proxy.sessions.session_token``), and a request carrying two different session tokens, in
+(``proxy.sessions.tokens.session_token``), and a request carrying two different session tokens, in
 any two places (Bearer and cookie included), is refused with 400 everywhere. The same token
 twice is one user. The attacker's bytes go over raw sockets."""
 

@@ -24,9 +24,9 @@ from multidict import CIMultiDict
 
 from launcher.clock import REAL, Clock, ManualClock
 from launcher.errors import ConfigError
-from proxy.devissuer import KEY_FILE, DevIssuer, jwk_thumbprint
-from proxy.jwks import KeyStore, http_jwks_fetcher
-from proxy.sessions import Identity, SessionError, SessionValidator
+from proxy.sessions.devissuer import KEY_FILE, DevIssuer, jwk_thumbprint
+from proxy.sessions.jwks import KeyStore, http_jwks_fetcher
+from proxy.sessions.tokens import Identity, SessionError, SessionValidator
 
 from .helpers import JWKSServer, public_jwk
 

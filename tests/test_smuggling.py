@@ -182,7 +182,7 @@ async def test_broken_answer_to_http10_is_502(
 async def test_answer_with_bare_lf_line_ends_is_502_on_the_fast_path(
         gw: GatewayUnderTest, wire: Callable[..., Any]) -> None:
     """(aiohttp's client reads these leniently and cannot be told otherwise: see the note in
-    proxy.http_relay.)"""
+    proxy.relay.fallback.http.)"""
     w = await wire(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
     route_to(gw, "alice", w)
     raw = (f"GET {PROXY}x HTTP/1.1\r\nHost: gw\r\n"

@@ -29,13 +29,13 @@ import pytest
 
 from launcher.errors import ConfigError
 from launcher.owners import Owners
-from proxy import local_peers
-from proxy.app import build_app
-from proxy.devlogin import DEV_ISSUER
+from proxy.api.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY
-from proxy.server import start
+from proxy.serve.app import build_app
+from proxy.serve.server import start
+from proxy.sessions import local_peers
+from proxy.sessions.trusted import TrustedPeers, parse_networks, trusted_peers
 from proxy.settings import Settings
-from proxy.trusted import TrustedPeers, parse_networks, trusted_peers
 
 from .conftest import PROXY, GatewayUnderTest
 from .helpers import (

@@ -36,7 +36,7 @@ from launcher.names import escape
 from launcher.routes import Route, RouteTable
 
 from .. import responses
-from ..headers import IDENTITY
+from ..relay.headers import IDENTITY
 from . import jwt as envoy_jwt
 from . import matcher, syntax
 from .applied import EnvoyApplied

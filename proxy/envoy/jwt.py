@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .. import responses
-from ..sessions import TWO_SESSIONS
+from ..sessions.tokens import TWO_SESSIONS
 from . import syntax
 
 VERIFIED_USER = "x-hatchway-verified-user"  # jwt_authn's copy of context.user.name
@@ -62,7 +62,7 @@ LUA_OFF = {LUA_FILTER: {"@type": _LUA_PER_ROUTE, "disabled": True}}
 
 @dataclass(frozen=True)
 class JwtCheck:
-    """What Envoy needs to check a session the way ``proxy.sessions`` does."""
+    """What Envoy needs to check a session the way ``proxy.sessions.tokens`` does."""
 
     issuer: str
     jwks_url: str
@@ -188,8 +188,8 @@ def jwt_authn_filter(check: JwtCheck) -> dict[str, Any]:
 
 
 _LUA_SOURCE = """\
--- Builtin mode's two rules for the session credential (proxy.sessions.session_token,
--- proxy.headers.strip_session_cookie), before the request goes upstream:
+-- Builtin mode's two rules for the session credential (proxy.sessions.tokens.session_token,
+-- proxy.relay.headers.strip_session_cookie), before the request goes upstream:
 -- one request, one session: a request naming two different tokens (Bearer headers, %(cookie)s
 -- cookies, in any Cookie header) is refused with builtin mode's 400 (Envoy's own header
 -- matchers see only the first Cookie header);

@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from launcher.clock import ManualClock
 from launcher.demo import make_app as demo_app
 from launcher.routes import Route
-from proxy.devissuer import KEY_FILE
 from proxy.envoy.activity import EnvoyActivityPoller
 from proxy.envoy.config import bootstrap_for_settings
+from proxy.sessions.devissuer import KEY_FILE
 
 from ..conftest import GatewayUnderTest
 from ..helpers import exchange, free_port

@@ -17,7 +17,7 @@ import pytest
 
 from launcher.demo import make_app as demo_app
 from launcher.routes import Route
-from proxy.sessions import acceptable_user_name
+from proxy.sessions.tokens import acceptable_user_name
 
 from ..conftest import GatewayUnderTest
 from ..helpers import auth, get_json, launch, status_becomes

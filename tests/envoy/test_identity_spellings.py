@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from proxy.headers import IDENTITY
+from proxy.relay.headers import IDENTITY
 
 from .conftest import PROXY, EnvoyStack
 

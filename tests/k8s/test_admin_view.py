@@ -10,9 +10,9 @@ from typing import Any
 
 import aiohttp
 
-from proxy.app import build_app
-from proxy.devlogin import DEV_ISSUER
+from proxy.api.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY
+from proxy.serve.app import build_app
 from proxy.settings import load_settings
 
 from ..conftest import GatewayUnderTest

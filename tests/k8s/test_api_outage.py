@@ -24,9 +24,9 @@ from launcher.backend import LAUNCHING
 from launcher.errors import BackendUnavailable
 from launcher.options import HatcheryConfig
 from launcher.routes import RouteTable
-from proxy.app import build_app
-from proxy.devlogin import DEV_ISSUER
-from proxy.server import start
+from proxy.api.devlogin import DEV_ISSUER
+from proxy.serve.app import build_app
+from proxy.serve.server import start
 from proxy.settings import load_settings
 
 from ..helpers import ESC, SERVICE, USER, hatchery_service

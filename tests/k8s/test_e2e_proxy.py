@@ -1,4 +1,4 @@
-"""End to end through the real gateway (``proxy.app.build_app``) on the Kubernetes backend:
+"""End to end through the real gateway (``proxy.serve.app.build_app``) on the Kubernetes backend:
 options → launch → ``Launching`` with progress over SSE → ``Running`` → HTTP and WebSocket
 through the proxy → terminate → ``Not Found`` with the PVC still there. A second replica and a
 restarted one reach the very same workspace, because routes come from the cluster. On the real
@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from proxy.app import build_app
-from proxy.devlogin import DEV_ISSUER
+from proxy.api.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY
+from proxy.serve.app import build_app
 from proxy.settings import load_settings
 
 from ..conftest import GatewayUnderTest

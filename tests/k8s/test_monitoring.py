@@ -14,8 +14,8 @@ import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.app import build_app
-from proxy.server import start
+from proxy.serve.app import build_app
+from proxy.serve.server import start
 from proxy.settings import load_settings
 
 from ..helpers import DEPLOY, of_kind

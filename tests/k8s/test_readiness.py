@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.app import build_app
-from proxy.server import start
+from proxy.serve.app import build_app
+from proxy.serve.server import start
 from proxy.settings import load_settings
 
 from .conftest import ApiServer, eventually

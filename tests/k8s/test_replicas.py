@@ -1,5 +1,5 @@
 """Two gateway replicas on the real API server (with the test kubelet), wired as
-proxy/app.py wires them: each its own route table, activity record and culler, sharing
+proxy/serve/app.py wires them: each its own route table, activity record and culler, sharing
 activity through the Service annotation and electing the one culler through a Lease."""
 
 from __future__ import annotations

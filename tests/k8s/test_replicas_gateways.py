@@ -1,5 +1,5 @@
 """Two whole gateway replicas on the real API server with the test kubelet: each a real
-hatchway app started the way ``hatchway serve`` starts it (``proxy.server.start``) on its own
+hatchway app started the way ``hatchway serve`` starts it (``proxy.serve.server.start``) on its own
 port, or a ``hatchway serve`` process where a replica must die without a word. Sessions are a
 loopback Fence's (tests/fence_contract.py), so every launch mints a real API key. Intervals are
 short: the Lease lasts 2 s, renewed every 0.25 s; activity is published every 0.25 s; the
@@ -25,10 +25,10 @@ import pytest
 
 from launcher.kubernetes import KubernetesBackend
 from launcher.names import claim_name
-from proxy.app import build_app
 from proxy.gateway import GATEWAY, Gateway
-from proxy.running import Running
-from proxy.server import start
+from proxy.serve.app import build_app
+from proxy.serve.running import Running
+from proxy.serve.server import start
 from proxy.settings import load_settings
 from tests.fence_contract import FenceContract
 from tests.helpers import clean_env, env_of, free_port

@@ -1,0 +1,1 @@
+"""May this request reach a workspace: session, authorization, path, route, Origin."""

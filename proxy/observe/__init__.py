@@ -1,0 +1,1 @@
+"""What operators see: metrics, logs, the access log, relay byte counts."""

@@ -1,0 +1,1 @@
+"""The aiohttp relay: every request the fast path hands over."""

@@ -1,0 +1,294 @@
+"""Message heads for the fast path: parsed by llhttp (httptools) in its strict mode, rewritten
+as bytes by the rules of ``relay.headers`` (its ``REQUEST_RULES`` table, applied to the raw
+header list).
+
+Parsing only ever sees one head at a time (the caller cuts it at the blank line), so body
+framing stays with the relay and the byte offsets of every message are known exactly: that is
+what lets a connection be handed to aiohttp, or a request be replayed, at any request boundary.
+A head llhttp rejects (CL + TE, duplicate Content-Length, obs-fold, bare LF, ...) is not the
+fast path's business: the caller hands the connection to aiohttp, which answers 400.
+"""
+
+from __future__ import annotations
+
+import httptools
+
+from .. import headers as rules
+
+HEAD_END = b"\r\n\r\n"
+MAX_HEAD = 65536  # aiohttp's max_field_size for this app; longer heads go to aiohttp
+
+_FRAMING = frozenset(n.encode() for n in rules.FRAMING)  # named in Connection: refused
+_UNDERSCORED = frozenset(n.encode() for n in rules.UNDERSCORED)  # dropped in every -/_ spelling
+
+# ``rules.REQUEST_RULES`` by lower-cased name as bytes, for the request rewrite. Sec-WebSocket-*
+# stay: the workspace answers the browser's own handshake (the splice relays its 101).
+# (plain ints in the per-header loop; Rule.DROP has no branch there: the header is not written)
+_KEEP, _XFF, _COOKIE, _AUTH, _HOST = (int(r) for r in (rules.Rule.KEEP, rules.Rule.XFF,
+                                                      rules.Rule.COOKIE, rules.Rule.AUTH,
+                                                      rules.Rule.HOST))
+_REQUEST_ACTION: dict[bytes, int] = {
+    n.encode(): int(rule) for n, rule in rules.REQUEST_RULES.items()
+    if rule != rules.Rule.HANDSHAKE}
+_RESPONSE_DROP = frozenset(n.encode() for n in rules.HOP_BY_HOP)
+
+
+# Request headers the fast path looks at, by lower-cased name.
+(_H_HOST, _H_COOKIE, _H_AUTH, _H_LENGTH, _H_TE, _H_CONNECTION, _H_UPGRADE, _H_ORIGIN,
+ _H_REMOTE_USER) = range(1, 10)
+_SPECIAL = {b"host": _H_HOST, b"cookie": _H_COOKIE, b"authorization": _H_AUTH,
+            b"content-length": _H_LENGTH, b"transfer-encoding": _H_TE,
+            b"connection": _H_CONNECTION, b"upgrade": _H_UPGRADE, b"origin": _H_ORIGIN,
+            b"remote_user": _H_REMOTE_USER}
+
+
+class RequestHead:
+    """One request head as llhttp parsed it; also the parser's callback target. Where a
+    header may repeat, the first one counts (as aiohttp's ``headers.get`` reads it); a second
+    Cookie or Authorization header (``credentials_repeated``) is aiohttp's to judge."""
+
+    __slots__ = ("target", "headers", "complete", "method", "keep_alive", "upgrade",
+                 "content_length", "chunked", "host", "cookie", "authorization", "upgrade_to",
+                 "origin", "connection", "named", "remote_user", "credentials_repeated")
+
+    def __init__(self) -> None:
+        self.target = b""
+        self.headers: list[tuple[bytes, bytes, bytes]] = []  # (name, lower name, value)
+        self.complete = self.chunked = self.upgrade = False
+        self.keep_alive = True
+        self.method = b""
+        self.content_length = -1
+        self.host: bytes | None = None
+        self.cookie: bytes | None = None
+        self.authorization: bytes | None = None
+        self.upgrade_to: bytes | None = None
+        self.origin: bytes | None = None
+        self.connection: list[bytes] | None = None
+        # the names listed in Connection (connection_tokens), read once by parse_request_head
+        # for its checks and again by the rewrite
+        self.named: frozenset[bytes] | None = None
+        # REMOTE_USER present: identity may come from a trusted peer, which only aiohttp
+        # decides (proxy.sessions.trusted), so such a request is always handed off
+        self.remote_user = False
+        self.credentials_repeated = False
+
+    # llhttp callbacks
+    def on_url(self, url: bytes) -> None:
+        self.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        low = name.lower()
+        self.headers.append((name, low, value))
+        kind = _SPECIAL.get(low)
+        if kind is None:
+            return
+        if kind == _H_COOKIE:
+            if self.cookie is None:
+                self.cookie = value
+            else:
+                self.credentials_repeated = True
+        elif kind == _H_HOST:
+            if self.host is None:
+                self.host = value
+        elif kind == _H_AUTH:
+            if self.authorization is None:
+                self.authorization = value
+            else:
+                self.credentials_repeated = True
+        elif kind == _H_LENGTH:
+            self.content_length = int(value)  # llhttp has checked: digits, one header
+        elif kind == _H_TE:
+            self.chunked = value.strip().lower() == b"chunked"
+            if not self.chunked:
+                self.content_length = -2  # a coding the fast path does not relay
+        elif kind == _H_CONNECTION:
+            if self.connection is None:
+                self.connection = [value]
+            else:
+                self.connection.append(value)
+        elif kind == _H_UPGRADE:
+            self.upgrade_to = value
+        elif kind == _H_REMOTE_USER:
+            self.remote_user = True
+        elif self.origin is None:
+            self.origin = value
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+def connection_tokens(values: list[bytes]) -> frozenset[bytes]:
+    """The lower-cased names listed in Connection headers."""
+    return frozenset(t.strip().lower() for v in values for t in v.split(b","))
+
+
+def head_never_ends(partial: bytes) -> bool:
+    """A head without its CRLFCRLF yet that the fast path will never relay: longer than
+    MAX_HEAD, or a line ended by a bare LF (llhttp's strict mode refuses those, and its blank
+    line may never be CRLFCRLF, so waiting for one could hang the connection)."""
+    return len(partial) > MAX_HEAD or b"\n\n" in partial or b"\n\r\n" in partial
+
+
+def _feed(parser: httptools.HttpRequestParser | httptools.HttpResponseParser,
+          head: bytes) -> bool:
+    """Run llhttp over a whole head; False when it is malformed (an upgrade is not an error:
+    the head ends there and the rest is another protocol's)."""
+    try:
+        parser.feed_data(head)
+    except httptools.HttpParserUpgrade:
+        pass
+    except httptools.HttpParserError:
+        return False
+    return True
+
+
+def parse_request_head(head: bytes) -> RequestHead | None:
+    """The head (ending in CRLFCRLF) as llhttp reads it, or None when it is not an HTTP/1.1
+    request the fast path relays (malformed, HTTP/1.0, an unrelayable Transfer-Encoding, a
+    framing header named in Connection, a repeated credential header): aiohttp answers."""
+    req = RequestHead()
+    parser = httptools.HttpRequestParser(req)
+    if not _feed(parser, head):
+        return None
+    eol = head.find(b"\r\n")  # llhttp accepted the request line: it ends in the version
+    if (not req.complete or req.content_length == -2 or head[eol - 9:eol] != b" HTTP/1.1"
+            or req.credentials_repeated):
+        return None
+    if req.connection is not None:
+        req.named = named = connection_tokens(req.connection)
+        if not _FRAMING.isdisjoint(named):
+            return None
+        # (llhttp's should_keep_alive() forgets Connection: close once a message is complete)
+        req.keep_alive = b"close" not in named
+    req.method = parser.get_method()
+    req.upgrade = parser.should_upgrade()
+    return req
+
+
+def session_cookie_out(cookie: bytes, cookie_name: str) -> bytes | None:
+    """The Cookie header value to forward: ``proxy.relay.headers.strip_session_cookie`` on the
+    value as aiohttp decodes it; None when nothing is left."""
+    if cookie_name.encode() not in cookie:
+        return cookie
+    kept = rules.strip_session_cookie(cookie.decode("utf-8", "surrogateescape"), cookie_name)
+    return kept.encode("utf-8", "surrogateescape") if kept else None
+
+
+def upstream_request_head(req: RequestHead, target: bytes, *, user: bytes, client_ip: bytes,
+                          prefix: bytes, session_token: bytes, cookie_out: bytes | None,
+                          cookie_name: str, websocket: bool, route_auth: bytes = b"") -> bytes:
+    """The head to send the workspace, by ``proxy.relay.headers.upstream_request_headers``' rules:
+    hop-by-hop, Connection-named, identity and forwarding headers out, the session credential
+    out, hatchway's X-Forwarded-* and REMOTE_USER in. ``cookie_out`` is the first Cookie
+    header already stripped (``session_cookie_out``). A WebSocket handshake keeps its
+    Sec-WebSocket-* headers: the workspace answers the browser's own handshake."""
+    drop = req.named
+    out = [req.method, b" ", target, b" HTTP/1.1\r\n"]
+    prior_xff = b""
+    first_cookie = req.cookie
+    for name, low, value in req.headers:
+        action = _REQUEST_ACTION.get(low, _KEEP)
+        if action == _KEEP:
+            if b"_" in low and low.replace(b"_", b"-") in _UNDERSCORED:
+                continue
+            if drop is None or low not in drop:
+                out += (name, b": ", value, b"\r\n")
+            continue
+        if drop is not None and low in drop:
+            continue
+        if action == _HOST:
+            out += (name, b": ", value, b"\r\n")
+        elif action == _COOKIE:
+            kept = cookie_out if value is first_cookie else session_cookie_out(value,
+                                                                               cookie_name)
+            if kept:
+                out += (name, b": ", kept, b"\r\n")
+        elif action == _AUTH:
+            if not route_auth and value.partition(b" ")[2].strip() != session_token:
+                out += (name, b": ", value, b"\r\n")
+        elif action == _XFF:
+            prior_xff = value if not prior_xff else prior_xff + b", " + value
+    out += (b"X-Forwarded-For: ", prior_xff + b", " + client_ip if prior_xff else client_ip,
+            b"\r\nX-Forwarded-Proto: http\r\n")
+    if req.host:
+        out += (b"X-Forwarded-Host: ", req.host, b"\r\n")
+    out += (b"X-Forwarded-Prefix: ", prefix, b"\r\nREMOTE_USER: ", user, b"\r\n")
+    if route_auth:  # the workspace's secret (Route.auth), never the client's credential
+        out += (b"Authorization: ", route_auth, b"\r\n")
+    if req.chunked:
+        out.append(b"Transfer-Encoding: chunked\r\n")
+    if websocket:
+        out.append(b"Connection: Upgrade\r\nUpgrade: websocket\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+class ResponseHead:
+    """One response head as llhttp parsed it; also the parser's callback target."""
+
+    __slots__ = ("headers", "complete", "status", "keep_alive", "content_length", "chunked",
+                 "connection", "named")
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes, bytes]] = []
+        self.complete = self.chunked = False
+        self.keep_alive = True
+        self.status = 0
+        self.content_length = -1
+        self.connection: list[bytes] | None = None
+        self.named: frozenset[bytes] | None = None  # as RequestHead.named
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        low = name.lower()
+        self.headers.append((name, low, value))
+        kind = _SPECIAL.get(low)
+        if kind == _H_LENGTH:
+            self.content_length = int(value)
+        elif kind == _H_TE:
+            self.chunked = value.strip().lower() == b"chunked"
+            if not self.chunked:
+                self.content_length = -2
+        elif kind == _H_CONNECTION:
+            if self.connection is None:
+                self.connection = [value]
+            else:
+                self.connection.append(value)
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
+
+
+def parse_response_head(head: bytes) -> ResponseHead | None:
+    """The workspace's response head, or None when it is malformed or names a framing
+    header in Connection (relayed, the browser would read it framed differently)."""
+    resp = ResponseHead()
+    parser = httptools.HttpResponseParser(resp)
+    if not _feed(parser, head):
+        return None
+    if not resp.complete or resp.content_length == -2:
+        return None
+    named = resp.named = (connection_tokens(resp.connection) if resp.connection is not None
+                          else None)
+    if named is not None and not _FRAMING.isdisjoint(named):
+        return None
+    resp.status = parser.get_status_code()
+    resp.keep_alive = head.startswith(b"HTTP/1.1 ") and (named is None or b"close" not in named)
+    return resp
+
+
+def browser_response_head(head: bytes, resp: ResponseHead, *, chunked: bool,
+                          close: bool) -> bytes:
+    """The head for the browser: the workspace's status, its headers minus hop-by-hop and
+    Connection-named ones, this hop's own framing and Connection."""
+    drop = resp.named
+    out = [b"HTTP/1.1", head[8:head.find(b"\r\n") + 2]]  # " 200 OK\r\n"
+    for name, low, value in resp.headers:
+        if low in _RESPONSE_DROP or (drop is not None and low in drop):
+            continue
+        out += (name, b": ", value, b"\r\n")
+    if chunked:
+        out.append(b"Transfer-Encoding: chunked\r\n")
+    if close:
+        out.append(b"Connection: close\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)

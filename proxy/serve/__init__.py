@@ -1,0 +1,1 @@
+"""Serving: the ``hatchway`` command, the app's assembly, listeners, drain, health."""

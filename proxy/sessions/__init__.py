@@ -1,0 +1,1 @@
+"""Who is calling: Fence tokens and their keys, a trusted peer's REMOTE_USER, the dev issuer."""

@@ -23,9 +23,9 @@ import pytest
 
 from launcher.kubernetes.cost_tracking import FINALIZER
 from launcher.options import parse_hatchery_config
-from proxy.app import build_app
-from proxy.devlogin import DEV_ISSUER
+from proxy.api.devlogin import DEV_ISSUER
 from proxy.gateway import GATEWAY
+from proxy.serve.app import build_app
 from proxy.settings import load_settings
 
 from ...conftest import GatewayUnderTest

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from launcher.routes import Route
 
     from .interfaces import Workspace
+    from .kernelcopy import Pump
 
 
 class Phase(IntEnum):
@@ -84,7 +85,7 @@ class Exchange:
 
     __slots__ = ("phase", "req", "head_len", "route", "websocket", "user", "out_head", "up",
                  "body_left", "mark", "chunks", "replay", "resp_started", "keep_alive",
-                 "retried", "began")
+                 "retried", "began", "pump")
 
     def __init__(self, req: RequestHead, head_len: int, keep_alive: bool) -> None:
         self.phase = _ADMITTING
@@ -105,6 +106,7 @@ class Exchange:
         self.resp_started = False  # answer bytes went to the browser: no retry, no 502
         self.retried = False
         self.began = 0  # monotonic_ns when admitted (time to first byte)
+        self.pump: Pump | None = None  # the body moving in the kernel (its ``left`` counts)
 
     def step(self, step: Step) -> Phase:
         """Move along the table; IllegalStep when ``step`` cannot happen now."""

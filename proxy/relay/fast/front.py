@@ -44,6 +44,7 @@ from .head import (
     upstream_request_head,
 )
 from .interfaces import WRITE_HIGH_WATER, Listener, Workspace
+from .kernelcopy import SOURCE, Pump, can_pump
 from .limits import Handed
 from .splice import splice
 
@@ -65,8 +66,10 @@ HEAD, BUSY, HANDOFF, GONE = State.HEAD, State.BUSY, State.HANDOFF, State.GONE
 CONNECTING, BODY = Phase.CONNECTING, Phase.BODY
 CONNECT, SEND_HEAD, SEND_ALL = Step.CONNECT, Step.SEND_HEAD, Step.SEND_ALL
 RETRY, DECLINE, FAIL, UPGRADE = Step.RETRY, Step.DECLINE, Step.FAIL, Step.UPGRADE
-# why reading from the browser is paused (bits)
-BUF_FULL, _UP_FULL, _HANDOFF = 1, 2, 4
+# why reading from the browser is paused (bits); PUMPING: the body is spliced in the kernel
+BUF_FULL, _UP_FULL, _HANDOFF, PUMPING = 1, 2, 4, 8
+# A request body at least this long still to come is spliced in the kernel (kernelcopy)
+PUMP_MIN = 64 * 1024
 _BIG = 16384  # above this, write head and body as two buffers instead of joining them
 
 
@@ -179,6 +182,11 @@ class Front(asyncio.Protocol):
         self._release()
         if x is None:
             return
+        pump = x.pump
+        if pump is not None:
+            x.pump = None
+            pump.abort()
+            x.body_left = pump.left
         if x.chunks is None and x.body_left > 0:  # a Content-Length body cut short
             self.fp.traffic.to_workspace -= x.body_left  # counted in full by _send
         up, x.up = x.up, None
@@ -379,10 +387,12 @@ class Front(asyncio.Protocol):
                 x.step(SEND_ALL)
             else:
                 _write(up.transport, x.out_head, buf[head_len:])
-                x.body_left = x.mark = end - len(buf)
+                x.body_left = x.mark = left = end - len(buf)
                 self.idle = 0
                 self.buf = b""
                 x.step(SEND_HEAD)
+                if left >= PUMP_MIN:
+                    self._pump(x, up.transport, left)
         else:
             up.transport.write(x.out_head)
             x.replay = buf[:head_len]
@@ -390,6 +400,30 @@ class Front(asyncio.Protocol):
             x.step(SEND_ALL)
         if self.buf or self.held:
             self._hold()
+
+    def _pump(self, x: Exchange, dst: asyncio.Transport, count: int) -> None:
+        """The rest of a Content-Length body, socket to socket in the kernel, if it can."""
+        src = can_pump(self.transport)
+        out = can_pump(dst)
+        if src < 0 or out < 0:
+            return
+        self._block(PUMPING)
+        x.pump = pump = Pump(self.fp.pool.pipes, src, out, count, dst,
+                             partial(self._pumped, x))
+        pump.start()
+
+    def _pumped(self, x: Exchange, failed: int | None) -> None:
+        pump = x.pump
+        assert pump is not None
+        x.pump = None
+        x.body_left = pump.left
+        if failed == SOURCE:  # the browser left mid-body: _detach gives back the shortfall
+            self.close()
+        elif failed is not None:
+            self._fail(b"502 Bad Gateway", "your workspace did not answer")
+        else:
+            x.step(SEND_ALL)
+            self._unblock(PUMPING)
 
     def _body(self, x: Exchange, data: bytes) -> None:
         """More of a request body: straight on to the workspace."""

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ...gateway import Gateway
     from ...observe.traffic import Traffic
     from .gate import Gate
+    from .kernelcopy import Pipes
     from .limits import Places
     from .splice import SpliceEnd
 
@@ -76,6 +77,8 @@ class Workspace(Protocol):
 class Pool(Protocol):
     """Idle workspace connections; ``give_back``/``forget`` take what ``take``/``connect``
     gave (typed loosely so the pool may keep its own concrete type)."""
+
+    pipes: Pipes  # kept for bodies spliced in the kernel (kernelcopy)
 
     def take(self, host: str, port: int) -> Workspace | None: ...
 

@@ -27,7 +27,7 @@ from typing import Any
 from ...gateway import Gateway
 from ...observe.traffic import Traffic
 from .exchange import Exchange
-from .front import BODY, BUF_FULL, HANDOFF, HEAD, Front, final_answer
+from .front import BODY, BUF_FULL, HANDOFF, HEAD, PUMPING, Front, final_answer
 from .gate import Gate
 from .limits import Places
 from .splice import SpliceEnd
@@ -140,9 +140,12 @@ class FastPath:
             if state == HEAD:
                 limit = keepalive_ticks if front.served and not front.buf else head_ticks
             elif x is not None and x.phase == BODY:
-                moved = x.mark - x.body_left
-                x.mark = x.body_left
-                if moved >= self.body_min_per_tick or front.read_block:
+                pump = x.pump  # a body spliced in the kernel counts down there
+                left = x.body_left if pump is None else pump.left
+                moved = x.mark - left
+                x.mark = left
+                if (moved >= self.body_min_per_tick or front.read_block & ~PUMPING
+                        or (pump is not None and pump.writing)):
                     front.idle = 0  # moving, or held back by the workspace, not the client
                     continue
                 limit = self.body_ticks

@@ -5,7 +5,8 @@ A connection carries one request at a time. Its response head is parsed and rewr
 body is passed on as it arrives, still framed as the workspace framed it (Content-Length or
 chunked, checked as it goes), or chunk-encoded when the workspace ends it by closing. The
 browser's write buffer pauses this connection's reading, so a slow reader slows the workspace
-instead of filling memory.
+instead of filling memory. A Content-Length body of ``PUMP_MIN`` bytes or more goes from socket
+to socket inside the kernel (``kernelcopy.Pump``) where the platform allows it.
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ from .head import (
     parse_response_head,
 )
 from .interfaces import WRITE_HIGH_WATER, Browser, Request
+from .kernelcopy import Pipes, Pump, can_pump
 
 CONNECT_TIMEOUT = 10.0
 MAX_IDLE_PER_UPSTREAM = 256
+# A body at least this long still to come is spliced in the kernel (kernelcopy): below it,
+# setting up the splice costs more than the copies it saves.
+PUMP_MIN = 64 * 1024
 
 _IDLE, _HEAD, _LENGTH, _CHUNKED, _UNTIL_CLOSE, _UPGRADE = range(6)
 
@@ -36,7 +41,7 @@ class Upstream(asyncio.Protocol):
 
     __slots__ = ("pool", "key", "transport", "front", "request", "down", "state", "buf", "left",
                  "chunks", "no_body", "upgrade", "reused", "idle", "write_paused",
-                 "read_paused", "closed", "reusable", "resp")
+                 "read_paused", "closed", "reusable", "resp", "pump")
 
     def __init__(self, pool: UpstreamPool, key: tuple[str, int]) -> None:
         self.pool = pool
@@ -58,6 +63,7 @@ class Upstream(asyncio.Protocol):
         self.closed = False
         self.reusable = False
         self.resp: ResponseHead | None = None  # the last answer's head (the access log)
+        self.pump: Pump | None = None  # the body moving in the kernel (reading is paused)
 
     # -- the exchange ---------------------------------------------------------------------
     def attach(self, front: Browser, request: Request, down: asyncio.Transport, *,
@@ -96,10 +102,16 @@ class Upstream(asyncio.Protocol):
     def resume_reading(self) -> None:
         if self.read_paused and self.transport is not None and not self.closed:
             self.read_paused = False
-            self.transport.resume_reading()
+            if self.pump is None:  # the pump reads the socket itself until it is done
+                self.transport.resume_reading()
 
     def close(self) -> None:
         self.closed = True
+        pump = self.pump
+        if pump is not None:
+            self.pump = None
+            pump.abort()
+            self.left = pump.left
         if self.transport is not None:
             self.transport.close()
 
@@ -144,6 +156,11 @@ class Upstream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        pump = self.pump
+        if pump is not None:
+            self.pump = None
+            pump.abort()
+            self.left = pump.left
         if self.state == _LENGTH:  # an answer cut short: _head counted all of it
             self.pool.traffic.to_browser -= self.left
             self.state = _IDLE
@@ -228,9 +245,14 @@ class Upstream(asyncio.Protocol):
             out = browser_response_head(head, resp, chunked=False, close=close)
             traffic.to_browser += len(out) + n  # once; connection_lost gives back a shortfall
             if len(buf) < n:
-                down.write(out + buf)
-                self.left = n - len(buf)
+                if len(buf) > 16384:
+                    down.writelines((out, buf))
+                else:
+                    down.write(out + buf)
+                self.left = left = n - len(buf)
                 self.state = _LENGTH
+                if left >= PUMP_MIN:
+                    self._pump(down, left)
             else:
                 down.write(out + buf[:n])
                 self._finished(self.reusable and len(buf) == n)
@@ -250,6 +272,31 @@ class Upstream(asyncio.Protocol):
             self.reusable = False
             if buf:
                 self.data_received(buf)
+
+    def _pump(self, down: asyncio.Transport, count: int) -> None:
+        """The rest of a Content-Length body, socket to socket in the kernel, if it can."""
+        transport = self.transport
+        assert transport is not None
+        src = can_pump(transport)
+        dst = can_pump(down)
+        if src < 0 or dst < 0:
+            return
+        transport.pause_reading()
+        self.pump = pump = Pump(self.pool.pipes, src, dst, count, down, self._pumped)
+        pump.start()
+
+    def _pumped(self, failed: int | None) -> None:
+        pump = self.pump
+        assert pump is not None
+        self.pump = None
+        if failed is not None:  # cut short: connection_lost gives back the shortfall
+            self.left = pump.left
+            self.close()
+            return
+        self.left = 0
+        if not self.read_paused and self.transport is not None:
+            self.transport.resume_reading()
+        self._finished(self.reusable)
 
     def _chunked(self, data: bytes) -> None:
         assert self.chunks is not None and self.down is not None
@@ -290,6 +337,7 @@ class UpstreamPool:
     def __init__(self, *, idle_ticks: int, traffic: Traffic | None = None) -> None:
         self.idle_ticks = idle_ticks  # sweeps an idle pooled connection survives
         self.traffic = traffic if traffic is not None else Traffic()  # metrics
+        self.pipes = Pipes()  # for bodies spliced in the kernel, both ways
         self._idle: dict[tuple[str, int], list[Upstream]] = {}
         self.live: set[Upstream] = set()
 
@@ -341,3 +389,4 @@ class UpstreamPool:
         for up in list(self.live):
             up.close()
         self._idle.clear()
+        self.pipes.close()

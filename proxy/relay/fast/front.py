@@ -408,14 +408,14 @@ class Front(asyncio.Protocol):
         if src < 0 or out < 0:
             return
         self._block(PUMPING)
-        x.pump = pump = Pump(self.fp.pool.pipes, src, out, count, dst,
-                             partial(self._pumped, x))
-        pump.start()
+        x.pump = pump = Pump(self.fp.pool.pipes, src, out, dst)
+        pump.run(count, partial(self._pumped, x))
 
     def _pumped(self, x: Exchange, failed: int | None) -> None:
         pump = x.pump
         assert pump is not None
         x.pump = None
+        pump.close()
         x.body_left = pump.left
         if failed == SOURCE:  # the browser left mid-body: _detach gives back the shortfall
             self.close()
@@ -554,7 +554,8 @@ class Front(asyncio.Protocol):
             release = partial(fp.places.give_back, self.client)
         splice(browser, up.transport, to_browser=to_browser, to_workspace=self.buf,
                touch=fp.touch, user=x.user, live=fp.splices, traffic=fp.traffic,
-               max_message=fp.gateway.settings.websocket_max_message_bytes, release=release)
+               max_message=fp.gateway.settings.websocket_max_message_bytes, release=release,
+               pipes=fp.pool.pipes)
         self.buf = b""
 
     # -- endings --------------------------------------------------------------------------

@@ -12,9 +12,11 @@ allows one watcher per descriptor): the caller pauses the source transport's rea
 runs, and nothing else may write to the destination until it is done. It splices into the
 destination only while that transport's own write buffer is empty, so bytes already queued
 there go first. Backpressure is the pipe's: it reads at most one pipe's worth ahead of what
-the destination took. ``done`` is called once: with None when all ``count`` bytes went
+the destination took. Each run's ``done`` is called once: with None when all its bytes went
 through, else with ``SOURCE`` (the source ended or failed first) or ``DESTINATION`` (the
-destination failed); ``left`` then says how many did not go. ``abort`` stops it silently.
+destination failed; the pump is closed then); ``left`` says how many did not go. ``close``
+stops it silently. Between runs the WebSocket splice peeks at the next frame header
+(``peek``, ``when_readable``) to decide whether the kernel takes that frame too.
 
 ``AVAILABLE`` is false off Linux (or without ``os.splice``): the relay then uses its plain
 path, which remains the fallback everywhere and is tested on its own.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import socket
 import sys
 from collections.abc import Callable
 
@@ -74,28 +77,61 @@ class Pipes:
 
 
 class Pump:
-    """Moves ``count`` bytes from ``src`` to ``dst`` (socket descriptors) through a pipe."""
+    """Moves counted runs of bytes from ``src`` to ``dst`` (socket descriptors) through a
+    pipe; one run at a time (``run``), as many runs as the caller likes, then ``close``."""
 
-    __slots__ = ("loop", "pipes", "src", "dst", "dst_transport", "done", "left", "in_pipe",
-                 "pr", "pw", "cap", "reading", "writing", "ended")
+    __slots__ = ("loop", "pipes", "sock", "src", "dst", "dst_transport", "done", "left",
+                 "in_pipe", "pr", "pw", "cap", "reading", "writing", "ended", "on_readable")
 
-    def __init__(self, pipes: Pipes, src: int, dst: int, count: int,
-                 dst_transport: asyncio.WriteTransport,
-                 done: Callable[[int | None], None]) -> None:
+    def __init__(self, pipes: Pipes, src: int, dst: int,
+                 dst_transport: asyncio.WriteTransport) -> None:
         self.loop = asyncio.get_running_loop()
         self.pipes = pipes
         self.dst_transport = dst_transport
-        self.done = done
-        self.left = count  # bytes not yet in the destination
+        self.done: Callable[[int | None], None] | None = None
+        self.on_readable: Callable[[], None] = self._move
+        self.left = 0  # bytes of this run not yet in the destination
         self.in_pipe = 0
         self.reading = self.writing = self.ended = False
         self.pr, self.pw, self.cap = pipes.take()
-        self.src = os.dup(src)
+        # a socket object only to peek (recv with MSG_PEEK); its blocking mode is never set:
+        # the flag belongs to the open file, which the transport shares
+        self.sock = socket.socket(fileno=os.dup(src))
+        self.src = self.sock.fileno()
         self.dst = os.dup(dst)
 
-    def start(self) -> None:
-        """Begin moving (``done`` may be called before this returns)."""
+    def run(self, count: int, done: Callable[[int | None], None]) -> None:
+        """Move ``count`` bytes, then call ``done`` (maybe before this returns)."""
+        self.left = count
+        self.done = done
+        if self.on_readable is not self._move:
+            self.on_readable = self._move
+            if self.reading:
+                self.loop.add_reader(self.src, self._move)
         self._move()
+
+    def peek(self, n: int) -> bytes | None:
+        """Up to ``n`` bytes the source has ready, left in place; None: none yet, b"": the
+        source ended (or failed)."""
+        try:
+            return self.sock.recv(n, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return b""
+
+    def when_readable(self, callback: Callable[[], None]) -> None:
+        """Between runs: call ``callback`` once the source has bytes (or ends)."""
+        self.on_readable = callback
+        if self.reading:
+            self.loop.add_reader(self.src, callback)
+        else:
+            self.reading = True
+            self.loop.add_reader(self.src, callback)
+
+    def idle(self) -> None:
+        """Between runs: watch nothing."""
+        self._watch(read=False, write=False)
 
     # -- moving -----------------------------------------------------------------------------
     def _move(self) -> None:
@@ -149,7 +185,7 @@ class Pump:
         if read != self.reading:
             self.reading = read
             if read:
-                loop.add_reader(self.src, self._move)
+                loop.add_reader(self.src, self.on_readable)
             else:
                 loop.remove_reader(self.src)
         if write != self.writing:
@@ -161,18 +197,25 @@ class Pump:
 
     # -- the end ----------------------------------------------------------------------------
     def _end(self, failed: int | None) -> None:
-        self.abort()
-        self.done(failed)
+        if failed is None:
+            self._watch(read=False, write=False)
+        else:
+            self.close()
+        done, self.done = self.done, None
+        if done is not None:
+            done(failed)
 
-    def abort(self) -> None:
-        """Stop (idempotent); bytes still in the pipe are dropped with it."""
+    def close(self) -> None:
+        """Stop for good (idempotent); bytes still in the pipe are dropped with it."""
         if self.ended:
             return
         self.ended = True
         self._watch(read=False, write=False)
-        os.close(self.src)
+        self.sock.close()
         os.close(self.dst)
         self.pipes.give_back(self.pr, self.pw, self.in_pipe == 0)
+
+    abort = close
 
 
 def can_pump(transport: asyncio.BaseTransport) -> int:

@@ -8,6 +8,13 @@ the browser counts as activity; pings, pongs and what the workspace sends do not
 answering a workspace's keep-alive pings is no user at work: launcher.lifetime). A full write
 buffer on one side pauses reading on the other; either side closing closes the other once its
 pending bytes are written.
+
+Large frames skip the event loop: once a frame's payload still to come is ``PUMP_MIN`` bytes or
+more, that direction's transport stops reading and the kernel splices the rest of the frame
+(``kernelcopy.Pump``); at the frame's end the pump peeks at the next frame header and, if that
+frame is large too, splices it whole, header included, after the meter has counted it exactly
+as ``FrameMeter.feed`` would (the size limit, browser activity). A small frame, a split header
+or the end of the stream hands the direction back to the transport.
 """
 
 from __future__ import annotations
@@ -16,13 +23,17 @@ import asyncio
 from collections.abc import Callable
 
 from ...observe.traffic import Traffic
-from .wsframes import CLOSE_TOO_BIG, FrameMeter, close_frame
+from .kernelcopy import Pipes, Pump, can_pump
+from .wsframes import CLOSE_TOO_BIG, MAX_HEADER, FrameMeter, close_frame
 
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
 # After a 1009 both sides get this long to read the close frame before the sockets are closed
 # (closing at once, with their bytes still arriving, would reset the connection and could
 # destroy the close frame before they read it).
 LINGER_SECONDS = 2.0
+# A frame with at least this much payload still to come is spliced in the kernel: below it the
+# pump's system calls cost more than the copies they save.
+PUMP_MIN = 16 * 1024
 
 
 class SpliceEnd(asyncio.Protocol):
@@ -30,12 +41,13 @@ class SpliceEnd(asyncio.Protocol):
     for the workspace's side (frames written to it must be masked)."""
 
     __slots__ = ("own", "peer", "touch", "user", "live", "meter", "to_server", "refused",
-                 "release", "traffic")
+                 "release", "traffic", "other", "pipes", "pump", "pumping", "run_size")
 
     def __init__(self, own: asyncio.Transport, peer: asyncio.Transport,
                  touch: Callable[[str], None], user: str, live: set[SpliceEnd], *,
                  max_message: int, to_server: bool, traffic: Traffic,
-                 release: Callable[[], None] | None = None) -> None:
+                 release: Callable[[], None] | None = None,
+                 pipes: Pipes | None = None) -> None:
         self.own = own
         self.peer = peer
         self.touch = touch
@@ -46,6 +58,11 @@ class SpliceEnd(asyncio.Protocol):
         self.refused = False
         self.release = release  # the browser end gives back the connection's place
         self.traffic = traffic
+        self.other: SpliceEnd | None = None  # the end reading ``peer``
+        self.pipes = pipes  # None: the plain path only
+        self.pump: Pump | None = None
+        self.pumping = False  # the pump, not the transport, reads ``own`` now
+        self.run_size = 0  # bytes of the pump's current run
         live.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -64,6 +81,77 @@ class SpliceEnd(asyncio.Protocol):
                     self.touch(self.user)
         if over:
             self._refuse()
+        elif meter.skip >= PUMP_MIN and self.pipes is not None:
+            self._pump_frame(meter.skip)
+
+    # -- large frames, in the kernel --------------------------------------------------------
+    def _pump_frame(self, count: int) -> None:
+        """Splice the next ``count`` bytes (the rest of a frame, or a whole one); ``meter.skip``
+        stays non-zero meanwhile: the direction is mid-frame (the drain waits for a boundary)."""
+        pump = self.pump
+        if pump is None:
+            src = can_pump(self.own)
+            dst = can_pump(self.peer)
+            if src < 0 or dst < 0 or self.pipes is None:
+                self.pipes = None  # not here: the plain path from now on
+                return
+            pump = self.pump = Pump(self.pipes, src, dst, self.peer)
+        if not self.pumping:
+            self.pumping = True
+            self.own.pause_reading()
+        self.meter.skip = count
+        self.run_size = count
+        pump.run(count, self._pumped)
+
+    def _pumped(self, failed: int | None) -> None:
+        pump = self.pump
+        assert pump is not None
+        moved = self.run_size - pump.left
+        if self.to_server:
+            self.traffic.to_browser += moved
+        else:
+            self.traffic.to_workspace += moved
+        if failed is not None:  # the pump closed itself; closing this side closes the other
+            self.pump = None
+            self.pumping = False
+            self.own.close()
+            return
+        self.meter.skip = 0
+        pump.when_readable(self._boundary)  # on the next turn of the loop: no recursion
+
+    def _boundary(self) -> None:
+        """Between two frames while the pump reads: the next one whole, or back to the
+        transport."""
+        pump = self.pump
+        if pump is None:
+            return
+        if self.refused:  # the drain closed it meanwhile: what still comes is dropped
+            self._stop_pump()
+            return
+        head = pump.peek(MAX_HEADER)
+        if head is None:
+            return  # still waiting (when_readable stays set)
+        meter = self.meter
+        size = meter.frame(head, PUMP_MIN) if head else 0
+        if size > 0:
+            if meter.data and not self.to_server:
+                meter.data = False
+                self.touch(self.user)
+            self._pump_frame(size)
+            return
+        pump.idle()
+        self.pumping = False
+        if size < 0:
+            self._refuse()
+        else:  # a small frame, a split header, or the end: the transport reads it
+            self.own.resume_reading()
+
+    def _stop_pump(self) -> None:
+        pump = self.pump
+        if pump is not None:
+            self.pump = None
+            self.pumping = False
+            pump.close()
 
     def _refuse(self) -> None:
         """A message too big: 1009 to both sides, then stop relaying and close shortly."""
@@ -72,6 +160,7 @@ class SpliceEnd(asyncio.Protocol):
             if not isinstance(end, SpliceEnd) or end.refused:
                 continue
             end.refused = True
+            end._stop_pump()
             transport = end.own
             if transport.is_closing():
                 continue
@@ -85,6 +174,7 @@ class SpliceEnd(asyncio.Protocol):
         return None  # close this side; connection_lost closes the other
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_pump()
         self.live.discard(self)
         if not self.refused:
             self.peer.close()
@@ -97,22 +187,25 @@ class SpliceEnd(asyncio.Protocol):
             self.peer.pause_reading()
 
     def resume_writing(self) -> None:
-        if not self.refused:
+        other = self.other
+        if not self.refused and (other is None or not other.pumping):
             self.peer.resume_reading()
 
 
 def splice(browser: asyncio.Transport, workspace: asyncio.Transport, *,
            to_browser: bytes, to_workspace: bytes, touch: Callable[[str], None], user: str,
            live: set[SpliceEnd], traffic: Traffic, max_message: int = DEFAULT_MAX_MESSAGE,
-           release: Callable[[], None] | None = None) -> None:
+           release: Callable[[], None] | None = None, pipes: Pipes | None = None) -> None:
     """Turn two HTTP connections into one WebSocket pipe. ``to_browser`` is the workspace's
     101 head and any bytes read after it, ``to_workspace`` bytes the browser sent after its
     handshake. Each transport's reading must already be paused exactly when the other's write
-    buffer is full."""
+    buffer is full. With ``pipes``, large frames are spliced in the kernel."""
     from_browser = SpliceEnd(browser, workspace, touch, user, live, max_message=max_message,
-                             to_server=False, traffic=traffic, release=release)
+                             to_server=False, traffic=traffic, release=release, pipes=pipes)
     from_workspace = SpliceEnd(workspace, browser, touch, user, live, max_message=max_message,
-                               to_server=True, traffic=traffic)
+                               to_server=True, traffic=traffic, pipes=pipes)
+    from_browser.other = from_workspace
+    from_workspace.other = from_browser
     browser.set_protocol(from_browser)
     workspace.set_protocol(from_workspace)
     head_end = to_browser.find(b"\r\n\r\n") + 4  # the 101 head goes as is, frames metered

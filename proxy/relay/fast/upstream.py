@@ -282,13 +282,14 @@ class Upstream(asyncio.Protocol):
         if src < 0 or dst < 0:
             return
         transport.pause_reading()
-        self.pump = pump = Pump(self.pool.pipes, src, dst, count, down, self._pumped)
-        pump.start()
+        self.pump = pump = Pump(self.pool.pipes, src, dst, down)
+        pump.run(count, self._pumped)
 
     def _pumped(self, failed: int | None) -> None:
         pump = self.pump
         assert pump is not None
         self.pump = None
+        pump.close()
         if failed is not None:  # cut short: connection_lost gives back the shortfall
             self.left = pump.left
             self.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 CLOSE_TOO_BIG = 1009
+MAX_HEADER = 14  # 2 + 8 (64-bit length) + 4 (mask key)
 
 
 def close_frame(code: int, *, masked: bool) -> bytes:
@@ -87,3 +88,40 @@ class FrameMeter:
         self.skip = 0
         self.head = data[i:]
         return data[:i], False
+
+    def frame(self, head: bytes, min_payload: int) -> int:
+        """At a frame boundary, judge the next frame from the bytes ``head`` starts with (up
+        to ``MAX_HEADER``): its whole size on the wire when its header is complete, within
+        the limit and its payload at least ``min_payload`` (the frame is then counted as
+        ``feed`` would count it); 0 when the header is incomplete or the frame is small (not
+        counted: ``feed`` will see it); -1 when it breaks the limit."""
+        n = len(head)
+        if n < 2:
+            return 0
+        b0 = head[0]
+        b1 = head[1]
+        length = b1 & 0x7F
+        size = 2 + (4 if b1 & 0x80 else 0)
+        if length == 126:
+            size += 2
+        elif length == 127:
+            size += 8
+        if n < size:
+            return 0
+        if length == 126:
+            length = int.from_bytes(head[2:4], "big")
+        elif length == 127:
+            length = int.from_bytes(head[2:10], "big")
+        opcode = b0 & 0x0F
+        if opcode & 0x08:
+            total = length
+        else:
+            total = length if opcode else self.message + length
+        if total > self.limit:
+            return -1
+        if length < min_payload:
+            return 0
+        if not opcode & 0x08:
+            self.message = total
+            self.data = True
+        return size + length

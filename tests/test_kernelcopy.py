@@ -1,0 +1,231 @@
+"""Bytes moved in the kernel (proxy.relay.fast.kernelcopy): a Pump moves exactly its count from
+one real socket to another and leaves what follows to the transport; and through the gateway,
+bodies and WebSocket frames large enough to be spliced arrive intact, interleaved with the
+small ones the plain path carries, with browser activity still counted."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from typing import Any, cast
+
+import aiohttp
+import pytest
+
+from launcher.demo import pattern
+from proxy.relay.fast import kernelcopy
+from proxy.relay.fast.kernelcopy import SOURCE, Pipes, Pump, can_pump
+from proxy.relay.fast.splice import PUMP_MIN as WS_PUMP_MIN
+from proxy.relay.fast.upstream import PUMP_MIN as BODY_PUMP_MIN
+
+from .conftest import PROXY, GatewayUnderTest
+
+pytestmark = pytest.mark.skipif(not kernelcopy.AVAILABLE, reason="no splice(2) here")
+KiB = 1024
+
+
+class Collect(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.data = bytearray()
+        self.made = asyncio.get_running_loop().create_future()
+        self.got_eof = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.made.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def eof_received(self) -> bool | None:
+        self.got_eof = True
+        return True
+
+
+async def _pair() -> tuple[Collect, Collect]:
+    """Two ends of one TCP connection on 127.0.0.1: (server side, client side)."""
+    loop = asyncio.get_running_loop()
+    accepted: list[Collect] = []
+
+    def factory() -> Collect:
+        accepted.append(Collect())
+        return accepted[-1]
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _, client = await loop.create_connection(Collect, "127.0.0.1", port)
+    server.close()
+    while not accepted:
+        await asyncio.sleep(0.01)
+    await accepted[0].made
+    return accepted[0], client
+
+
+@pytest.fixture
+async def pairs() -> AsyncIterator[tuple[Collect, Collect, Collect, Collect]]:
+    """(source's sender, source, destination, destination's reader)."""
+    src, sender = await _pair()
+    dst, reader = await _pair()
+    yield sender, src, dst, reader
+    for end in (sender, src, dst, reader):
+        assert end.transport is not None
+        end.transport.close()
+
+
+async def _until(check: Any, seconds: float = 10) -> None:
+    async with asyncio.timeout(seconds):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
+def _transports(*ends: Collect) -> list[asyncio.Transport]:
+    out = [end.transport for end in ends]
+    assert all(t is not None for t in out)
+    return cast(list[asyncio.Transport], out)
+
+
+async def test_pump_moves_exactly_its_count_and_leaves_the_rest_to_the_transport(
+        pairs: tuple[Collect, Collect, Collect, Collect]) -> None:
+    sender, src, dst, reader = pairs
+    to_src, src_t, dst_t = _transports(sender, src, dst)
+    body = b"".join(pattern(3 * 1024 * KiB))
+    src_t.pause_reading()
+    pump = Pump(Pipes(), can_pump(src_t), can_pump(dst_t), dst_t)
+    ended: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+    pump.run(len(body), ended.set_result)
+    to_src.write(body + b"next request")
+    assert await asyncio.wait_for(ended, 10) is None
+    pump.close()
+    await _until(lambda: len(reader.data) >= len(body))
+    assert bytes(reader.data) == body
+    src_t.resume_reading()
+    await _until(lambda: src.data == b"next request")
+
+
+async def test_pump_says_the_source_ended_and_how_much_did_not_come(
+        pairs: tuple[Collect, Collect, Collect, Collect]) -> None:
+    sender, src, dst, reader = pairs
+    to_src, src_t, dst_t = _transports(sender, src, dst)
+    src_t.pause_reading()
+    pump = Pump(Pipes(), can_pump(src_t), can_pump(dst_t), dst_t)
+    ended: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+    pump.run(100 * KiB, ended.set_result)
+    to_src.write(b"x" * 1000)
+    to_src.write_eof()
+    assert await asyncio.wait_for(ended, 10) == SOURCE
+    assert pump.left == 100 * KiB - 1000
+    await _until(lambda: len(reader.data) == 1000)
+
+
+async def test_pump_lets_bytes_already_queued_on_the_destination_go_first(
+        pairs: tuple[Collect, Collect, Collect, Collect]) -> None:
+    sender, src, dst, reader = pairs
+    to_src, src_t, dst_t = _transports(sender, src, dst)
+    reader_t = _transports(reader)[0]
+    reader_t.pause_reading()  # the destination's buffer fills and stays queued
+    queued = b"q" * (8 * 1024 * KiB)
+    dst_t.write(queued)
+    assert dst_t.get_write_buffer_size() > 0
+    src_t.pause_reading()
+    pump = Pump(Pipes(), can_pump(src_t), can_pump(dst_t), dst_t)
+    ended: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
+    body = b"p" * (512 * KiB)
+    pump.run(len(body), ended.set_result)
+    to_src.write(body)
+    reader_t.resume_reading()
+    assert await asyncio.wait_for(ended, 10) is None
+    await _until(lambda: len(reader.data) == len(queued) + len(body))
+    assert bytes(reader.data) == queued + body
+
+
+async def test_pump_between_runs_peeks_without_consuming(
+        pairs: tuple[Collect, Collect, Collect, Collect]) -> None:
+    sender, src, dst, _ = pairs
+    to_src, src_t, dst_t = _transports(sender, src, dst)
+    src_t.pause_reading()
+    pump = Pump(Pipes(), can_pump(src_t), can_pump(dst_t), dst_t)
+    assert pump.peek(4) is None
+    ready = asyncio.get_running_loop().create_future()
+    pump.when_readable(lambda: ready.done() or ready.set_result(None))
+    to_src.write(b"abcdef")
+    await asyncio.wait_for(ready, 10)
+    assert pump.peek(4) == b"abcd"
+    pump.close()
+    src_t.resume_reading()
+    await _until(lambda: src.data == b"abcdef")
+
+
+# -- through the gateway ----------------------------------------------------------------------
+
+async def test_large_download_then_next_request_on_the_same_connection(
+        two_workspaces: GatewayUnderTest) -> None:
+    """A Content-Length answer past BODY_PUMP_MIN goes through the kernel; the workspace
+    connection and the browser connection are both reused after it."""
+    gw = two_workspaces
+    size = 3 * 1024 * KiB + 7
+    assert size > BODY_PUMP_MIN
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector, cookies=gw.cookies("alice")) as s:
+        for _ in range(2):
+            async with s.get(gw.url(PROXY + f"bytes?size={size}")) as resp:
+                assert resp.status == 200
+                body = await resp.read()
+            assert body == b"".join(pattern(size))
+    fast = gw.server.fast_path
+    assert fast is not None and fast.relayed == 2
+    assert fast.pool.pipes.idle  # the kernel path ran and gave its pipe back
+
+
+async def test_large_upload_arrives_whole_and_the_connection_goes_on(
+        two_workspaces: GatewayUnderTest) -> None:
+    gw = two_workspaces
+    body = b"".join(pattern(2 * 1024 * KiB + 3))
+    connector = aiohttp.TCPConnector(limit=1)
+    async with aiohttp.ClientSession(connector=connector, cookies=gw.cookies("alice")) as s:
+        for _ in range(2):
+            async with s.post(gw.url(PROXY + "upload"), data=body) as resp:
+                assert resp.status == 200
+                got = await resp.json()
+            assert got == {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    fast = gw.server.fast_path
+    assert fast is not None and fast.relayed == 2
+    assert fast.pool.pipes.idle
+
+
+async def test_large_and_small_websocket_frames_interleaved_arrive_intact(
+        two_workspaces: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
+    gw = two_workspaces
+    sizes = [200 * KiB, 10, 64 * KiB, WS_PUMP_MIN, 5, 1024 * KiB, 64 * KiB, 64 * KiB, 0, 3]
+    async with client.ws_connect(gw.url(PROXY + "echo"), headers=gw.cookie_header("alice"),
+                                 max_msg_size=0) as ws:
+        for i, size in enumerate(sizes):
+            payload = bytes([i]) * size
+            await ws.send_bytes(payload)
+            assert await ws.receive_bytes(timeout=10) == payload
+        burst = [bytes([i]) * (100 * KiB) for i in range(5)] + [b"end"]
+        for payload in burst:  # back to back: frame after frame in the kernel
+            await ws.send_bytes(payload)
+        for payload in burst:
+            assert await ws.receive_bytes(timeout=10) == payload
+    fast = gw.server.fast_path
+    assert fast is not None
+    await _until(lambda: not fast.splices)
+    assert fast.pool.pipes.idle
+    sent = sum(sizes) + sum(len(p) for p in burst)
+    assert fast.traffic.to_workspace >= sent and fast.traffic.to_browser >= sent
+
+
+async def test_large_websocket_frames_spliced_in_the_kernel_count_as_activity(
+        two_workspaces: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
+    gw = two_workspaces
+    tracker = gw.gateway.activity
+    async with client.ws_connect(gw.url(PROXY + "echo"), headers=gw.cookie_header("alice"),
+                                 max_msg_size=0) as ws:
+        await ws.send_bytes(bytes(256 * KiB))  # the first: mid-frame, the rest in the kernel
+        await ws.receive_bytes(timeout=10)
+        tracker.forget("alice")
+        await ws.send_bytes(bytes(256 * KiB))  # the next: judged at the boundary, whole
+        await ws.receive_bytes(timeout=10)
+        assert tracker.last_ms("alice") > 0

@@ -20,6 +20,7 @@ from proxy.relay.fast.splice import PUMP_MIN as WS_PUMP_MIN
 from proxy.relay.fast.upstream import PUMP_MIN as BODY_PUMP_MIN
 
 from .conftest import PROXY, GatewayUnderTest
+from .helpers import eventually
 
 pytestmark = pytest.mark.skipif(not kernelcopy.AVAILABLE, reason="no splice(2) here")
 KiB = 1024
@@ -57,8 +58,7 @@ async def _pair() -> tuple[Collect, Collect]:
     port = server.sockets[0].getsockname()[1]
     _, client = await loop.create_connection(Collect, "127.0.0.1", port)
     server.close()
-    while not accepted:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: bool(accepted), within=10)
     await accepted[0].made
     return accepted[0], client
 
@@ -74,10 +74,8 @@ async def pairs() -> AsyncIterator[tuple[Collect, Collect, Collect, Collect]]:
         end.transport.close()
 
 
-async def _until(check: Any, seconds: float = 10) -> None:
-    async with asyncio.timeout(seconds):
-        while not check():
-            await asyncio.sleep(0.01)
+async def _until(check: Any) -> None:
+    await eventually(check, within=10)
 
 
 def _transports(*ends: Collect) -> list[asyncio.Transport]:

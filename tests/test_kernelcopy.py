@@ -227,3 +227,41 @@ async def test_large_websocket_frames_spliced_in_the_kernel_count_as_activity(
         await ws.send_bytes(bytes(256 * KiB))  # the next: judged at the boundary, whole
         await ws.receive_bytes(timeout=10)
         assert tracker.last_ms("alice") > 0
+
+
+async def test_no_pump_on_a_tls_transport(tmp_path: Any) -> None:
+    """Under TLS the socket carries ciphertext: splicing it would bypass the encryption."""
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(hours=1)).sign(key, hashes.SHA256()))
+    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "k.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    client_ctx = ssl.create_default_context(cafile=tmp_path / "c.pem")
+    client_ctx.check_hostname = False
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Collect, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    plain_t, _ = await loop.create_connection(Collect, "127.0.0.1", port)
+    tls_t, _ = await loop.create_connection(Collect, "127.0.0.1", port, ssl=client_ctx)
+    try:
+        assert can_pump(plain_t) >= 0  # the same kind of socket without TLS may
+        assert can_pump(tls_t) == -1
+    finally:
+        plain_t.close()
+        tls_t.close()
+        server.close()

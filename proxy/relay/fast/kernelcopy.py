@@ -220,11 +220,12 @@ class Pump:
 
 def can_pump(transport: asyncio.BaseTransport) -> int:
     """The socket descriptor behind ``transport`` when a pump may use it, else -1 (not a
-    TCP socket, already closing, or no splice here)."""
-    if not AVAILABLE or transport.is_closing():
+    plain stream socket, already closing, or no splice here). Never under TLS: the socket
+    carries ciphertext there, and splicing it would bypass the encryption."""
+    if not AVAILABLE or transport.is_closing() or transport.get_extra_info("ssl_object"):
         return -1
     sock = transport.get_extra_info("socket")
-    if sock is None:
+    if sock is None or sock.type != socket.SOCK_STREAM:
         return -1
     try:
         return int(sock.fileno())

@@ -11,9 +11,10 @@ pending bytes are written.
 
 Large frames skip the event loop: once a frame's payload still to come is ``PUMP_MIN`` bytes or
 more, that direction's transport stops reading and the kernel splices the rest of the frame
-(``kernelcopy.Pump``); at the frame's end the pump peeks at the next frame header and, if that
-frame is large too, splices it whole, header included, after the meter has counted it exactly
-as ``FrameMeter.feed`` would (the size limit, browser activity). A small frame, a split header
+(``kernelcopy.Pump``). At the frame's end (or after a read of ``PUMP_MIN`` bytes or more that
+ended on a boundary) the pump peeks at the next frame header and, if that frame is large too,
+splices it whole, header included, after the meter has counted it exactly as
+``FrameMeter.feed`` would (the size limit, browser activity). A small frame, a split header
 or the end of the stream hands the direction back to the transport.
 """
 
@@ -81,27 +82,44 @@ class SpliceEnd(asyncio.Protocol):
                     self.touch(self.user)
         if over:
             self._refuse()
-        elif meter.skip >= PUMP_MIN and self.pipes is not None:
-            self._pump_frame(meter.skip)
+        elif self.pipes is not None:
+            skip = meter.skip
+            if skip >= PUMP_MIN:
+                self._pump_frame(skip)
+            elif not skip and len(data) >= PUMP_MIN and not meter.head:
+                self._pump_next()  # large frames pass: judge the next at its header
 
     # -- large frames, in the kernel --------------------------------------------------------
-    def _pump_frame(self, count: int) -> None:
-        """Splice the next ``count`` bytes (the rest of a frame, or a whole one); ``meter.skip``
-        stays non-zero meanwhile: the direction is mid-frame (the drain waits for a boundary)."""
+    def _take_reading(self) -> Pump | None:
+        """The pump reads ``own`` from now on (made on first use), or None: the plain path."""
         pump = self.pump
         if pump is None:
             src = can_pump(self.own)
             dst = can_pump(self.peer)
             if src < 0 or dst < 0 or self.pipes is None:
                 self.pipes = None  # not here: the plain path from now on
-                return
+                return None
             pump = self.pump = Pump(self.pipes, src, dst, self.peer)
         if not self.pumping:
             self.pumping = True
             self.own.pause_reading()
+        return pump
+
+    def _pump_frame(self, count: int) -> None:
+        """Splice the next ``count`` bytes (the rest of a frame, or a whole one); ``meter.skip``
+        stays non-zero meanwhile: the direction is mid-frame (the drain waits for a boundary)."""
+        pump = self._take_reading()
+        if pump is None:
+            return
         self.meter.skip = count
         self.run_size = count
         pump.run(count, self._pumped)
+
+    def _pump_next(self) -> None:
+        """At a frame boundary after a large read: the pump judges the next frame's header."""
+        pump = self._take_reading()
+        if pump is not None:
+            pump.when_readable(self._boundary)
 
     def _pumped(self, failed: int | None) -> None:
         pump = self.pump

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import socket
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -14,9 +15,12 @@ import aiohttp
 import pytest
 
 from launcher.demo import pattern
+from proxy.observe.traffic import Traffic
 from proxy.relay.fast import kernelcopy
+from proxy.relay.fast.interfaces import WRITE_HIGH_WATER
 from proxy.relay.fast.kernelcopy import SOURCE, Pipes, Pump, can_pump
 from proxy.relay.fast.splice import PUMP_MIN as WS_PUMP_MIN
+from proxy.relay.fast.splice import splice
 from proxy.relay.fast.upstream import PUMP_MIN as BODY_PUMP_MIN
 
 from .conftest import PROXY, GatewayUnderTest
@@ -202,7 +206,7 @@ async def test_large_and_small_websocket_frames_interleaved_arrive_intact(
             payload = bytes([i]) * size
             await ws.send_bytes(payload)
             assert await ws.receive_bytes(timeout=10) == payload
-        burst = [bytes([i]) * (100 * KiB) for i in range(5)] + [b"end"]
+        burst = [bytes([i]) * (WS_PUMP_MIN + 100 * KiB) for i in range(5)] + [b"end"]
         for payload in burst:  # back to back: frame after frame in the kernel
             await ws.send_bytes(payload)
         for payload in burst:
@@ -221,10 +225,11 @@ async def test_large_websocket_frames_spliced_in_the_kernel_count_as_activity(
     tracker = gw.gateway.activity
     async with client.ws_connect(gw.url(PROXY + "echo"), headers=gw.cookie_header("alice"),
                                  max_msg_size=0) as ws:
-        await ws.send_bytes(bytes(256 * KiB))  # the first: mid-frame, the rest in the kernel
+        big = bytes(4 * WS_PUMP_MIN)
+        await ws.send_bytes(big)  # the first: mid-frame, the rest in the kernel
         await ws.receive_bytes(timeout=10)
         tracker.forget("alice")
-        await ws.send_bytes(bytes(256 * KiB))  # the next: judged at the boundary, whole
+        await ws.send_bytes(big)  # the next: judged at the boundary, whole
         await ws.receive_bytes(timeout=10)
         assert tracker.last_ms("alice") > 0
 
@@ -265,3 +270,62 @@ async def test_no_pump_on_a_tls_transport(tmp_path: Any) -> None:
         plain_t.close()
         tls_t.close()
         server.close()
+
+
+async def test_frames_queued_behind_a_slow_reader_keep_their_own_bytes(
+        two_workspaces: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
+    """Reads share one buffer; a write the peer cannot take at once keeps that buffer, so the
+    next read must not overwrite it (the browser here reads nothing until all are sent)."""
+    gw = two_workspaces
+    sent = [bytes([i]) * (64 * KiB + i) for i in range(60)]
+    async with client.ws_connect(gw.url(PROXY + "echo"), headers=gw.cookie_header("alice"),
+                                 max_msg_size=0) as ws:
+        for payload in sent:
+            await ws.send_bytes(payload)
+        for payload in sent:
+            assert await ws.receive_bytes(timeout=10) == payload
+
+
+def _frame(payload: bytes) -> bytes:
+    """A masked (browser) binary frame with a zero mask key: the payload goes as is."""
+    n = len(payload)
+    if n < 126:
+        return bytes([0x82, 0x80 | n]) + bytes(4) + payload
+    if n < 65536:
+        return b"\x82\xfe" + n.to_bytes(2, "big") + bytes(4) + payload
+    return b"\x82\xff" + n.to_bytes(8, "big") + bytes(4) + payload
+
+
+def test_shared_read_buffer_is_not_reused_under_a_pending_write_on_uvloop() -> None:
+    """uvloop keeps a reference to what it could not write at once (no copy): the splice
+    must then read into a fresh buffer. The workspace here reads nothing until every frame
+    went in, so writes pend; each frame must arrive with its own bytes."""
+    uvloop = pytest.importorskip("uvloop")
+    frames = [_frame(bytes([i]) * (64 * KiB + i)) for i in range(60)]
+
+    async def main() -> bytes:
+        browser, browser_client = await _pair()
+        workspace, workspace_client = await _pair()
+        b_t, to_b, w_t, from_w = _transports(browser, browser_client, workspace,
+                                             workspace_client)
+        from_w.pause_reading()
+        for t in (b_t, w_t):  # as the gateway sets them: reads go on while writes pend
+            t.set_write_buffer_limits(high=WRITE_HIGH_WATER)
+        # small kernel buffers towards the workspace, so writes pend after a few frames
+        w_t.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+        from_w.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        splice(b_t, w_t, to_browser=b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+               to_workspace=b"", touch=lambda user: None, user="alice", live=set(),
+               traffic=Traffic(), max_message=16 * 1024 * KiB)
+        for frame in frames:
+            to_b.write(frame)
+        await eventually(lambda: w_t.get_write_buffer_size() > 0, within=10)
+        await asyncio.sleep(0.2)  # more reads while writes pend
+        from_w.resume_reading()
+        await eventually(lambda: len(workspace_client.data) >= sum(map(len, frames)), 10)
+        for t in (b_t, to_b, w_t, from_w):
+            t.close()
+        return bytes(workspace_client.data)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(main()) == b"".join(frames)

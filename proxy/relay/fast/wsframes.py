@@ -39,7 +39,7 @@ class FrameMeter:
         self.message = 0  # payload bytes of the current data message so far
         self.data = False  # a data frame's header has passed (the reader clears it)
 
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
+    def feed(self, data: bytes | memoryview) -> tuple[bytes | memoryview, bool]:
         """The part of ``data`` that may be forwarded, and whether a frame past it broke the
         limit (then nothing more may be forwarded). A frame header split across reads is
         held back until it is whole, so no header of a refused frame is ever forwarded."""
@@ -86,7 +86,7 @@ class FrameMeter:
             self.skip = i - n
             return data, False
         self.skip = 0
-        self.head = data[i:]
+        self.head = bytes(data[i:])  # a copy: ``data`` may be a view of a reused buffer
         return data[:i], False
 
     def frame(self, head: bytes, min_payload: int) -> int:

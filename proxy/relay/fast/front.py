@@ -44,7 +44,7 @@ from .head import (
     upstream_request_head,
 )
 from .interfaces import WRITE_HIGH_WATER, Listener, Workspace
-from .kernelcopy import SOURCE, Pump, can_pump
+from .kernelcopy import SOURCE, pump_between
 from .limits import Handed
 from .splice import splice
 
@@ -403,12 +403,11 @@ class Front(asyncio.Protocol):
 
     def _pump(self, x: Exchange, dst: asyncio.Transport, count: int) -> None:
         """The rest of a Content-Length body, socket to socket in the kernel, if it can."""
-        src = can_pump(self.transport)
-        out = can_pump(dst)
-        if src < 0 or out < 0:
+        pump = pump_between(self.fp.pool.pipes, self.transport, dst)
+        if pump is None:
             return
         self._block(PUMPING)
-        x.pump = pump = Pump(self.fp.pool.pipes, src, out, dst)
+        x.pump = pump
         pump.run(count, partial(self._pumped, x))
 
     def _pumped(self, x: Exchange, failed: int | None) -> None:

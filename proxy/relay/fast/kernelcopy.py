@@ -94,11 +94,19 @@ class Pump:
         self.in_pipe = 0
         self.reading = self.writing = self.ended = False
         self.pr, self.pw, self.cap = pipes.take()
-        # a socket object only to peek (recv with MSG_PEEK); its blocking mode is never set:
-        # the flag belongs to the open file, which the transport shares
-        self.sock = socket.socket(fileno=os.dup(src))
+        try:
+            # a socket object only to peek (recv with MSG_PEEK); its blocking mode is never
+            # set: the flag belongs to the open file, which the transport shares
+            self.sock = socket.socket(fileno=os.dup(src))
+            try:
+                self.dst = os.dup(dst)
+            except OSError:
+                self.sock.close()
+                raise
+        except OSError:
+            pipes.give_back(self.pr, self.pw, True)
+            raise
         self.src = self.sock.fileno()
-        self.dst = os.dup(dst)
 
     def run(self, count: int, done: Callable[[int | None], None]) -> None:
         """Move ``count`` bytes, then call ``done`` (maybe before this returns)."""
@@ -216,6 +224,19 @@ class Pump:
         self.pipes.give_back(self.pr, self.pw, self.in_pipe == 0)
 
     abort = close
+
+
+def pump_between(pipes: Pipes, src: asyncio.Transport, dst: asyncio.Transport) -> Pump | None:
+    """A pump from ``src``'s socket to ``dst``'s, or None where the plain path must do: no
+    splice here, not plain stream sockets, or no descriptors left (EMFILE)."""
+    src_fd = can_pump(src)
+    dst_fd = can_pump(dst)
+    if src_fd < 0 or dst_fd < 0:
+        return None
+    try:
+        return Pump(pipes, src_fd, dst_fd, dst)
+    except OSError:
+        return None
 
 
 def can_pump(transport: asyncio.BaseTransport) -> int:

@@ -25,7 +25,7 @@ import asyncio
 from collections.abc import Callable
 
 from ...observe.traffic import Traffic
-from .kernelcopy import Pipes, Pump, can_pump
+from .kernelcopy import Pipes, Pump, pump_between
 from .wsframes import CLOSE_TOO_BIG, MAX_HEADER, FrameMeter, close_frame
 
 DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
@@ -120,12 +120,12 @@ class SpliceEnd(asyncio.BufferedProtocol):
         """The pump reads ``own`` from now on (made on first use), or None: the plain path."""
         pump = self.pump
         if pump is None:
-            src = can_pump(self.own)
-            dst = can_pump(self.peer)
-            if src < 0 or dst < 0 or self.pipes is None:
+            if self.pipes is not None:
+                pump = pump_between(self.pipes, self.own, self.peer)
+            if pump is None:
                 self.pipes = None  # not here: the plain path from now on
                 return None
-            pump = self.pump = Pump(self.pipes, src, dst, self.peer)
+            self.pump = pump
         if not self.pumping:
             self.pumping = True
             self.own.pause_reading()

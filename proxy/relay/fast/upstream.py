@@ -25,7 +25,7 @@ from .head import (
     parse_response_head,
 )
 from .interfaces import WRITE_HIGH_WATER, Browser, Request
-from .kernelcopy import Pipes, Pump, can_pump
+from .kernelcopy import Pipes, Pump, pump_between
 
 CONNECT_TIMEOUT = 10.0
 MAX_IDLE_PER_UPSTREAM = 256
@@ -277,12 +277,11 @@ class Upstream(asyncio.Protocol):
         """The rest of a Content-Length body, socket to socket in the kernel, if it can."""
         transport = self.transport
         assert transport is not None
-        src = can_pump(transport)
-        dst = can_pump(down)
-        if src < 0 or dst < 0:
+        pump = pump_between(self.pool.pipes, transport, down)
+        if pump is None:
             return
         transport.pause_reading()
-        self.pump = pump = Pump(self.pool.pipes, src, dst, down)
+        self.pump = pump
         pump.run(count, self._pumped)
 
     def _pumped(self, failed: int | None) -> None:

@@ -23,8 +23,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.observe.merged import GAUGE_MODES, Scrapes
 
-from .helpers import HATCHWAY, clean_env, free_port, get, run, wait_for_banner_url, \
-    wait_until, workers_of
+from .helpers import (
+    HATCHWAY,
+    clean_env,
+    free_port,
+    get,
+    run,
+    wait_for_banner_url,
+    wait_until,
+    workers_of,
+)
 
 SLOW_SECONDS = 2.0
 
@@ -186,6 +194,29 @@ def test_sigterm_drains_every_worker_then_the_parent_exits(tmp_path: Path) -> No
         assert answers == [(200, "hello")] * n  # none cut off
         assert served.proc.wait(20) == 0
         assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
+def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    """Nobody would stop orphaned workers, and they would keep the port."""
+    with two_workers(tmp_path) as served:
+        workers = served.workers()
+        served.proc.kill()
+        served.proc.wait(5)
+        wait_until(lambda: not [p for p in workers if Path(f"/proc/{p}").exists()], 15,
+                   failure=lambda: f"workers outlived their parent: {workers}")
+
+
+@pytest.mark.parametrize(("identity", "expected"), [("gw-0", "gw-0-w1"), ("", "")])
+def test_a_configured_lease_identity_is_made_one_per_worker(identity: str,
+                                                             expected: str) -> None:
+    """Two workers under one name would both believe they hold the culler's Lease (an empty
+    identity is the process's own: hostname-pid, one per worker already)."""
+    from proxy.serve.workers import worker_settings
+    from proxy.settings import load_settings
+
+    settings = load_settings([], environ={}, overrides={
+        "backend": "kubernetes", "workers": 2, "kubernetes": {"identity": identity}})
+    assert worker_settings(settings, 1).kubernetes.identity == expected
 
 
 # -- how the parent adds up what the workers answered ----------------------------------------

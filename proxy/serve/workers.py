@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import logging
 import multiprocessing
@@ -42,6 +43,7 @@ log = logging.getLogger("hatchway.workers")
 SCRAPE_TIMEOUT_SECONDS = 5.0
 RESTART_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # after the 1st, 2nd… crash in a row
 STEADY_SECONDS = 60.0  # a worker that ran this long before it died starts a new row
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _install_uvloop() -> None:
@@ -89,10 +91,20 @@ def run_one(settings: Settings, app: web.Application) -> None:
     asyncio.run(_serve_until_signalled(settings, False, app, None, None))
 
 
-def run_worker(settings: Settings, metrics_socket: str, ready: Event) -> None:
+def _drain_when_orphaned(parent: int) -> None:
+    """Linux: a SIGTERM (the drain) to this worker when its parent dies, since a SIGKILLed
+    parent would otherwise leave its workers serving the port with nobody to stop them."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_worker(settings: Settings, metrics_socket: str, ready: Event, parent: int) -> None:
     """A spawned worker: its own process, log handler and app; ``ready`` once it listens."""
     from ..observe.logs import configure
 
+    _drain_when_orphaned(parent)
     configure(settings.log_level, settings.log_format)
     _install_uvloop()
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C before the handlers are in place
@@ -147,7 +159,8 @@ class Supervisor:
         slot.ready = self._ctx.Event()
         proc = self._ctx.Process(
             target=run_worker, name=f"hatchway-worker-{slot.index}",
-            args=(worker_settings(self.settings, slot.index), slot.socket, slot.ready))
+            args=(worker_settings(self.settings, slot.index), slot.socket, slot.ready,
+                  os.getpid()))
         proc.start()
         slot.proc, slot.started = proc, loop.time()
         loop.add_reader(proc.sentinel, self._exited, slot)

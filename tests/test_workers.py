@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -204,6 +205,29 @@ def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
         served.proc.wait(5)
         wait_until(lambda: not [p for p in workers if Path(f"/proc/{p}").exists()], 15,
                    failure=lambda: f"workers outlived their parent: {workers}")
+
+
+@pytest.mark.parametrize("where", ["port", "metrics_port"])
+def test_a_port_taken_stops_the_server_with_one_line_and_status_1(tmp_path: Path,
+                                                                   where: str) -> None:
+    hatchery = tmp_path / "hatchery.json"
+    hatchery.write_text(json.dumps({"containers": []}), encoding="utf-8")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"port": port, "metrics_port": free_port()} if where == "port" \
+            else {"port": free_port(), "metrics_port": port}
+        config = tmp_path / "hatchway.json"
+        config.write_text(json.dumps({"hatchery_config": str(hatchery), "workers": 2,
+                                      "metrics_port": ports["metrics_port"]}))
+        done = subprocess.run(
+            [*HATCHWAY, "serve", "--config", str(config), "--port", str(ports["port"]),
+             "--state-dir", str(tmp_path / "state")], cwd=tmp_path, env=clean_env(),
+            capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "hatchway: cannot listen" in done.stderr and "address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(("identity", "expected"), [("gw-0", "gw-0-w1"), ("", "")])

@@ -89,7 +89,14 @@ async def start(app: web.Application, host: str, port: int, *,
     assert runner.server is not None
     fast = _fast_path(app, runner.server)
     factory: Callable[[], asyncio.BaseProtocol] = fast if fast is not None else runner.server
-    running = Running(runner, await _listen(factory, host, port, reuse_port), fast)
+    try:
+        listener = await _listen(factory, host, port, reuse_port)
+    except BaseException:  # the port is taken: the app's clients and backend close again
+        if fast is not None:
+            fast.close()
+        await runner.cleanup()
+        raise
+    running = Running(runner, listener, fast)
     wiring.attach_fast_path(app, lambda: fast)  # metrics read its counters at scrape time
     if gateway is None:
         return running

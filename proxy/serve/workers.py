@@ -63,8 +63,11 @@ async def _serve_until_signalled(settings: Settings, reuse_port: bool,
         from .app import build_app
 
         app = build_app(settings)
-    running = await start(app, settings.host, settings.port, reuse_port=reuse_port,
-                          metrics_socket=metrics_socket)
+    try:
+        running = await start(app, settings.host, settings.port, reuse_port=reuse_port,
+                              metrics_socket=metrics_socket)
+    except OSError as exc:  # a port taken: one line, exit status 1, no traceback
+        raise SystemExit(f"hatchway: cannot listen: {exc}") from None
     if ready is not None:
         ready.set()
     stop = asyncio.Event()
@@ -275,7 +278,11 @@ class Supervisor:
                 runner = web.AppRunner(self._metrics_app(), access_log=None,
                                        handle_signals=False)
                 await runner.setup()
-                await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
+                try:
+                    await web.TCPSite(runner, settings.metrics_host,
+                                      settings.metrics_port).start()
+                except OSError as exc:
+                    raise SystemExit(f"hatchway: cannot listen on metrics_port: {exc}") from None
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self.stop, sig)
             for slot in self._slots:

@@ -35,7 +35,8 @@ from .helpers import (
     workers_of,
 )
 
-SLOW_SECONDS = 2.0
+SLOW_SECONDS = 4.0  # longer than the drain's delay: in flight when the listeners close
+DRAIN_DELAY = 1.5
 
 
 class Upstream(ThreadingHTTPServer):
@@ -177,8 +178,9 @@ def test_a_killed_worker_is_replaced_and_its_counts_neither_lost_nor_doubled(
 
 
 def test_sigterm_drains_every_worker_then_the_parent_exits(tmp_path: Path) -> None:
-    with two_workers(tmp_path, drain={"delay_seconds": 1.0}) as served:
-        n = 8
+    with two_workers(tmp_path, drain={"delay_seconds": DRAIN_DELAY}) as served:
+        n = 16
+        ready = served.url.removesuffix("proxy/") + "_ready"
         with ThreadPoolExecutor(n) as pool:
             slow = [pool.submit(get, served.url + "slow", Authorization=f"Bearer {served.token}")
                     for _ in range(n)]
@@ -188,11 +190,12 @@ def test_sigterm_drains_every_worker_then_the_parent_exits(tmp_path: Path) -> No
             assert all(b > 0 for b in busy), busy  # each worker has requests in flight
             workers = served.workers()
             served.proc.send_signal(signal.SIGTERM)
+            wait_until(lambda: get(ready)[0] == 503, DRAIN_DELAY)  # the signal has arrived
             for _ in range(6):  # the listener still accepts; every worker says it drains
-                status, body, _ = get(served.url.removesuffix("proxy/") + "_ready")
+                status, body, _ = get(ready)
                 assert status == 503 and "draining" in body, (status, body)
             answers = [f.result(timeout=15)[:2] for f in slow]
-        assert answers == [(200, "hello")] * n  # none cut off
+        assert answers == [(200, "hello")] * n  # none cut off, though listeners closed
         assert served.proc.wait(20) == 0
         assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
 

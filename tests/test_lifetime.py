@@ -204,16 +204,24 @@ def catch_up(clock: ManualClock) -> None:
 
 # -- what counts as activity -----------------------------------------------------------------
 
+@pytest.mark.parametrize("fast", [pytest.param(True, id="fast-path"),
+                                  pytest.param(False, id="aiohttp")])
 async def test_an_open_tabs_pings_and_pongs_do_not_keep_a_workspace_alive(
         start_gateway: Any, tmp_path: Path, client: aiohttp.ClientSession,
-        clock: ManualClock) -> None:
-    gw = await _gateway(start_gateway, tmp_path, clock, demo("Short", **{"idle-time-limit": 1500}))
+        clock: ManualClock, fast: bool) -> None:
+    gw = await _gateway(start_gateway, tmp_path, clock, demo("Short", **{"idle-time-limit": 1500}),
+                        fast_path=fast)
     await launch(client, gw, "Short")
     await status_becomes(client, gw, "Running")
     catch_up(clock)
     headers = {**gw.cookie_header("alice"), "Origin": gw.base}  # as a browser's tab sends
-    async with client.ws_connect(gw.url(PROXY + "echo"), headers=headers, autoping=False,
-                                 compress=0) as ws:
+    # A connection of its own: ``client``'s kept-alive one went to aiohttp with the API calls
+    # and stays there, so on it the fast path would never see this WebSocket.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as tab, \
+            tab.ws_connect(gw.url(PROXY + "echo"), headers=headers, autoping=False,
+                           compress=0) as ws:
+        spliced = gw.gateway.fast_path.n_websockets if gw.gateway.fast_path else 0
+        assert spliced == (1 if fast else 0), "the WebSocket took the other relay"
         for _ in range(12):  # 3.6 s of keep-alive chatter, no message
             await ws.pong(b"answering the workspace")
             await ws.ping(b"still open")

@@ -92,6 +92,18 @@ async def test_the_culler_ends_an_idle_workspace_at_the_global_limit_below_the_o
     assert await culler.sweep() == ["alice"]
 
 
+async def test_a_running_option_without_an_idle_limit_reports_none_as_hatchery_does(
+        start_gateway: Any, tmp_path: Path, client: aiohttp.ClientSession,
+        clock: ManualClock) -> None:
+    """Hatchery's idleTimeLimit stays 0 when no arg sets it (pods.go 222-230); /options'
+    -1 for such an option is not what /status says, and the local backend has no global."""
+    gw = await _gateway(start_gateway, tmp_path, clock, demo("Plain"))
+    await launch(client, gw, "Plain")
+    status = await status_becomes(client, gw, "Running")
+    assert (await get_json(client, gw, "options"))[0]["idle-time-limit"] == -1
+    assert status["idleTimeLimit"] == 0
+
+
 # -- maximum age -----------------------------------------------------------------------------
 
 async def test_a_workspace_is_stopped_at_its_options_maximum_age_however_busy(

@@ -175,3 +175,21 @@ async def test_an_unreachable_table_stops_nobody_and_says_so(
         assert await sweep(gw) == []
     assert (await gw.gateway.backend.status("alice")).status == RUNNING
     assert any("could not read pay models" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_user_with_two_current_pay_models_is_left_alone_and_logged(
+        over_limit_gateway: Callable[..., Any], client: aiohttp.ClientSession,
+        table: Table, moto_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Hatchery answers ``/paymodels`` 500 then (``multiple current pay models set``), which
+    the reaper does not act on; the rest of the sweep goes on."""
+    put(table, row("alice", "w1", current=True), row("bob", "w2", current=True))
+    gw = await over_limit_gateway(table[1], moto_url)
+    for user in ("alice", "bob"):
+        await running(client, gw, user)
+    put(table, row("alice", "w0", current=True, status="above limit", usage="120"))
+    goes_over(table, "bob", "w2")
+    with caplog.at_level(logging.WARNING):
+        assert await sweep(gw) == ["bob"]
+    assert (await gw.gateway.backend.status("alice")).status == RUNNING
+    assert any("alice" in r.getMessage() and "multiple current pay models" in r.getMessage()
+               for r in caplog.records)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from launcher.clock import REAL, Clock
 from launcher.kubernetes import KubernetesBackend
 from launcher.options import HatcheryConfig, parse_hatchery_config
 from launcher.routes import RouteTable
@@ -154,9 +155,11 @@ async def make_backend(kube_settings: Callable[..., Settings], hatchery: Hatcher
     """Start a backend (a hatchway replica) with its own route table; closed at teardown."""
     started: list[KubernetesBackend] = []
 
-    async def make(routes: RouteTable | None = None, **kubernetes: Any) -> KubernetesBackend:
+    async def make(routes: RouteTable | None = None, *, clock: Clock = REAL,
+                   **kubernetes: Any) -> KubernetesBackend:
         table = RouteTable() if routes is None else routes
-        backend = KubernetesBackend(table, kube_config(kube_settings(**kubernetes)), hatchery)
+        backend = KubernetesBackend(table, kube_config(kube_settings(**kubernetes)), hatchery,
+                                    clock=clock)
         await backend.start()
         started.append(backend)
         return backend

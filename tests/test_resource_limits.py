@@ -199,7 +199,7 @@ async def test_client_that_leaves_while_paused_is_closed_by_the_sweep(
     route_alice_to(gw, server)
     _, writer = await sockets(gw.server.port)
     writer.write(get("x", gw.token("alice")) * 200)
-    await asyncio.sleep(0.5)
+    await eventually(lambda: len(heads) == 1)  # the first is at the workspace, the rest wait
     writer.close()
     await asyncio.wait_for(closed[0].wait(), 2.0 + 0.5 + 1.0)
     assert len(fp.fronts) == 0 and len(heads) == 1

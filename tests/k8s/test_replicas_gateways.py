@@ -258,7 +258,15 @@ def serve(tmp_path: Path, settings: dict[str, Any], hatchery_file: Path, port: i
          "--port", str(port), "--state-dir", str(tmp_path / "state-a"),
          "--log-level", "WARNING"],
         env={**clean_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "replica-a.log").open("wb"),
+        start_new_session=True)
+
+
+def alive(process: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    """Fail with the process's own words if it exited (a wait would only time out)."""
+    if process.poll() is not None:
+        log = (tmp_path / "replica-a.log").read_text(errors="replace")[-2000:]
+        raise AssertionError(f"hatchway serve exited {process.returncode}:\n{log}")
 
 
 async def test_a_killed_leader_is_replaced_by_b_once_its_lease_expires(
@@ -294,7 +302,10 @@ async def test_two_workers_of_one_replica_hold_the_lease_as_one_and_both_route_a
                                "metrics_port": metrics_port}, hatchery_file, port)
     base = f"http://127.0.0.1:{port}"
     try:
-        await eventually(lambda: lease_holder(cluster), within=20, interval=0.05)
+        async def held() -> bool:  # three processes start: give a loaded machine time
+            alive(process, tmp_path)
+            return bool(await lease_holder(cluster))
+        await eventually(held, within=60, interval=0.05)
         holder = await lease_holder(cluster)
         assert holder in ("a-w0", "a-w1")
         renewals: set[str] = set()

@@ -31,6 +31,7 @@ _REQUEST_ACTION: dict[bytes, int] = {
     n.encode(): int(rule) for n, rule in rules.REQUEST_RULES.items()
     if rule != rules.Rule.HANDSHAKE}
 _RESPONSE_DROP = frozenset(n.encode() for n in rules.HOP_BY_HOP)
+_OWS = (32, 9)  # SP, HTAB as ints (a byte of bytes)
 
 
 # Request headers the fast path looks at, by lower-cased name.
@@ -43,18 +44,20 @@ _SPECIAL = {b"host": _H_HOST, b"cookie": _H_COOKIE, b"authorization": _H_AUTH,
 
 
 class RequestHead:
-    """One request head as llhttp parsed it; also the parser's callback target. Where a
-    header may repeat, the first one counts (as aiohttp's ``headers.get`` reads it); a second
-    Cookie or Authorization header (``credentials_repeated``) is aiohttp's to judge."""
+    """One request head: its request line as llhttp read it, its headers as one pass over the
+    head block read them (``RequestReader``). Where a header may repeat, the first one counts
+    (as aiohttp's ``headers.get`` reads it); a second Cookie or Authorization header
+    (``credentials_repeated``) is aiohttp's to judge. Never changed once read: a connection
+    that sends the same head again gets the same object back."""
 
-    __slots__ = ("target", "headers", "complete", "method", "keep_alive", "upgrade",
-                 "content_length", "chunked", "host", "cookie", "authorization", "upgrade_to",
-                 "origin", "connection", "named", "remote_user", "credentials_repeated")
+    __slots__ = ("target", "headers", "method", "keep_alive", "upgrade", "content_length",
+                 "chunked", "host", "cookie", "authorization", "upgrade_to", "origin",
+                 "connection", "named", "remote_user", "credentials_repeated", "memo")
 
     def __init__(self) -> None:
         self.target = b""
         self.headers: list[tuple[bytes, bytes, bytes]] = []  # (name, lower name, value)
-        self.complete = self.chunked = self.upgrade = False
+        self.chunked = self.upgrade = False
         self.keep_alive = True
         self.method = b""
         self.content_length = -1
@@ -64,57 +67,187 @@ class RequestHead:
         self.upgrade_to: bytes | None = None
         self.origin: bytes | None = None
         self.connection: list[bytes] | None = None
-        # the names listed in Connection (connection_tokens), read once by parse_request_head
-        # for its checks and again by the rewrite
+        # the names listed in Connection (connection_tokens), read once by RequestReader for
+        # its checks and again by the rewrite
         self.named: frozenset[bytes] | None = None
         # REMOTE_USER present: identity may come from a trusted peer, which only aiohttp
         # decides (proxy.sessions.trusted), so such a request is always handed off
         self.remote_user = False
         self.credentials_repeated = False
+        # upstream_request_head's last answer for this head block: [its arguments, the head
+        # after the request line]; shared by every RequestHead read from the same block
+        self.memo: list[object] = [None, b""]
 
-    # llhttp callbacks
+    def read_headers(self, head: bytes, eol: int) -> None:
+        """The header lines after the request line (whose CRLF is at ``eol``), in one pass.
+        Only for a head llhttp accepted in strict mode: every line ends in CRLF, a name is a
+        token followed directly by ":", a value has no CR, LF or NUL, so finding LF and ":"
+        cuts each line exactly as llhttp did (values keep trailing whitespace and lose leading
+        whitespace, as llhttp's callbacks give them). Each name and value is one slice of
+        ``head``: a long Cookie is copied once."""
+        end = len(head) - 2  # the blank line's CRLF
+        pos = eol + 2
+        find = head.find
+        append = self.headers.append
+        while pos < end:
+            nl = find(b"\n", pos) - 1  # the line's CR
+            colon = find(b":", pos, nl)
+            name = head[pos:colon]
+            pos = nl + 2
+            colon += 1
+            if head[colon] == 32 and head[colon + 1] not in _OWS:  # ": value", the usual
+                value = head[colon + 1:nl]
+            else:
+                value = head[colon:nl].lstrip(b" \t")
+            low = name.lower()
+            append((name, low, value))
+            kind = _SPECIAL.get(low)
+            if kind is None:
+                continue
+            if kind == _H_COOKIE:
+                if self.cookie is None:
+                    self.cookie = value
+                else:
+                    self.credentials_repeated = True
+            elif kind == _H_HOST:
+                if self.host is None:
+                    self.host = value
+            elif kind == _H_AUTH:
+                if self.authorization is None:
+                    self.authorization = value
+                else:
+                    self.credentials_repeated = True
+            elif kind == _H_LENGTH:
+                self.content_length = int(value)  # llhttp has checked: digits, one header
+            elif kind == _H_TE:
+                self.chunked = value.strip().lower() == b"chunked"
+                if not self.chunked:
+                    self.content_length = -2  # a coding the fast path does not relay
+            elif kind == _H_CONNECTION:
+                if self.connection is None:
+                    self.connection = [value]
+                else:
+                    self.connection.append(value)
+            elif kind == _H_UPGRADE:
+                self.upgrade_to = value
+            elif kind == _H_REMOTE_USER:
+                self.remote_user = True
+            elif self.origin is None:
+                self.origin = value
+
+    def with_line(self, method: bytes, target: bytes, upgrade: bool) -> RequestHead:
+        """The same header block under another request line."""
+        req = RequestHead.__new__(RequestHead)
+        req.method = method
+        req.target = target
+        req.upgrade = upgrade
+        req.headers = self.headers
+        req.keep_alive = self.keep_alive
+        req.content_length = self.content_length
+        req.chunked = self.chunked
+        req.host = self.host
+        req.cookie = self.cookie
+        req.authorization = self.authorization
+        req.upgrade_to = self.upgrade_to
+        req.origin = self.origin
+        req.connection = self.connection
+        req.named = self.named
+        req.remote_user = self.remote_user
+        req.credentials_repeated = self.credentials_repeated
+        req.memo = self.memo
+        return req
+
+
+class _Ends:
+    """llhttp's callback target: the request line and the ends of the head and the message
+    only, so llhttp calls back into Python three times per head, never once per header."""
+
+    __slots__ = ("target", "head_done", "message_done")
+
+    def __init__(self) -> None:
+        self.target = b""
+        self.head_done = self.message_done = False
+
     def on_url(self, url: bytes) -> None:
         self.target += url
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        low = name.lower()
-        self.headers.append((name, low, value))
-        kind = _SPECIAL.get(low)
-        if kind is None:
-            return
-        if kind == _H_COOKIE:
-            if self.cookie is None:
-                self.cookie = value
-            else:
-                self.credentials_repeated = True
-        elif kind == _H_HOST:
-            if self.host is None:
-                self.host = value
-        elif kind == _H_AUTH:
-            if self.authorization is None:
-                self.authorization = value
-            else:
-                self.credentials_repeated = True
-        elif kind == _H_LENGTH:
-            self.content_length = int(value)  # llhttp has checked: digits, one header
-        elif kind == _H_TE:
-            self.chunked = value.strip().lower() == b"chunked"
-            if not self.chunked:
-                self.content_length = -2  # a coding the fast path does not relay
-        elif kind == _H_CONNECTION:
-            if self.connection is None:
-                self.connection = [value]
-            else:
-                self.connection.append(value)
-        elif kind == _H_UPGRADE:
-            self.upgrade_to = value
-        elif kind == _H_REMOTE_USER:
-            self.remote_user = True
-        elif self.origin is None:
-            self.origin = value
-
     def on_headers_complete(self) -> None:
-        self.complete = True
+        self.head_done = True
+
+    def on_message_complete(self) -> None:
+        self.message_done = True
+
+
+class RequestReader:
+    """Reads the request heads of one browser connection. llhttp (strict) decides whether a
+    head is valid and how its message is framed, on every head that differs from the one
+    before; the header lines are then read in one pass (``RequestHead.read_headers``), not by
+    a callback per header. What a connection sends again is not read again: the same head
+    bytes give the same RequestHead, the same header block under another request line
+    shares what was read from it. One llhttp parser serves the connection while each message
+    ends with its head (no body, no upgrade, not the last)."""
+
+    __slots__ = ("_parser", "_ends", "_head", "_block", "_req")
+
+    def __init__(self) -> None:
+        self._parser: httptools.HttpRequestParser | None = None
+        self._ends = _Ends()
+        self._head = b""  # the last head read, its header block, and what it gave
+        self._block = b""
+        self._req: RequestHead | None = None
+
+    def read(self, head: bytes) -> RequestHead | None:
+        """The head (ending in CRLFCRLF) as llhttp reads it, or None when it is not an
+        HTTP/1.1 request the fast path relays (malformed, HTTP/1.0, an unrelayable
+        Transfer-Encoding, a framing header named in Connection, a repeated credential
+        header): aiohttp answers."""
+        if head == self._head:
+            return self._req  # the same bytes: the same verdict, the same framing
+        ends = self._ends
+        parser = self._parser
+        if parser is None:
+            parser = self._parser = httptools.HttpRequestParser(ends)
+        ends.target = b""
+        ends.head_done = ends.message_done = False
+        try:
+            parser.feed_data(head)
+        except httptools.HttpParserUpgrade:
+            self._parser = None  # the head ends there and the rest is another protocol's
+        except httptools.HttpParserError:
+            self._parser = None
+            return None
+        if not ends.message_done:
+            self._parser = None  # a body follows, or an upgrade: the next head gets a new one
+        eol = head.find(b"\r\n")  # llhttp accepted the request line: it ends in the version
+        if not ends.head_done or head[eol - 9:eol] != b" HTTP/1.1":
+            return None
+        method = parser.get_method()
+        upgrade = parser.should_upgrade()
+        last = self._req
+        block = head[eol:]
+        if last is not None and block == self._block:
+            req = last.with_line(method, ends.target, upgrade)
+        else:
+            req = RequestHead()
+            req.read_headers(head, eol)
+            if req.content_length == -2 or req.credentials_repeated:
+                return None
+            if req.connection is not None:
+                req.named = named = connection_tokens(req.connection)
+                if not _FRAMING.isdisjoint(named):
+                    return None
+                # (llhttp's should_keep_alive() forgets Connection: close once a message is
+                # complete)
+                req.keep_alive = b"close" not in named
+            req.method = method
+            req.target = ends.target
+            req.upgrade = upgrade
+        if not req.keep_alive:
+            self._parser = None  # llhttp refuses any message after Connection: close
+        self._head = head
+        self._block = block
+        self._req = req
+        return req
 
 
 def connection_tokens(values: list[bytes]) -> frozenset[bytes]:
@@ -129,8 +262,7 @@ def head_never_ends(partial: bytes) -> bool:
     return len(partial) > MAX_HEAD or b"\n\n" in partial or b"\n\r\n" in partial
 
 
-def _feed(parser: httptools.HttpRequestParser | httptools.HttpResponseParser,
-          head: bytes) -> bool:
+def _feed(parser: httptools.HttpResponseParser, head: bytes) -> bool:
     """Run llhttp over a whole head; False when it is malformed (an upgrade is not an error:
     the head ends there and the rest is another protocol's)."""
     try:
@@ -143,26 +275,8 @@ def _feed(parser: httptools.HttpRequestParser | httptools.HttpResponseParser,
 
 
 def parse_request_head(head: bytes) -> RequestHead | None:
-    """The head (ending in CRLFCRLF) as llhttp reads it, or None when it is not an HTTP/1.1
-    request the fast path relays (malformed, HTTP/1.0, an unrelayable Transfer-Encoding, a
-    framing header named in Connection, a repeated credential header): aiohttp answers."""
-    req = RequestHead()
-    parser = httptools.HttpRequestParser(req)
-    if not _feed(parser, head):
-        return None
-    eol = head.find(b"\r\n")  # llhttp accepted the request line: it ends in the version
-    if (not req.complete or req.content_length == -2 or head[eol - 9:eol] != b" HTTP/1.1"
-            or req.credentials_repeated):
-        return None
-    if req.connection is not None:
-        req.named = named = connection_tokens(req.connection)
-        if not _FRAMING.isdisjoint(named):
-            return None
-        # (llhttp's should_keep_alive() forgets Connection: close once a message is complete)
-        req.keep_alive = b"close" not in named
-    req.method = parser.get_method()
-    req.upgrade = parser.should_upgrade()
-    return req
+    """One head on its own (``RequestReader.read`` on a fresh reader)."""
+    return RequestReader().read(head)
 
 
 def session_cookie_out(cookie: bytes, cookie_name: str) -> bytes | None:

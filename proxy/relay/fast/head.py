@@ -43,6 +43,17 @@ _SPECIAL = {b"host": _H_HOST, b"cookie": _H_COOKIE, b"authorization": _H_AUTH,
             b"remote_user": _H_REMOTE_USER}
 
 
+class Rewritten:
+    """The header lines upstream_request_head last wrote for one header block, and the
+    arguments it wrote them for (the request line is written per request)."""
+
+    __slots__ = ("key", "lines")
+
+    def __init__(self) -> None:
+        self.key: tuple[bytes, bytes, bytes, bytes, bytes | None, str, bool, bytes] | None = None
+        self.lines = b""
+
+
 class RequestHead:
     """One request head: its request line as llhttp read it, its headers as one pass over the
     head block read them (``RequestReader``). Where a header may repeat, the first one counts
@@ -74,9 +85,9 @@ class RequestHead:
         # decides (proxy.sessions.trusted), so such a request is always handed off
         self.remote_user = False
         self.credentials_repeated = False
-        # upstream_request_head's last answer for this head block: [its arguments, the head
-        # after the request line]; shared by every RequestHead read from the same block
-        self.memo: list[object] = [None, b""]
+        # upstream_request_head's last answer for this header block, shared by every
+        # RequestHead read from the same block
+        self.memo = Rewritten()
 
     def read_headers(self, head: bytes, eol: int) -> None:
         """The header lines after the request line (whose CRLF is at ``eol``), in one pass.
@@ -295,9 +306,29 @@ def upstream_request_head(req: RequestHead, target: bytes, *, user: bytes, clien
     hop-by-hop, Connection-named, identity and forwarding headers out, the session credential
     out, hatchway's X-Forwarded-* and REMOTE_USER in. ``cookie_out`` is the first Cookie
     header already stripped (``session_cookie_out``). A WebSocket handshake keeps its
-    Sec-WebSocket-* headers: the workspace answers the browser's own handshake."""
+    Sec-WebSocket-* headers: the workspace answers the browser's own handshake.
+
+    The header lines depend on the header block and these arguments only: written once for
+    the block (``req.memo``), again only when an argument differs (another user, route
+    secret, credential)."""
+    key = (user, client_ip, prefix, session_token, cookie_out, cookie_name, websocket,
+           route_auth)
+    memo = req.memo
+    if memo.key != key:
+        memo.lines = _header_lines(req, user=user, client_ip=client_ip, prefix=prefix,
+                                   session_token=session_token, cookie_out=cookie_out,
+                                   cookie_name=cookie_name, websocket=websocket,
+                                   route_auth=route_auth)
+        memo.key = key
+    return b"%s %s HTTP/1.1\r\n%s" % (req.method, target, memo.lines)
+
+
+def _header_lines(req: RequestHead, *, user: bytes, client_ip: bytes, prefix: bytes,
+                  session_token: bytes, cookie_out: bytes | None, cookie_name: str,
+                  websocket: bool, route_auth: bytes) -> bytes:
+    """upstream_request_head after its request line, blank line included."""
     drop = req.named
-    out = [req.method, b" ", target, b" HTTP/1.1\r\n"]
+    out: list[bytes] = []
     prior_xff = b""
     first_cookie = req.cookie
     for name, low, value in req.headers:

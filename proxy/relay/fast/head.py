@@ -43,6 +43,32 @@ _SPECIAL = {b"host": _H_HOST, b"cookie": _H_COOKIE, b"authorization": _H_AUTH,
             b"remote_user": _H_REMOTE_USER}
 
 
+def header_lines(head: bytes, eol: int) -> list[tuple[bytes, bytes, bytes]]:
+    """The header lines after the head's first line (whose CRLF is at ``eol``) as (name,
+    lower-cased name, value), in one pass. Only for a head llhttp accepted in strict mode:
+    every line ends in CRLF, a name is a token followed directly by ":", a value has no CR,
+    LF or NUL, so finding LF and ":" cuts each line exactly as llhttp did (values keep
+    trailing whitespace and lose leading whitespace, as llhttp's callbacks give them). Each
+    name and value is one slice of ``head``: a long Cookie is copied once."""
+    end = len(head) - 2  # the blank line's CRLF
+    pos = eol + 2
+    find = head.find
+    lines = []
+    append = lines.append
+    while pos < end:
+        nl = find(b"\n", pos) - 1  # the line's CR
+        colon = find(b":", pos, nl)
+        name = head[pos:colon]
+        pos = nl + 2
+        colon += 1
+        if head[colon] == 32 and head[colon + 1] not in _OWS:  # ": value", the usual
+            value = head[colon + 1:nl]
+        else:
+            value = head[colon:nl].lstrip(b" \t")
+        append((name, name.lower(), value))
+    return lines
+
+
 class Rewritten:
     """The header lines upstream_request_head last wrote for one header block, and the
     arguments it wrote them for (the request line is written per request)."""
@@ -90,28 +116,9 @@ class RequestHead:
         self.memo = Rewritten()
 
     def read_headers(self, head: bytes, eol: int) -> None:
-        """The header lines after the request line (whose CRLF is at ``eol``), in one pass.
-        Only for a head llhttp accepted in strict mode: every line ends in CRLF, a name is a
-        token followed directly by ":", a value has no CR, LF or NUL, so finding LF and ":"
-        cuts each line exactly as llhttp did (values keep trailing whitespace and lose leading
-        whitespace, as llhttp's callbacks give them). Each name and value is one slice of
-        ``head``: a long Cookie is copied once."""
-        end = len(head) - 2  # the blank line's CRLF
-        pos = eol + 2
-        find = head.find
-        append = self.headers.append
-        while pos < end:
-            nl = find(b"\n", pos) - 1  # the line's CR
-            colon = find(b":", pos, nl)
-            name = head[pos:colon]
-            pos = nl + 2
-            colon += 1
-            if head[colon] == 32 and head[colon + 1] not in _OWS:  # ": value", the usual
-                value = head[colon + 1:nl]
-            else:
-                value = head[colon:nl].lstrip(b" \t")
-            low = name.lower()
-            append((name, low, value))
+        """The fields the fast path looks at, from the header lines (``header_lines``)."""
+        self.headers = headers = header_lines(head, eol)
+        for _, low, value in headers:
             kind = _SPECIAL.get(low)
             if kind is None:
                 continue
@@ -369,62 +376,102 @@ def _header_lines(req: RequestHead, *, user: bytes, client_ip: bytes, prefix: by
 
 
 class ResponseHead:
-    """One response head as llhttp parsed it; also the parser's callback target."""
+    """One response head as llhttp judged it and ``header_lines`` read it. Never changed once
+    read (a connection that gets the same head again gets the same object back)."""
 
-    __slots__ = ("headers", "complete", "status", "keep_alive", "content_length", "chunked",
-                 "connection", "named")
+    __slots__ = ("headers", "status", "keep_alive", "content_length", "chunked",
+                 "connection", "named", "out")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes, bytes]] = []
-        self.complete = self.chunked = False
+        self.chunked = False
         self.keep_alive = True
         self.status = 0
         self.content_length = -1
         self.connection: list[bytes] | None = None
         self.named: frozenset[bytes] | None = None  # as RequestHead.named
+        # browser_response_head's answers, by chunked * 2 + close
+        self.out: list[bytes | None] = [None, None, None, None]
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        low = name.lower()
-        self.headers.append((name, low, value))
-        kind = _SPECIAL.get(low)
-        if kind == _H_LENGTH:
-            self.content_length = int(value)
-        elif kind == _H_TE:
-            self.chunked = value.strip().lower() == b"chunked"
-            if not self.chunked:
-                self.content_length = -2
-        elif kind == _H_CONNECTION:
-            if self.connection is None:
-                self.connection = [value]
-            else:
-                self.connection.append(value)
+    def read_headers(self, head: bytes, eol: int) -> None:
+        self.headers = headers = header_lines(head, eol)
+        for _, low, value in headers:
+            kind = _SPECIAL.get(low)
+            if kind == _H_LENGTH:
+                self.content_length = int(value)
+            elif kind == _H_TE:
+                self.chunked = value.strip().lower() == b"chunked"
+                if not self.chunked:
+                    self.content_length = -2
+            elif kind == _H_CONNECTION:
+                if self.connection is None:
+                    self.connection = [value]
+                else:
+                    self.connection.append(value)
+
+
+class _HeadEnd:
+    """llhttp's callback target for a response: only the end of the head."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
 
     def on_headers_complete(self) -> None:
-        self.complete = True
+        self.done = True
+
+
+class ResponseReader:
+    """Reads the response heads of one workspace connection: llhttp (strict) judges each head
+    that differs from the one before, ``header_lines`` reads it; the same head again is not
+    read again."""
+
+    __slots__ = ("_head", "_resp")
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._resp: ResponseHead | None = None
+
+    def read(self, head: bytes) -> ResponseHead | None:
+        """The workspace's response head, or None when it is malformed or names a framing
+        header in Connection (relayed, the browser would read it framed differently)."""
+        if head == self._head:
+            return self._resp
+        end = _HeadEnd()
+        parser = httptools.HttpResponseParser(end)
+        if not _feed(parser, head) or not end.done:
+            return None
+        resp = ResponseHead()
+        resp.read_headers(head, head.find(b"\r\n"))
+        if resp.content_length == -2:
+            return None
+        named = resp.named = (connection_tokens(resp.connection) if resp.connection is not None
+                              else None)
+        if named is not None and not _FRAMING.isdisjoint(named):
+            return None
+        resp.status = parser.get_status_code()
+        resp.keep_alive = head.startswith(b"HTTP/1.1 ") and (named is None
+                                                            or b"close" not in named)
+        self._head = head
+        self._resp = resp
+        return resp
 
 
 def parse_response_head(head: bytes) -> ResponseHead | None:
-    """The workspace's response head, or None when it is malformed or names a framing
-    header in Connection (relayed, the browser would read it framed differently)."""
-    resp = ResponseHead()
-    parser = httptools.HttpResponseParser(resp)
-    if not _feed(parser, head):
-        return None
-    if not resp.complete or resp.content_length == -2:
-        return None
-    named = resp.named = (connection_tokens(resp.connection) if resp.connection is not None
-                          else None)
-    if named is not None and not _FRAMING.isdisjoint(named):
-        return None
-    resp.status = parser.get_status_code()
-    resp.keep_alive = head.startswith(b"HTTP/1.1 ") and (named is None or b"close" not in named)
-    return resp
+    """One response head on its own (``ResponseReader.read`` on a fresh reader)."""
+    return ResponseReader().read(head)
 
 
 def browser_response_head(head: bytes, resp: ResponseHead, *, chunked: bool,
                           close: bool) -> bytes:
     """The head for the browser: the workspace's status, its headers minus hop-by-hop and
-    Connection-named ones, this hop's own framing and Connection."""
+    Connection-named ones, this hop's own framing and Connection. ``resp`` is ``head`` as
+    read: written once per framing and Connection (``resp.out``)."""
+    at = 2 * chunked + close
+    done = resp.out[at]
+    if done is not None:
+        return done
     drop = resp.named
     out = [b"HTTP/1.1", head[8:head.find(b"\r\n") + 2]]  # " 200 OK\r\n"
     for name, low, value in resp.headers:
@@ -436,4 +483,5 @@ def browser_response_head(head: bytes, resp: ResponseHead, *, chunked: bool,
     if close:
         out.append(b"Connection: close\r\n")
     out.append(b"\r\n")
-    return b"".join(out)
+    resp.out[at] = done = b"".join(out)
+    return done

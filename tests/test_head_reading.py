@@ -1,14 +1,22 @@
-"""How the fast path reads request heads (proxy/relay/fast/head.py, ``RequestReader``): llhttp
-in strict mode judges every head that differs from the one before, the header lines are read
-in one pass instead of a callback per header, and what a connection repeats is not read again.
-No socket: the reader is given heads as the connection cuts them."""
+"""How the fast path reads message heads (proxy/relay/fast/head.py, ``RequestReader`` and
+``ResponseReader``): llhttp in strict mode judges every head that differs from the one before,
+the header lines are read in one pass instead of a callback per header, and what a connection
+repeats is not read again. No socket: the readers are given heads as the connections cut
+them."""
 
 from __future__ import annotations
 
 import httptools
 import pytest
 
-from proxy.relay.fast.head import RequestReader, parse_request_head, upstream_request_head
+from proxy.relay.fast.head import (
+    RequestReader,
+    ResponseReader,
+    browser_response_head,
+    parse_request_head,
+    parse_response_head,
+    upstream_request_head,
+)
 
 TOKEN = "eyJ" + "a" * 40
 
@@ -126,3 +134,46 @@ def test_the_rewritten_head_follows_its_arguments() -> None:
     assert out(b"/q", b"alice").startswith(b"GET /q HTTP/1.1\r\n")
     assert b"Authorization: secret\r\n" in out(b"/p", b"alice", b"secret")
     assert b"Authorization" not in out(b"/p", b"alice")
+
+
+RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Tabs:\t v \r\nKeep-Alive: 5\r\n"
+            b"Content-Length: 13\r\n\r\n")
+
+
+def test_one_pass_reads_the_response_headers_llhttp_reads() -> None:
+    by_llhttp = Callbacks()
+    httptools.HttpResponseParser(by_llhttp).feed_data(RESPONSE)
+    resp = parse_response_head(RESPONSE)
+    assert resp is not None and resp.status == 200 and resp.content_length == 13
+    assert [(name, value) for name, _, value in resp.headers] == by_llhttp.headers
+
+
+def test_a_repeated_response_head_gives_the_same_reading() -> None:
+    reader = ResponseReader()
+    first = reader.read(RESPONSE)
+    assert first is not None and reader.read(bytes(RESPONSE)) is first
+
+
+@pytest.mark.parametrize("bad", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: Content-Length\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+], ids=["duplicate_length", "framing_in_connection", "unrelayable_coding"])
+def test_a_refused_response_head_is_refused_after_an_accepted_one(bad: bytes) -> None:
+    reader = ResponseReader()
+    assert reader.read(RESPONSE) is not None
+    assert reader.read(bad) is None
+
+
+def test_the_browsers_head_is_written_for_its_framing_and_connection() -> None:
+    """Kept per response head, one per (chunked, close): each keeps its own framing."""
+    resp = parse_response_head(RESPONSE)
+    assert resp is not None
+    plain = browser_response_head(RESPONSE, resp, chunked=False, close=False)
+    closing = browser_response_head(RESPONSE, resp, chunked=False, close=True)
+    chunked = browser_response_head(RESPONSE, resp, chunked=True, close=False)
+    assert plain == (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Tabs: v \r\n"
+                     b"Content-Length: 13\r\n\r\n")
+    assert closing == plain[:-2] + b"Connection: close\r\n\r\n"
+    assert chunked == plain[:-2] + b"Transfer-Encoding: chunked\r\n\r\n"
+    assert browser_response_head(RESPONSE, resp, chunked=False, close=False) == plain

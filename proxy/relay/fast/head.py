@@ -89,7 +89,7 @@ class RequestHead:
 
     __slots__ = ("target", "headers", "method", "keep_alive", "upgrade", "content_length",
                  "chunked", "host", "cookie", "authorization", "upgrade_to", "origin",
-                 "connection", "named", "remote_user", "credentials_repeated", "memo")
+                 "connection", "named", "remote_user", "credentials_repeated", "memo", "placed")
 
     def __init__(self) -> None:
         self.target = b""
@@ -114,6 +114,8 @@ class RequestHead:
         # upstream_request_head's last answer for this header block, shared by every
         # RequestHead read from the same block
         self.memo = Rewritten()
+        # the gate's last plan for this very head: (user, plan); see Gate.plan
+        self.placed: tuple[str, object] | None = None
 
     def read_headers(self, head: bytes, eol: int) -> None:
         """The fields the fast path looks at, from the header lines (``header_lines``)."""
@@ -173,6 +175,7 @@ class RequestHead:
         req.remote_user = self.remote_user
         req.credentials_repeated = self.credentials_repeated
         req.memo = self.memo
+        req.placed = None
         return req
 
 

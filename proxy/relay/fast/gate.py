@@ -73,9 +73,9 @@ class Gate:
         another object (or none), and the sequence is asked again."""
         placed = req.placed
         if placed is not None and placed[0] == identity.user:
-            plan = cast(Plan, placed[1])
-            if self.routes.get(identity.user) is plan[0]:
-                return plan
+            kept = cast(Plan, placed[1])
+            if self.routes.get(identity.user) is kept[0]:
+                return kept
         plan = self._plan(req, identity)
         if plan is not None:
             req.placed = (identity.user, plan)

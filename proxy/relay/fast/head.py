@@ -53,7 +53,7 @@ def header_lines(head: bytes, eol: int) -> list[tuple[bytes, bytes, bytes]]:
     end = len(head) - 2  # the blank line's CRLF
     pos = eol + 2
     find = head.find
-    lines = []
+    lines: list[tuple[bytes, bytes, bytes]] = []
     append = lines.append
     while pos < end:
         nl = find(b"\n", pos) - 1  # the line's CR

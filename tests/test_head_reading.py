@@ -10,6 +10,7 @@ import httptools
 import pytest
 
 from proxy.relay.fast.head import (
+    MEMO_MAX,
     RequestReader,
     ResponseReader,
     browser_response_head,
@@ -62,6 +63,18 @@ def test_a_repeated_head_gives_the_same_reading() -> None:
     first = reader.read(raw)
     assert first is not None
     assert reader.read(bytes(raw)) is first
+
+
+def test_a_long_head_is_not_kept_between_requests() -> None:
+    """An idle connection holds at most MEMO_MAX of its last head: a longer one is read
+    afresh each time, and nothing of it stays."""
+    reader = RequestReader()
+    raw = head("/p", "Host: gw", "X-Big: " + "b" * MEMO_MAX)
+    first = reader.read(raw)
+    assert first is not None and first.headers[1][2] == b"b" * MEMO_MAX
+    second = reader.read(raw)
+    assert second is not None and second is not first
+    assert reader.read(head("/q", "Host: gw", "X-Big: " + "b" * MEMO_MAX)) is not None
 
 
 def test_the_same_headers_under_another_request_line_take_the_new_line() -> None:

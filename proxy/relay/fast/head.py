@@ -17,6 +17,7 @@ from .. import headers as rules
 
 HEAD_END = b"\r\n\r\n"
 MAX_HEAD = 65536  # aiohttp's max_field_size for this app; longer heads go to aiohttp
+MEMO_MAX = 8192  # longer heads are read afresh each time, not kept between requests
 
 _FRAMING = frozenset(n.encode() for n in rules.FRAMING)  # named in Connection: refused
 _UNDERSCORED = frozenset(n.encode() for n in rules.UNDERSCORED)  # dropped in every -/_ spelling
@@ -206,15 +207,16 @@ class RequestReader:
     a callback per header. What a connection sends again is not read again: the same head
     bytes give the same RequestHead, the same header block under another request line
     shares what was read from it. One llhttp parser serves the connection while each message
-    ends with its head (no body, no upgrade, not the last)."""
+    ends with its head (no body, no upgrade, not the last). Only heads up to ``MEMO_MAX``
+    are kept between requests: an idle connection holds no more than that."""
 
-    __slots__ = ("_parser", "_ends", "_head", "_block", "_req")
+    __slots__ = ("_parser", "_ends", "_line", "_block", "_req")
 
     def __init__(self) -> None:
         self._parser: httptools.HttpRequestParser | None = None
         self._ends = _Ends()
-        self._head = b""  # the last head read, its header block, and what it gave
-        self._block = b""
+        # the last head kept (its request line and its header block), and what it gave
+        self._line = self._block = b""
         self._req: RequestHead | None = None
 
     def read(self, head: bytes) -> RequestHead | None:
@@ -222,7 +224,9 @@ class RequestReader:
         HTTP/1.1 request the fast path relays (malformed, HTTP/1.0, an unrelayable
         Transfer-Encoding, a framing header named in Connection, a repeated credential
         header): aiohttp answers."""
-        if head == self._head:
+        block = self._block
+        if (block and head.endswith(block) and head.startswith(self._line)
+                and len(head) == len(self._line) + len(block)):
             return self._req  # the same bytes: the same verdict, the same framing
         ends = self._ends
         parser = self._parser
@@ -245,8 +249,7 @@ class RequestReader:
         method = parser.get_method()
         upgrade = parser.should_upgrade()
         last = self._req
-        block = head[eol:]
-        if last is not None and block == self._block:
+        if last is not None and len(head) - eol == len(block) and head.endswith(block):
             req = last.with_line(method, ends.target, upgrade)
         else:
             req = RequestHead()
@@ -263,11 +266,20 @@ class RequestReader:
             req.method = method
             req.target = ends.target
             req.upgrade = upgrade
+            if len(head) <= MEMO_MAX:
+                block = head[eol:]
+            else:
+                block = b""
+                last = None
         if not req.keep_alive:
             self._parser = None  # llhttp refuses any message after Connection: close
-        self._head = head
-        self._block = block
-        self._req = req
+        if block:
+            self._line = head[:eol]
+            self._block = block
+            self._req = req
+        elif last is None:
+            self._line = self._block = b""
+            self._req = None
         return req
 
 
@@ -427,8 +439,8 @@ class _HeadEnd:
 
 class ResponseReader:
     """Reads the response heads of one workspace connection: llhttp (strict) judges each head
-    that differs from the one before, ``header_lines`` reads it; the same head again is not
-    read again."""
+    that differs from the one before, ``header_lines`` reads it; the same head again (up to
+    ``MEMO_MAX``) is not read again."""
 
     __slots__ = ("_head", "_resp")
 
@@ -456,8 +468,9 @@ class ResponseReader:
         resp.status = parser.get_status_code()
         resp.keep_alive = head.startswith(b"HTTP/1.1 ") and (named is None
                                                             or b"close" not in named)
-        self._head = head
-        self._resp = resp
+        if len(head) <= MEMO_MAX:
+            self._head = head
+            self._resp = resp
         return resp
 
 

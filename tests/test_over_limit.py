@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -63,9 +64,12 @@ def over_limit_gateway(start_gateway: Callable[..., Any], tmp_path: Path,
                        clock: ManualClock) -> Callable[..., Any]:
     """A gateway whose hatchery.json (the demo option, a local Trial default pay model) names
     the table at ``url``."""
-    async def start(table_name: str, url: str) -> GatewayUnderTest:
+    async def start(table_name: str, url: str, idle_seconds: int = 0) -> GatewayUnderTest:
         path = tmp_path / "hatchery.json"
-        path.write_text(json.dumps({"containers": [demo_container()],
+        option = demo_container()
+        if idle_seconds:
+            option["idle-time-limit"] = idle_seconds * 1000  # a local option's own limit, ms
+        path.write_text(json.dumps({"containers": [option],
                                     "default-pay-model": DEFAULT,
                                     "pay-models-dynamodb-table": table_name}))
         gw: GatewayUnderTest = await start_gateway(
@@ -144,6 +148,21 @@ async def test_afterwards_the_portal_sees_what_the_reapers_terminate_leaves(
     async with client.get(gw.url(PROXY), headers=auth(gw)) as resp:
         assert resp.status == 410
         assert "its pay model is above its limit" in await resp.text()
+
+
+async def test_an_idle_cull_clears_the_current_pay_model_as_the_reapers_terminate_does(
+        over_limit_gateway: Callable[..., Any], client: aiohttp.ClientSession,
+        table: Table, moto_url: str, clock: ManualClock) -> None:
+    """The reaper culls an idle workspace through Hatchery's /terminate, which resets the
+    current pay model once the pod is gone (hatchery.go terminate); so does hatchway's cull."""
+    put(table, row("alice", "w1", current=True))
+    gw = await over_limit_gateway(table[1], moto_url, idle_seconds=60)
+    await running(client, gw, "alice")
+    # past the real time the workspace stamps its own activity with, then its 60 s limit
+    clock.advance(max(0.0, time.time() - clock.time()) + 120)
+    assert await sweep(gw) == ["alice"]
+    await eventually(lambda: current_flags(table, "alice") == {"w1": False})
+    assert (await get_json(client, gw, "allpaymodels"))["current_pay_model"] is None
 
 
 async def test_the_stop_is_one_info_line_with_user_and_pay_model_counted_as_over_limit(

@@ -85,14 +85,14 @@ def _static_routes(settings: Settings, routes: RouteTable) -> None:
 
 
 def _on_cull(app: web.Application, gateway: Gateway) -> Callable[[str, str, str], None]:
-    """A cull recorded as every termination is; one over the pay model's limit also clears
-    the current pay model once the workspace is gone, as the reaper's ``/terminate`` does."""
+    """A cull recorded as every termination is; it also clears the current pay model once
+    the workspace is gone, as the reaper's ``/terminate`` does for every cull it makes (idle
+    or over the limit: Hatchery's terminate resets it whatever the reason)."""
     record = events.on_cull(app)
 
     def on_cull(user: str, reason: str, why: str) -> None:
         record(user, reason, why)
-        if reason == "over_limit":
-            reset_pay_model_when_gone(gateway, user, hatchery_api.workspace_status)
+        reset_pay_model_when_gone(gateway, user, hatchery_api.workspace_status)
     return on_cull
 
 

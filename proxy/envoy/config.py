@@ -321,7 +321,8 @@ def write_dynamic_files(dynamic_dir: str | os.PathLike[str], *, listen_host: str
     if not (ddir / RDS_FILE).exists() or not (ddir / CDS_FILE).exists():
         EnvoyConfigWriter(RouteTable(), ddir, user_header=user_header, proxy_prefix=proxy_prefix,
                           idle_timeout_s=idle_timeout_s, api_passthrough=api_passthrough,
-                          jwt_lane=None if jwt is None else _everyone).write()
+                          jwt_lane=None if jwt is None else _everyone,
+                          cookie_name=jwt.cookie_name if jwt else "access_token").write()
 
 
 def write_bootstrap(path: str | os.PathLike[str], *, listen_port: int, admin_port: int,
@@ -376,11 +377,13 @@ class EnvoyConfigWriter:
                  proxy_prefix: str = DEFAULT_PROXY_PREFIX, idle_timeout_s: float = 3600,
                  connect_timeout_s: float = 5, api_passthrough: bool = True,
                  debounce_s: float = 0.05, retry_s: float = 2.0, admin_url: str = "",
-                 jwt_lane: Callable[[str], bool] | None = None, launch_url: str = "") -> None:
+                 jwt_lane: Callable[[str], bool] | None = None, launch_url: str = "",
+                 cookie_name: str = "access_token") -> None:
         self._routes = routes
         # jwt mode (proxy.envoy.jwt): which users Envoy admits on their token alone; None
         # is ext_authz mode (hatchway checks every request).
         self._jwt_lane = jwt_lane
+        self._cookie_name = cookie_name  # the session cookie, as the jwt lane reads it
         self._dir = Path(dynamic_dir).resolve()
         self._user_header = user_header.lower()
         self._prefix = "/" + proxy_prefix.strip("/") + "/"
@@ -452,16 +455,18 @@ class EnvoyConfigWriter:
         """
         by_user: dict[str, dict[str, Any]] = {}
         by_claim: dict[str, dict[str, Any]] = {}
+        by_claim_lone: dict[str, dict[str, Any]] = {}
         for user, route in sorted(items):
             if self._unroutable(user, route):
                 continue
             entries = self._user_routes(user, route)
             by_user[user] = matcher.route_list(entries)
             if self._jwt_lane is not None:
-                by_claim[user] = matcher.route_list([
-                    fast for entry in entries for fast in envoy_jwt.verified_routes(
-                        entry, user, user_header=self._user_header,
-                        ask_hatchway=not self._jwt_lane(user))])
+                fast = [f for entry in entries for f in envoy_jwt.verified_routes(
+                    entry, user, user_header=self._user_header,
+                    ask_hatchway=not self._jwt_lane(user))]
+                by_claim[user] = matcher.route_list(fast)
+                by_claim_lone[user] = matcher.route_list(envoy_jwt.lone_cookie_routes(fast))
         # Signed-in users with no workspace get hatchway's own answer from its check (404 or
         # 410 "workspace stopped"); this is for a route hatchway has and Envoy not yet.
         nobody = matcher.route_list(answered(
@@ -469,9 +474,12 @@ class EnvoyConfigWriter:
             responses.NO_WORKSPACE, link=(self._launch_url, responses.LAUNCH_LINK)))
         inside = matcher.by_header(self._user_header, by_user, nobody)
         if self._jwt_lane is not None:
-            inside = matcher.by_header(envoy_jwt.VERIFIED_PURPOSE, {
-                "access": matcher.by_header(envoy_jwt.VERIFIED_USER, by_claim, nobody)},
-                inside)
+            # The session cookie as the only cookie and credential: no Lua filter.
+            verified = matcher.when(
+                envoy_jwt.lone_session_cookie(self._cookie_name),
+                matcher.by_header(envoy_jwt.VERIFIED_USER, by_claim_lone, nobody),
+                matcher.by_header(envoy_jwt.VERIFIED_USER, by_claim, nobody))
+            inside = matcher.by_header(envoy_jwt.VERIFIED_PURPOSE, {"access": verified}, inside)
         outside = [{"name": "proxy_root", "match": {"path": self._prefix.rstrip("/")},
                     "redirect": {"path_redirect": self._prefix},
                     "typed_per_filter_config": envoy_jwt.AUTHZ_OFF}]
@@ -665,6 +673,7 @@ def writer_for_settings(settings: Settings, routes: RouteTable) -> EnvoyConfigWr
                              api_passthrough=env.api_passthrough,
                              admin_url=_admin_url(env),
                              jwt_lane=jwt_lane_for_settings(settings),
+                             cookie_name=settings.sessions.cookie_name,
                              launch_url=settings.prefix + "/")
 
 

@@ -21,7 +21,9 @@ With ``envoy.authorization: jwt`` (the default) the listener runs, in order:
 4. ``credential_strip`` (Lua): a request naming two different tokens is refused (400) where
    Envoy's matchers cannot see it (a second Cookie header), and the session cookie and a
    bearer token never reach the workspace (Envoy's ``forward: false`` cannot remove a cookie
-   JWT, and would hide the token from the check on the routes that ask hatchway);
+   JWT, and would hide the token from the check on the routes that ask hatchway). Off where
+   the session cookie is the request's only cookie and credential, in one Cookie line
+   (``lone_session_cookie``): those routes drop the Cookie header instead;
 5. the router. A user's fast route matches only when the verified ``pur`` is ``access`` and
    the verified ``context.user.name`` equals the route's user.
 
@@ -38,7 +40,7 @@ from urllib.parse import urlsplit
 
 from .. import responses
 from ..sessions.tokens import TWO_SESSIONS
-from . import syntax
+from . import matcher, syntax
 
 VERIFIED_USER = "x-hatchway-verified-user"  # jwt_authn's copy of context.user.name
 VERIFIED_PURPOSE = "x-hatchway-verified-purpose"  # and of pur
@@ -319,6 +321,32 @@ def early_header_mutations() -> list[dict[str, Any]]:
     names = [n for h in (VERIFIED_USER, VERIFIED_PURPOSE) for n in (h, h.replace("-", "_"))]
     return [{"name": "hatchway.strip_verified", "typed_config": {
         "@type": _EARLY_MUTATION, "mutations": [{"remove": n} for n in names]}}]
+
+
+def lone_session_cookie(cookie_name: str) -> dict[str, Any]:
+    """The predicate (``proxy.envoy.matcher``) for a request whose one Cookie line is the
+    session cookie and nothing else (no other cookie, no second line, no quote), and that has
+    no Authorization header: one token at most, and nothing of the credential to keep. Its
+    verified routes (``lone_cookie_routes``) take the credential out by dropping the Cookie
+    header, without the Lua filter."""
+    return matcher.all_of(matcher.is_only("cookie", cookie_name + "=", ';"'),
+                          matcher.absent("authorization"))
+
+
+def lone_cookie_routes(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``verified_routes`` for a request ``lone_session_cookie`` holds for: the Cookie header
+    (the session cookie alone) is removed at the route, and the Lua filter, whose work that
+    is on every other shape, is off."""
+    lone = []
+    for route in routes:
+        entry = {**route, "name": route["name"] + "_lone",
+                 "typed_per_filter_config": {**route.get("typed_per_filter_config", {}),
+                                             **LUA_OFF}}
+        if "route" in route:
+            entry["request_headers_to_remove"] = [*route["request_headers_to_remove"],
+                                                  "cookie"]
+        lone.append(entry)
+    return lone
 
 
 def _exact(name: str, value: str) -> dict[str, Any]:

@@ -349,6 +349,10 @@ def write_bootstrap(path: str | os.PathLike[str], *, listen_port: int, admin_por
         jwks_url=jwt.jwks_url if jwt else ""))
 
 
+def _as_is(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return routes
+
+
 def _everyone(user: str) -> bool:
     return True
 
@@ -453,6 +457,8 @@ class EnvoyConfigWriter:
         - else "no workspace" (404), which asks hatchway's check first;
         - outside the prefix: the prefix's redirect, and hatchway's API.
         """
+        jwt = self._jwt_lane is not None
+        strip = envoy_jwt.with_strip if jwt else _as_is
         by_user: dict[str, dict[str, Any]] = {}
         by_claim: dict[str, dict[str, Any]] = {}
         by_claim_lone: dict[str, dict[str, Any]] = {}
@@ -460,26 +466,34 @@ class EnvoyConfigWriter:
             if self._unroutable(user, route):
                 continue
             entries = self._user_routes(user, route)
-            by_user[user] = matcher.route_list(entries)
+            by_user[user] = matcher.route_list(strip(entries))
             if self._jwt_lane is not None:
                 fast = [f for entry in entries for f in envoy_jwt.verified_routes(
                     entry, user, user_header=self._user_header,
                     ask_hatchway=not self._jwt_lane(user))]
-                by_claim[user] = matcher.route_list(fast)
+                by_claim[user] = matcher.route_list(strip(fast))
                 by_claim_lone[user] = matcher.route_list(envoy_jwt.lone_cookie_routes(fast))
         # Signed-in users with no workspace get hatchway's own answer from its check (404 or
         # 410 "workspace stopped"); this is for a route hatchway has and Envoy not yet.
-        nobody = matcher.route_list(answered(
-            {"name": "no_workspace", "match": {"prefix": self._prefix}}, 404,
-            responses.NO_WORKSPACE, link=(self._launch_url, responses.LAUNCH_LINK)))
+        no_workspace = answered({"name": "no_workspace", "match": {"prefix": self._prefix}}, 404,
+                                responses.NO_WORKSPACE,
+                                link=(self._launch_url, responses.LAUNCH_LINK))
+        nobody = matcher.route_list(strip(no_workspace))
         inside = matcher.by_header(self._user_header, by_user, nobody)
-        if self._jwt_lane is not None:
-            # The session cookie as the only cookie and credential: no Lua filter.
-            verified = matcher.when(
+        if jwt:
+            inside = matcher.by_header(envoy_jwt.VERIFIED_PURPOSE, {
+                "access": matcher.by_header(envoy_jwt.VERIFIED_USER, by_claim, nobody)},
+                inside)
+            # The session cookie as the only cookie and credential: routes without the Lua
+            # filter. A request that first matched one never has it, so every route it can
+            # end on either drops the Cookie header itself (verified) or follows hatchway's
+            # check, whose answer drops the credential (and then no longer has this shape).
+            nobody_lone = matcher.route_list(no_workspace)
+            inside = matcher.when(
                 envoy_jwt.lone_session_cookie(self._cookie_name),
-                matcher.by_header(envoy_jwt.VERIFIED_USER, by_claim_lone, nobody),
-                matcher.by_header(envoy_jwt.VERIFIED_USER, by_claim, nobody))
-            inside = matcher.by_header(envoy_jwt.VERIFIED_PURPOSE, {"access": verified}, inside)
+                matcher.by_header(envoy_jwt.VERIFIED_PURPOSE, {"access": matcher.by_header(
+                    envoy_jwt.VERIFIED_USER, by_claim_lone, nobody_lone)}, nobody_lone),
+                inside)
         outside = [{"name": "proxy_root", "match": {"path": self._prefix.rstrip("/")},
                     "redirect": {"path_redirect": self._prefix},
                     "typed_per_filter_config": envoy_jwt.AUTHZ_OFF}]
@@ -488,9 +502,7 @@ class EnvoyConfigWriter:
             outside.append({"name": "hatchway_api", "match": {"prefix": "/"},
                             "route": {"cluster": HATCHWAY_CLUSTER, "timeout": "0s",
                                       "idle_timeout": _duration(self._idle)},
-                            "typed_per_filter_config": {
-                                **envoy_jwt.AUTHZ_OFF,
-                                **(envoy_jwt.LUA_OFF if self._jwt_lane is not None else {})}})
+                            "typed_per_filter_config": envoy_jwt.AUTHZ_OFF})
         return {"@type": _ROUTE_CONFIG, "name": ROUTE_CONFIG_NAME,
                 "virtual_hosts": [{"name": "hatchway", "domains": ["*"],
                                    "matcher": matcher.under_prefix(

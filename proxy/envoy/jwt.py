@@ -59,7 +59,10 @@ _EXT_AUTHZ_PER_ROUTE = _T + "extensions.filters.http.ext_authz.v3.ExtAuthzPerRou
 _EARLY_MUTATION = _T + "extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"
 
 AUTHZ_OFF = {EXT_AUTHZ_FILTER: {"@type": _EXT_AUTHZ_PER_ROUTE, "disabled": True}}
-LUA_OFF = {LUA_FILTER: {"@type": _LUA_PER_ROUTE, "disabled": True}}
+STRIP_CODE = "credential_strip"
+# The Lua filter is off unless the route a request first matched turns it on (Envoy builds a
+# request's filters once, for that route): only requests that may need the strip pay for it.
+LUA_ON = {LUA_FILTER: {"@type": _LUA_PER_ROUTE, "name": STRIP_CODE}}
 
 
 @dataclass(frozen=True)
@@ -297,14 +300,15 @@ def _long_string(text: str) -> str:
 
 def credential_strip_filter(cookie_name: str) -> dict[str, Any]:
     """The session rules Envoy's own filters cannot state (see ``_LUA_SOURCE``), with builtin
-    mode's 400 answers (``responses.error``'s bytes)."""
+    mode's 400 answers (``responses.error``'s bytes). Off by default: routes turn it on
+    (``LUA_ON``)."""
     if not cookie_name or any(c in cookie_name for c in '"\\\n%;= '):
         raise ValueError(f"cookie name not usable in Envoy's config: {cookie_name!r}")
-    return {"name": LUA_FILTER, "typed_config": {
-        "@type": _LUA, "default_source_code": {"inline_string": _LUA_SOURCE % {
+    return {"name": LUA_FILTER, "disabled": True, "typed_config": {
+        "@type": _LUA, "source_codes": {STRIP_CODE: {"inline_string": _LUA_SOURCE % {
             "cookie": cookie_name,
             "json": _long_string(responses.error_json(TWO_SESSIONS)),
-            "page": _long_string(responses.error_page(400, TWO_SESSIONS))}}}}
+            "page": _long_string(responses.error_page(400, TWO_SESSIONS))}}}}}
 
 
 def http_filters(check: JwtCheck, ext_authz: dict[str, Any], router: dict[str, Any]
@@ -336,17 +340,21 @@ def lone_session_cookie(cookie_name: str) -> dict[str, Any]:
 def lone_cookie_routes(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``verified_routes`` for a request ``lone_session_cookie`` holds for: the Cookie header
     (the session cookie alone) is removed at the route, and the Lua filter, whose work that
-    is on every other shape, is off."""
+    is on every other shape, is not turned on."""
     lone = []
     for route in routes:
-        entry = {**route, "name": route["name"] + "_lone",
-                 "typed_per_filter_config": {**route.get("typed_per_filter_config", {}),
-                                             **LUA_OFF}}
+        entry = {**route, "name": route["name"] + "_lone"}
         if "route" in route:
             entry["request_headers_to_remove"] = [*route["request_headers_to_remove"],
                                                   "cookie"]
         lone.append(entry)
     return lone
+
+
+def with_strip(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``routes`` with the credential strip (the Lua filter) turned on."""
+    return [{**r, "typed_per_filter_config": {**r.get("typed_per_filter_config", {}), **LUA_ON}}
+            for r in routes]
 
 
 def _exact(name: str, value: str) -> dict[str, Any]:

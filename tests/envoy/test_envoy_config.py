@@ -133,8 +133,10 @@ def test_users_routes_are_looked_up_by_exact_name_not_tried_in_order(tmp_path: P
                 walk(value)
     walk(vhost["matcher"])
     users = {f"user{i}" for i in range(100)}
-    # the verified user's table twice: the session cookie alone, any other request
-    assert sorted(tables) == [("remote_user", users), ("x-hatchway-verified-purpose", {"access"}),
+    # the verified claims' tables twice: the session cookie alone, any other request
+    assert sorted(tables) == [("remote_user", users),
+                              ("x-hatchway-verified-purpose", {"access"}),
+                              ("x-hatchway-verified-purpose", {"access"}),
                               ("x-hatchway-verified-user", users),
                               ("x-hatchway-verified-user", users)]
 

@@ -39,3 +39,8 @@ class NameTaken(BackendError):
 
 class NotIsolated(BackendError):
     """The local backend cannot keep users apart here and is not told they may share: 403."""
+
+
+class Unsupported(Exception):
+    """A Hatchery feature hatchway does not provide was asked for (a Nextflow or licensed
+    option): the launch is refused with Hatchery's 500 and a sentence naming it."""

@@ -126,6 +126,9 @@ class HatcheryReloader:
         log.info("%s reloaded: %d option(s); new or changed: %s; gone: %s (running workspaces "
                  "keep theirs)", self.path, len(new.options), ", ".join(map(repr, added)) or
                  "none", ", ".join(map(repr, removed)) or "none")
+        if new.unsupported and new.unsupported != old.unsupported:  # as at start-up
+            log.warning("%s: not supported by hatchway (yet): %s", self.path,
+                        "; ".join(new.unsupported))
         restart = [_GO_NAMES[f] for f in RESTART_FIELDS
                    if getattr(new, f) != getattr(self._started, f)]
         if restart and restart != self.restart_needed:

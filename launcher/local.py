@@ -271,7 +271,8 @@ class LocalBackend:
                 {"name": ws.option.name, "state": {"terminated": terminated}, "ready": False}]
         elif ws.ready:
             status.status = RUNNING
-            status.idle_time_limit = ws.option.idle_time_limit  # Hatchery: only when Running
+            # Hatchery: only when Running, and 0 (not /options' -1) when no arg sets one
+            status.idle_time_limit = max(0, ws.option.idle_time_limit)
             status.started_ms = ws.started_ms
             status.max_age_ms = max_age_ms(ws.option.max_age_seconds, self._max_age_seconds)
         else:

@@ -101,6 +101,18 @@ class WorkspaceOption:
         return option_idle_limit_ms(self.container.args)
 
     @property
+    def unsupported(self) -> str:
+        """What Hatchery sets up for this option that hatchway cannot ('' when nothing). Such
+        an option stays listed (its id, and the portal's links to it, unchanged) but its launch
+        is refused: a workspace without its Nextflow keys or its license would only half work."""
+        c = self.container
+        if c.nextflow_config.enabled:
+            return "Nextflow's AWS Batch resources and keys (nextflow.enabled)"
+        if c.license.enabled:
+            return f"a Gen3-supplied {c.license.license_type} license (license.enabled)"
+        return ""
+
+    @property
     def max_age_seconds(self) -> int | None:
         """hatchway's own ``max-age-seconds`` (0: none), None when the option has none."""
         return self.container.max_age_seconds
@@ -169,30 +181,47 @@ def _unused(doc: Mapping[str, Any]) -> list[str]:
     return unused
 
 
-def _unsupported(config: HatcheryConfig) -> list[str]:
-    """What a Hatchery user of this config would get that hatchway does not give."""
+def _unsupported(config: HatcheryConfig, index: Mapping[str, int]) -> list[str]:
+    """What a Hatchery user of this config would get that hatchway does not give, each note
+    naming the field that asks for it and what a user then sees (``index``: an option's
+    position in ``containers``)."""
     out: list[str] = []
-    for app in config.more_configs:
+    for i, app in enumerate(config.more_configs):
         if app.app_type == "dockstore-compose:1.0.0":
-            out.append(f"more-configs app {app.name!r} ({app.path}): dockstore-compose "
-                       "apps are not offered")
+            out.append(f"more-configs[{i}] {app.name!r} ({app.path}): dockstore-compose apps "
+                       "are not offered (absent from /options; a launch of its id is 400 "
+                       "Invalid 'id' parameter)")
         else:
-            out.append(f"more-configs entry of type {app.app_type!r} (Hatchery ignores it too)")
+            out.append(f"more-configs[{i}].type {app.app_type!r}: ignored (Hatchery ignores "
+                       "it too)")
     for opt in config.options:
+        where = f"containers[{index[opt.id]}]"
         if opt.container.nextflow_config.enabled:
-            out.append(f"{opt.name!r}: Nextflow on AWS Batch is not set up; it launches as a "
-                       "plain workspace")
-        if opt.container.license.enabled:
-            out.append(f"{opt.name!r}: Gen3-supplied licenses are not handed out; it launches "
-                       "without one")
+            out.append(f"{where}.nextflow.enabled ({opt.name!r}): Nextflow's AWS Batch "
+                       "resources are not created; its launch is refused (500)")
+        elif opt.container.license.enabled:
+            out.append(f"{where}.license.enabled ({opt.name!r}): Gen3-supplied "
+                       f"{opt.container.license.license_type} licenses are not handed out; "
+                       "its launch is refused (500)")
         out.extend(opt.authz.problems)
     if config.nextflow_global_config != NextflowGlobalConfig():
-        out.append("nextflow-global: no Nextflow AWS set-up")
+        out.append("nextflow-global: unused (no Nextflow set-up)")
     if config.prisma_config.enable:
-        out.append("prisma: Prisma Cloud agents are not deployed")
-    if any(m.ecs for m in (config.default_pay_model, *config.pay_models)):
-        out.append("pay models with ecs: true: ECS workspaces (in other AWS accounts) are "
-                   "not launched")
+        out.append("prisma.enable: Prisma Cloud agents (Hatchery adds them to ECS workspaces) "
+                   "are not deployed")
+    models = [("default-pay-model", config.default_pay_model)] + [
+        (f"pay-models[{i}]", m) for i, m in enumerate(config.pay_models)]
+    for where, model in models:
+        if model.is_zero:
+            continue
+        account = f"AWS account {model.aws_account_id or '(none given)'}"
+        if model.ecs:
+            out.append(f"{where}.ecs ({model.name!r}): ECS workspaces in {account} are not "
+                       "launched; a user on it gets 500 at launch")
+        elif not model.local:
+            out.append(f"{where}.local is not true ({model.name!r}): Hatchery launches its "
+                       f"workspaces in {account}'s EKS cluster, hatchway does not; a user on "
+                       "it gets 500 at launch")
     return out
 
 
@@ -262,14 +291,14 @@ def parse_hatchery_config(doc: Any, source: str) -> HatcheryConfig:
     unused = _unused(doc)
     doc = go_view(HATCHERY_CONFIG, doc)
     options: list[WorkspaceOption] = []
-    seen: set[str] = set()
+    index: dict[str, int] = {}  # option id -> its entry's position, for messages
     for i, raw in enumerate(doc.get("containers") or []):
         entry = go_view(CONTAINER, raw)
         container = _container(entry, source, f"containers[{i}]")
         oid = option_id(entry)  # Go's json.Marshal of the entry it decoded
-        if oid in seen:
+        if oid in index:
             continue  # Hatchery's map by id keeps one of identical entries
-        seen.add(oid)
+        index[oid] = i
         options.append(WorkspaceOption(id=oid, container=container))
     default, configured = _pay_models(doc, source)
     config: HatcheryConfig = decode(
@@ -280,7 +309,7 @@ def parse_hatchery_config(doc: Any, source: str) -> HatcheryConfig:
     for i, app in enumerate(config.more_configs):
         if app.app_type == "dockstore-compose:1.0.0" and not app.name:
             raise ConfigError(source, f"more-configs[{i}].name", "a name for the app", "")
-    return dataclasses.replace(config, unsupported=_unsupported(config))
+    return dataclasses.replace(config, unsupported=_unsupported(config, index))
 
 
 def load_hatchery_file(path: str) -> HatcheryConfig:

@@ -203,6 +203,22 @@ def serving(tmp_path: Path, *args: str) -> Iterator[tuple[str, Path]]:
     assert code == 0, f"hatchway serve exited {code} on SIGTERM: {err.read_text()}"
 
 
+def workers_of(config: str) -> list[int]:
+    """The worker processes (multiprocessing spawn children) of ``hatchway serve`` run with
+    ``--config config``, read from /proc."""
+    procs: dict[int, tuple[int, bytes]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        procs[int(entry.name)] = (ppid, cmdline)
+    parents = {pid for pid, (_, cmd) in procs.items() if config.encode() in cmd}
+    return [pid for pid, (ppid, cmd) in procs.items()
+            if ppid in parents and b"spawn_main" in cmd]
+
+
 def get(url: str, **headers: str) -> tuple[int, str, dict[str, str]]:
     """One plain GET with no redirects followed (urllib would follow them)."""
     parts = urlsplit(url)

@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 import pytest
 
-from .helpers import DEMO, free_port, get, run, serving
+from .helpers import DEMO, free_port, get, run, serving, workers_of
 
 # -- bad config ------------------------------------------------------------------------------
 
@@ -237,25 +237,9 @@ def test_two_workers_share_the_port_when_only_static_routes_are_served(tmp_path:
             for _ in range(20):
                 status, body, _ = get(url + "proxy/x", Authorization=f"Bearer {token}")
                 assert (status, body) == (200, "hello")
-            assert len(_workers_of(str(config))) == 2
+            assert len(workers_of(str(config))) == 2
     finally:
         upstream.shutdown()
-
-
-def _workers_of(config: str) -> list[int]:
-    """The worker processes (multiprocessing spawn children) of ``hatchway serve`` run with
-    ``--config config``, read from /proc."""
-    procs: dict[int, tuple[int, bytes]] = {}
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        procs[int(entry.name)] = (ppid, cmdline)
-    parents = {pid for pid, (_, cmd) in procs.items() if config.encode() in cmd}
-    return [pid for pid, (ppid, cmd) in procs.items()
-            if ppid in parents and b"spawn_main" in cmd]
 
 
 def test_envoy_mode_banner_names_the_port_users_open() -> None:

@@ -140,6 +140,18 @@ def test_unsupported_features_are_named_in_one_startup_warning(
     assert "Traceback" not in log
 
 
+def test_the_startup_warning_names_the_file_and_each_field_a_user_would_miss(
+        served: dict[str, tuple[list[Any], str]]) -> None:
+    """healdata.org: a Gen3-licensed Stata option and a default pay model in another AWS
+    account, both refused at launch (tests/test_unsupported.py): the operator reads which."""
+    name = "cdis-manifest__healdata.org__hatchery.json"
+    _, log = served[name]
+    [line] = [line for line in log.splitlines() if "WARNING" in line]
+    assert f"{FIXTURES / name}: not supported by hatchway (yet): " in line
+    assert "containers[2].license.enabled ('(Generic, Limited Gen3-licensed) Stata " in line
+    assert "default-pay-model.local is not true ('healworkspaces')" in line
+
+
 # -- the proof in Go -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -92,6 +92,18 @@ async def test_the_culler_ends_an_idle_workspace_at_the_global_limit_below_the_o
     assert await culler.sweep() == ["alice"]
 
 
+async def test_a_running_option_without_an_idle_limit_reports_none_as_hatchery_does(
+        start_gateway: Any, tmp_path: Path, client: aiohttp.ClientSession,
+        clock: ManualClock) -> None:
+    """Hatchery's idleTimeLimit stays 0 when no arg sets it (pods.go 222-230); /options'
+    -1 for such an option is not what /status says, and the local backend has no global."""
+    gw = await _gateway(start_gateway, tmp_path, clock, demo("Plain"))
+    await launch(client, gw, "Plain")
+    status = await status_becomes(client, gw, "Running")
+    assert (await get_json(client, gw, "options"))[0]["idle-time-limit"] == -1
+    assert status["idleTimeLimit"] == 0
+
+
 # -- maximum age -----------------------------------------------------------------------------
 
 async def test_a_workspace_is_stopped_at_its_options_maximum_age_however_busy(
@@ -204,16 +216,24 @@ def catch_up(clock: ManualClock) -> None:
 
 # -- what counts as activity -----------------------------------------------------------------
 
+@pytest.mark.parametrize("fast", [pytest.param(True, id="fast-path"),
+                                  pytest.param(False, id="aiohttp")])
 async def test_an_open_tabs_pings_and_pongs_do_not_keep_a_workspace_alive(
         start_gateway: Any, tmp_path: Path, client: aiohttp.ClientSession,
-        clock: ManualClock) -> None:
-    gw = await _gateway(start_gateway, tmp_path, clock, demo("Short", **{"idle-time-limit": 1500}))
+        clock: ManualClock, fast: bool) -> None:
+    gw = await _gateway(start_gateway, tmp_path, clock, demo("Short", **{"idle-time-limit": 1500}),
+                        fast_path=fast)
     await launch(client, gw, "Short")
     await status_becomes(client, gw, "Running")
     catch_up(clock)
     headers = {**gw.cookie_header("alice"), "Origin": gw.base}  # as a browser's tab sends
-    async with client.ws_connect(gw.url(PROXY + "echo"), headers=headers, autoping=False,
-                                 compress=0) as ws:
+    # A connection of its own: ``client``'s kept-alive one went to aiohttp with the API calls
+    # and stays there, so on it the fast path would never see this WebSocket.
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as tab, \
+            tab.ws_connect(gw.url(PROXY + "echo"), headers=headers, autoping=False,
+                           compress=0) as ws:
+        spliced = gw.gateway.fast_path.n_websockets if gw.gateway.fast_path else 0
+        assert spliced == (1 if fast else 0), "the WebSocket took the other relay"
         for _ in range(12):  # 3.6 s of keep-alive chatter, no message
             await ws.pong(b"answering the workspace")
             await ws.ping(b"still open")

@@ -197,7 +197,8 @@ def test_unsupported_features_are_named() -> None:
         "default-pay-model": {"workspace_type": "Direct Pay", "ecs": True},
     }, "h.json")
     text = "\n".join(cfg.unsupported)
-    assert "'App' (/c/app.yaml)" in text and "'N': Nextflow" in text and "ECS" in text
+    assert "'App' (/c/app.yaml)" in text and "ECS" in text
+    assert "containers[0].nextflow.enabled ('N'): Nextflow" in text
 
 
 def test_top_level_settings_are_read() -> None:

@@ -19,6 +19,7 @@ from launcher.errors import (
     BackendUnavailable,
     NameTaken,
     NotIsolated,
+    Unsupported,
     WorkspaceExists,
 )
 from launcher.names import pod_name
@@ -115,6 +116,11 @@ async def launch(request: web.Request, gateway: Gateway, who: Identity) -> web.S
         return _invalid_id(option_id)
     if not await _may_launch(gateway, who, option):  # AuthzUnavailable: 503 (proxy.api.failures)
         return _invalid_id(option_id)
+    if option.unsupported:  # refused, not started half-working (named at start-up too)
+        refusal = Unsupported(f"Workspace '{option.name}' needs {option.unsupported}, which "
+                              "hatchway does not support. Launch forbidden")
+        events.launch_failed(request.app, who.user, option.name, refusal, "unsupported")
+        return responses.hatchery_text(500, str(refusal))
     pay_model = await _launch_pay_model(request, gateway, who.user)
     if isinstance(pay_model, web.Response):
         return pay_model

@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import ipaddress
 import json
 import logging
-import multiprocessing
 import os
-import signal
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from launcher.errors import ConfigError
 
 from .. import __version__
 from ..settings import Settings, load_settings, settings_table
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 EXIT_CONFIG = 2
 
@@ -104,52 +98,6 @@ def _banner(settings: Settings) -> str:
                   + "   (send it as the access_token cookie or Authorization: Bearer)."]
     lines.append("  Stop with Ctrl-C.")
     return "\n".join(lines)
-
-
-def _install_uvloop() -> None:
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-async def _serve_until_signalled(settings: Settings, reuse_port: bool,
-                                 app: web.Application | None = None) -> None:
-    from .server import start
-
-    if app is None:
-        from .app import build_app
-
-        app = build_app(settings)
-    running = await start(app, settings.host, settings.port, reuse_port=reuse_port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    got: list[int] = []
-
-    def signalled(sig: int) -> None:
-        got.append(sig)
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, signalled, sig)
-    await stop.wait()
-    if got[0] == signal.SIGTERM:  # Kubernetes rolling: drain (proxy.serve.drain); Ctrl-C: stop now
-        from .drain import DRAIN, drain
-
-        await drain(running, running.runner.app[DRAIN], settings.drain)
-    await running.close()
-
-
-def _run_worker(settings: Settings, reuse_port: bool,
-                app: web.Application | None = None) -> None:
-    """Serve ``app``, or (a spawned worker) an app of its own built from ``settings``."""
-    if reuse_port:  # a spawned worker: its own process, its own log handler
-        from ..observe.logs import configure
-
-        configure(settings.log_level, settings.log_format)
-    _install_uvloop()
-    asyncio.run(_serve_until_signalled(settings, reuse_port, app))
 
 
 def _warn_unsupported(settings: Settings) -> None:
@@ -246,25 +194,12 @@ def serve(args: argparse.Namespace) -> int:
     app = build_app(settings)  # fail on bad config before printing the banner or forking
     print(_banner(settings), flush=True)
     _say_isolation(app)
+    from .workers import run_one, run_workers
+
     if settings.workers <= 1:  # the app built above serves: built once (start-up time)
-        _run_worker(settings, reuse_port=False, app=app)
+        run_one(settings, app)
         return 0
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_run_worker, args=(settings, True), daemon=False)
-             for _ in range(settings.workers)]
-    for p in procs:
-        p.start()
-
-    def stop(*_: object) -> None:
-        for p in procs:
-            if p.is_alive() and p.pid:
-                os.kill(p.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for p in procs:
-        p.join()
-    return 0
+    return run_workers(settings)  # each worker builds its own app (proxy.serve.workers)
 
 
 def token(args: argparse.Namespace) -> int:

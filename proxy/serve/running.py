@@ -35,7 +35,8 @@ class Running:
     def metrics_port(self) -> int | None:
         if self.metrics is None:
             return None
-        return int(self.metrics[1].sockets[0].getsockname()[1])
+        name = self.metrics[1].sockets[0].getsockname()
+        return None if isinstance(name, str) else int(name[1])  # a worker's: a Unix socket
 
     async def close(self) -> None:
         self.server.close()

@@ -63,18 +63,24 @@ async def _aiohttp_server(app: web.Application, *, keepalive: float, shutdown_ti
 
 async def _side_listener(app: web.Application, host: str, port: int, reuse_port: bool, *,
                          keepalive: float, shutdown_timeout: float,
-                         refusals: logfilter.RefusalLogger
+                         refusals: logfilter.RefusalLogger, unix_path: str | None = None
                          ) -> tuple[web.AppRunner, asyncio.base_events.Server]:
-    """A listener of its own for ``app`` beside the gateway's (ambassador, metrics)."""
+    """A listener of its own for ``app`` beside the gateway's (ambassador, metrics); on the
+    Unix socket ``unix_path`` instead of host:port when given."""
     runner = await _aiohttp_server(app, keepalive=keepalive, shutdown_timeout=shutdown_timeout,
                                    refusals=refusals)
     assert runner.server is not None
+    if unix_path is not None:
+        return runner, await asyncio.get_running_loop().create_unix_server(
+            runner.server, unix_path)
     return runner, await _listen(runner.server, host, port, reuse_port)
 
 
 async def start(app: web.Application, host: str, port: int, *,
-                reuse_port: bool = False) -> Running:
-    """Run ``app`` on host:port (0 picks a free port)."""
+                reuse_port: bool = False, metrics_socket: str | None = None) -> Running:
+    """Run ``app`` on host:port (0 picks a free port). ``metrics_socket``: a worker of
+    ``serve --workers N`` serves /metrics on this Unix socket, for the parent that scrapes
+    every worker (``serve.workers``), instead of on ``metrics_port``."""
     gateway = app.get(GATEWAY)
     keepalive = gateway.settings.limits.keepalive_timeout_seconds if gateway else 75.0
     refusals = logfilter.RefusalLogger()  # one budget of refusal lines for every listener
@@ -83,7 +89,14 @@ async def start(app: web.Application, host: str, port: int, *,
     assert runner.server is not None
     fast = _fast_path(app, runner.server)
     factory: Callable[[], asyncio.BaseProtocol] = fast if fast is not None else runner.server
-    running = Running(runner, await _listen(factory, host, port, reuse_port), fast)
+    try:
+        listener = await _listen(factory, host, port, reuse_port)
+    except BaseException:  # the port is taken: the app's clients and backend close again
+        if fast is not None:
+            fast.close()
+        await runner.cleanup()
+        raise
+    running = Running(runner, listener, fast)
     wiring.attach_fast_path(app, lambda: fast)  # metrics read its counters at scrape time
     if gateway is None:
         return running
@@ -93,11 +106,12 @@ async def start(app: web.Application, host: str, port: int, *,
             running.ambassador = await _side_listener(
                 ambassador_app(app), host, settings.ambassador_port, reuse_port,
                 keepalive=keepalive, shutdown_timeout=5, refusals=refusals)
-        if settings.metrics_port is not None:  # /metrics: its own socket, never the user's
+        if settings.metrics_port is not None or metrics_socket is not None:
+            # /metrics: its own socket, never the user's
             running.metrics = await _side_listener(
                 metrics.metrics_app(app[metrics.METRICS]), settings.metrics_host,
-                settings.metrics_port, reuse_port, keepalive=keepalive, shutdown_timeout=1,
-                refusals=refusals)
+                settings.metrics_port or 0, reuse_port, keepalive=keepalive,
+                shutdown_timeout=1, refusals=refusals, unix_path=metrics_socket)
     except BaseException:
         await running.close()
         raise

@@ -77,4 +77,7 @@ async def test_an_operator_lists_and_stops_a_pod_workspace(
         await eventually(cluster.none_live, within=20)
         assert await cluster.names("services") == []
         assert await cluster.names("persistentvolumeclaims") == ["claim-alice"]  # it stays
-        assert await listed(gw) == []
+        async def gone() -> bool:  # each replica hears of the deletion from its own watch
+            return await listed(gw) == []
+
+        await eventually(gone, within=20)

@@ -254,6 +254,45 @@ async def test_a_killed_leader_is_replaced_by_b_once_its_lease_expires(
     assert await lease_holder(cluster) == "b"
 
 
+async def test_two_workers_of_one_replica_hold_the_lease_as_one_and_both_route_a_launch(
+        cluster: Cluster, kubelet: Kubelet, kubeconfig: str, fence: FenceContract,
+        hatchery_file: Path, client: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """``--workers 2``: each worker is a candidate of its own (``a-w0``, ``a-w1``), so one
+    culls; a workspace launched through either is routed by both (each has its own watch)."""
+    port, metrics_port = free_port(), free_port()
+    process = serve(tmp_path, {**settings_doc(kubeconfig, fence, "a"), "workers": 2,
+                               "metrics_port": metrics_port}, hatchery_file, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await eventually(lambda: lease_holder(cluster), within=20, interval=0.05)
+        holder = await lease_holder(cluster)
+        assert holder in ("a-w0", "a-w1")
+        await asyncio.sleep(4 * RENEW_S)
+        assert await lease_holder(cluster) == holder  # the other worker never took it
+        async with client.get(base + API + "options", headers=auth(fence)) as resp:
+            option = next(o["id"] for o in await resp.json() if o["name"] == "Demo workspace")
+        async with client.post(f"{base}{API}launch?id={option}", headers=auth(fence)) as resp:
+            assert resp.status == 200, await resp.text()
+        fresh = aiohttp.TCPConnector(force_close=True)  # a connection each: both workers
+        async with aiohttp.ClientSession(connector=fresh) as spread:
+            async def routed_by_every_worker() -> bool:
+                for _ in range(10):
+                    async with spread.get(base + PROXY + "api/status",
+                                          headers=auth(fence)) as resp:
+                        if resp.status != 200:
+                            return False
+                return True
+            await eventually(routed_by_every_worker, within=20, interval=0.2)
+            async with spread.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
+                scraped = await resp.text()
+        assert "hatchway_workers 2.0" in scraped
+        assert 'hatchway_routes 1.0' in scraped  # the largest of the two, not their sum
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)
+
+
 # -- lastActivityTime, the same from every replica --------------------------------------------
 
 async def launched_through_a_used_through_b(replica: StartReplica, client: aiohttp.ClientSession,

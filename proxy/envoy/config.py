@@ -461,7 +461,6 @@ class EnvoyConfigWriter:
         strip = envoy_jwt.with_strip if jwt else _as_is
         by_user: dict[str, dict[str, Any]] = {}
         by_claim: dict[str, dict[str, Any]] = {}
-        by_claim_lone: dict[str, dict[str, Any]] = {}
         for user, route in sorted(items):
             if self._unroutable(user, route):
                 continue
@@ -472,27 +471,23 @@ class EnvoyConfigWriter:
                     entry, user, user_header=self._user_header,
                     ask_hatchway=not self._jwt_lane(user))]
                 by_claim[user] = matcher.route_list(strip(fast))
-                by_claim_lone[user] = matcher.route_list(envoy_jwt.lone_cookie_routes(fast))
         # Signed-in users with no workspace get hatchway's own answer from its check (404 or
         # 410 "workspace stopped"); this is for a route hatchway has and Envoy not yet.
         no_workspace = answered({"name": "no_workspace", "match": {"prefix": self._prefix}}, 404,
                                 responses.NO_WORKSPACE,
                                 link=(self._launch_url, responses.LAUNCH_LINK))
         nobody = matcher.route_list(strip(no_workspace))
+        if jwt:
+            # A request's first route (before jwt_authn, no claims, no user header) is this
+            # one, and Envoy builds its filters for it: the session cookie as the only cookie
+            # and credential gets the Cookie header dropped, other requests the Lua strip.
+            nobody = matcher.when(envoy_jwt.lone_session_cookie(self._cookie_name),
+                                  matcher.route_list(envoy_jwt.with_cookie_drop(no_workspace)),
+                                  nobody)
         inside = matcher.by_header(self._user_header, by_user, nobody)
         if jwt:
             inside = matcher.by_header(envoy_jwt.VERIFIED_PURPOSE, {
                 "access": matcher.by_header(envoy_jwt.VERIFIED_USER, by_claim, nobody)},
-                inside)
-            # The session cookie as the only cookie and credential: routes without the Lua
-            # filter. A request that first matched one never has it, so every route it can
-            # end on either drops the Cookie header itself (verified) or follows hatchway's
-            # check, whose answer drops the credential (and then no longer has this shape).
-            nobody_lone = matcher.route_list(no_workspace)
-            inside = matcher.when(
-                envoy_jwt.lone_session_cookie(self._cookie_name),
-                matcher.by_header(envoy_jwt.VERIFIED_PURPOSE, {"access": matcher.by_header(
-                    envoy_jwt.VERIFIED_USER, by_claim_lone, nobody_lone)}, nobody_lone),
                 inside)
         outside = [{"name": "proxy_root", "match": {"path": self._prefix.rstrip("/")},
                     "redirect": {"path_redirect": self._prefix},

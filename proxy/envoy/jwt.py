@@ -59,6 +59,14 @@ _EXT_AUTHZ_PER_ROUTE = _T + "extensions.filters.http.ext_authz.v3.ExtAuthzPerRou
 _EARLY_MUTATION = _T + "extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"
 
 AUTHZ_OFF = {EXT_AUTHZ_FILTER: {"@type": _EXT_AUTHZ_PER_ROUTE, "disabled": True}}
+COOKIE_DROP_FILTER = "hatchway.drop_cookie"  # Envoy's header_mutation, off by default
+_HEADER_MUTATION = _T + "extensions.filters.http.header_mutation.v3.HeaderMutation"
+_HEADER_MUTATION_PER_ROUTE = _HEADER_MUTATION + "PerRoute"
+_DROP_COOKIE = {"request_mutations": [{"remove": "cookie"}]}
+# Turned on by the first route of a request whose only cookie and credential is the session
+# cookie (``lone_session_cookie``): it drops the Cookie header after hatchway's check.
+COOKIE_DROP_ON = {COOKIE_DROP_FILTER: {"@type": _HEADER_MUTATION_PER_ROUTE,
+                                       "mutations": _DROP_COOKIE}}
 STRIP_CODE = "credential_strip"
 # The Lua filter is off unless the route a request first matched turns it on (Envoy builds a
 # request's filters once, for that route): only requests that may need the strip pay for it.
@@ -315,7 +323,14 @@ def http_filters(check: JwtCheck, ext_authz: dict[str, Any], router: dict[str, A
                  ) -> list[dict[str, Any]]:
     """The listener's filter chain in jwt mode (order matters: see the module docstring)."""
     return [jwt_authn_filter(check), ext_authz,
-            credential_strip_filter(check.cookie_name), router]
+            credential_strip_filter(check.cookie_name), cookie_drop_filter(), router]
+
+
+def cookie_drop_filter() -> dict[str, Any]:
+    """Drops the Cookie header, where a request's first route turns it on
+    (``with_cookie_drop``); after hatchway's check, which still needs the cookie."""
+    return {"name": COOKIE_DROP_FILTER, "disabled": True,
+            "typed_config": {"@type": _HEADER_MUTATION, "mutations": _DROP_COOKIE}}
 
 
 def early_header_mutations() -> list[dict[str, Any]]:
@@ -337,18 +352,12 @@ def lone_session_cookie(cookie_name: str) -> dict[str, Any]:
                           matcher.absent("authorization"))
 
 
-def lone_cookie_routes(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``verified_routes`` for a request ``lone_session_cookie`` holds for: the Cookie header
-    (the session cookie alone) is removed at the route, and the Lua filter, whose work that
-    is on every other shape, is not turned on."""
-    lone = []
-    for route in routes:
-        entry = {**route, "name": route["name"] + "_lone"}
-        if "route" in route:
-            entry["request_headers_to_remove"] = [*route["request_headers_to_remove"],
-                                                  "cookie"]
-        lone.append(entry)
-    return lone
+def with_cookie_drop(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``routes`` as the first route of a ``lone_session_cookie`` request: the Cookie header
+    drop turned on, the Lua filter not."""
+    return [{**r, "name": r["name"] + "_lone",
+             "typed_per_filter_config": {**r.get("typed_per_filter_config", {}),
+                                         **COOKIE_DROP_ON}} for r in routes]
 
 
 def with_strip(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -19,9 +19,9 @@ from .chunked import ChunkedError, ChunkedScanner
 from .head import (
     HEAD_END,
     ResponseHead,
+    ResponseReader,
     browser_response_head,
     head_never_ends,
-    parse_response_head,
 )
 from .interfaces import WRITE_HIGH_WATER, Browser, Request
 
@@ -36,7 +36,7 @@ class Upstream(asyncio.Protocol):
 
     __slots__ = ("pool", "key", "transport", "front", "request", "down", "state", "buf", "left",
                  "chunks", "no_body", "upgrade", "reused", "idle", "write_paused",
-                 "read_paused", "closed", "reusable", "resp")
+                 "read_paused", "closed", "reusable", "resp", "reader")
 
     def __init__(self, pool: UpstreamPool, key: tuple[str, int]) -> None:
         self.pool = pool
@@ -58,6 +58,7 @@ class Upstream(asyncio.Protocol):
         self.closed = False
         self.reusable = False
         self.resp: ResponseHead | None = None  # the last answer's head (the access log)
+        self.reader = ResponseReader()  # the last head read on this connection
 
     # -- the exchange ---------------------------------------------------------------------
     def attach(self, front: Browser, request: Request, down: asyncio.Transport, *,
@@ -183,7 +184,7 @@ class Upstream(asyncio.Protocol):
             end += 4
             head = buf[:end]
             buf = buf[end:]
-            resp = parse_response_head(head)
+            resp = self.reader.read(head)
             if resp is None:
                 self._broken()
                 return

@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from .clock import REAL, Clock
+
 SUBPROTOCOLS = ("echo.v1", "chat")
 _BLOCK = bytes(range(256)) * 256  # 64 KiB of a fixed pattern: downloads are checkable
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -35,17 +37,22 @@ def pattern(size: int) -> Iterator[bytes]:
         yield chunk
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 @dataclass
 class _State:
-    """What ``api/status`` reports, like Jupyter's, so the same idle culler reads both."""
+    """What ``api/status`` reports, like Jupyter's, so the same idle culler reads both; the
+    stamps are ``clock``'s (a test moves it to tell activity from a poll)."""
 
-    started: str = field(default_factory=_now)
-    last_activity: str = field(default_factory=_now)
+    clock: Clock = REAL
+    started: str = ""
+    last_activity: str = ""
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+
+    def __post_init__(self) -> None:
+        self.started = self.last_activity = self.now()
+
+    def now(self) -> str:
+        stamp = datetime.fromtimestamp(self.clock.time(), UTC)
+        return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 STATE: web.AppKey[_State] = web.AppKey("state", _State)
@@ -94,7 +101,7 @@ async def echo(request: web.Request) -> web.WebSocketResponse:
     state.sockets.add(ws)
     try:
         async for msg in ws:
-            state.last_activity = _now()
+            state.last_activity = state.now()
             if msg.type == WSMsgType.TEXT:
                 if msg.data.startswith("close:"):
                     code, _, reason = msg.data[len("close:"):].partition(":")
@@ -183,7 +190,7 @@ def normalize_base(base_url: str) -> str:
     return f"/{inner}/" if inner else "/"
 
 
-def make_app(base_url: str = "/", token: str = "") -> web.Application:
+def make_app(base_url: str = "/", token: str = "", *, clock: Clock = REAL) -> web.Application:
     """The demo app serving under ``base_url`` (the path the gateway rewrites to). With a
     ``token`` (the gateway's per-workspace secret, ``HATCHWAY_WORKSPACE_TOKEN``) it answers
     only requests that carry it, as Jupyter does with ``JUPYTER_TOKEN``: other local users'
@@ -201,7 +208,8 @@ def make_app(base_url: str = "/", token: str = "") -> web.Application:
     @web.middleware
     async def track_activity(request: web.Request, handler: _Handler) -> web.StreamResponse:
         if request.path != base + "api/status":  # as Jupyter: polling status is not activity
-            request.app[STATE].last_activity = _now()
+            state = request.app[STATE]
+            state.last_activity = state.now()
         return await handler(request)
 
     async def close_sockets(app: web.Application) -> None:
@@ -210,7 +218,7 @@ def make_app(base_url: str = "/", token: str = "") -> web.Application:
 
     app = web.Application(middlewares=[only_the_gateway, track_activity] if token
                           else [track_activity])
-    app[STATE] = _State()
+    app[STATE] = _State(clock)
     app.on_shutdown.append(close_sockets)
     app.router.add_get(base, index)
     if base != "/":

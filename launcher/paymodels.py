@@ -16,7 +16,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,6 +28,7 @@ from .gojson import float32, go_float32, go_string
 log = logging.getLogger("hatchway.paymodels")
 
 ACTIVE, ABOVE_LIMIT = "active", "above limit"
+_IN_LIMIT = 100  # DynamoDB's most operands of one IN comparator
 
 # (attribute, Go kind) in the order of Go's PayModel struct: its JSON and DynamoDB names.
 _FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -240,6 +241,28 @@ class PayModels:
         _rows(items)  # the second scan reads every row: one it cannot read is an error
         return None  # the user has pay models but has chosen none
 
+    async def current_pay_models(self, users: Collection[str]) -> dict[str, PayModel | None]:
+        """Each user's current pay model, as ``current_pay_model`` would answer it, from one
+        Scan per ``_IN_LIMIT`` users (the culler asks for every workspace at once). A user
+        whose rows cannot say (several current, an unreadable attribute) is left out and
+        logged, as Hatchery's 500 leaves the reaper with nothing to act on. Raises
+        PayModelError when the table cannot be read."""
+        if not self.table:
+            return {user: self.default for user in users}
+        wanted = list(dict.fromkeys(users))
+        by_user: dict[str, list[dict[str, Any]]] = {user: [] for user in wanted}
+        for start in range(0, len(wanted), _IN_LIMIT):
+            chunk = wanted[start:start + _IN_LIMIT]
+            for item in await self._scan_users(chunk):
+                by_user[item["user_id"]["S"]].append(item)
+        found: dict[str, PayModel | None] = {}
+        for user, items in by_user.items():
+            try:
+                found[user] = self._current(items)
+            except PayModelError as exc:
+                log.warning("cannot tell %s's current pay model: %s", user, exc)
+        return found
+
     async def for_user(self, user: str) -> AllPayModels | None:
         """``{current_pay_model, all_pay_models}``; None where Hatchery has nothing to say."""
         if not user:
@@ -285,12 +308,21 @@ class PayModels:
         """The user's active and above-limit rows as DynamoDB items (Hatchery's
         payModelsFromDatabase, before unmarshalling). Every page is read; Hatchery reads only
         the first 1 MB of the table."""
+        return await self._scan_users([user])
+
+    async def _scan_users(self, users: list[str]) -> list[dict[str, Any]]:
+        """Active and above-limit rows of ``users`` (at most ``_IN_LIMIT``), every page."""
         if not self.table:
             raise PayModelError("no 'pay-models-dynamodb-table' in the configuration")
-        expr = "#u = :u AND (#s = :active OR #s = :above)"
+        if len(users) == 1:  # Hatchery's own filter, as it sends it
+            who, values = "#u = :u", {":u": {"S": users[0]}}
+        else:
+            keys = [f":u{i}" for i in range(len(users))]
+            who = f"#u IN ({', '.join(keys)})"
+            values = {key: {"S": user} for key, user in zip(keys, users, strict=True)}
+        expr = f"{who} AND (#s = :active OR #s = :above)"
         names = {"#u": "user_id", "#s": "request_status"}
-        values: dict[str, Any] = {":u": {"S": user}, ":active": {"S": ACTIVE},
-                                  ":above": {"S": ABOVE_LIMIT}}
+        values.update({":active": {"S": ACTIVE}, ":above": {"S": ABOVE_LIMIT}})
         client = await self._dynamodb()
         items: list[dict[str, Any]] = []
         args: dict[str, Any] = {"TableName": self.table, "FilterExpression": expr,

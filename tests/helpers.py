@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import inspect
 import os
 import random
 import re
@@ -17,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,18 +65,20 @@ async def launch(client: aiohttp.ClientSession, gw: GatewayUnderTest, name: str 
         assert (resp.status, await resp.text()) == (200, "Success")
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], within: float = 5.0,
-                     interval: float = 0.05) -> float:
-    """Poll ``check`` every ``interval`` seconds until it holds; return how long that took
-    (fails after ``within`` seconds). The one place tests wait for something they cannot be
-    told about."""
-    start = time.monotonic()
+async def eventually(check: Callable[[], Any], within: float = 10.0,
+                     interval: float = 0.05) -> Any:
+    """Poll ``check`` (awaiting it when async) every ``interval`` seconds until it returns
+    something truthy, and return that (fails after ``within`` seconds). The one place tests
+    wait for something they cannot be told about."""
+    deadline = time.monotonic() + within
     while True:
-        held = check()
-        if held if isinstance(held, bool) else await held:
-            return time.monotonic() - start
-        if time.monotonic() - start > within:
-            raise AssertionError(f"condition not met within {within}s")
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s: {check}")
         await asyncio.sleep(interval)
 
 

@@ -19,7 +19,7 @@ from proxy.aiohttp_compat import (
     use_request_class,
 )
 
-from .helpers import exchange
+from .helpers import eventually, exchange
 
 
 @pytest.mark.parametrize("hook", list(HOOKS))
@@ -91,10 +91,7 @@ async def test_request_in_progress_is_true_only_while_a_request_is_served(
     port, server, entered, release = served
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        for _ in range(100):  # the connection is accepted before anything is sent
-            if server.connections:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: bool(server.connections))  # accepted before anything is sent
         [conn] = server.connections
         assert request_in_progress(conn) is False
         writer.write(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -102,10 +99,7 @@ async def test_request_in_progress_is_true_only_while_a_request_is_served(
         assert request_in_progress(conn) is True
         release.set()
         await asyncio.wait_for(reader.readuntil(b"done"), 5)
-        for _ in range(100):
-            if not request_in_progress(conn):
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: not request_in_progress(conn))
         assert request_in_progress(conn) is False
     finally:
         writer.close()

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
+from launcher.clock import ManualClock
 from launcher.demo import make_app, pattern
 
 from .helpers import eventually
@@ -84,9 +85,11 @@ async def test_status_counts_open_websockets(client: TestClient[Any, Any]) -> No
 
 
 async def test_requests_but_not_status_polls_count_as_activity(
-        client: TestClient[Any, Any]) -> None:
+        aiohttp_client: AiohttpClient) -> None:
+    clock = ManualClock()
+    client = await aiohttp_client(make_app(BASE, clock=clock))
     first = await (await client.get(BASE + "api/status")).json()
-    await asyncio.sleep(0.01)
+    clock.advance(1)
     polled = await (await client.get(BASE + "api/status")).json()
     assert polled["last_activity"] == first["last_activity"]
     await client.get(BASE + "headers")

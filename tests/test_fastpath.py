@@ -89,6 +89,41 @@ async def test_keep_alive_reuses_browser_and_workspace_connections(
     assert len(ports) == 50 and len(set(ports)) == 1
 
 
+async def test_a_repeated_request_follows_its_users_route(
+        gw: GatewayUnderTest, aiohttp_server: Any, connect: Any) -> None:
+    """The same head again on one connection is read once, but admitted every time: when the
+    user's route moves, is not ready or is gone, the next identical request follows it."""
+    first, first_ports = await counting_upstream(aiohttp_server)
+    second, second_ports = await counting_upstream(aiohttp_server)
+    gw.publish("alice", first)
+    reader, writer = await connect(gw.server.port)
+    request = get("n", gw.token("alice"))
+    writer.write(request)
+    assert (await read_response(reader))[0] == 200
+    gw.publish("alice", second)
+    writer.write(request)
+    assert (await read_response(reader))[0] == 200
+    assert (len(first_ports), len(second_ports)) == (1, 1)
+    gw.gateway.routes.set("alice", Route("127.0.0.1", second.port, PROXY, ready=False))
+    writer.write(request)
+    assert (await read_response(reader))[0] == 503
+    assert len(second_ports) == 1
+
+
+async def test_a_repeated_request_is_refused_once_the_route_is_gone(
+        gw: GatewayUnderTest, aiohttp_server: Any, connect: Any) -> None:
+    server, ports = await counting_upstream(aiohttp_server)
+    gw.publish("alice", server)
+    reader, writer = await connect(gw.server.port)
+    request = get("n", gw.token("alice"))
+    writer.write(request)
+    assert (await read_response(reader))[0] == 200
+    gw.gateway.routes.remove("alice")
+    writer.write(request)
+    assert (await read_response(reader))[0] == 404
+    assert len(ports) == 1
+
+
 async def test_pipelined_requests_are_answered_in_order(
         two_workspaces: GatewayUnderTest, connect: Any) -> None:
     reader, writer = await connect(two_workspaces.server.port)

@@ -70,7 +70,7 @@ async def test_the_first_step_waits_one_interval_unless_at_once() -> None:
     eager = Periodic("now", now, 0.3, log=log, at_once=True)
     waiting.start()
     eager.start()
-    await asyncio.sleep(0.1)
+    await wait_calls(now, 1)  # the eager one's first step, and none of the other's
     await waiting.stop()
     await eager.stop()
     assert (later.calls, now.calls) == (0, 1)

@@ -13,8 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from proxy.aiohttp_compat import request_in_progress
+
 from .conftest import GatewayUnderTest
-from .helpers import auth
+from .helpers import auth, eventually
 
 # launching for about a second, then stopped: an event to write after the browser left
 BRIEF = {"name": "Brief", "command": ["sh", "-c", "sleep 1; exit 3"],
@@ -41,7 +43,10 @@ async def test_leaving_progress_logs_no_error(start_gateway: Callable[..., Any],
     assert b" 200 " in await asyncio.wait_for(reader.readline(), 5)
     assert b"starting" in await asyncio.wait_for(reader.readuntil(b"\n\n"), 5) or \
         b"starting" in await asyncio.wait_for(reader.readuntil(b"\n\n"), 5)
+    assert gw.server.runner.server is not None
+    [serving] = [c for c in gw.server.runner.server.connections if request_in_progress(c)]
     writer.transport.abort()  # the browser goes away (reset), mid-stream
-    await asyncio.sleep(2.5)  # the workspace stops: its event meets the closed socket
+    # The workspace stops: its event meets the closed socket, and the handler is done.
+    await eventually(lambda: not request_in_progress(serving), within=15)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not errors, [r.getMessage() for r in errors]

@@ -199,7 +199,7 @@ async def test_client_that_leaves_while_paused_is_closed_by_the_sweep(
     route_alice_to(gw, server)
     _, writer = await sockets(gw.server.port)
     writer.write(get("x", gw.token("alice")) * 200)
-    await asyncio.sleep(0.5)
+    await eventually(lambda: len(heads) == 1)  # the first is at the workspace, the rest wait
     writer.close()
     await asyncio.wait_for(closed[0].wait(), 2.0 + 0.5 + 1.0)
     assert len(fp.fronts) == 0 and len(heads) == 1
@@ -221,8 +221,7 @@ async def test_request_is_not_sent_again_when_a_fresh_workspace_connection_drops
     reader, writer = await sockets(gw.server.port)
     writer.write(get("x", gw.token("alice")))
     assert (await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)).startswith(b"HTTP/1.1 502 ")
-    await asyncio.sleep(0.2)
-    assert len(seen) == 1
+    assert len(seen) == 1  # a second attempt would have been read before the 502 was sent
     server.close()
 
 
@@ -246,6 +245,5 @@ async def test_post_is_not_retried_on_a_stale_pooled_connection(
     writer.write((f"POST {PROXY}x HTTP/1.1\r\nHost: gw\r\nCookie: access_token={token}\r\n"
                   "Content-Length: 0\r\n\r\n").encode())
     assert (await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)).startswith(b"HTTP/1.1 502 ")
-    await asyncio.sleep(0.2)
-    assert sum(h.startswith(b"POST") for h in seen) == 1
+    assert sum(h.startswith(b"POST") for h in seen) == 1  # read before any 502 was sent
     server.close()

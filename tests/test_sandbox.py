@@ -168,11 +168,11 @@ async def test_the_workspace_uid_has_a_name_home_and_shell(backend: LocalBackend
 
 # -- limits, with the gateway serving --------------------------------------------------------
 
-# A bounded fork bomb: up to 200 children, each blocked on a pipe until the parent lets go
-# (at most 30 s). It writes down how many forks succeeded, holds them until the test says
-# "release", then reaps them.
+# A bounded fork bomb: up to 200 children, each blocked on a pipe until the parent goes (at
+# most 30 s). It writes down how many forks succeeded and holds them until the workspace is
+# stopped (SIGTERM), or for 30 s (SIGALRM).
 _BOMB = r"""
-import json, os, pathlib, select, time
+import json, os, pathlib, select, signal
 r, w = os.pipe()
 forked, error = 0, ""
 for _ in range(200):
@@ -187,18 +187,14 @@ for _ in range(200):
         os._exit(0)
     forked += 1
 pathlib.Path("held.json").write_text(json.dumps({"count": forked, "error": error}))
-deadline = time.monotonic() + 30
-while not pathlib.Path("release").exists() and time.monotonic() < deadline:
-    time.sleep(0.05)
-os.close(w)
-for _ in range(forked):
-    os.wait()
+signal.alarm(30)
+signal.pause()
 """
 
 # A bounded memory hog: up to 256 MiB written into /dev/shm (memory, not disk) in 1 MiB
-# pieces, held until "release", then freed.
+# pieces, held until the workspace is stopped, or for 30 s (the fixture removes the file).
 _HOG = r"""
-import json, os, pathlib, time
+import json, os, pathlib, signal
 piece, count, error = b"x" * 2**20, 0, ""
 fd = os.open("/dev/shm/hatchway-hog-" + os.environ["HOG_TAG"], os.O_WRONLY | os.O_CREAT, 0o600)
 try:
@@ -210,11 +206,8 @@ try:
 except OSError as exc:
     error = os.strerror(exc.errno)
 pathlib.Path("held.json").write_text(json.dumps({"count": count, "error": error}))
-deadline = time.monotonic() + 30
-while not pathlib.Path("release").exists() and time.monotonic() < deadline:
-    time.sleep(0.05)
-os.close(fd)
-os.unlink("/dev/shm/hatchway-hog-" + os.environ["HOG_TAG"])
+signal.alarm(30)
+signal.pause()
 """
 
 
@@ -256,29 +249,19 @@ async def others_keep_serving(gw: GatewayUnderTest, client: aiohttp.ClientSessio
         assert resp.status == 200
 
 
-def release(gw: GatewayUnderTest, user: str) -> None:
-    (gw.gateway.backend.workdir(user) / "release").touch()  # type: ignore[attr-defined]
-
-
 async def test_a_fork_bomb_stops_at_the_pids_limit_while_others_keep_serving(
         limited: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
     await launch(client, limited, "Fork bomb")
-    try:
-        got = await held(limited, "alice")
-        await others_keep_serving(limited, client)
-    finally:
-        release(limited, "alice")
+    got = await held(limited, "alice")
+    await others_keep_serving(limited, client)
     assert got["count"] < 40 and got["error"] == "BlockingIOError", got
 
 
 async def test_a_memory_hog_stops_at_the_shm_limit_while_others_keep_serving(
         limited: GatewayUnderTest, client: aiohttp.ClientSession) -> None:
     await launch(client, limited, "Memory hog")
-    try:
-        got = await held(limited, "alice")
-        await others_keep_serving(limited, client)
-    finally:
-        release(limited, "alice")
+    got = await held(limited, "alice")
+    await others_keep_serving(limited, client)
     assert got["count"] <= 16 and got["error"] == os.strerror(28), got  # ENOSPC
 
 

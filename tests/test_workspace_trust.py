@@ -249,14 +249,17 @@ async def test_a_peer_that_is_no_workspace_still_terminates_by_remote_user(
 
 # -- one connection, one decision ----------------------------------------------------------------
 
-@pytest.fixture
-async def accepted() -> AsyncIterator[tuple[int, asyncio.Queue[asyncio.StreamWriter]]]:
-    """A listener on 127.0.0.1 and the connections it accepts (their transports are what
-    TrustedPeers judges)."""
-    queue: asyncio.Queue[asyncio.StreamWriter] = asyncio.Queue()
+Accepted = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
-    async def keep(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        queue.put_nowait(writer)
+
+@pytest.fixture
+async def accepted() -> AsyncIterator[tuple[int, asyncio.Queue[Accepted]]]:
+    """A listener on 127.0.0.1 and the connections it accepts (their transports are what
+    TrustedPeers judges; their readers see the peer's FIN)."""
+    queue: asyncio.Queue[Accepted] = asyncio.Queue()
+
+    async def keep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        queue.put_nowait((reader, writer))
 
     server = await asyncio.start_server(keep, "127.0.0.1", 0)
     yield server.sockets[0].getsockname()[1], queue
@@ -275,27 +278,27 @@ def _peers(source: str) -> TrustedPeers:
 
 
 async def test_a_peer_that_left_before_it_was_asked_is_not_trusted(
-        accepted: tuple[int, asyncio.Queue[asyncio.StreamWriter]]) -> None:
+        accepted: tuple[int, asyncio.Queue[Accepted]]) -> None:
     """After its owner closes it, the kernel keeps the socket's remains (FIN_WAIT2,
     TIME_WAIT) with uid 0: that must not read as root."""
     port, connections = accepted
     peer = await _connect(port, "127.0.0.2")
-    connection = await asyncio.wait_for(connections.get(), 5)
+    reader, connection = await asyncio.wait_for(connections.get(), 5)
     peer.close()
-    await asyncio.sleep(0.05)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # its FIN is here: it has left
     assert not _peers("127.0.0.2").trusts(connection.transport)
     connection.close()
 
 
 async def test_a_connected_root_peer_is_trusted_once_for_its_connection(
-        accepted: tuple[int, asyncio.Queue[asyncio.StreamWriter]]) -> None:
+        accepted: tuple[int, asyncio.Queue[Accepted]]) -> None:
     port, connections = accepted
     peer = await _connect(port, "127.0.0.2")
-    connection = await asyncio.wait_for(connections.get(), 5)
+    reader, connection = await asyncio.wait_for(connections.get(), 5)
     peers = _peers("127.0.0.2")
     assert peers.trusts(connection.transport)
     peer.close()
-    await asyncio.sleep(0.05)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # its FIN is here: it has left
     assert peers.trusts(connection.transport)  # decided on the connection's first question
     connection.close()
 

@@ -70,8 +70,9 @@ class KubernetesBackend:
     def __init__(self, routes: RouteTable, cfg: KubeSettings, hatchery: HatcheryConfig, *,
                  clock: Clock = REAL, max_age_seconds: int = 0) -> None:
         """``cfg.mapping_flavor`` empty means Hatchery's v1 (the gateway fills in Envoy
-        mode's choice before it gets here); ``clock`` judges the culler's Lease;
-        ``max_age_seconds`` is the global maximum age (launcher.lifetime), 0: none."""
+        mode's choice before it gets here); ``clock`` judges the culler's Lease and the
+        watches' ages; ``max_age_seconds`` is the global maximum age (launcher.lifetime),
+        0: none."""
         self.routes, self.hatchery, self.cfg = routes, hatchery, cfg
         self._clock = clock
         self.mapping_flavor = cfg.mapping_flavor or "v1"
@@ -139,8 +140,9 @@ class KubernetesBackend:
         self._client = await KubeClient.connect(self.cfg, self.namespace)
         svc_selector = "" if self.cfg.dropin_ambassador else specs.selector()
         self.services = Reflector(self._client, "services", self.cfg,
-                                  label_selector=svc_selector)
-        self.slices = Reflector(self._client, "endpointslices", self.cfg)
+                                  label_selector=svc_selector, clock=self._clock.monotonic)
+        self.slices = Reflector(self._client, "endpointslices", self.cfg,
+                                clock=self._clock.monotonic)
         self.router = Router(self.routes, self.services, self.slices, namespace=self.namespace,
                              route_to=self.cfg.route_to, cluster_domain=self.cfg.cluster_domain,
                              dropin=self.cfg.dropin_ambassador)
@@ -166,7 +168,7 @@ class KubernetesBackend:
 
     def _start_costs(self, *, tracking: bool) -> None:
         assert self._client is not None
-        self.pods = Reflector(self._client, "pods", self.cfg)
+        self.pods = Reflector(self._client, "pods", self.cfg, clock=self._clock.monotonic)
         ledger = None
         if tracking:
             assert self._paymodels is not None

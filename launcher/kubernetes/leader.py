@@ -54,6 +54,12 @@ class LeaderElector:
     def is_leader(self) -> bool:
         return self._clock.monotonic() - self._renewed_at < self._lease_seconds
 
+    @property
+    def holder(self) -> str:
+        """Who held the Lease when this replica last read it ("" before the first read or
+        once released): what a follower waits out."""
+        return self._seen[0] if self._seen else ""
+
     def start(self) -> None:
         self._loop.start()
 

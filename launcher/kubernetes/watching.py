@@ -50,6 +50,7 @@ class Reflector:
         self._state, self._error = STARTING, ""
         self._last_contact = self._last_event = clock()
         self.lists = self.gone = self.errors = 0
+        self.watches = 0  # watch requests made (a server ending one makes the next)
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -127,6 +128,7 @@ class Reflector:
         return str((body.get("metadata") or {}).get("resourceVersion") or "")
 
     async def _watch(self, version: str, seconds: int) -> str:
+        self.watches += 1
         async for event in self.client.watch(self.kind, version, timeout_seconds=seconds,
                                              label_selector=self.label_selector):
             obj = event.get("object") or {}

@@ -22,7 +22,8 @@ KEEP_SECONDS = 24 * 3600.0
 MAX_USERS = 100_000
 RETRY_AFTER = "60"
 _REASONS = {"user": "it was terminated", "idle": "it was idle past its time limit",
-            "max_age": "it reached its maximum age", "admin": "an operator stopped it"}
+            "max_age": "it reached its maximum age", "admin": "an operator stopped it",
+            "over_limit": "its pay model is above its limit"}
 _TEMPLATE = files("proxy").joinpath("static/stopped.html").read_text(encoding="utf-8")
 
 

@@ -41,8 +41,8 @@ def launch_failed(app: web.Application, user: str, option: str, exc: BaseExcepti
 
 
 def terminated(app: web.Application, user: str, reason: str, detail: str = "") -> None:
-    """A workspace stopped by the gateway: ``user`` (Terminate), ``idle`` or ``max_age``
-    (culled)."""
+    """A workspace stopped by the gateway: ``user`` (Terminate), ``admin`` (an operator),
+    ``idle``, ``max_age`` or ``over_limit`` (culled)."""
     app[metrics.METRICS].terminated(user, reason)
     app[RUNNING_OPTIONS].pop(user, None)
     app[stopped.STOPPED].remember(user, reason)

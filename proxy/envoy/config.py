@@ -321,7 +321,8 @@ def write_dynamic_files(dynamic_dir: str | os.PathLike[str], *, listen_host: str
     if not (ddir / RDS_FILE).exists() or not (ddir / CDS_FILE).exists():
         EnvoyConfigWriter(RouteTable(), ddir, user_header=user_header, proxy_prefix=proxy_prefix,
                           idle_timeout_s=idle_timeout_s, api_passthrough=api_passthrough,
-                          jwt_lane=None if jwt is None else _everyone).write()
+                          jwt_lane=None if jwt is None else _everyone,
+                          cookie_name=jwt.cookie_name if jwt else "access_token").write()
 
 
 def write_bootstrap(path: str | os.PathLike[str], *, listen_port: int, admin_port: int,
@@ -346,6 +347,10 @@ def write_bootstrap(path: str | os.PathLike[str], *, listen_port: int, admin_por
         admin_port=admin_port, admin_host=admin_host, dynamic_dir=dynamic_dir,
         ext_authz_host=ext_authz_host, ext_authz_port=ext_authz_port,
         jwks_url=jwt.jwks_url if jwt else ""))
+
+
+def _as_is(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return routes
 
 
 def _everyone(user: str) -> bool:
@@ -376,11 +381,13 @@ class EnvoyConfigWriter:
                  proxy_prefix: str = DEFAULT_PROXY_PREFIX, idle_timeout_s: float = 3600,
                  connect_timeout_s: float = 5, api_passthrough: bool = True,
                  debounce_s: float = 0.05, retry_s: float = 2.0, admin_url: str = "",
-                 jwt_lane: Callable[[str], bool] | None = None, launch_url: str = "") -> None:
+                 jwt_lane: Callable[[str], bool] | None = None, launch_url: str = "",
+                 cookie_name: str = "access_token") -> None:
         self._routes = routes
         # jwt mode (proxy.envoy.jwt): which users Envoy admits on their token alone; None
         # is ext_authz mode (hatchway checks every request).
         self._jwt_lane = jwt_lane
+        self._cookie_name = cookie_name  # the session cookie, as the jwt lane reads it
         self._dir = Path(dynamic_dir).resolve()
         self._user_header = user_header.lower()
         self._prefix = "/" + proxy_prefix.strip("/") + "/"
@@ -450,25 +457,35 @@ class EnvoyConfigWriter:
         - else "no workspace" (404), which asks hatchway's check first;
         - outside the prefix: the prefix's redirect, and hatchway's API.
         """
+        jwt = self._jwt_lane is not None
+        strip = envoy_jwt.with_strip if jwt else _as_is
         by_user: dict[str, dict[str, Any]] = {}
         by_claim: dict[str, dict[str, Any]] = {}
         for user, route in sorted(items):
             if self._unroutable(user, route):
                 continue
             entries = self._user_routes(user, route)
-            by_user[user] = matcher.route_list(entries)
+            by_user[user] = matcher.route_list(strip(entries))
             if self._jwt_lane is not None:
-                by_claim[user] = matcher.route_list([
-                    fast for entry in entries for fast in envoy_jwt.verified_routes(
-                        entry, user, user_header=self._user_header,
-                        ask_hatchway=not self._jwt_lane(user))])
+                fast = [f for entry in entries for f in envoy_jwt.verified_routes(
+                    entry, user, user_header=self._user_header,
+                    ask_hatchway=not self._jwt_lane(user))]
+                by_claim[user] = matcher.route_list(strip(fast))
         # Signed-in users with no workspace get hatchway's own answer from its check (404 or
         # 410 "workspace stopped"); this is for a route hatchway has and Envoy not yet.
-        nobody = matcher.route_list(answered(
-            {"name": "no_workspace", "match": {"prefix": self._prefix}}, 404,
-            responses.NO_WORKSPACE, link=(self._launch_url, responses.LAUNCH_LINK)))
+        no_workspace = answered({"name": "no_workspace", "match": {"prefix": self._prefix}}, 404,
+                                responses.NO_WORKSPACE,
+                                link=(self._launch_url, responses.LAUNCH_LINK))
+        nobody = matcher.route_list(strip(no_workspace))
+        if jwt:
+            # A request's first route (before jwt_authn, no claims, no user header) is this
+            # one, and Envoy builds its filters for it: the session cookie as the only cookie
+            # and credential gets the Cookie header dropped, other requests the Lua strip.
+            nobody = matcher.when(envoy_jwt.lone_session_cookie(self._cookie_name),
+                                  matcher.route_list(envoy_jwt.with_cookie_drop(no_workspace)),
+                                  nobody)
         inside = matcher.by_header(self._user_header, by_user, nobody)
-        if self._jwt_lane is not None:
+        if jwt:
             inside = matcher.by_header(envoy_jwt.VERIFIED_PURPOSE, {
                 "access": matcher.by_header(envoy_jwt.VERIFIED_USER, by_claim, nobody)},
                 inside)
@@ -480,9 +497,7 @@ class EnvoyConfigWriter:
             outside.append({"name": "hatchway_api", "match": {"prefix": "/"},
                             "route": {"cluster": HATCHWAY_CLUSTER, "timeout": "0s",
                                       "idle_timeout": _duration(self._idle)},
-                            "typed_per_filter_config": {
-                                **envoy_jwt.AUTHZ_OFF,
-                                **(envoy_jwt.LUA_OFF if self._jwt_lane is not None else {})}})
+                            "typed_per_filter_config": envoy_jwt.AUTHZ_OFF})
         return {"@type": _ROUTE_CONFIG, "name": ROUTE_CONFIG_NAME,
                 "virtual_hosts": [{"name": "hatchway", "domains": ["*"],
                                    "matcher": matcher.under_prefix(
@@ -665,6 +680,7 @@ def writer_for_settings(settings: Settings, routes: RouteTable) -> EnvoyConfigWr
                              api_passthrough=env.api_passthrough,
                              admin_url=_admin_url(env),
                              jwt_lane=jwt_lane_for_settings(settings),
+                             cookie_name=settings.sessions.cookie_name,
                              launch_url=settings.prefix + "/")
 
 

@@ -21,7 +21,9 @@ With ``envoy.authorization: jwt`` (the default) the listener runs, in order:
 4. ``credential_strip`` (Lua): a request naming two different tokens is refused (400) where
    Envoy's matchers cannot see it (a second Cookie header), and the session cookie and a
    bearer token never reach the workspace (Envoy's ``forward: false`` cannot remove a cookie
-   JWT, and would hide the token from the check on the routes that ask hatchway);
+   JWT, and would hide the token from the check on the routes that ask hatchway). Off where
+   the session cookie is the request's only cookie and credential, in one Cookie line
+   (``lone_session_cookie``): those routes drop the Cookie header instead;
 5. the router. A user's fast route matches only when the verified ``pur`` is ``access`` and
    the verified ``context.user.name`` equals the route's user.
 
@@ -38,7 +40,7 @@ from urllib.parse import urlsplit
 
 from .. import responses
 from ..sessions.tokens import TWO_SESSIONS
-from . import syntax
+from . import matcher, syntax
 
 VERIFIED_USER = "x-hatchway-verified-user"  # jwt_authn's copy of context.user.name
 VERIFIED_PURPOSE = "x-hatchway-verified-purpose"  # and of pur
@@ -57,7 +59,18 @@ _EXT_AUTHZ_PER_ROUTE = _T + "extensions.filters.http.ext_authz.v3.ExtAuthzPerRou
 _EARLY_MUTATION = _T + "extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"
 
 AUTHZ_OFF = {EXT_AUTHZ_FILTER: {"@type": _EXT_AUTHZ_PER_ROUTE, "disabled": True}}
-LUA_OFF = {LUA_FILTER: {"@type": _LUA_PER_ROUTE, "disabled": True}}
+COOKIE_DROP_FILTER = "hatchway.drop_cookie"  # Envoy's header_mutation, off by default
+_HEADER_MUTATION = _T + "extensions.filters.http.header_mutation.v3.HeaderMutation"
+_HEADER_MUTATION_PER_ROUTE = _HEADER_MUTATION + "PerRoute"
+_DROP_COOKIE = {"request_mutations": [{"remove": "cookie"}]}
+# Turned on by the first route of a request whose only cookie and credential is the session
+# cookie (``lone_session_cookie``): it drops the Cookie header after hatchway's check.
+COOKIE_DROP_ON = {COOKIE_DROP_FILTER: {"@type": _HEADER_MUTATION_PER_ROUTE,
+                                       "mutations": _DROP_COOKIE}}
+STRIP_CODE = "credential_strip"
+# The Lua filter is off unless the route a request first matched turns it on (Envoy builds a
+# request's filters once, for that route): only requests that may need the strip pay for it.
+LUA_ON = {LUA_FILTER: {"@type": _LUA_PER_ROUTE, "name": STRIP_CODE}}
 
 
 @dataclass(frozen=True)
@@ -92,16 +105,23 @@ def jwks_endpoint(url: str) -> JwksEndpoint:
 
 
 def _regex(name: str, pattern: str, *, invert: bool = False) -> dict[str, Any]:
-    """A header matcher: ``pattern`` matches the whole value. (Envoy joins repeated
-    Authorization headers with ","; of several Cookie headers its matchers see only the first,
-    which is why ``credential_strip`` checks them all again.)"""
+    """A header matcher: ``pattern`` matches the whole value. Envoy's matchers test each
+    value of a repeated header on its own (a rule matches if any value does; inverted, if
+    none does), except Authorization, which Envoy joins into one value with ","."""
     matcher: dict[str, Any] = {"name": name, "string_match": {"safe_regex": {"regex": pattern}}}
     if invert:
         matcher["invert_match"] = True
     return matcher
 
 
+def _lacks(name: str, text: str) -> dict[str, Any]:
+    """No value of header ``name`` contains ``text`` (a substring search: a fraction of a
+    regex's cost over a 1 KB token)."""
+    return {"name": name, "string_match": {"contains": text}, "invert_match": True}
+
+
 _PRESENT = {"present_match": True}
+_ABSENT = {"present_match": False}
 _SINGLE_BEARER = "[Bb][Ee][Aa][Rr][Ee][Rr] +[^ ,]+"  # one Authorization header, one token
 
 
@@ -118,7 +138,12 @@ def _one_token_rules(check: JwtCheck, header_provider: str, cookie_provider: str
     requirement: nothing is verified, so only the routes that ask hatchway match, and
     hatchway's ``session_token`` decides (400 for two different tokens, as builtin mode). The
     patterns over-approximate (``x=access_token=`` counts too): a false alarm costs one
-    hatchway check, never a wrong user."""
+    hatchway check, never a wrong user.
+
+    Regular expressions over a 1 KB token cost Envoy more than a tenth of a request
+    (measured), so the usual shapes are decided by substring tests first: a browser's lone
+    session cookie (no Authorization; no Cookie line holds a second cookie or a quote) and
+    a lone Bearer token each meet at most one pattern."""
     name = re.escape(check.cookie_name)
     session_cookie = f".*{name}\\s*=.*"
     prefix = check.proxy_prefix
@@ -130,19 +155,22 @@ def _one_token_rules(check: JwtCheck, header_provider: str, cookie_provider: str
             {"provider_name": provider}, {"allow_missing_or_failed": {}}]}}
 
     return [
+        # no Authorization, and every Cookie line one cookie, unquoted: one token at most
+        # (two lines each holding a session cookie are the credential strip's to refuse)
+        {"match": {"prefix": prefix, "headers": [
+            {"name": "authorization", **_ABSENT}, _lacks("cookie", ";"), _lacks("cookie", '"')]},
+         "requires": verify(cookie_provider)},
         # a Bearer header (any Authorization header) and the session cookie
         {"match": {"prefix": prefix, "headers": [
             {"name": "authorization", **_PRESENT}, _regex("cookie", session_cookie)]}},
-        # two Authorization headers (Envoy joins them with ","), another scheme, two tokens
-        {"match": {"prefix": prefix, "headers": [
-            _regex("authorization", _SINGLE_BEARER, invert=True)]}},
         {"match": {"prefix": prefix, "headers": [_regex("authorization", _SINGLE_BEARER)]},
          "requires": verify(header_provider)},
-        # two session cookies in one Cookie header (in a second one: credential_strip); a
-        # quoted value (Envoy would unquote it, session_token does not)
+        # two Authorization headers (Envoy joins them with ","), another scheme, two tokens
+        {"match": {"prefix": prefix, "headers": [{"name": "authorization", **_PRESENT}]}},
+        # two session cookies in one Cookie line (in two lines: credential_strip); a quoted
+        # value (Envoy would unquote it, session_token does not)
         {"match": {"prefix": prefix, "headers": [
-            _regex("cookie", f".*{name}\\s*=.*{name}\\s*=.*")]}},
-        {"match": {"prefix": prefix, "headers": [_regex("cookie", f'.*{name}\\s*=\\s*".*')]}},
+            _regex("cookie", f'.*{name}\\s*=(\\s*".*|.*{name}\\s*=.*)')]}},
         {"match": {"prefix": prefix}, "requires": verify(cookie_provider)},
     ]
 
@@ -280,21 +308,29 @@ def _long_string(text: str) -> str:
 
 def credential_strip_filter(cookie_name: str) -> dict[str, Any]:
     """The session rules Envoy's own filters cannot state (see ``_LUA_SOURCE``), with builtin
-    mode's 400 answers (``responses.error``'s bytes)."""
+    mode's 400 answers (``responses.error``'s bytes). Off by default: routes turn it on
+    (``LUA_ON``)."""
     if not cookie_name or any(c in cookie_name for c in '"\\\n%;= '):
         raise ValueError(f"cookie name not usable in Envoy's config: {cookie_name!r}")
-    return {"name": LUA_FILTER, "typed_config": {
-        "@type": _LUA, "default_source_code": {"inline_string": _LUA_SOURCE % {
+    return {"name": LUA_FILTER, "disabled": True, "typed_config": {
+        "@type": _LUA, "source_codes": {STRIP_CODE: {"inline_string": _LUA_SOURCE % {
             "cookie": cookie_name,
             "json": _long_string(responses.error_json(TWO_SESSIONS)),
-            "page": _long_string(responses.error_page(400, TWO_SESSIONS))}}}}
+            "page": _long_string(responses.error_page(400, TWO_SESSIONS))}}}}}
 
 
 def http_filters(check: JwtCheck, ext_authz: dict[str, Any], router: dict[str, Any]
                  ) -> list[dict[str, Any]]:
     """The listener's filter chain in jwt mode (order matters: see the module docstring)."""
     return [jwt_authn_filter(check), ext_authz,
-            credential_strip_filter(check.cookie_name), router]
+            credential_strip_filter(check.cookie_name), cookie_drop_filter(), router]
+
+
+def cookie_drop_filter() -> dict[str, Any]:
+    """Drops the Cookie header, where a request's first route turns it on
+    (``with_cookie_drop``); after hatchway's check, which still needs the cookie."""
+    return {"name": COOKIE_DROP_FILTER, "disabled": True,
+            "typed_config": {"@type": _HEADER_MUTATION, "mutations": _DROP_COOKIE}}
 
 
 def early_header_mutations() -> list[dict[str, Any]]:
@@ -304,6 +340,30 @@ def early_header_mutations() -> list[dict[str, Any]]:
     names = [n for h in (VERIFIED_USER, VERIFIED_PURPOSE) for n in (h, h.replace("-", "_"))]
     return [{"name": "hatchway.strip_verified", "typed_config": {
         "@type": _EARLY_MUTATION, "mutations": [{"remove": n} for n in names]}}]
+
+
+def lone_session_cookie(cookie_name: str) -> dict[str, Any]:
+    """The predicate (``proxy.envoy.matcher``) for a request whose one Cookie line is the
+    session cookie and nothing else (no other cookie, no second line, no quote), and that has
+    no Authorization header: one token at most, and nothing of the credential to keep. Its
+    verified routes (``lone_cookie_routes``) take the credential out by dropping the Cookie
+    header, without the Lua filter."""
+    return matcher.all_of(matcher.is_only("cookie", cookie_name + "=", ';"'),
+                          matcher.absent("authorization"))
+
+
+def with_cookie_drop(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``routes`` as the first route of a ``lone_session_cookie`` request: the Cookie header
+    drop turned on, the Lua filter not."""
+    return [{**r, "name": r["name"] + "_lone",
+             "typed_per_filter_config": {**r.get("typed_per_filter_config", {}),
+                                         **COOKIE_DROP_ON}} for r in routes]
+
+
+def with_strip(routes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``routes`` with the credential strip (the Lua filter) turned on."""
+    return [{**r, "typed_per_filter_config": {**r.get("typed_per_filter_config", {}), **LUA_ON}}
+            for r in routes]
 
 
 def _exact(name: str, value: str) -> dict[str, Any]:

@@ -10,6 +10,10 @@ Whose list a request gets is decided by a header's exact value, never by a prefi
 a user's list is reached only by a request carrying exactly that user's name in a header only
 Envoy (jwt_authn's verified claim) or hatchway's check (the user header) sets. A repeated
 header is seen joined with ``,`` and so names nobody.
+
+The same joined view lets ``when`` tell a request's shape apart where a route's header matchers
+cannot (they test each line of a repeated header on its own): ``is_only`` is true only for a
+header sent once, whose whole value has no ``,`` or other separator.
 """
 
 from __future__ import annotations
@@ -43,6 +47,38 @@ def by_header(header: str, table: Mapping[str, dict[str, Any]], otherwise: dict[
     return {"matcher": {"matcher_tree": {"input": _input(header),
                                          "exact_match_map": {"map": dict(table)}},
                         "on_no_match": otherwise}}
+
+
+def when(predicate: dict[str, Any], then: dict[str, Any], otherwise: dict[str, Any]
+           ) -> dict[str, Any]:
+    """An ``OnMatch``: ``then`` for requests ``predicate`` holds for, else ``otherwise``."""
+    return {"matcher": {"matcher_list": {"matchers": [{"predicate": predicate,
+                                                       "on_match": then}]},
+                        "on_no_match": otherwise}}
+
+
+def _header_is(header: str, string_match: dict[str, Any]) -> dict[str, Any]:
+    return {"single_predicate": {"input": _input(header), "value_match": string_match}}
+
+
+def is_only(header: str, prefix: str, without: str) -> dict[str, Any]:
+    """A predicate: ``header``'s value, all its lines joined with ``,``, starts with ``prefix``
+    and holds none of the characters in ``without`` nor ``,`` (so it came in one line). An
+    absent header does not hold."""
+    return all_of(_header_is(header, {"prefix": prefix}),
+                  *({"not_matcher": _header_is(header, {"contains": c})}
+                    for c in dict.fromkeys("," + without)))
+
+
+def absent(header: str) -> dict[str, Any]:
+    """A predicate: the request has no ``header`` at all (not even an empty one)."""
+    return {"not_matcher": _header_is(header, {"safe_regex": {"google_re2": {},
+                                                              "regex": ".*"}})}
+
+
+def all_of(*predicates: dict[str, Any]) -> dict[str, Any]:
+    """A predicate: every one of ``predicates`` (tested in order, up to the first that fails)."""
+    return {"and_matcher": {"predicate": list(predicates)}}
 
 
 def under_prefix(prefix: str, inside: dict[str, Any], outside: dict[str, Any]

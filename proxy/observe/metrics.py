@@ -123,7 +123,8 @@ class Metrics:
             "hatchway_launch_failures", "Launches that failed, by cause", ["cause"], registry=r)
         self.terminations = Counter(
             "hatchway_terminations", "Workspaces terminated, by reason (user: Terminate; "
-            "idle: culled; max_age: past its maximum age)", ["reason"], registry=r)
+            "idle: culled; max_age: past its maximum age; over_limit: its current pay model "
+            "above limit; admin: an operator)", ["reason"], registry=r)
         self.launch_seconds = Histogram(
             "hatchway_launch_to_running_seconds", "From an accepted launch to its route being "
             "ready", buckets=LAUNCH_BUCKETS, registry=r)

@@ -27,6 +27,7 @@ from ..api import admin, devlogin, events, launchpage, progress
 from ..api import hatchery as hatchery_api
 from ..api.failures import map_failures
 from ..api.last_activity import jupyter_last_ms
+from ..api.paymodels import reset_pay_model_when_gone
 from ..gateway import GATEWAY, Gateway
 from ..relay.fallback.handler import CLIENT, proxy_handler
 from ..sessions.devissuer import DevIssuer
@@ -81,6 +82,18 @@ def _static_routes(settings: Settings, routes: RouteTable) -> None:
         port = parts.port or (443 if tls else 80)
         table[user] = Route(host, port, parts.path or "/", tls=tls, source="static")
     routes.replace_all(table, "static")
+
+
+def _on_cull(app: web.Application, gateway: Gateway) -> Callable[[str, str, str], None]:
+    """A cull recorded as every termination is; it also clears the current pay model once
+    the workspace is gone, as the reaper's ``/terminate`` does for every cull it makes (idle
+    or over the limit: Hatchery's terminate resets it whatever the reason)."""
+    record = events.on_cull(app)
+
+    def on_cull(user: str, reason: str, why: str) -> None:
+        record(user, reason, why)
+        reset_pay_model_when_gone(gateway, user, hatchery_api.workspace_status)
+    return on_cull
 
 
 def _reloader(settings: Settings, gateway: Gateway, clock: Clock) -> HatcheryReloader | None:
@@ -155,9 +168,9 @@ def build_app(settings: Settings, *, clock: Clock = REAL) -> web.Application:
     culler = IdleCuller(backend, routes, last_activity,
                         interval_seconds=settings.cull_interval_seconds,
                         is_leader=is_leader, default_limit_ms=default_limit_ms,
-                        on_cull=events.on_cull(app),
+                        on_cull=_on_cull(app, gateway),
                         workspace_last_ms=lambda user: jupyter_last_ms(gateway, user),
-                        clock=clock)
+                        clock=clock, paymodels=gateway.paymodels)
     app[CULLER] = culler
     reloader = gateway.hatchery_reload = _reloader(settings, gateway, clock)
     prefix = settings.prefix.rstrip("/")

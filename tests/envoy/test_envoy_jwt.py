@@ -414,6 +414,20 @@ async def test_session_cookie_in_a_second_cookie_header_is_not_forwarded(stack: 
     assert seen["cookie"] == "theme=1"
 
 
+async def test_a_cookie_in_a_second_line_after_the_session_cookie_is_forwarded(
+        stack: Stack) -> None:
+    """Raw bytes: the first Cookie line is the session cookie alone, which on its own is the
+    shape whose route drops the whole Cookie header; a second line makes it another shape
+    (Envoy's route matchers see each line on its own), so theme=1 still arrives."""
+    token = stack.gw.token("alice")
+    status, _, body = await exchange(stack.port, raw_get(
+        PROXY + "headers", f"Cookie: access_token={token}\r\nCookie: theme=1\r\n"))
+    assert status == 200
+    seen = seen_headers(json.loads(body))
+    assert token not in json.dumps(seen)
+    assert seen["cookie"] == "theme=1"
+
+
 # -- WebSockets --------------------------------------------------------------------------------
 
 async def test_websocket_from_the_page_own_origin_echoes(stack: Stack) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from ..cluster.controlplane import BIN, ControlPlane
+from ..helpers import wait_until
 from .chart import REPO, helm_binary
 
 KUBECTL = BIN / "kubectl"
@@ -90,16 +90,18 @@ def apply_crds(plane: ControlPlane, files: Iterable[Path]) -> None:
         if not path.is_file():
             pytest.fail(f"{path} is missing: `make cluster` fetches the Prometheus Operator's "
                         "CRDs from its Go module (make test does)")
-        doc = yaml.safe_load(path.read_text())
-        status, answer = plane.request(
-            "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
-        assert status in (201, 409), answer
-        where = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{doc['metadata']['name']}"
-        deadline = time.monotonic() + 30
-        while not any(c["type"] == "Established" and c["status"] == "True"
-                      for c in _conditions(plane.call("GET", where))):
-            assert time.monotonic() < deadline, f"{path.name} not established within 30 s"
-            time.sleep(0.1)
+        _apply_crd(plane, path)
+
+
+def _apply_crd(plane: ControlPlane, path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    status, answer = plane.request(
+        "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", doc)
+    assert status in (201, 409), answer
+    where = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{doc['metadata']['name']}"
+    wait_until(lambda: any(c["type"] == "Established" and c["status"] == "True"
+                           for c in _conditions(plane.call("GET", where))),
+               30, failure=lambda: f"{path.name} not established within 30 s")
 
 
 def _conditions(obj: dict[str, Any]) -> list[dict[str, Any]]:

@@ -11,15 +11,14 @@ docstring says so. Backends are built exactly as the app builds them (settings â
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from launcher.clock import REAL, Clock
 from launcher.kubernetes import KubernetesBackend
 from launcher.options import HatcheryConfig, parse_hatchery_config
 from launcher.routes import RouteTable
@@ -30,6 +29,7 @@ from ..cluster import rbac
 from ..cluster.controlplane import ControlPlane
 from ..fence_contract import FenceContract
 from ..helpers import NAMESPACE
+from ..helpers import eventually as eventually  # the suite's one, for the k8s modules
 from .cluster import Cluster
 from .emulator import ApiServer, Emulator, write_kubeconfig
 from .kubelet import DEMO_IMAGE, SIDECAR_IMAGE, Kubelet
@@ -154,9 +154,11 @@ async def make_backend(kube_settings: Callable[..., Settings], hatchery: Hatcher
     """Start a backend (a hatchway replica) with its own route table; closed at teardown."""
     started: list[KubernetesBackend] = []
 
-    async def make(routes: RouteTable | None = None, **kubernetes: Any) -> KubernetesBackend:
+    async def make(routes: RouteTable | None = None, *, clock: Clock = REAL,
+                   **kubernetes: Any) -> KubernetesBackend:
         table = RouteTable() if routes is None else routes
-        backend = KubernetesBackend(table, kube_config(kube_settings(**kubernetes)), hatchery)
+        backend = KubernetesBackend(table, kube_config(kube_settings(**kubernetes)), hatchery,
+                                    clock=clock)
         await backend.start()
         started.append(backend)
         return backend
@@ -164,21 +166,6 @@ async def make_backend(kube_settings: Callable[..., Settings], hatchery: Hatcher
     yield make
     for backend in started:
         await backend.close()
-
-
-async def eventually(check: Callable[[], Any], within: float = 10.0,
-                     interval: float = 0.02) -> Any:
-    """Poll ``check`` until it returns something truthy (awaiting it when async)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within}s: {check}")
-        await asyncio.sleep(interval)
 
 
 async def api_write(cluster: Cluster, method: str, plural: str,

@@ -21,10 +21,13 @@ import pytest
 from aiohttp import web
 
 from launcher.backend import LAUNCHING
+from launcher.clock import ManualClock
 from launcher.errors import BackendUnavailable
+from launcher.kubernetes import KubernetesBackend
 from launcher.options import HatcheryConfig
 from launcher.routes import RouteTable
 from proxy.api.devlogin import DEV_ISSUER
+from proxy.gateway import GATEWAY
 from proxy.serve.app import build_app
 from proxy.serve.server import start
 from proxy.settings import load_settings
@@ -88,12 +91,15 @@ async def test_routes_serve_launch_is_503_and_readiness_holds_while_the_api_is_a
             await eventually(lambda: _watch_is(get, "down"))
 
             served = failed = 0
-            until = time.monotonic() + 3
-            while time.monotonic() < until:  # the outage, as the user sees it
-                async with http.get(base + PROXY + "lab", headers=auth) as resp:
-                    ok = resp.status == 200 and await resp.text() == "workspace"
-                served, failed = served + ok, failed + (not ok)
-                await asyncio.sleep(0.05)
+            backend = app[GATEWAY].backend
+            assert isinstance(backend, KubernetesBackend) and backend.services is not None
+            watch = backend.services
+            relists_failed = watch.errors + 3
+            async with asyncio.timeout(20):  # the outage, as the user sees it: requests
+                while served + failed <= 20 or watch.errors < relists_failed:  # all along
+                    async with http.get(base + PROXY + "lab", headers=auth) as resp:
+                        ok = resp.status == 200 and await resp.text() == "workspace"
+                    served, failed = served + ok, failed + (not ok)
             assert (failed, served > 20) == (0, True)
 
             async with http.post(f"{base}{API}launch?id={demo}", headers=auth) as resp:
@@ -122,9 +128,11 @@ async def _watch_is(get: Callable[[str], Any], state: str) -> bool:
 async def test_a_watch_backing_off_relists_as_soon_as_the_api_server_answers_again(
         api: ApiServer, make_backend: BackendFactory) -> None:
     # every failed list/watch waits 4-8 s; no Lease renewal falls inside the test's window
+    clock = ManualClock()
     backend = await make_backend(retries=0, retry_backoff=8, backoff_max=8,
-                                 lease_seconds=120, lease_renew_seconds=60)
-    await asyncio.sleep(1.2)  # watches that have run a while (no "closed at once" pause)
+                                 lease_seconds=120, lease_renew_seconds=60, clock=clock)
+    await eventually(lambda: api.emulator.open_watches >= 2)
+    clock.advance(1.2)  # watches that have run a while (no "closed at once" pause)
     relists = backend.health()["relists"]
     await api.stop()
     await eventually(lambda: backend.health()["watch"] == "down")

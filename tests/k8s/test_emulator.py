@@ -57,12 +57,12 @@ async def test_label_selector_filters_lists(client: KubeClient) -> None:
 
 
 async def test_watch_true_from_the_python_client_streams_later_events_only(
-        client: KubeClient) -> None:
+        client: KubeClient, api: ApiServer) -> None:
     await client.create("services", svc("before"))
     version = (await client.list("services"))["metadata"]["resourceVersion"]
     stream = client.watch("services", version, label_selector="team=a", timeout_seconds=5)
     task = asyncio.ensure_future(collect(stream, 1))
-    await asyncio.sleep(0.1)
+    await eventually(lambda: api.emulator.open_watches == 1)  # the server holds the watch
     await client.create("services", svc("other", team="b"))
     await client.create("services", svc("after", team="a"))
     events = await asyncio.wait_for(task, 5)

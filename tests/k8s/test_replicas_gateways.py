@@ -1,9 +1,12 @@
 """Two whole gateway replicas on the real API server with the test kubelet: each a real
 hatchway app started the way ``hatchway serve`` starts it (``proxy.serve.server.start``) on its own
 port, or a ``hatchway serve`` process where a replica must die without a word. Sessions are a
-loopback Fence's (tests/fence_contract.py), so every launch mints a real API key. Intervals are
-short: the Lease lasts 2 s, renewed every 0.25 s; activity is published every 0.25 s; the
-leader looks for idle workspaces every 0.3 s; the default idle limit is 3 s."""
+loopback Fence's (tests/fence_contract.py), so every launch mints a real API key. The
+replicas in this process share one ManualClock: idleness and the Lease's expiry are judged by
+it, so a test moves time instead of waiting for it, while the rounds that talk to the API
+server run in real time and short: the Lease (30 s of that clock) is renewed every 0.25 s;
+activity is published every 0.25 s; the leader looks for idle workspaces every 0.3 s; the
+default idle limit is 3 s."""
 
 from __future__ import annotations
 
@@ -23,10 +26,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from launcher.clock import ManualClock
+from launcher.culling import IdleCuller
 from launcher.kubernetes import KubernetesBackend
+from launcher.kubernetes.leader import LeaderElector
 from launcher.names import claim_name
 from proxy.gateway import GATEWAY, Gateway
-from proxy.serve.app import build_app
+from proxy.serve.app import CULLER, build_app
 from proxy.serve.running import Running
 from proxy.serve.server import start
 from proxy.settings import load_settings
@@ -39,7 +45,7 @@ from .kubelet import DEFAULT_IMAGES, Kubelet
 
 API = "/lw-workspace/"
 USER = "alice@example.org"
-LEASE_S, RENEW_S, ACTIVITY_S, CULL_S, IDLE_S = 2.0, 0.25, 0.25, 0.3, 3
+LEASE_S, RENEW_S, ACTIVITY_S, CULL_S, IDLE_S = 30.0, 0.25, 0.25, 0.3, 3
 LEASE = "hatchway-culler"
 
 
@@ -79,6 +85,15 @@ class Replica:
     def leads(self) -> bool:
         return self.backend.is_leader
 
+    @property
+    def elector(self) -> LeaderElector:
+        assert self.backend.elector is not None
+        return self.backend.elector
+
+    @property
+    def culler(self) -> IdleCuller:
+        return self.running.runner.app[CULLER]
+
 
 StartReplica = Callable[[str], Awaitable[Replica]]
 
@@ -110,15 +125,26 @@ async def jupyter_node(cluster: Cluster, tmp_path: Path) -> AsyncIterator[Kubele
 
 
 @pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+def past_the_wall_clock(clock: ManualClock, seconds: float) -> None:
+    """Move the replicas' clock ``seconds`` past the wall clock, which a workspace's own
+    stamps (its start, Jupyter's ``last_activity``) are in."""
+    clock.advance(max(0.0, time.time() - clock.time()) + seconds)
+
+
+@pytest.fixture
 async def replica(kubeconfig: str, fence: FenceContract, hatchery_file: Path,
-                  tmp_path: Path) -> AsyncIterator[StartReplica]:
+                  tmp_path: Path, clock: ManualClock) -> AsyncIterator[StartReplica]:
     started: list[Running] = []
 
     async def start_one(name: str) -> Replica:
         settings = load_settings([str(hatchery_file)], environ={}, overrides={
             "state_dir": str(tmp_path / f"state-{name}"),
             **settings_doc(kubeconfig, fence, name)})
-        app = build_app(settings)
+        app = build_app(settings, clock=clock)
         running = await start(app, "127.0.0.1", 0)
         started.append(running)
         return Replica(name, running, app[GATEWAY])
@@ -179,25 +205,29 @@ async def holder_is(cluster: Cluster, identity: str) -> bool:
 
 async def test_traffic_only_through_b_keeps_the_workspace_while_a_leads_and_a_culls_it_once_idle(
         cluster: Cluster, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
-        client: aiohttp.ClientSession) -> None:
+        client: aiohttp.ClientSession, clock: ManualClock) -> None:
     a = await replica("a")
     await eventually(lambda: a.leads)
     b = await replica("b")
     assert await launch(client, b, fence) == (200, "Success")
     await running_through(client, fence, a, b)
+    past_the_wall_clock(clock, 0)  # the workspace's start is behind us
 
-    active_until = time.monotonic() + IDLE_S + 2  # well past the limit: ~16 of A's sweeps
-    while time.monotonic() < active_until:
+    for _ in range(int((IDLE_S + 2) / 0.25)):  # well past the limit: 20 of A's sweeps
         await use(client, b, fence)
-        idle_since = time.monotonic()
-        await asyncio.sleep(0.25)
-        assert await cluster.live_pods(), "culled while in use through B"
+        await eventually(lambda: a.backend.last_activity_ms(USER) ==
+                         b.gateway.activity.last_ms(USER))  # B's activity reached A
+        clock.advance(0.25)
         assert a.leads and not b.leads
+        assert await a.culler.sweep() == [], "culled while in use through B"
+        assert await cluster.live_pods()
     assert a.gateway.activity.last_ms(USER) < b.gateway.activity.last_ms(USER)  # A saw none
 
+    clock.advance(IDLE_S - 1.5)  # B's clock is coarse (1 s ticks): never sooner than that
+    assert a.leads
+    assert await a.culler.sweep() == []
+    clock.advance(2.0)  # idle past the limit by any account: A's own sweeps cull it
     await eventually(lambda: cluster.none_live(), within=IDLE_S + 4, interval=0.05)
-    idle_for = time.monotonic() - idle_since
-    assert idle_for > IDLE_S - 1.5  # B's clock is coarse (1 s ticks): never sooner than that
     assert await cluster.names("persistentvolumeclaims") == [claim_name(USER)]  # it stays
     (key,) = fence.minted  # revoked right after the delete, with the key's own token
     await eventually(lambda: fence.revoked == {key["key_id"]}, within=2)
@@ -211,12 +241,10 @@ async def test_a_leader_that_shuts_down_hands_over_to_b_within_the_lease_time(
     a = await replica("a")
     await eventually(lambda: a.leads)
     b = await replica("b")
-    await asyncio.sleep(3 * RENEW_S)
+    await eventually(lambda: b.elector.holder == "a")  # B has read A's Lease
     assert not b.leads
-    began = time.monotonic()
     await a.running.close()  # an orderly shutdown (rolling update): the Lease is released
-    await eventually(lambda: b.leads, within=LEASE_S)
-    assert time.monotonic() - began < LEASE_S
+    await eventually(lambda: b.leads, within=2)  # the clock stands still: only the release
     assert await lease_holder(cluster) == "b"
 
 
@@ -230,27 +258,37 @@ def serve(tmp_path: Path, settings: dict[str, Any], hatchery_file: Path, port: i
          "--port", str(port), "--state-dir", str(tmp_path / "state-a"),
          "--log-level", "WARNING"],
         env={**clean_env(), "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "replica-a.log").open("wb"),
+        start_new_session=True)
+
+
+def alive(process: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    """Fail with the process's own words if it exited (a wait would only time out)."""
+    if process.poll() is not None:
+        log = (tmp_path / "replica-a.log").read_text(errors="replace")[-2000:]
+        raise AssertionError(f"hatchway serve exited {process.returncode}:\n{log}")
 
 
 async def test_a_killed_leader_is_replaced_by_b_once_its_lease_expires(
         cluster: Cluster, kubeconfig: str, fence: FenceContract, hatchery_file: Path,
-        replica: StartReplica, tmp_path: Path) -> None:
+        replica: StartReplica, tmp_path: Path, clock: ManualClock) -> None:
     process = serve(tmp_path, settings_doc(kubeconfig, fence, "a"), hatchery_file, free_port())
     try:
         await eventually(lambda: holder_is(cluster, "a"), within=15, interval=0.05)
         b = await replica("b")
-        await asyncio.sleep(3 * RENEW_S)
+        await eventually(lambda: b.elector.holder == "a")  # B has read A's Lease
         assert not b.leads and await lease_holder(cluster) == "a"
         os.killpg(process.pid, signal.SIGKILL)  # no release: only expiry frees the Lease
-        killed = time.monotonic()
-        await eventually(lambda: b.leads, within=LEASE_S + 4 * RENEW_S + 1)
-        waited = time.monotonic() - killed
+        await asyncio.to_thread(process.wait, 5)
+        assert not await b.elector.try_acquire_or_renew()  # B reads A's last renewal
+        clock.advance(LEASE_S - 2 * RENEW_S)
+        assert not await b.elector.try_acquire_or_renew()  # B waits for the expiry
+        clock.advance(2 * RENEW_S)  # A never let go: expiry hands over on B's next round
+        await eventually(lambda: b.leads, within=4 * RENEW_S + 1)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(5)
-    assert waited >= LEASE_S - 2 * RENEW_S  # B waited for the expiry, A never let go
     assert await lease_holder(cluster) == "b"
 
 
@@ -264,11 +302,21 @@ async def test_two_workers_of_one_replica_hold_the_lease_as_one_and_both_route_a
                                "metrics_port": metrics_port}, hatchery_file, port)
     base = f"http://127.0.0.1:{port}"
     try:
-        await eventually(lambda: lease_holder(cluster), within=20, interval=0.05)
+        async def held() -> bool:  # three processes start: give a loaded machine time
+            alive(process, tmp_path)
+            return bool(await lease_holder(cluster))
+        await eventually(held, within=60, interval=0.05)
         holder = await lease_holder(cluster)
         assert holder in ("a-w0", "a-w1")
-        await asyncio.sleep(4 * RENEW_S)
-        assert await lease_holder(cluster) == holder  # the other worker never took it
+        renewals: set[str] = set()
+
+        async def renewed_four_times() -> bool:  # the other worker's rounds, as many
+            lease = await cluster.get("leases", LEASE)
+            spec = (lease or {}).get("spec") or {}
+            assert spec.get("holderIdentity") == holder  # the other worker never took it
+            renewals.add(str(spec.get("renewTime")))
+            return len(renewals) > 4
+        await eventually(renewed_four_times, within=10 * 4 * RENEW_S, interval=0.05)
         async with client.get(base + API + "options", headers=auth(fence)) as resp:
             option = next(o["id"] for o in await resp.json() if o["name"] == "Demo workspace")
         async with client.post(f"{base}{API}launch?id={option}", headers=auth(fence)) as resp:
@@ -296,22 +344,23 @@ async def test_two_workers_of_one_replica_hold_the_lease_as_one_and_both_route_a
 # -- lastActivityTime, the same from every replica --------------------------------------------
 
 async def launched_through_a_used_through_b(replica: StartReplica, client: aiohttp.ClientSession,
-                                            fence: FenceContract) -> tuple[Replica, Replica]:
+                                            fence: FenceContract, clock: ManualClock
+                                            ) -> tuple[Replica, Replica]:
     """Replicas A and B; alice's workspace launched through A, Running on both, then used
     through B only, once B's coarse clock has moved past the launch A recorded."""
     a = await replica("a")
     b = await replica("b")
     assert await launch(client, a, fence) == (200, "Success")
     await running_through(client, fence, a, b)
-    await asyncio.sleep(1.1)
+    past_the_wall_clock(clock, 1.1)  # past the workspace's start, which it also reports
     await use(client, b, fence)
     return a, b
 
 
 async def test_both_replicas_answer_the_same_last_activity_time(
         cluster: Cluster, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
-        client: aiohttp.ClientSession) -> None:
-    a, b = await launched_through_a_used_through_b(replica, client, fence)
+        client: aiohttp.ClientSession, clock: ManualClock) -> None:
+    a, b = await launched_through_a_used_through_b(replica, client, fence, clock)
     stamp = b.gateway.activity.last_ms(USER)
     assert stamp > a.gateway.activity.last_ms(USER)
 
@@ -323,8 +372,8 @@ async def test_both_replicas_answer_the_same_last_activity_time(
 
 async def test_a_restarted_replica_answers_the_last_activity_time_it_answered_before(
         cluster: Cluster, kubelet: Kubelet, replica: StartReplica, fence: FenceContract,
-        client: aiohttp.ClientSession) -> None:
-    a, b = await launched_through_a_used_through_b(replica, client, fence)
+        client: aiohttp.ClientSession, clock: ManualClock) -> None:
+    a, b = await launched_through_a_used_through_b(replica, client, fence, clock)
     before = (await status(client, b, fence))["lastActivityTime"]
     assert before == b.gateway.activity.last_ms(USER)  # B's own, maybe not published yet
     await b.running.close()  # B restarts: its process memory is gone
@@ -379,8 +428,7 @@ async def test_last_activity_time_is_jupyters_when_jupyter_saw_activity_later(
     a = await replica("a")
     assert await launch(client, a, fence, "Jupyter Notebook") == (200, "Success")
     await running_through(client, fence, a)
-    await asyncio.sleep(1.1)
-    await work_in_jupyter(jupyter_node, cluster)
+    await work_in_jupyter(jupyter_node, cluster)  # on the wall clock: the gateway's stands still
     jupyters = await jupyter_last_activity_ms(jupyter_node, cluster)
     ours = a.backend.last_activity_ms(USER)
     assert 0 < ours < jupyters
@@ -392,12 +440,12 @@ async def test_last_activity_time_is_jupyters_when_jupyter_saw_activity_later(
 
 async def test_last_activity_time_is_the_gateways_when_it_saw_activity_later(
         cluster: Cluster, jupyter_node: Kubelet, replica: StartReplica, fence: FenceContract,
-        client: aiohttp.ClientSession) -> None:
+        client: aiohttp.ClientSession, clock: ManualClock) -> None:
     a = await replica("a")
     assert await launch(client, a, fence, "Jupyter Notebook") == (200, "Success")
     await running_through(client, fence, a)
     await work_in_jupyter(jupyter_node, cluster)
-    await asyncio.sleep(2.1)  # past Jupyter's stamp by more than the gateway's 1 s clock
+    past_the_wall_clock(clock, 1.1)  # past Jupyter's stamp by more than the gateway's 1 s ticks
     await use(client, a, fence)  # Jupyter's api/status: traffic Jupyter does not count
     ours = a.backend.last_activity_ms(USER)
     assert ours > await jupyter_last_activity_ms(jupyter_node, cluster)

@@ -6,7 +6,6 @@ accept a watch and never answer it."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -63,7 +62,9 @@ async def test_a_watch_the_server_ends_resumes_from_its_version_without_a_relist
         cluster: Cluster, make_backend: BackendFactory) -> None:
     routes = RouteTable()
     backend = await make_backend(routes, watch_seconds=1)  # the server ends each after 1 s
-    await asyncio.sleep(2.5)
+    services = backend.services
+    assert services is not None
+    await eventually(lambda: services.watches >= 3)  # the server ended two
     await api_write(cluster, "POST", "services", own_service("bob", "h-bob-s"))
     await eventually(lambda: routes.get("bob"))
     assert backend.services is not None and backend.services.lists == 1  # resumed, no re-list
@@ -161,7 +162,10 @@ async def test_api_outage_keeps_routes_and_reports_down_then_recovers(
     await eventually(lambda: backend.health()["watch"] == "down")
     assert routes.get("alice") == before
     assert backend.health()["healthy"] is True  # restarting hatchway would not help
-    await asyncio.sleep(0.3)  # several failed re-lists later, still there
+    services = backend.services
+    assert services is not None
+    failed = services.errors
+    await eventually(lambda: services.errors >= failed + 3)  # several failed re-lists later
     assert routes.get("alice") == before
     await api.start()
     await api_write(cluster, "POST", "services", own_service("bob", "h-bob-s"))

@@ -38,8 +38,8 @@ from .chunked import ChunkedError, ChunkedScanner
 from .exchange import Exchange, Phase, Step
 from .head import (
     HEAD_END,
+    RequestReader,
     head_never_ends,
-    parse_request_head,
     session_cookie_out,
     upstream_request_head,
 )
@@ -96,7 +96,7 @@ class Front(asyncio.Protocol):
 
     __slots__ = ("fp", "transport", "buf", "state", "x", "read_block", "write_paused", "eof",
                  "idle", "client_ip", "cred", "token", "token_bytes", "cookie_out", "client",
-                 "served", "placed", "held", "trusted")
+                 "served", "placed", "held", "trusted", "reader")
 
     def __init__(self, fp: Listener) -> None:
         self.fp = fp
@@ -120,6 +120,7 @@ class Front(asyncio.Protocol):
         self.token = ""
         self.token_bytes = b""
         self.cookie_out: bytes | None = None
+        self.reader = RequestReader()  # this connection's llhttp parser, and its last head
 
     # -- asyncio callbacks ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -253,7 +254,7 @@ class Front(asyncio.Protocol):
                 self._handoff(buf)  # too long or bare-LF lines: aiohttp answers
             return
         head_len = end + 4
-        req = parse_request_head(buf[:head_len])
+        req = self.reader.read(buf[:head_len])
         fp = self.fp
         if not self.served:
             self.served = True

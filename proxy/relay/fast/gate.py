@@ -9,7 +9,7 @@ request it declines goes to aiohttp, which asks the same sequence and makes the 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 from launcher.routes import Route
 
@@ -39,6 +39,7 @@ class Gate:
         self.allowed_now = admission.allowed_now  # step 2 when it needs no I/O; None: ask
         self._user_bytes: dict[str, bytes | None] = {}
         self.trusted = gateway.trusted
+        self.routes = admission.routes
 
     def trusts(self, transport: asyncio.BaseTransport, peer: Any) -> bool:
         """Whether this peer's ``REMOTE_USER`` is believed (``sessions.trusted``): its requests
@@ -63,7 +64,24 @@ class Gate:
     def plan(self, req: RequestHead, identity: Identity) -> Plan | None:
         """Steps 3 and 4, and what this relay does not carry (a target that is not ASCII, an
         upgrade other than a body-less WebSocket GET, a TLS route, a user name no header may
-        carry); None when aiohttp should answer instead."""
+        carry); None when aiohttp should answer instead.
+
+        A connection that sends the same head again gets the same RequestHead: its plan for
+        the same user stands while the user's route is the same (frozen) Route object, since
+        steps 3 and 4 depend on nothing else (the target, Origin and Host are the head's, the
+        prefix and allowed origins the settings'). A route replaced, removed or not ready is
+        another object (or none), and the sequence is asked again."""
+        placed = req.placed
+        if placed is not None and placed[0] == identity.user:
+            kept = cast(Plan, placed[1])
+            if self.routes.get(identity.user) is kept[0]:
+                return kept
+        plan = self._plan(req, identity)
+        if plan is not None:
+            req.placed = (identity.user, plan)
+        return plan
+
+    def _plan(self, req: RequestHead, identity: Identity) -> Plan | None:
         try:
             raw = req.target.decode("ascii")
         except UnicodeDecodeError:

@@ -20,9 +20,9 @@ from .chunked import ChunkedError, ChunkedScanner
 from .head import (
     HEAD_END,
     ResponseHead,
+    ResponseReader,
     browser_response_head,
     head_never_ends,
-    parse_response_head,
 )
 from .interfaces import WRITE_HIGH_WATER, Browser, Request
 from .kernelcopy import Pipes, Pump, pump_between
@@ -41,7 +41,7 @@ class Upstream(asyncio.Protocol):
 
     __slots__ = ("pool", "key", "transport", "front", "request", "down", "state", "buf", "left",
                  "chunks", "no_body", "upgrade", "reused", "idle", "write_paused",
-                 "read_paused", "closed", "reusable", "resp", "pump")
+                 "read_paused", "closed", "reusable", "resp", "pump", "reader")
 
     def __init__(self, pool: UpstreamPool, key: tuple[str, int]) -> None:
         self.pool = pool
@@ -64,6 +64,7 @@ class Upstream(asyncio.Protocol):
         self.reusable = False
         self.resp: ResponseHead | None = None  # the last answer's head (the access log)
         self.pump: Pump | None = None  # the body moving in the kernel (reading is paused)
+        self.reader = ResponseReader()  # the last head read on this connection
 
     # -- the exchange ---------------------------------------------------------------------
     def attach(self, front: Browser, request: Request, down: asyncio.Transport, *,
@@ -200,7 +201,7 @@ class Upstream(asyncio.Protocol):
             end += 4
             head = buf[:end]
             buf = buf[end:]
-            resp = parse_response_head(head)
+            resp = self.reader.read(head)
             if resp is None:
                 self._broken()
                 return

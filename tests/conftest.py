@@ -29,7 +29,7 @@ from proxy.settings import Settings, load_settings
 
 from .cluster import podnetwork
 from .cluster.controlplane import ControlPlane, ControlPlaneError
-from .helpers import JWKSServer, exchange, public_jwk
+from .helpers import JWKSServer, aws_env, exchange, moto_server, public_jwk
 
 PROXY = "/lw-workspace/proxy/"
 
@@ -200,3 +200,18 @@ async def jwks_server(aiohttp_server: Any, rsa_key: Any, ec_key: Any) -> JWKSSer
     server = await aiohttp_server(app, host="127.0.0.1")
     state.url = str(server.make_url("/user/.well-known/jwks"))
     return state
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """moto's DynamoDB server (a real HTTP DynamoDB on 127.0.0.1), one per test module."""
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fake credentials for moto, so no profile of this machine's leaks in (a module that
+    talks to DynamoDB uses it for every test: ``pytest.mark.usefixtures``)."""
+    for name, value in aws_env(tmp_path / "none").items():
+        monkeypatch.setenv(name, value)

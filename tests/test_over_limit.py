@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from proxy.serve.app import CULLER
 from .conftest import PROXY, GatewayUnderTest
 from .helpers import (
     auth,
-    aws_env,
     create_paymodel_table,
     eventually,
     get_json,
@@ -39,18 +38,7 @@ from .test_metrics import scrape, value
 from .test_paymodels import DEFAULT, current_flags, put, row
 
 Table = tuple[Any, str]
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(autouse=True)
-def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name, value_ in aws_env(tmp_path / "none").items():
-        monkeypatch.setenv(name, value_)
+pytestmark = pytest.mark.usefixtures("aws_credentials")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +20,11 @@ from launcher.gojson import go_float32
 from launcher.paymodels import PayModel
 
 from .conftest import GatewayUnderTest
-from .helpers import aws_env, create_paymodel_table, eventually, moto_server
+from .helpers import create_paymodel_table, eventually
 
 API = "/lw-workspace/"
 DEFAULT = {"workspace_type": "Trial Workspace", "local": True}
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture(autouse=True)
-def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Fake credentials for moto; no profile of this machine's leaks in."""
-    for name, value in aws_env(tmp_path / "none").items():
-        monkeypatch.setenv(name, value)
+pytestmark = pytest.mark.usefixtures("aws_credentials")
 
 
 @pytest.fixture

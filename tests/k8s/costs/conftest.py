@@ -8,9 +8,8 @@ from __future__ import annotations
 import datetime
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ from launcher.routes import RouteTable
 from proxy.settings import Settings
 from proxy.settings import kube_settings as kube_config
 
-from ...helpers import aws_env, create_paymodel_table, moto_server
+from ...helpers import create_paymodel_table
 from ..cluster import Cluster
 from ..conftest import eventually, hatchery_doc
 
@@ -49,16 +48,9 @@ async def a_second_old(pod: dict[str, Any]) -> None:
     await eventually(lambda: time.time() >= born + 1.0)
 
 
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
 @pytest.fixture(autouse=True)
-def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name, value in aws_env(tmp_path / "none").items():
-        monkeypatch.setenv(name, value)
+def _aws_credentials(aws_credentials: None) -> None:
+    """Every cost test talks to moto."""
 
 
 class Table:

@@ -108,13 +108,17 @@ class Upstream(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._stop_pump()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _stop_pump(self) -> None:
+        """End a kernel copy still under way; what it had left is what the body lacks."""
         pump = self.pump
         if pump is not None:
             self.pump = None
             pump.abort()
             self.left = pump.left
-        if self.transport is not None:
-            self.transport.close()
 
     # -- asyncio callbacks ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -157,11 +161,7 @@ class Upstream(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        pump = self.pump
-        if pump is not None:
-            self.pump = None
-            pump.abort()
-            self.left = pump.left
+        self._stop_pump()
         if self.state == _LENGTH:  # an answer cut short: _head counted all of it
             self.pool.traffic.to_browser -= self.left
             self.state = _IDLE

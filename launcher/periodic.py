@@ -9,9 +9,10 @@ at INFO; every failure's traceback is at DEBUG for whoever needs it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+
+from .tasks import cancel_and_wait
 
 
 class Periodic:
@@ -32,10 +33,7 @@ class Periodic:
     async def stop(self) -> None:
         """Cancel the loop and wait for it; a step under way is cut where it awaits."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         if not self._at_once:

@@ -35,6 +35,7 @@ from launcher.lifetime import enforced_idle_ms, max_age_ms
 from launcher.names import claim_name, pod_name, service_name
 from launcher.options import HatcheryConfig, WorkspaceOption
 
+from ..tasks import cancel_and_wait
 from . import specs
 from .activity_sync import ActivitySync
 from .client import ApiError, Conflict, Gone, KubeClient
@@ -197,10 +198,7 @@ class KubernetesBackend:
 
     async def close(self) -> None:
         """Stop watching. Pods keep running: they are the cluster's, not this process's."""
-        if self._costs_start is not None:
-            self._costs_start.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._costs_start
+        await cancel_and_wait(self._costs_start)
         if self.costs is not None:
             await self.costs.stop()
         for part in (self.activity, self.elector):  # publish the last activity, release

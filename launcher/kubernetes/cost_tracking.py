@@ -50,6 +50,7 @@ from launcher.costs.pricing import PodCost, Pricing, parse_time, pod_cost, runti
 from launcher.errors import BackendError
 from launcher.paymodels import PayModelError
 
+from ..tasks import cancel_and_wait
 from .client import Conflict, KubeClient, NotFound
 from .specs import GEN3_USER_ANNOTATION, USER_ANNOTATION, WORKSPACE_ID_ANNOTATION
 from .watching import Reflector
@@ -125,11 +126,8 @@ class PodCostTracker:
             self._task = asyncio.create_task(self._run(), name="pod-cost-tracker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     def health(self) -> dict[str, Any]:
         body: dict[str, Any] = {"tracking": self.tracking, "leader": self._leading,

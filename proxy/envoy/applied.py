@@ -12,10 +12,11 @@ applied it, and ``/status`` said Running while Envoy answered 404).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import aiohttp
+
+from launcher.tasks import cancel_and_wait
 
 from .admin import EnvoyAdminUnreachable, Served, served
 
@@ -51,11 +52,8 @@ class EnvoyApplied:
             self._task = asyncio.create_task(self._follow(), name="envoy-applied")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def _follow(self) -> None:
         async with aiohttp.ClientSession() as session:

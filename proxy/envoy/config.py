@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from launcher.errors import ConfigError
 from launcher.names import escape
 from launcher.routes import Route, RouteTable
+from launcher.tasks import cancel_and_wait
 
 from .. import responses
 from ..relay.headers import IDENTITY
@@ -598,11 +599,8 @@ class EnvoyConfigWriter:
             self._applied.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
         if self._applied is not None:
             await self._applied.stop()
 

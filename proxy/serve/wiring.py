@@ -17,6 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from launcher.backend import NOT_FOUND, RUNNING, STOPPED
+from launcher.tasks import cancel_and_wait
 
 from ..admission import stopped
 from ..admission.sequence import ADMISSION
@@ -76,9 +77,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     app[health.KEYS].preload_soon()
     task = asyncio.create_task(_follow_launches(app), name="launch follower")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait(task)
 
 
 async def _follow_launches(app: web.Application) -> None:

@@ -43,7 +43,7 @@ from .head import (
     session_cookie_out,
     upstream_request_head,
 )
-from .interfaces import WRITE_HIGH_WATER, Listener, Workspace
+from .interfaces import WRITE_HIGH_WATER, Listener, Workspace, write_head_and_body
 from .kernelcopy import SOURCE, pump_between
 from .limits import Handed
 from .splice import splice
@@ -70,7 +70,6 @@ RETRY, DECLINE, FAIL, UPGRADE = Step.RETRY, Step.DECLINE, Step.FAIL, Step.UPGRAD
 BUF_FULL, _UP_FULL, _HANDOFF, PUMPING = 1, 2, 4, 8
 # A request body at least this long still to come is spliced in the kernel (kernelcopy)
 PUMP_MIN = 64 * 1024
-_BIG = 16384  # above this, write head and body as two buffers instead of joining them
 
 
 def final_answer(status: bytes, message: str) -> bytes:
@@ -82,13 +81,6 @@ def final_answer(status: bytes, message: str) -> bytes:
     return (b"HTTP/1.1 %s\r\nContent-Type: application/json; charset=utf-8\r\n"
             b"X-Content-Type-Options: nosniff\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (status, len(body))) + body
-
-
-def _write(transport: asyncio.Transport, head: bytes, body: bytes) -> None:
-    if len(body) > _BIG:
-        transport.writelines((head, body))
-    else:
-        transport.write(head + body if body else head)
 
 
 class Front(asyncio.Protocol):
@@ -364,7 +356,7 @@ class Front(asyncio.Protocol):
             except ChunkedError as exc:
                 self._fail(b"400 Bad Request", f"malformed request body: {exc}")
                 return
-            _write(up.transport, x.out_head, out)
+            write_head_and_body(up.transport, x.out_head, out)
             traffic.to_workspace += len(out)
             if after is None:
                 x.chunks = scanner
@@ -382,12 +374,12 @@ class Front(asyncio.Protocol):
             traffic.to_workspace += req.content_length
             end = head_len + req.content_length
             if len(buf) >= end:
-                _write(up.transport, x.out_head, buf[head_len:end])
+                write_head_and_body(up.transport, x.out_head, buf[head_len:end])
                 x.replay = buf[:end]
                 self.buf = buf[end:]
                 x.step(SEND_ALL)
             else:
-                _write(up.transport, x.out_head, buf[head_len:])
+                write_head_and_body(up.transport, x.out_head, buf[head_len:])
                 x.body_left = x.mark = left = end - len(buf)
                 self.idle = 0
                 self.buf = b""

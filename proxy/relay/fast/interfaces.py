@@ -22,6 +22,16 @@ if TYPE_CHECKING:
     from .splice import SpliceEnd
 
 WRITE_HIGH_WATER = 512 * 1024  # a transport's write buffer above this pauses the other side
+_BIG = 16384  # above this, a head and its body go as two buffers instead of one joined copy
+
+
+def write_head_and_body(transport: asyncio.Transport, head: bytes, body: bytes) -> None:
+    """One write for a head and the body bytes that came with it: joined when small (one
+    send), as two buffers when joining would copy a large body."""
+    if len(body) > _BIG:
+        transport.writelines((head, body))
+    else:
+        transport.write(head + body if body else head)
 
 
 class Request(Protocol):

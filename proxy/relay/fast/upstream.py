@@ -24,7 +24,7 @@ from .head import (
     browser_response_head,
     head_never_ends,
 )
-from .interfaces import WRITE_HIGH_WATER, Browser, Request
+from .interfaces import WRITE_HIGH_WATER, Browser, Request, write_head_and_body
 from .kernelcopy import Pipes, Pump, pump_between
 
 CONNECT_TIMEOUT = 10.0
@@ -246,10 +246,7 @@ class Upstream(asyncio.Protocol):
             out = browser_response_head(head, resp, chunked=False, close=close)
             traffic.to_browser += len(out) + n  # once; connection_lost gives back a shortfall
             if len(buf) < n:
-                if len(buf) > 16384:
-                    down.writelines((out, buf))
-                else:
-                    down.write(out + buf)
+                write_head_and_body(down, out, buf)
                 self.left = left = n - len(buf)
                 self.state = _LENGTH
                 if left >= PUMP_MIN:
